@@ -1,0 +1,85 @@
+"""Building blocks shared by LapCVAE's per-level VAEs and the baselines: conv encoder and decoder stacks
+and the diagonal-Gaussian algebra of the VAE (reparameterisation, closed-form KL)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Halve the spatial size: 4x4 stride-2 conv, batch norm, leaky ReLU (the DCGAN-style block)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.LeakyReLU(0.2, inplace=True),
+    )
+
+
+def deconv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Double the spatial size: 4x4 stride-2 transposed conv, batch norm, ReLU."""
+    return nn.Sequential(
+        nn.ConvTranspose2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ConvEncoder(nn.Module):
+    """(B, C, H, W) -> mean and log-variance of a diagonal Gaussian over `latent_dim` dims.
+
+    Each entry of `widths` is one stride-2 block, so H and W must be divisible by 2 ** len(widths).
+    """
+
+    def __init__(self, *, in_channels: int, size: int, widths: list[int], latent_dim: int):
+        super().__init__()
+        channels = [in_channels, *widths]
+        self.features = nn.Sequential(*(conv_block(a, b) for a, b in zip(channels[:-1], channels[1:])))
+        feature_size = size // 2 ** len(widths)
+        self.to_stats = nn.Linear(widths[-1] * feature_size * feature_size, 2 * latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.features(x).flatten(1)  # (B, widths[-1] * s * s)
+        mean, log_var = self.to_stats(features).chunk(2, dim=1)  # (B, latent_dim) each
+        return mean, log_var
+
+
+class ConvDecoder(nn.Module):
+    """(B, latent_dim) -> (B, out_channels, size, size); `widths` run coarse to fine, mirroring the encoder."""
+
+    def __init__(self, *, latent_dim: int, size: int, widths: list[int], out_channels: int):
+        super().__init__()
+        self.start_size = size // 2 ** len(widths)
+        self.start_channels = widths[0]
+        self.from_latent = nn.Sequential(
+            nn.Linear(latent_dim, widths[0] * self.start_size * self.start_size), nn.ReLU(inplace=True)
+        )
+        blocks = [deconv_block(a, b) for a, b in zip(widths[:-1], widths[1:])]
+        self.features = nn.Sequential(*blocks)
+        self.to_image = nn.ConvTranspose2d(widths[-1], out_channels, kernel_size=4, stride=2, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.from_latent(z).view(-1, self.start_channels, self.start_size, self.start_size)  # (B, C0, s, s)
+        return self.to_image(self.features(x))  # (B, out_channels, size, size)
+
+
+def reparameterize(mean: torch.Tensor, log_var: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """z = mean + sigma * eps, eps ~ N(0, I) (Kingma and Welling 2014)."""
+    eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+    return mean + torch.exp(0.5 * log_var) * eps
+
+
+def kl_diagonal_gaussians(
+    mean_q: torch.Tensor, log_var_q: torch.Tensor,
+    mean_p: torch.Tensor | None = None, log_var_p: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """KL(q || p) per sample, summed over latent dims, for diagonal Gaussians; p defaults to N(0, I).
+
+    KL = 1/2 * sum( log var_p - log var_q + (var_q + (mean_q - mean_p)^2) / var_p - 1 )
+    """
+    if mean_p is None:
+        mean_p = torch.zeros_like(mean_q)
+    if log_var_p is None:
+        log_var_p = torch.zeros_like(log_var_q)
+    kl = log_var_p - log_var_q + (log_var_q.exp() + (mean_q - mean_p).pow(2)) / log_var_p.exp() - 1.0
+    return 0.5 * kl.sum(dim=1)  # (B,)

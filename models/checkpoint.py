@@ -1,0 +1,70 @@
+"""Atomic checkpoint files and the registry that turns a checkpoint back into a model.
+
+A model checkpoint is a plain dict of tensors and primitives, so it loads with `weights_only=True`:
+    {"kind": str, "config": dict, "state_dict": dict, "meta": dict}
+`kind` names the class in MODEL_KINDS; the class rebuilds itself with `from_config(config)`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+MODEL_KINDS = {
+    "lapcvae": "models.lapcvae:LapCVAE",
+    "vae": "baselines.vae:VAE",
+    "vaegan": "baselines.vaegan:VAEGAN",
+}
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(obj, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any] | None = None) -> None:
+    """Write a model checkpoint; `model` must carry `kind` and `config` (see models/interface.py)."""
+    atomic_save(
+        {"kind": model.kind, "config": model.config, "state_dict": model.state_dict(), "meta": meta or {}}, path
+    )
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist: train that model first (see README)")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise ValueError(f"checkpoint {path} cannot be read ({error}); delete it and retrain") from error
+
+
+def model_class(kind: str) -> type[nn.Module]:
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {kind!r}; known kinds: {', '.join(MODEL_KINDS)}")
+    module_name, class_name = MODEL_KINDS[kind].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the model a checkpoint holds, in eval mode on `device`."""
+    checkpoint = load_checkpoint(path, device)
+    model = model_class(checkpoint["kind"]).from_config(checkpoint["config"])
+    model.load_state_dict(checkpoint["state_dict"])
+    model.meta = checkpoint.get("meta", {})
+    return model.to(device).eval()

@@ -1,0 +1,136 @@
+"""Load params.yaml, merge override files over it, and validate the result against the JSON schema.
+
+The schema is assembled from one fragment per top-level section (`workflow/schemas/<section>.schema.yaml`),
+so that each part of the suite owns the description of its own parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
+DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
+
+
+class ParamsError(ValueError):
+    """A params file is missing, unreadable or invalid; the message names the key and the fix."""
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Return `base` with `override` merged in: mappings merge key by key, anything else replaces."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"params file {path} does not exist: pass an existing YAML file")
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ParamsError(f"params file {path} is not valid YAML: {error}") from error
+    if not isinstance(content, dict):
+        raise ParamsError(f"params file {path} must hold a mapping at its top level, not {type(content).__name__}")
+    return content
+
+
+def load_schema() -> dict[str, Any]:
+    """The whole params schema: the top-level frame plus one fragment per section."""
+    frame = yaml.safe_load((SCHEMA_DIR / "params.schema.yaml").read_text())
+    for fragment in sorted(SCHEMA_DIR.glob("*.schema.yaml")):
+        section = fragment.name.removesuffix(".schema.yaml")
+        if section != "params":
+            frame["properties"][section] = yaml.safe_load(fragment.read_text())
+    return frame
+
+
+def _key_path(parts: Iterable[Any]) -> str:
+    return ".".join(str(part) for part in parts) or "<top level>"
+
+
+def _check_per_level_lists(params: Mapping[str, Any]) -> None:
+    """Cross-field rules JSON schema cannot express: every per-level list has one entry per pyramid level."""
+    lapcvae = params.get("lapcvae", {})
+    for resolution in params.get("data", {}).get("resolutions", []):
+        key = str(resolution)
+        if key not in lapcvae:
+            raise ParamsError(f"lapcvae.{key}: data.resolutions lists {resolution} but lapcvae has no settings for it")
+        level_params = lapcvae[key]
+        levels = level_params["levels"]
+        for list_key in ("latent_dims", "kl_weights"):
+            values = level_params[list_key]
+            if len(values) != levels:
+                raise ParamsError(
+                    f"lapcvae.{key}.{list_key}: has {len(values)} entries but lapcvae.{key}.levels is {levels}; "
+                    "give one value per level, finest first"
+                )
+        if resolution % 2 ** (levels - 1):
+            raise ParamsError(
+                f"lapcvae.{key}.levels: {resolution} px cannot be halved {levels - 1} times evenly; use fewer levels"
+            )
+        for model in ("vae", "vaegan"):
+            if key not in params.get(model, {}):
+                raise ParamsError(f"{model}.{key}: data.resolutions lists {resolution} but {model} has no settings")
+
+
+def validate(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate merged params; raise ParamsError naming the first offending key."""
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), list(e.absolute_path)))
+    if errors:
+        error = errors[0]
+        location = list(error.absolute_path)
+        if error.validator == "additionalProperties":
+            unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            location += unknown[:1]
+            raise ParamsError(f"{_key_path(location)}: unknown key (allowed here: "
+                              f"{', '.join(sorted(error.schema.get('properties', {})))})")
+        raise ParamsError(f"{_key_path(location)}: {error.message}")
+    _check_per_level_lists(params)
+    return dict(params)
+
+
+def load_params(*overrides: str | Path, base: str | Path = DEFAULT_PARAMS) -> dict[str, Any]:
+    """params.yaml with each override file merged over it in order, validated."""
+    merged = read_yaml(base)
+    for override in overrides:
+        merged = deep_merge(merged, read_yaml(override))
+    return validate(merged)
+
+
+def train_settings(params: Mapping[str, Any], model: str, resolution: int) -> dict[str, Any]:
+    """The shared loop's settings for one model at one resolution: `train` with the model's own overrides."""
+    return deep_merge(params["train"], params[model][str(resolution)].get("train", {}))
+
+
+def fingerprint(value: Any) -> str:
+    """A short stable hash of a params subtree, for Snakemake's params rerun trigger."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def add_params_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `--params` option every command-line entry point takes."""
+    parser.add_argument(
+        "--params", "-p", action="append", default=None, metavar="YAML",
+        help="override file merged over params.yaml (repeatable, later wins), e.g. config/smoke.yaml",
+    )
+
+
+def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return load_params(*(args.params or []))
