@@ -1,0 +1,32 @@
+# The LapCVAE benchmark (Dorta et al., CVMP 2017) as one Snakemake DAG: data -> models -> evaluation -> report.
+#   snakemake --cores all                                  # the default run, on the synthetic faces
+#   snakemake --cores all --configfile config/smoke.yaml   # a tiny run of the same DAG
+#   snakemake --cores all --configfile config/paper.yaml   # the paper's setting on CelebA
+# Parameters: params.yaml (validated against workflow/schemas/). Rules: workflow/rules/*.smk.
+
+configfile: "params.yaml"
+
+report: "workflow/report/workflow.rst"
+
+include: "workflow/rules/common.smk"
+
+wildcard_constraints:
+    res="|".join(RES),
+    model="|".join(MODELS),
+    variant="|".join(LAPCVAE_VARIANTS),
+    baseline="|".join(BASELINES),
+    level=r"\d+",
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/editing.smk"
+include: "workflow/rules/study.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        final_targets(config),
+    default_target: True

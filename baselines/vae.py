@@ -1,0 +1,158 @@
+"""The VAE baseline of Table 1 (Kingma and Welling 2014): one convolutional VAE over the whole image.
+
+As in the paper (section 5.1), its latent space has LapCVAE's combined size at that resolution (the sum of
+`lapcvae[res].latent_dims`) and its parameter count is matched to LapCVAE's: `match_vae_widths` scales the
+relative widths of `vae[res].widths` until the two counts are closest, so the match holds for any config.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from models.blocks import ConvDecoder, ConvEncoder, kl_diagonal_gaussians, reparameterize
+from models.interface import StepResult
+
+logger = logging.getLogger(__name__)
+
+
+def check_conv_stack(resolution: int, widths: list[int], model: str) -> None:
+    """The encoder halves the image once per width; refuse stacks that do not fit the resolution."""
+    if not widths or min(widths) < 1:
+        raise ValueError(f"{model}: widths {widths} must be a non-empty list of positive channel counts")
+    if resolution % 2 ** len(widths):
+        raise ValueError(
+            f"{model}: a {resolution} px image cannot be halved {len(widths)} times (one per entry of widths "
+            f"{widths}); use fewer widths or a resolution divisible by {2 ** len(widths)}"
+        )
+
+
+def sample_prior(n: int, latent_dim: int, seed: int, device: torch.device) -> torch.Tensor:
+    """n latent codes from N(0, I), drawn on the CPU from `seed` so a seed gives the same codes everywhere."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, latent_dim, generator=generator).to(device)  # (n, latent_dim)
+
+
+class VAE(nn.Module):
+    """Convolutional VAE: Gaussian likelihood with unit variance on [0, 1] pixels and a N(0, I) prior."""
+
+    kind = "vae"
+
+    def __init__(self, *, resolution: int, latent_dim: int, widths: list[int]):
+        super().__init__()
+        check_conv_stack(resolution, widths, self.kind)
+        if latent_dim < 1:
+            raise ValueError(f"vae: latent_dim must be positive, got {latent_dim}")
+        self.config = {"resolution": resolution, "latent_dim": latent_dim, "widths": list(widths)}
+        self.resolution = resolution
+        self.latent_dim = latent_dim
+        self.encoder = ConvEncoder(in_channels=3, size=resolution, widths=list(widths), latent_dim=latent_dim)
+        # The decoder mirrors the encoder: its widths run coarse to fine.
+        self.decoder = ConvDecoder(latent_dim=latent_dim, size=resolution, widths=list(widths)[::-1], out_channels=3)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> VAE:
+        return cls(resolution=int(config["resolution"]), latent_dim=int(config["latent_dim"]),
+                   widths=[int(width) for width in config["widths"]])
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], resolution: int) -> VAE:
+        """The VAE of a params tree at one resolution, latent size and parameter count matched to LapCVAE."""
+        return cls.from_config(vae_config(params, resolution))
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"vae": list(self.parameters())}
+
+    def training_step(self, images: torch.Tensor) -> StepResult:
+        mean, log_var = self.encoder(images)  # (B, latent_dim) each
+        latents = reparameterize(mean, log_var)
+        decoded = self.decoder(latents)  # (B, 3, H, W)
+        # Gaussian log-likelihood with unit variance: the sum of squared errors per image (constants dropped).
+        reconstruction = (decoded.float() - images).pow(2).flatten(1).sum(dim=1).mean()
+        kl = kl_diagonal_gaussians(mean.float(), log_var.float()).mean()  # KL to N(0, I), Eq. 5's prior
+        loss = reconstruction + kl
+        return StepResult(
+            objectives={"vae": loss},
+            logs={"loss": loss.detach(), "reconstruction": reconstruction.detach(), "kl": kl.detach()},
+        )
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        mean, _ = self.encoder(images)  # decode the posterior mean
+        return self.decoder(mean).clamp(0.0, 1.0)  # (N, 3, H, W)
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int) -> torch.Tensor:
+        device = next(self.parameters()).device
+        return self.decoder(sample_prior(n, self.latent_dim, seed, device)).clamp(0.0, 1.0)  # (n, 3, H, W)
+
+
+def parameter_count(build: Callable[[], nn.Module]) -> int:
+    """Parameters of the module `build()` returns, built on the meta device so nothing is allocated."""
+    with torch.device("meta"):
+        module = build()
+    return sum(parameter.numel() for parameter in module.parameters())
+
+
+def lapcvae_parameter_count(params: Mapping[str, Any], resolution: int) -> int:
+    """Parameters of the full LapCVAE (with the M networks) that `params` describes at `resolution`."""
+    from models.lapcvae import LapCVAE  # imported here: LapCVAE is only needed to size the VAE
+
+    return parameter_count(lambda: LapCVAE.from_params(params["lapcvae"][str(resolution)], resolution, use_m=True))
+
+
+def count_widths(resolution: int, latent_dim: int, widths: list[int]) -> int:
+    """Parameters of a VAE with these widths."""
+    return parameter_count(lambda: VAE(resolution=resolution, latent_dim=latent_dim, widths=widths))
+
+
+def scaled_widths(widths: list[int], multiplier: float) -> list[int]:
+    return [max(1, round(width * multiplier)) for width in widths]
+
+
+def match_vae_widths(params: Mapping[str, Any], resolution: int, target: int | None = None) -> list[int]:
+    """`vae[res].widths` scaled by the multiplier whose VAE parameter count is closest to LapCVAE's.
+
+    target: the parameter count to match; by default LapCVAE's at this resolution in `params`.
+    The count grows monotonically with the multiplier, so a bisection in log space finds the crossing.
+    """
+    key = str(resolution)
+    base_widths = list(params["vae"][key]["widths"])
+    latent_dim = vae_latent_dim(params, resolution)
+    check_conv_stack(resolution, base_widths, "vae")
+    target = lapcvae_parameter_count(params, resolution) if target is None else target
+
+    def count(multiplier: float) -> int:
+        return count_widths(resolution, latent_dim, scaled_widths(base_widths, multiplier))
+
+    low, high = math.log(1e-3), math.log(1e3)
+    for _ in range(60):
+        middle = 0.5 * (low + high)
+        if count(math.exp(middle)) < target:
+            low = middle
+        else:
+            high = middle
+    candidates = [scaled_widths(base_widths, math.exp(bound)) for bound in (low, high)]
+    best = min(candidates, key=lambda widths: abs(count_widths(resolution, latent_dim, widths) - target))
+    logger.info("VAE at %d px: widths %s, %d parameters (LapCVAE: %d)",
+                resolution, best, count_widths(resolution, latent_dim, best), target)
+    return best
+
+
+def vae_latent_dim(params: Mapping[str, Any], resolution: int) -> int:
+    """LapCVAE's combined latent size at this resolution (256 at 64 and 448 at 128 in the paper)."""
+    return int(sum(params["lapcvae"][str(resolution)]["latent_dims"]))
+
+
+def vae_config(params: Mapping[str, Any], resolution: int) -> dict[str, Any]:
+    """The VAE's `from_config` dict for a params tree: LapCVAE's latent size, matched widths."""
+    return {
+        "resolution": resolution,
+        "latent_dim": vae_latent_dim(params, resolution),
+        "widths": match_vae_widths(params, resolution),
+    }

@@ -1,0 +1,196 @@
+"""The VAE/GAN baseline of Table 1, after Larsen et al. 2016 ("Autoencoding beyond pixels using a learned
+similarity metric") and the authors' code (github.com/andersbll/autoencoding_beyond_pixels, model/aegan.py).
+
+Three parameter groups, three objectives (Larsen et al., Algorithm 1):
+- encoder:       L_prior + L_llike^Dis_l
+- decoder:       gamma * L_llike^Dis_l - (1 - gamma) * L_GAN   (the authors' weighting of the two terms)
+- discriminator: L_GAN, on real images, reconstructions and decoded prior samples.
+L_llike^Dis_l is a unit-variance Gaussian log-likelihood (sum of squared errors) of the discriminator's features
+at conv layer `dis_layer`. It is computed with the discriminator's parameters detached, so it never trains the
+discriminator; the GAN terms decode detached latents, so they never reach the encoder.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from baselines.vae import check_conv_stack, sample_prior
+from models.blocks import ConvDecoder, ConvEncoder, conv_block, kl_diagonal_gaussians, reparameterize
+from models.interface import StepResult
+
+logger = logging.getLogger(__name__)
+
+
+class Discriminator(nn.Module):
+    """Larsen et al.'s discriminator: a 5x5 stride-1 conv, then one stride-2 block per further width (so the
+    last feature map is resolution / 2 ** (len(widths) - 1) wide), a hidden fully connected layer and a logit.
+
+    `forward` returns the logit (B,) and the features of conv layer `dis_layer` before its batch norm, the
+    layer the authors' code reads (recon_depth=9: the output of the fourth convolution).
+    """
+
+    def __init__(self, *, resolution: int, widths: list[int], hidden: int, dis_layer: int):
+        super().__init__()
+        if not 0 <= dis_layer < len(widths):
+            raise ValueError(f"vaegan: dis_layer {dis_layer} must index one of the {len(widths)} discriminator convs")
+        self.dis_layer = dis_layer
+        first = nn.Sequential(nn.Conv2d(3, widths[0], kernel_size=5, padding=2), nn.LeakyReLU(0.2))
+        self.convs = nn.ModuleList([first, *(conv_block(a, b) for a, b in zip(widths[:-1], widths[1:]))])
+        feature_size = resolution // 2 ** (len(widths) - 1)
+        self.classify = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(widths[-1] * feature_size * feature_size, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden, 1),
+        )
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = images  # (B, 3, H, W)
+        features = x
+        for index, block in enumerate(self.convs):
+            x = block[0](x)  # the convolution
+            if index == self.dis_layer:
+                features = x  # (B, C_l, H_l, W_l)
+            x = block[1:](x)  # its normalisation and activation
+        return self.classify(x).squeeze(1), features  # (B,), (B, C_l, H_l, W_l)
+
+
+def feature_likelihood(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L_llike^Dis_l: unit-variance Gaussian negative log-likelihood, the sum of squared feature errors per image."""
+    return (features.float() - target.float()).pow(2).flatten(1).sum(dim=1).mean()
+
+
+def real_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """-log D(x), mean over the batch."""
+    return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+
+
+def fake_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """-log(1 - D(G(z))), mean over the batch."""
+    return F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
+
+
+class VAEGAN(nn.Module):
+    kind = "vaegan"
+
+    def __init__(
+        self, *, resolution: int, latent_dim: int, widths: list[int], dis_hidden: int, dis_layer: int,
+        gamma: float, balance: Mapping[str, Any],
+    ):
+        super().__init__()
+        check_conv_stack(resolution, widths, self.kind)
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"vaegan: gamma must lie in [0, 1] (it weighs Dis_l against the GAN term), got {gamma}")
+        self.config = {
+            "resolution": resolution, "latent_dim": latent_dim, "widths": list(widths), "dis_hidden": dis_hidden,
+            "dis_layer": dis_layer, "gamma": gamma, "balance": dict(balance),
+        }
+        self.latent_dim = latent_dim
+        self.gamma = gamma
+        self.balance = dict(balance)
+        self.encoder = ConvEncoder(in_channels=3, size=resolution, widths=list(widths), latent_dim=latent_dim)
+        self.decoder = nn.Sequential(
+            ConvDecoder(latent_dim=latent_dim, size=resolution, widths=list(widths)[::-1], out_channels=3),
+            nn.Sigmoid(),  # images in [0, 1], as the discriminator sees real ones (the original used tanh on [-1, 1])
+        )
+        self.discriminator = Discriminator(resolution=resolution, widths=list(widths), hidden=dis_hidden,
+                                           dis_layer=dis_layer)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> VAEGAN:
+        return cls(
+            resolution=int(config["resolution"]), latent_dim=int(config["latent_dim"]),
+            widths=[int(width) for width in config["widths"]], dis_hidden=int(config["dis_hidden"]),
+            dis_layer=int(config["dis_layer"]), gamma=float(config["gamma"]), balance=dict(config["balance"]),
+        )
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], resolution: int) -> VAEGAN:
+        settings = params["vaegan"][str(resolution)]
+        return cls.from_config({"resolution": resolution, **{key: settings[key] for key in (
+            "latent_dim", "widths", "dis_hidden", "dis_layer", "gamma", "balance")}})
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {
+            "encoder": list(self.encoder.parameters()),
+            "decoder": list(self.decoder.parameters()),
+            "discriminator": list(self.discriminator.parameters()),
+        }
+
+    def _frozen_discriminator(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The discriminator with detached parameters: gradients reach its input, never its weights."""
+        detached = {name: parameter.detach() for name, parameter in self.discriminator.named_parameters()}
+        return functional_call(self.discriminator, detached, (images,))
+
+    def _updates(self, real_cost: float, fake_cost: float) -> tuple[bool, bool]:
+        """The authors' balancing rule: (update decoder, update discriminator) given the discriminator's BCE."""
+        if not self.balance["enabled"]:
+            return True, True
+        low = self.balance["equilibrium"] - self.balance["margin"]
+        high = self.balance["equilibrium"] + self.balance["margin"]
+        update_discriminator = not (real_cost < low or fake_cost < low)  # skip it when it is far ahead
+        update_decoder = not (real_cost > high or fake_cost > high)  # skip the decoder when it is far behind
+        if not (update_decoder or update_discriminator):
+            return True, True
+        return update_decoder, update_discriminator
+
+    def training_step(self, images: torch.Tensor) -> StepResult:
+        batch = images.shape[0]
+        mean, log_var = self.encoder(images)  # (B, latent_dim) each
+        latents = reparameterize(mean, log_var)
+        kl = kl_diagonal_gaussians(mean.float(), log_var.float()).mean()  # L_prior
+
+        # L_llike^Dis_l for the encoder and decoder: real and reconstructed features in one batch, as the authors.
+        reconstructions = self.decoder(latents)  # (B, 3, H, W)
+        _, features = self._frozen_discriminator(torch.cat([images, reconstructions]))
+        real_features, reconstructed_features = features.split(batch)
+        dis_l = feature_likelihood(reconstructed_features, real_features.detach())
+
+        # GAN terms: decoded from detached latents (no GAN gradient reaches the encoder); real and generated
+        # images share the discriminator's batch, as in the authors' code.
+        gan_reconstructions = self.decoder(latents.detach())  # (B, 3, H, W)
+        prior_samples = self.decoder(torch.randn_like(latents))  # (B, 3, H, W)
+        logits, _ = self.discriminator(torch.cat([images, gan_reconstructions, prior_samples]))  # (3B,)
+        real_logits, reconstruction_logits, prior_logits = logits.split(batch)
+        real_bce = real_cross_entropy(real_logits)
+        generated_bce = fake_cross_entropy(reconstruction_logits) + fake_cross_entropy(prior_logits)
+        # L_GAN as a loss: -[log D(x) + log(1 - D(Dec(z))) + log(1 - D(Dec(Enc(x))))]
+        gan = real_bce + generated_bce
+        fake_bce = 0.5 * generated_bce  # mean over all generated images, the authors' "fake cost"
+
+        update_decoder, update_discriminator = self._updates(real_bce.item(), fake_bce.item())
+        encoder_loss = kl + dis_l
+        # The decoder's -L_GAN also flows into the discriminator's weights; the training loop applies each
+        # objective's gradient to its own group only (models/interface.py), so it updates the decoder alone.
+        decoder_loss = self.gamma * dis_l - (1.0 - self.gamma) * generated_bce
+        return StepResult(
+            objectives={
+                "encoder": encoder_loss,
+                "decoder": decoder_loss if update_decoder else None,
+                "discriminator": gan if update_discriminator else None,
+            },
+            logs={
+                "kl": kl.detach(), "dis_l": dis_l.detach(), "gan": gan.detach(),
+                "real_bce": real_bce.detach(), "fake_bce": fake_bce.detach(),
+                "update_decoder": torch.tensor(float(update_decoder)),
+                "update_discriminator": torch.tensor(float(update_discriminator)),
+            },
+        )
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        mean, _ = self.encoder(images)  # decode the posterior mean
+        return self.decoder(mean).clamp(0.0, 1.0)  # (N, 3, H, W)
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int) -> torch.Tensor:
+        device = next(self.parameters()).device
+        return self.decoder(sample_prior(n, self.latent_dim, seed, device)).clamp(0.0, 1.0)  # (n, 3, H, W)

@@ -1,0 +1,304 @@
+"""Figures 4, 5, 7, 8 of the paper and the training curves, for one resolution (command `lapcvae figures`).
+
+- Figure 4: test images and every model's reconstruction of them (rows: models, columns: images).
+- Figure 5: samples of every model (all drawn with the same seed by `evaluate`).
+- Figure 7: LapCVAE partial sampling: the coarsest levels of one test image fixed, the finer ones sampled.
+- Figure 8: LapCVAE samples before and after retraining M (section 5.1.3), same seeds.
+- Training curves: reconstruction and KL terms over steps from each checkpoint's `.log.csv`.
+Each `*_rows` function returns the image grid as plain arrays, so tests can check pixels directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from eval.plotting import (
+    DEFAULT_DPI,
+    DISPLAY_NAMES,
+    MODELS,
+    add_caption,
+    caption_height,
+    image_grid,
+    save_figure,
+)
+from models.checkpoint import load_model
+from workflow.config import add_params_arguments, params_from_args
+
+logger = logging.getLogger(__name__)
+
+GridRows = list[list[np.ndarray | None]]
+NON_LOSS_COLUMNS = ("step", "epoch")
+# Log columns plotted as curves: the reconstruction and KL terms (names as the training loop logs them).
+CURVE_TERMS = ("rec", "kl")
+# Curves are smoothed with a running mean over this fraction of the steps, so trends read through the noise.
+SMOOTHING_FRACTION = 0.02
+
+
+class PartialSampler(Protocol):
+    levels: int
+
+    def partial_sample(
+        self, x: torch.Tensor, fixed_levels: int, n: int, seed: int
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def load_images(path: str | Path) -> np.ndarray:
+    """A uint8 (N, 3, H, W) image array from .npy, memory-mapped (only the rows used are read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run the step that writes it "
+                                "(see docs/ARCHITECTURE.md)")
+    try:
+        images = np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path} is not a readable .npy file ({error}); delete it and rerun its step") \
+            from error
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"{path} must hold uint8 images (N, 3, H, W), got {images.dtype} {images.shape}; "
+                         "rerun the step that writes it")
+    return images
+
+
+def first_images(images: np.ndarray, n: int, source: str) -> np.ndarray:
+    """The first n images as an in-memory (n, 3, H, W) uint8 array; ValueError if there are fewer."""
+    if len(images) < n:
+        raise ValueError(f"{source} holds {len(images)} images but the figure shows {n}; "
+                         "lower eval.figure_images or evaluate more images")
+    return np.array(images[:n])
+
+
+def reconstruction_rows(
+    originals: np.ndarray, reconstructions: Mapping[str, np.ndarray]
+) -> tuple[GridRows, list[str], list[str]]:
+    """Figure 4: first row the originals (n, 3, H, W), then one row per model's reconstructions of them."""
+    rows: GridRows = [list(originals)]
+    for model, images in reconstructions.items():
+        if images.shape != originals.shape:
+            raise ValueError(f"{model}'s reconstructions have shape {images.shape}, the originals "
+                             f"{originals.shape}; re-evaluate {model} on the same test split")
+        rows.append(list(images))
+    row_labels = ["Original", *(DISPLAY_NAMES.get(model, model) for model in reconstructions)]
+    col_labels = [f"test {i}" for i in range(len(originals))]
+    return rows, row_labels, col_labels
+
+
+def sample_rows(samples: Mapping[str, np.ndarray]) -> tuple[GridRows, list[str], list[str]]:
+    """Figure 5 (and 8): one row of samples (n, 3, H, W) per model."""
+    rows: GridRows = [list(images) for images in samples.values()]
+    row_labels = [DISPLAY_NAMES.get(model, model) for model in samples]
+    col_labels = [f"sample {i + 1}" for i in range(max(len(row) for row in rows))]
+    return rows, row_labels, col_labels
+
+
+def retrained_m_rows(before: np.ndarray, after: np.ndarray) -> tuple[GridRows, list[str], list[str]]:
+    """Figure 8: LapCVAE samples before (first row) and after (second row) retraining M, same seeds."""
+    if before.shape != after.shape:
+        raise ValueError(f"samples before ({before.shape}) and after ({after.shape}) retraining M differ in "
+                         "shape; evaluate both with the same params")
+    rows: GridRows = [list(before), list(after)]
+    col_labels = [f"sample {i + 1}" for i in range(len(before))]
+    return rows, ["Before retraining M", "After retraining M"], col_labels
+
+
+def partial_sample_rows(
+    model: PartialSampler, image: np.ndarray, samples: int, seed: int
+) -> tuple[GridRows, list[str], list[str]]:
+    """Figure 7: one row per number of fixed coarsest levels f = 1 .. K (K + 1 = model.levels).
+
+    Each row is the "Base" (what the f fixed levels of `image` alone produce) then `samples` images with the
+    finer levels sampled. f = K + 1 (every level fixed) is left out: it has nothing left to sample.
+    image: uint8 (3, H, W).
+    """
+    coarsest = model.levels - 1  # K
+    if coarsest < 1:
+        raise ValueError(f"partial sampling needs a LapCVAE with at least 2 levels, got {model.levels}")
+    x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).unsqueeze(0)  # (1, 3, H, W)
+    rows: GridRows = []
+    row_labels = []
+    with torch.no_grad():
+        for fixed in tqdm(range(1, coarsest + 1), desc="partial sampling", unit="row"):
+            generated, base = model.partial_sample(x, fixed, samples, seed)  # (n, 3, H, W), (1, 3, H, W)
+            rows.append([base[0].cpu().numpy(), *generated.cpu().numpy()])
+            first_fixed = coarsest - fixed + 1
+            fixed_range = f"z{coarsest}" if fixed == 1 else f"z{first_fixed}..z{coarsest}"
+            row_labels.append(f"{fixed_range} fixed")
+    col_labels = ["Base", *(f"sample {i + 1}" for i in range(samples))]
+    return rows, row_labels, col_labels
+
+
+def training_logs(models_dir: Path, res: int, models: Sequence[str]) -> dict[str, dict[str, Path]]:
+    """Each model's training logs {model: {line label: path}}, one line per LapCVAE level; missing skipped."""
+    folder = models_dir / str(res)
+    candidates: dict[str, dict[str, Path]] = {
+        "vae": {"": folder / "vae" / "model.log.csv"},
+        "vaegan": {"": folder / "vaegan" / "model.log.csv"},
+        "lapcvae_retrained_m": {"": folder / "lapcvae" / "retrained_m.log.csv"},
+    }
+    for model in ("lapcvae_nom", "lapcvae"):
+        level_logs = sorted((folder / model).glob("level*.log.csv"),
+                            key=lambda path: int(path.name.removeprefix("level").removesuffix(".log.csv")))
+        candidates[model] = {path.name.removesuffix(".log.csv").replace("level", "level "): path
+                             for path in level_logs}
+    found: dict[str, dict[str, Path]] = {}
+    for model in models:
+        logs = {label: path for label, path in candidates.get(model, {}).items() if path.is_file()}
+        if logs:
+            found[model] = logs
+        else:
+            logger.warning("no training log for %s under %s; its curve panel is left out", model, folder)
+    return found
+
+
+def read_log(path: Path) -> pd.DataFrame:
+    """One training log: step, epoch, one column per logged term."""
+    try:
+        log = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"training log {path} is not a readable CSV ({error}); retrain the model") from error
+    if "step" not in log.columns:
+        raise ValueError(f"training log {path} has no 'step' column (columns: {list(log.columns)}); "
+                         "it must come from models/training.py")
+    return log
+
+
+def curve_columns(log: pd.DataFrame) -> list[str]:
+    """The reconstruction and KL columns of a log; every loss column if none is named that way."""
+    losses = [column for column in log.columns if column not in NON_LOSS_COLUMNS]
+    terms = [column for column in losses if any(term in column.lower() for term in CURVE_TERMS)]
+    return terms or losses
+
+
+def smooth(values: pd.Series) -> pd.Series:
+    window = max(1, int(len(values) * SMOOTHING_FRACTION))
+    return values.rolling(window, min_periods=1).mean()
+
+
+def training_curves_figure(logs: Mapping[str, Mapping[str, pd.DataFrame]], res: int) -> Figure:
+    """One panel per model; one line per (level, term): colour = level, line style = term."""
+    if not logs:
+        raise FileNotFoundError("no training logs found: train the models first (their .log.csv files)")
+    columns = min(3, len(logs))
+    rows = math.ceil(len(logs) / columns)
+    caption = ("Training losses per step (running mean over 2% of the steps). Each LapCVAE level is its own "
+               "line (colour); line style tells the term apart. The y axis is logarithmic where a panel's "
+               "values are positive and span more than a decade.")
+    width = 4.6 * columns
+    bottom = caption_height(caption, width)
+    fig = Figure(figsize=(width, 3.4 * rows + bottom + 0.5), dpi=DEFAULT_DPI)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(bottom=(bottom + 0.55) / fig.get_figheight(), top=1 - 0.75 / fig.get_figheight(),
+                        hspace=0.45, wspace=0.3)
+    styles = ("-", "--", ":", "-.")
+    for index, (model, lines) in enumerate(logs.items()):
+        axes = fig.add_subplot(rows, columns, index + 1)
+        positive, values_seen = True, []
+        for level_index, (label, log) in enumerate(lines.items()):
+            for term_index, column in enumerate(curve_columns(log)):
+                points = log[["step", column]].dropna()
+                curve = smooth(points[column])
+                axes.plot(points["step"], curve, color=f"C{level_index}", linestyle=styles[term_index % 4],
+                          linewidth=1.2, label=f"{label} {column}".strip())
+                positive &= bool((curve > 0).all())
+                values_seen.extend(curve.tolist())
+        if values_seen and positive and max(values_seen) > 10 * min(values_seen):
+            axes.set_yscale("log")
+        axes.set_title(DISPLAY_NAMES.get(model, model), fontsize=10)
+        axes.set_xlabel("step")
+        axes.set_ylabel("loss")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=6, ncol=2 if len(axes.lines) > 4 else 1)
+    fig.suptitle(f"Training curves ({res}x{res})", fontsize=11, fontweight="bold")
+    add_caption(fig, caption, bottom)
+    return fig
+
+
+def save_grid(rows: GridRows, labels: tuple[list[str], list[str]], title: str, caption: str,
+              path: Path) -> None:
+    save_figure(image_grid(rows, labels[0], labels[1], title=title, caption=caption), path)
+
+
+def write_figures(params: Mapping[str, Any], res: int, eval_dir: Path, models_dir: Path, test: Path,
+                  out_dir: Path, models: Sequence[str]) -> list[Path]:
+    """Every figure of this module for one resolution; returns the paths written."""
+    n = params["eval"]["figure_images"]
+    seed = params["seed"]
+    size = f"{res}x{res}"
+    written = []
+    test_images = load_images(test)
+    originals = first_images(test_images, n, str(test))
+    results = {model: eval_dir / str(res) / model for model in models}
+    reconstructions = {model: first_images(load_images(folder / "reconstructions.npy"), n, str(folder))
+                       for model, folder in results.items()}
+    samples = {model: first_images(load_images(folder / "samples.npy"), n, str(folder))
+               for model, folder in results.items()}
+
+    rows, row_labels, col_labels = reconstruction_rows(originals, reconstructions)
+    path = out_dir / f"fig4_reconstructions_{res}.png"
+    save_grid(rows, (row_labels, col_labels), f"Figure 4: reconstructions of test images ({size})",
+              f"Top row: the first {n} test images; each further row: one model's reconstructions of them.",
+              path)
+    written.append(path)
+
+    rows, row_labels, col_labels = sample_rows(samples)
+    path = out_dir / f"fig5_samples_{res}.png"
+    save_grid(rows, (row_labels, col_labels), f"Figure 5: samples ({size})",
+              f"Each row: the first {n} samples of one model, decoded from the prior with seed {seed}.", path)
+    written.append(path)
+
+    if "lapcvae" in models:
+        lapcvae = load_model(models_dir / str(res) / "lapcvae" / "level0.pt")
+        count = params["eval"]["partial_sample"]["samples"]
+        rows, row_labels, col_labels = partial_sample_rows(lapcvae, originals[0], count, seed)
+        path = out_dir / f"fig7_partial_{res}.png"
+        save_grid(rows, (row_labels, col_labels), f"Figure 7: LapCVAE partial sampling ({size})",
+                  "The latents of the coarsest levels of test image 0 are kept (row label); the finer levels "
+                  f"are sampled (seed {seed}). Base: the image the fixed levels alone produce, upsampled. "
+                  "Fewer variations are expected as more levels are fixed.", path)
+        written.append(path)
+
+    if {"lapcvae", "lapcvae_retrained_m"} <= set(models):
+        rows, row_labels, col_labels = retrained_m_rows(samples["lapcvae"], samples["lapcvae_retrained_m"])
+        path = out_dir / f"fig8_retrained_m_{res}.png"
+        save_grid(rows, (row_labels, col_labels), f"Figure 8: LapCVAE samples before and after retraining M "
+                  f"({size})", f"Same latent seeds ({seed}) in both rows; only the M networks differ "
+                  "(section 5.1.3).", path)
+        written.append(path)
+
+    logs = {model: {label: read_log(log_path) for label, log_path in lines.items()}
+            for model, lines in training_logs(models_dir, res, models).items()}
+    path = out_dir / f"training_curves_{res}.png"
+    save_figure(training_curves_figure(logs, res), path)
+    written.append(path)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae figures", description=__doc__.splitlines()[0])
+    add_params_arguments(parser)
+    parser.add_argument("--res", type=int, required=True, help="resolution, e.g. 64")
+    parser.add_argument("--eval-dir", type=Path, required=True, help="results/eval")
+    parser.add_argument("--models-dir", type=Path, required=True, help="results/models")
+    parser.add_argument("--test", type=Path, required=True, help="data/prepared/{res}/test.npy")
+    parser.add_argument("--out-dir", type=Path, required=True, help="results/figures")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                        help="models to show (default: all five)")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    if args.res <= 0:
+        raise ValueError(f"--res must be a positive resolution such as 64, got {args.res}")
+    written = write_figures(params, args.res, args.eval_dir, args.models_dir, args.test, args.out_dir,
+                            args.models)
+    for path in written:
+        print(path)

@@ -1,0 +1,462 @@
+"""The human study of section 5.1.2 (Table 2): blind image pairs, a self-contained study page, the analysis.
+
+    lapcvae export-study --params config/paper.yaml --eval-dir results/eval --prepared data/prepared \
+        --out results/human_study
+    lapcvae analyze-study --key results/human_study/key.csv --responses a.csv b.csv \
+        --out results/human_study/table2.csv
+
+Two experiments share the same test images: "without_original" (which of two reconstructions has higher
+quality) and "with_original" (which better matches the original shown above them). What participants see
+(study.html, images/) carries opaque random ids only; key.csv maps every pair to its models and sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from scipy.stats import binomtest
+from tqdm import tqdm
+
+from eval.plotting import DISPLAY_NAMES, MODELS
+from workflow.config import add_params_arguments, params_from_args
+
+logger = logging.getLogger(__name__)
+
+EXPERIMENTS = ("without_original", "with_original")  # the order of one session, as in the paper
+SIDES = ("left", "right")
+ORIGINAL = "original"  # image source of the originals in the image table (models are the other sources)
+RESPONSE_COLUMNS = ("participant", "experiment", "pair_id", "side", "response_ms")
+EXPORT_ENTRIES = ("images", "key.csv", "study.html")
+TEMPLATE = Path(__file__).with_name("study_page.html")
+DATA_PLACEHOLDER = "/*STUDY_DATA*/null"
+# Salt of the study's random stream, so that its draws differ from other steps that use the same global seed.
+STUDY_SEED_SALT = 512
+ID_HEX_DIGITS = 12  # 48 random bits: collisions are drawn away, and hex ids can never spell a model name
+
+
+@dataclass(frozen=True)
+class StudyPair:
+    """One row of key.csv: a pair shown in one experiment, and which model is on which side."""
+
+    pair_id: str
+    experiment: str
+    image_row: int  # row of the test split (data/prepared/{res}/test.npy)
+    left_model: str
+    right_model: str
+    left_image: str
+    right_image: str
+    original_image: str  # "" in the experiment without original
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    pairs: list[StudyPair]
+    images: dict[str, tuple[str, int]]  # image id -> (model name or ORIGINAL, test row)
+
+
+@dataclass(frozen=True)
+class Response:
+    participant: str
+    experiment: str
+    pair_id: str
+    side: str
+    response_ms: float
+    chosen_model: str
+
+
+# ----------------------------------------------------------------------------------------------------- export
+
+
+def load_images(path: Path, how_to_make: str) -> np.ndarray:
+    """A uint8 (N, 3, H, W) .npy array, memory-mapped; errors name the file and the step that makes it."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: {how_to_make}")
+    try:
+        images = np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path} is not a readable .npy array ({error}): {how_to_make} again") from error
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"{path} holds {images.dtype} {images.shape}, not uint8 (N, 3, H, W): "
+                         f"{how_to_make} again")
+    return images
+
+
+def load_study_inputs(
+    eval_dir: Path, prepared_dir: Path, resolution: int, models: Sequence[str]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The test originals and each model's reconstructions of them, checked to line up image for image."""
+    res = str(resolution)
+    originals = load_images(prepared_dir / res / "test.npy", "run `lapcvae prepare` first")  # (N, 3, H, W)
+    if originals.shape[2:] != (resolution, resolution):
+        raise ValueError(f"{prepared_dir / res / 'test.npy'} holds {originals.shape[2:]} images, not "
+                         f"{resolution}x{resolution}: set human_study.resolution to one of data.resolutions")
+    reconstructions = {}
+    for model in models:
+        path = eval_dir / res / model / "reconstructions.npy"
+        images = load_images(path, f"run `lapcvae evaluate` for {model} at {res} px first")
+        if images.shape != originals.shape:
+            raise ValueError(f"{path} holds {images.shape} but the test split has {originals.shape}: "
+                             f"re-run `lapcvae evaluate` for {model} on the current data")
+        reconstructions[model] = images
+    return originals, reconstructions
+
+
+def opaque_ids(rng: np.random.Generator, count: int) -> list[str]:
+    """`count` distinct random hex ids: they sort in an order unrelated to model, side or test row."""
+    values = rng.choice(16**ID_HEX_DIGITS, size=count, replace=False)
+    return [f"{value:0{ID_HEX_DIGITS}x}" for value in values]
+
+
+def plan_study(test_size: int, models: Sequence[str], pairs: int, seed: int) -> StudyPlan:
+    """Which test rows are compared and which model is on the left, for both experiments; all from `seed`."""
+    if test_size < 1:
+        raise ValueError("the test split is empty: prepare the data with a non-zero data.test_fraction")
+    count = min(pairs, test_size)
+    if count < pairs:
+        logger.info("human_study.pairs is %d but the test split has %d images: exporting %d pairs per "
+                    "experiment", pairs, test_size, count)
+    rng = np.random.default_rng([seed, STUDY_SEED_SALT])
+    rows = np.sort(rng.choice(test_size, size=count, replace=False))  # (count,)
+    ids = iter(opaque_ids(rng, count * (len(models) + 1 + len(EXPERIMENTS))))
+    images: dict[str, tuple[str, int]] = {}
+    image_of: dict[tuple[str, int], str] = {}
+    for row in rows.tolist():
+        for source in (ORIGINAL, *models):
+            image_id = next(ids)
+            images[image_id] = (source, row)
+            image_of[source, row] = image_id
+    study_pairs = []
+    for experiment in EXPERIMENTS:
+        swapped = rng.integers(0, 2, size=count).astype(bool)  # (count,) left/right order, drawn per pair
+        for row, swap in zip(rows.tolist(), swapped.tolist(), strict=True):
+            left, right = (models[1], models[0]) if swap else (models[0], models[1])
+            original = image_of[ORIGINAL, row] if experiment == "with_original" else ""
+            study_pairs.append(StudyPair(next(ids), experiment, row, left, right,
+                                         image_of[left, row], image_of[right, row], original))
+    return StudyPlan(study_pairs, images)
+
+
+def image_path(image_id: str) -> str:
+    """Where study.html finds an image: relative, so the folder can be copied anywhere."""
+    return f"images/{image_id}.png"
+
+
+def render_page(pairs: Sequence[StudyPair], display_size: int) -> str:
+    """study.html: the template with the pairs (ids and relative image paths only) embedded as JSON."""
+    experiments = []
+    for experiment in EXPERIMENTS:
+        # Sorted by the random pair id: the file's order says nothing about test rows or sides.
+        shown = sorted((pair for pair in pairs if pair.experiment == experiment), key=lambda p: p.pair_id)
+        experiments.append({"name": experiment, "pairs": [
+            {"id": pair.pair_id, "left": image_path(pair.left_image), "right": image_path(pair.right_image),
+             "original": image_path(pair.original_image) if pair.original_image else None}
+            for pair in shown
+        ]})
+    data = json.dumps({"displaySize": display_size, "experiments": experiments}, separators=(",", ":"))
+    template = TEMPLATE.read_text(encoding="utf-8")
+    # "</" inside a <script> would end it early; JSON allows the escaped form.
+    return template.replace(DATA_PLACEHOLDER, data.replace("</", "<\\/"))
+
+
+def write_key(path: Path, pairs: Sequence[StudyPair]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[field.name for field in fields(StudyPair)])
+        writer.writeheader()
+        writer.writerows(asdict(pair) for pair in pairs)
+
+
+def swap_in(staging: Path, out: Path) -> None:
+    """Replace `out` by the finished `staging` folder; files others put in `out` (responses) are kept."""
+    old = out.with_name(f".{out.name}.old")
+    if out.exists():
+        for entry in out.iterdir():
+            if entry.name not in EXPORT_ENTRIES:
+                logger.warning("keeping %s from the previous export; it may refer to the old key.csv", entry)
+                copy = shutil.copytree if entry.is_dir() else shutil.copy2
+                copy(entry, staging / entry.name)
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    os.replace(staging, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_study(
+    out: Path, plan: StudyPlan, originals: np.ndarray, reconstructions: Mapping[str, np.ndarray],
+    display_size: int,
+) -> None:
+    """Write images/, key.csv and study.html into a temporary folder beside `out`, then rename it to `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        (staging / "images").mkdir()
+        for image_id, (source, row) in tqdm(sorted(plan.images.items()), desc="study images", unit="png"):
+            image = originals[row] if source == ORIGINAL else reconstructions[source][row]  # (3, H, W)
+            pixels = np.ascontiguousarray(image.transpose(1, 2, 0))  # (H, W, 3)
+            Image.fromarray(pixels).save(staging / image_path(image_id))
+        write_key(staging / "key.csv", plan.pairs)
+        (staging / "study.html").write_text(render_page(plan.pairs, display_size), encoding="utf-8")
+        swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("wrote %d pairs and %d images to %s", len(plan.pairs), len(plan.images), out)
+
+
+def export_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae export-study", description=__doc__.splitlines()[0])
+    add_params_arguments(parser)
+    parser.add_argument("--eval-dir", type=Path, help="folder of {res}/{model}/reconstructions.npy "
+                        "(default: <paths.results>/eval)")
+    parser.add_argument("--prepared", type=Path, help="folder of {res}/test.npy (default: paths.prepared)")
+    parser.add_argument("--out", type=Path, help="study folder to write "
+                        "(default: <paths.results>/human_study)")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    study = params["human_study"]
+    results = Path(params["paths"]["results"])
+    originals, reconstructions = load_study_inputs(
+        args.eval_dir or results / "eval", args.prepared or Path(params["paths"]["prepared"]),
+        study["resolution"], study["models"],
+    )
+    plan = plan_study(len(originals), study["models"], study["pairs"], params["seed"])
+    export_study(args.out or results / "human_study", plan, originals, reconstructions, study["display_size"])
+
+
+# --------------------------------------------------------------------------------------------------- analysis
+
+TABLE_COLUMNS = (
+    "experiment", "model", "display_name", "preference_mean", "preference_std", "preference_pooled",
+    "chosen", "answers", "missing", "participants", "binomial_p",
+    "fleiss_kappa", "pairwise_agreement", "multi_rated_pairs",
+)
+
+
+def csv_records(path: Path, required: Sequence[str], what: str) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV file with a header naming at least `required`."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist: pass the path of an existing file")
+    records = []
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in required if column not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{what} {path} line 1: missing column(s) {', '.join(missing)}; "
+                             f"the header must name {', '.join(required)}")
+        for row in reader:
+            if None in row or None in row.values():
+                raise ValueError(f"{what} {path} line {reader.line_num}: wrong number of fields; "
+                                 f"expected one per header column")
+            records.append((reader.line_num, row))
+    return records
+
+
+def read_key(path: Path) -> dict[str, StudyPair]:
+    """key.csv as pair id -> StudyPair, checked: two models, known experiments, unique ids."""
+    key: dict[str, StudyPair] = {}
+    columns = [field.name for field in fields(StudyPair)]
+    for line, row in csv_records(path, columns, "key"):
+        where = f"key {path} line {line}"
+        if row["experiment"] not in EXPERIMENTS:
+            raise ValueError(f"{where}: experiment {row['experiment']!r} is not one of "
+                             f"{', '.join(EXPERIMENTS)}; re-run `lapcvae export-study`")
+        if row["pair_id"] in key:
+            raise ValueError(f"{where}: pair_id {row['pair_id']} appears twice; "
+                             "re-run `lapcvae export-study`")
+        try:
+            image_row = int(row["image_row"])
+        except ValueError as error:
+            raise ValueError(f"{where}: image_row {row['image_row']!r} is not an integer") from error
+        values = {column: row[column] for column in columns}
+        key[row["pair_id"]] = StudyPair(**{**values, "image_row": image_row})
+    models = study_models(key)
+    if len(models) != 2 or any(pair.left_model == pair.right_model for pair in key.values()):
+        raise ValueError(f"key {path}: every pair must compare the same two different models, found "
+                         f"{', '.join(models) or 'none'}; re-run `lapcvae export-study`")
+    return key
+
+
+def study_models(key: Mapping[str, StudyPair]) -> list[str]:
+    """The compared models in Table 1's order (so the VAE row comes before LapCVAE, as in Table 2)."""
+    models = {model for pair in key.values() for model in (pair.left_model, pair.right_model)}
+    return sorted(models, key=lambda model: (MODELS.index(model) if model in MODELS else len(MODELS), model))
+
+
+def response_problem(row: Mapping[str, str], key: Mapping[str, StudyPair]) -> str | None:
+    """Why one response row does not match the key, or None when it does."""
+    pair = key.get(row["pair_id"])
+    if not row["participant"].strip():
+        return "the participant id is empty"
+    if pair is None:
+        return f"pair_id {row['pair_id']!r} is not in the key; was this file made with another export?"
+    if row["experiment"] != pair.experiment:
+        return f"pair {pair.pair_id} belongs to experiment {pair.experiment}, not {row['experiment']!r}"
+    if row["side"] not in SIDES:
+        return f"side {row['side']!r} must be left or right"
+    try:
+        response_ms = float(row["response_ms"])
+    except ValueError:
+        response_ms = math.nan
+    if not (math.isfinite(response_ms) and response_ms >= 0):
+        return f"response_ms {row['response_ms']!r} must be a non-negative number of milliseconds"
+    return None
+
+
+def read_responses(paths: Sequence[Path], key: Mapping[str, StudyPair]) -> list[Response]:
+    """Every answer of every response file; rejects rows that do not match the key and repeated answers."""
+    responses = []
+    answered: dict[tuple[str, str], str] = {}  # (participant, pair) -> "file line n", to name both places
+    for path in paths:
+        for line, row in csv_records(path, RESPONSE_COLUMNS, "responses file"):
+            problem = response_problem(row, key)
+            participant, pair_id = row["participant"].strip(), row["pair_id"]
+            if problem is None and (participant, pair_id) in answered:
+                first = answered[participant, pair_id]
+                problem = f"participant {participant} already answered pair {pair_id} in {first}"
+            if problem is not None:
+                raise ValueError(f"responses file {path} line {line}: {problem}; fix or remove that line")
+            answered[participant, pair_id] = f"{path} line {line}"
+            pair = key[pair_id]
+            chosen = pair.left_model if row["side"] == "left" else pair.right_model
+            responses.append(Response(participant, row["experiment"], pair_id, row["side"],
+                                      float(row["response_ms"]), chosen))
+    return responses
+
+
+def fleiss_kappa(counts: np.ndarray) -> tuple[float | None, float | None, int]:
+    """Fleiss' kappa, mean pairwise agreement and item count, over the items rated at least twice.
+
+    counts: (items, categories), how many raters chose each category for each item; raters may differ per item
+    (the per-item agreement P_i then uses that item's own rater count).
+    """
+    raters = counts.sum(axis=1)  # (items,)
+    counts, raters = counts[raters >= 2], raters[raters >= 2]
+    if not len(counts):
+        return None, None, 0
+    item_agreement = (counts * (counts - 1)).sum(axis=1) / (raters * (raters - 1))  # (items,) P_i
+    mean_agreement = float(item_agreement.mean())
+    chance = float(((counts.sum(axis=0) / counts.sum()) ** 2).sum())  # sum_j p_j^2
+    # Undefined when every answer picks the same model.
+    kappa = None if chance == 1 else (mean_agreement - chance) / (1 - chance)
+    return kappa, mean_agreement, len(counts)
+
+
+def summarize_experiment(
+    pair_ids: Sequence[str], answers: Sequence[Response], participants: Sequence[str], models: Sequence[str]
+) -> dict[str, Any]:
+    """Table 2 for one experiment: preference per model across participants, binomial test, agreement."""
+    per_participant: dict[str, dict[str, float]] = {}
+    for participant in participants:
+        own = [answer.chosen_model for answer in answers if answer.participant == participant]
+        if own:
+            per_participant[participant] = {model: 100 * own.count(model) / len(own) for model in models}
+    preference = {}
+    for model in models:
+        values = np.array([shares[model] for shares in per_participant.values()])  # (participants,)
+        chosen = sum(answer.chosen_model == model for answer in answers)
+        preference[model] = {
+            "mean": float(values.mean()) if len(values) else None,
+            # The paper's +-: spread across participants (sample standard deviation).
+            "std": float(values.std(ddof=1)) if len(values) > 1 else None,
+            "pooled": 100 * chosen / len(answers) if answers else None,
+            "chosen": chosen,
+            "per_participant": {name: shares[model] for name, shares in per_participant.items()},
+        }
+    # H0: no preference, each answer picks models[-1] with probability 1/2 (two-sided, all answers pooled).
+    tested = models[-1]
+    binomial = {"model": tested, "successes": preference[tested]["chosen"], "answers": len(answers),
+                "p_value": binomtest(preference[tested]["chosen"], len(answers)).pvalue if answers else None}
+    index = {pair_id: row for row, pair_id in enumerate(pair_ids)}
+    counts = np.zeros((len(pair_ids), len(models)), dtype=np.int64)  # (pairs, models)
+    for answer in answers:
+        counts[index[answer.pair_id], models.index(answer.chosen_model)] += 1
+    kappa, agreement, multi_rated = fleiss_kappa(counts)
+    return {
+        "pairs": len(pair_ids), "participants": len(per_participant), "answers": len(answers),
+        "missing": len(participants) * len(pair_ids) - len(answers), "preference": preference,
+        "binomial": binomial,
+        "agreement": {"fleiss_kappa": kappa, "pairwise_agreement": agreement,
+                      "multi_rated_pairs": multi_rated},
+    }
+
+
+def analyze(key: Mapping[str, StudyPair], responses: Sequence[Response]) -> dict[str, Any]:
+    models = study_models(key)
+    participants = sorted({response.participant for response in responses})
+    experiments = {}
+    for experiment in EXPERIMENTS:
+        pair_ids = [pair_id for pair_id, pair in key.items() if pair.experiment == experiment]
+        answers = [response for response in responses if response.experiment == experiment]
+        experiments[experiment] = summarize_experiment(pair_ids, answers, participants, models)
+    return {"models": models, "participants": participants, "experiments": experiments}
+
+
+def table_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """table2.csv: one row per experiment and model; per-experiment statistics repeat on both rows."""
+    rows = []
+    for experiment, result in summary["experiments"].items():
+        for model in summary["models"]:
+            preference = result["preference"][model]
+            rows.append({
+                "experiment": experiment, "model": model, "display_name": DISPLAY_NAMES.get(model, model),
+                "preference_mean": preference["mean"], "preference_std": preference["std"],
+                "preference_pooled": preference["pooled"], "chosen": preference["chosen"],
+                "answers": result["answers"], "missing": result["missing"],
+                "participants": result["participants"],
+                "binomial_p": result["binomial"]["p_value"], **result["agreement"],
+            })
+    return rows
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def write_table(out: Path, summary: Mapping[str, Any]) -> None:
+    """table2.csv at `out` and table2.json beside it (None is an empty CSV cell and JSON null)."""
+    rows = table_rows(summary)
+    lines = [",".join(TABLE_COLUMNS)]
+    lines += [",".join("" if row[column] is None else str(row[column]) for column in TABLE_COLUMNS)
+              for row in rows]
+    json_path = out.with_suffix(".json")
+    write_atomically(json_path, json.dumps(summary, indent=2) + "\n")
+    write_atomically(out, "\n".join(lines) + "\n")
+
+
+def analyze_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae analyze-study",
+                                     description="turn study responses into Table 2")
+    add_params_arguments(parser)
+    parser.add_argument("--key", type=Path,
+                        help="key.csv of the export (default: <paths.results>/human_study/key.csv)")
+    parser.add_argument("--responses", type=Path, nargs="+", required=True, metavar="CSV",
+                        help="response files downloaded from study.html, one or more per participant")
+    parser.add_argument("--out", type=Path, help="table2.csv to write; table2.json goes beside it "
+                        "(default: <paths.results>/human_study/table2.csv)")
+    args = parser.parse_args(argv)
+    study_dir = Path(params_from_args(args)["paths"]["results"]) / "human_study"
+    key = read_key(args.key or study_dir / "key.csv")
+    summary = analyze(key, read_responses(args.responses, key))
+    out = args.out or study_dir / "table2.csv"
+    write_table(out, summary)
+    for row in table_rows(summary):
+        mean, std = row["preference_mean"], row["preference_std"]
+        text = "n/a" if mean is None else f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
+        print(f"{row['experiment']:<17} {row['display_name']:<24} {text:>16} %  "
+              f"(binomial p = {row['binomial_p']})")
+    logger.info("wrote %s and %s", out, out.with_suffix(".json"))

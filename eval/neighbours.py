@@ -1,0 +1,175 @@
+"""Nearest training images of model samples (Figure 6, section 5.1.3): does a model memorise its training set?
+
+Distances are the paper's pixel-space mean squared error, on the [0, 255] scale (MSE in 255^2 units).
+The search is exact and streams the memory-mapped uint8 training array chunk by chunk: only one chunk is ever
+converted to float64, so full CelebA at 128 px (162k images, 8 GB as uint8) never sits in memory as floats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from eval.metrics import MODELS, atomic_write_csv, load_images
+from eval.plotting import image_grid, save_figure
+from workflow.config import add_params_arguments, params_from_args
+
+logger = logging.getLogger(__name__)
+
+FIGURE_ORDER = ("lapcvae", "lapcvae_retrained_m", "lapcvae_nom", "vae", "vaegan")  # LapCVAE's rows first
+MODEL_LABELS = {
+    "vae": "VAE", "vaegan": "VAE/GAN", "lapcvae_nom": "LapCVAE w/o M", "lapcvae": "LapCVAE",
+    "lapcvae_retrained_m": "LapCVAE retr. M", "test_reference": "Test image",
+}
+TEST_REFERENCE = "test_reference"
+
+
+def _flat_float64(images: np.ndarray) -> torch.Tensor:
+    """(n, 3, H, W) uint8 -> (n, D) float64; integer values, so every dot product below is exact."""
+    return torch.from_numpy(np.array(images)).reshape(len(images), -1).double()
+
+
+def nearest_neighbours(
+    queries: np.ndarray, train: np.ndarray, k: int, chunk: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest training images of each query by pixel MSE on the [0, 255] scale.
+
+    queries: (Q, 3, H, W) uint8; train: (N, 3, H, W) uint8, typically np.load(..., mmap_mode="r").
+    Returns (distances (Q, k) float64, MSE in 255^2 units, ascending; indices (Q, k) int64 into train).
+    ||a - b||^2 = ||a||^2 - 2 a.b + ||b||^2 in float64: with uint8 pixels every term is an integer far below
+    2^53, so the sums are exact and equal a brute-force search, ties included; ties go to the lower index.
+    """
+    queries = np.asarray(queries)
+    if queries.dtype != np.uint8 or train.dtype != np.uint8:
+        raise ValueError(f"queries ({queries.dtype}) and train ({train.dtype}) must be uint8 images; "
+                         "pass the arrays as saved, not converted to float")
+    if queries.ndim != 4 or train.ndim != 4 or queries.shape[1:] != train.shape[1:]:
+        raise ValueError(f"queries {queries.shape} and train {train.shape} must be (n, 3, H, W) of the same "
+                         "image size: compare samples and training images of one resolution")
+    if not 1 <= k <= len(train):
+        raise ValueError(f"k = {k} must be between 1 and the number of training images ({len(train)})")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}; set eval.neighbours.chunk")
+    query_vectors = _flat_float64(queries)  # (Q, D)
+    query_norms = query_vectors.pow(2).sum(dim=1, keepdim=True)  # (Q, 1)
+    best_distances = torch.empty(len(queries), 0, dtype=torch.float64)  # (Q, <=k) squared distances
+    best_indices = torch.empty(len(queries), 0, dtype=torch.int64)
+    for start in tqdm(range(0, len(train), chunk), desc="neighbours", unit="chunk", leave=False):
+        train_vectors = _flat_float64(train[start:start + chunk])  # (C, D), the only float copy
+        squared = query_norms - 2.0 * query_vectors @ train_vectors.T + train_vectors.pow(2).sum(dim=1)  # (Q, C)
+        indices = torch.arange(start, start + len(train_vectors)).expand(len(queries), -1)  # (Q, C)
+        # Earlier candidates come first and have lower indices, so a stable sort breaks ties by index.
+        candidates = torch.cat([best_distances, squared], dim=1)
+        candidate_indices = torch.cat([best_indices, indices], dim=1)
+        order = torch.sort(candidates, dim=1, stable=True).indices[:, :k]
+        best_distances = candidates.gather(1, order)
+        best_indices = candidate_indices.gather(1, order)
+    pixels = query_vectors.shape[1]
+    return (best_distances / pixels).numpy(), best_indices.numpy()
+
+
+def neighbour_table(distances: np.ndarray, indices: np.ndarray) -> pd.DataFrame:
+    """Long format: one row per (sample, rank) with the training index and its MSE; rank 1 is the nearest."""
+    n_queries, k = distances.shape
+    return pd.DataFrame({
+        "sample": np.repeat(np.arange(n_queries), k),
+        "rank": np.tile(np.arange(1, k + 1), n_queries),
+        "train_index": indices.reshape(-1),
+        "mse": distances.reshape(-1),
+    })
+
+
+def summary_table(nearest: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Nearest-neighbour MSE of each model's samples against that of held-out test images.
+
+    Test images are real faces the model never saw; samples much closer to the training set than test images
+    are (ratio well below 1, many samples under the closest test image) would suggest memorisation.
+    """
+    reference = nearest[TEST_REFERENCE]
+    rows = []
+    for name, values in nearest.items():
+        rows.append({
+            "model": name,
+            "n": len(values),
+            "nearest_mse_median": float(np.median(values)),
+            "nearest_mse_mean": float(values.mean()),
+            "nearest_mse_min": float(values.min()),
+            "median_ratio_to_test_reference": float(np.median(values) / np.median(reference)),
+            "below_test_reference_min": int((values < reference.min()).sum()),
+        })
+    return pd.DataFrame(rows)
+
+
+def neighbours_figure(
+    queries: dict[str, np.ndarray], results: dict[str, tuple[np.ndarray, np.ndarray]], train: np.ndarray,
+    rows_per_model: int, resolution: int, path: str | Path,
+) -> None:
+    """Figure 6: each row a sample, then its 1st..kth nearest training images, each labelled with its MSE."""
+    rows, labels, distances = [], [], []
+    for name in [*FIGURE_ORDER, TEST_REFERENCE]:
+        if name not in results:
+            continue
+        mse, indices = results[name]
+        for sample in range(min(rows_per_model, len(indices))):
+            rows.append([queries[name][sample], *(train[index] for index in indices[sample])])
+            labels.append(f"{MODEL_LABELS[name]} #{sample}")
+            distances.append(mse[sample])
+    k = len(distances[0])
+    figure = image_grid(
+        rows, row_labels=labels, col_labels=["Sample", *(f"NN {rank}" for rank in range(1, k + 1))],
+        title=f"Figure 6: nearest training images of samples, {resolution}x{resolution}",
+        caption=(f"Each row: a sample (or, in the last rows, a held-out test image as the reference) and its {k} "
+                 "nearest training images by pixel MSE (0-255 scale, shown under each image). Samples as far "
+                 "from the training set as unseen test images are not memorised."),
+    )
+    axes = figure.axes[0]
+    height, width = train.shape[2:]
+    padding = 2  # image_grid's default spacing between cells
+    for row, row_distances in enumerate(distances):
+        for rank, mse in enumerate(row_distances, start=1):
+            axes.text(rank * (width + padding) + width / 2, row * (height + padding) + height - 2, f"{mse:.0f}",
+                      ha="center", va="bottom", fontsize=7, color="black",
+                      bbox={"facecolor": "white", "alpha": 0.8, "pad": 1, "linewidth": 0})
+    save_figure(figure, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae neighbours", description=__doc__.splitlines()[0])
+    add_params_arguments(parser)
+    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    parser.add_argument("--eval-dir", required=True, help="holds {res}/{model}/samples.npy, e.g. results/eval")
+    parser.add_argument("--train", required=True, help="e.g. data/prepared/64/train.npy")
+    parser.add_argument("--test", required=True, help="e.g. data/prepared/64/test.npy")
+    parser.add_argument("--out-dir", required=True, help="e.g. results/neighbours")
+    parser.add_argument("--figure", required=True, help="e.g. results/figures/fig6_neighbours_64.png")
+    args = parser.parse_args(argv)
+    settings = params_from_args(args)["eval"]["neighbours"]
+
+    train = load_images(args.train, args.res)
+    test = load_images(args.test, args.res)
+    queries: dict[str, np.ndarray] = {}
+    for name in MODELS:
+        path = Path(args.eval_dir) / str(args.res) / name / "samples.npy"
+        if path.is_file():
+            queries[name] = np.asarray(load_images(path, args.res)[:settings["samples"]])
+    if not queries:
+        raise FileNotFoundError(f"no {args.eval_dir}/{args.res}/<model>/samples.npy found: run `lapcvae evaluate` "
+                                "for at least one model first")
+    queries[TEST_REFERENCE] = np.asarray(test[:settings["samples"]])
+
+    out_dir = Path(args.out_dir)
+    results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, images in queries.items():
+        logger.info("nearest neighbours of %d %s images among %d training images", len(images), name, len(train))
+        results[name] = nearest_neighbours(images, train, settings["k"], settings["chunk"])
+        atomic_write_csv(out_dir / f"{args.res}_{name}.csv", neighbour_table(*results[name]))
+    summary = summary_table({name: distances[:, 0] for name, (distances, _) in results.items()})
+    atomic_write_csv(out_dir / f"{args.res}_summary.csv", summary)
+    neighbours_figure(queries, results, train, settings["figure_rows"], args.res, args.figure)
+    print(summary.to_string(index=False))

@@ -1,0 +1,118 @@
+"""Table 1 (section 5.1): every evaluated model's reconstruction metrics, with paired tests against the VAE.
+
+`build_table1` returns the table as a DataFrame (the report uses it); the `table` command writes it to
+`table1.csv` and as nested `metrics.json` ({"64": {"vae": {"rmse_mean": ...}}}) for `dvc metrics show`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.stats import wilcoxon
+
+from eval.metrics import MODELS, atomic_write_csv, atomic_write_json
+from eval.paper import PAPER_TABLE1
+from workflow.config import add_params_arguments, params_from_args
+
+logger = logging.getLogger(__name__)
+
+BASELINE = "vae"  # every model's per-image RMSE is tested against the VAE's at the same resolution
+SUMMARY_COLUMNS = ("n_test", "rmse_mean", "rmse_std", "psnr_mean", "ssim_mean", "sharpness_mean", "parameters",
+                   "flops_per_image", "train_seconds", "eval_seconds")
+
+
+def read_summary(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); delete it and rerun `lapcvae evaluate`") from error
+
+
+def read_per_image(path: Path) -> pd.Series:
+    """Per-image RMSE indexed by test image row, from an `evaluate` per-image CSV."""
+    if not path.is_file():
+        raise FileNotFoundError(f"per-image metrics {path} do not exist: rerun `lapcvae evaluate` for that model")
+    table = pd.read_csv(path)
+    if not {"image", "rmse"} <= set(table.columns):
+        raise ValueError(f"{path} lacks the image/rmse columns; rerun `lapcvae evaluate` for that model")
+    return table.set_index("image")["rmse"].sort_index()
+
+
+def paired_wilcoxon(model_rmse: pd.Series, baseline_rmse: pd.Series) -> dict[str, float]:
+    """Wilcoxon signed-rank test of paired per-image RMSE (model - baseline) over the same test images."""
+    if not model_rmse.index.equals(baseline_rmse.index):
+        raise ValueError("per-image metrics cover different test images; evaluate every model on the same split")
+    differences = (model_rmse - baseline_rmse).to_numpy()  # (N,)
+    if not np.any(differences):  # identical errors: the test is undefined, there is no difference to detect
+        statistic, p_value = np.nan, 1.0
+    else:
+        result = wilcoxon(model_rmse.to_numpy(), baseline_rmse.to_numpy())
+        statistic, p_value = float(result.statistic), float(result.pvalue)
+    return {"wilcoxon_statistic": statistic, "wilcoxon_p": p_value,
+            "rmse_median_diff_vs_vae": float(np.median(differences))}
+
+
+def build_table1(params: dict[str, Any], eval_dir: str | Path, per_image_dir: str | Path) -> pd.DataFrame:
+    """One row per evaluated model and resolution (resolutions of params, models in Table 1's order).
+
+    Columns: resolution, model, the summary numbers of `evaluate`, rmse_ci95_lo/hi, the paired Wilcoxon test
+    against the VAE (NaN for the VAE itself or when no VAE was evaluated) and the paper's published RMSE.
+    """
+    eval_dir, per_image_dir = Path(eval_dir), Path(per_image_dir)
+    rows = []
+    for resolution in map(str, params["data"]["resolutions"]):
+        baseline_path = per_image_dir / f"{resolution}_{BASELINE}.csv"
+        baseline = read_per_image(baseline_path) if (eval_dir / resolution / BASELINE / "summary.json").is_file() \
+            else None
+        for model in MODELS:
+            summary_path = eval_dir / resolution / model / "summary.json"
+            if not summary_path.is_file():
+                logger.info("no %s; %s at %s px left out of Table 1", summary_path, model, resolution)
+                continue
+            summary = read_summary(summary_path)
+            row: dict[str, Any] = {"resolution": int(resolution), "model": model}
+            row.update({column: summary.get(column) for column in SUMMARY_COLUMNS})
+            row["rmse_ci95_lo"], row["rmse_ci95_hi"] = summary["rmse_ci95"]
+            if baseline is not None and model != BASELINE:
+                row.update(paired_wilcoxon(read_per_image(per_image_dir / f"{resolution}_{model}.csv"), baseline))
+            else:
+                row.update({"wilcoxon_statistic": np.nan, "wilcoxon_p": np.nan, "rmse_median_diff_vs_vae": np.nan})
+            paper = PAPER_TABLE1.get(resolution, {}).get(model, {})
+            row["paper_rmse_mean"] = paper.get("rmse_mean", np.nan)
+            row["paper_rmse_std"] = paper.get("rmse_std", np.nan)
+            rows.append(row)
+    if not rows:
+        raise FileNotFoundError(f"no {eval_dir}/<res>/<model>/summary.json found: run `lapcvae evaluate` first")
+    return pd.DataFrame(rows)
+
+
+def metrics_json(table: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
+    """{"64": {"vae": {"rmse_mean": ..., ...}}} from Table 1; missing values become null."""
+    nested: dict[str, dict[str, dict[str, Any]]] = {}
+    for record in table.to_dict(orient="records"):
+        resolution, model = str(record.pop("resolution")), record.pop("model")
+        values = {key: (None if pd.isna(value) else value) for key, value in record.items()}
+        nested.setdefault(resolution, {})[model] = values
+    return nested
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae table", description=__doc__.splitlines()[0])
+    add_params_arguments(parser)
+    parser.add_argument("--eval-dir", required=True, help="holds {res}/{model}/summary.json, e.g. results/eval")
+    parser.add_argument("--per-image-dir", required=True, help="holds {res}_{model}.csv, e.g. "
+                                                               "results/metrics/per_image")
+    parser.add_argument("--out-dir", required=True, help="where table1.csv and metrics.json go, e.g. results/metrics")
+    args = parser.parse_args(argv)
+    table = build_table1(params_from_args(args), args.eval_dir, args.per_image_dir)
+    out_dir = Path(args.out_dir)
+    atomic_write_csv(out_dir / "table1.csv", table)
+    atomic_write_json(out_dir / "metrics.json", metrics_json(table))
+    print(table[["resolution", "model", "rmse_mean", "rmse_std", "wilcoxon_p", "paper_rmse_mean"]]
+          .to_string(index=False))

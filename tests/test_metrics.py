@@ -1,0 +1,113 @@
+"""Per-image metrics of Table 1 on hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from eval.metrics import (
+    bootstrap_mean_ci,
+    count_flops,
+    count_parameters,
+    psnr_per_image,
+    rmse_per_image,
+    sharpness_ratio,
+    ssim_per_image,
+)
+
+
+def uint8_images(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Random images as the test split holds them: uint8 values, as floats in [0, 1]. (n, 3, size, size)"""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(20, 236, (n, 3, size, size), generator=generator).float() / 255
+
+
+def test_rmse_is_zero_for_identical_images():
+    images = uint8_images(3, 8)
+    assert torch.equal(rmse_per_image(images, images.clone()), torch.zeros(3))
+
+
+def test_rmse_of_uniform_offset_is_the_offset_on_the_255_scale():
+    images = uint8_images(2, 8)
+    rmse = rmse_per_image(images, images + 10 / 255)
+    assert torch.allclose(rmse, torch.full((2,), 10.0), atol=1e-5)
+
+
+def test_rmse_quantises_the_reconstruction_like_a_saved_image():
+    images = uint8_images(2, 8)
+    assert torch.equal(rmse_per_image(images, images + 0.3 / 255), torch.zeros(2))  # rounds back to the input
+    assert torch.allclose(rmse_per_image(images, images + 0.7 / 255), torch.ones(2), atol=1e-5)  # rounds to +1
+
+
+def test_rmse_clamps_the_reconstruction_to_the_valid_range():
+    white = torch.ones(1, 3, 4, 4)
+    assert rmse_per_image(white, white * 1.5).item() == 0.0
+
+
+def test_rmse_of_one_changed_pixel_is_computed_per_image():
+    reference = torch.zeros(2, 3, 2, 2)
+    reconstruction = reference.clone()
+    reconstruction[1, 0, 0, 0] = 51 / 255  # one of 12 values of the second image off by 51
+    rmse = rmse_per_image(reference, reconstruction)
+    assert rmse[0].item() == 0.0
+    assert rmse[1].item() == pytest.approx(math.sqrt(51**2 / 12), rel=1e-6)
+
+
+def test_rmse_rejects_mismatched_shapes_and_nan():
+    images = uint8_images(2, 8)
+    with pytest.raises(ValueError, match="same shape"):
+        rmse_per_image(images, images[:1])
+    with pytest.raises(ValueError, match="NaN"):
+        rmse_per_image(images, images * math.nan)
+
+
+def test_psnr_matches_its_definition_from_the_rmse():
+    images = uint8_images(2, 16)
+    reconstruction = images + 10 / 255
+    expected = 20 * math.log10(255 / 10)  # PSNR = 20 log10(MAX / RMSE)
+    assert torch.allclose(psnr_per_image(images, reconstruction), torch.full((2,), expected), atol=1e-3)
+
+
+def test_ssim_is_one_for_identical_images_and_lower_for_noisy_ones():
+    images = uint8_images(2, 16)
+    assert torch.allclose(ssim_per_image(images, images.clone()), torch.ones(2), atol=1e-5)
+    noisy = images + 0.2 * torch.randn(images.shape, generator=torch.Generator().manual_seed(1))
+    assert (ssim_per_image(images, noisy) < 0.9).all()
+
+
+def test_sharpness_is_one_for_the_image_itself_and_below_one_when_blurred():
+    images = uint8_images(3, 16)
+    assert torch.allclose(sharpness_ratio(images, images.clone()), torch.ones(3), atol=1e-6)
+    blurred = F.avg_pool2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), 3, stride=1)  # (3, 3, 16, 16)
+    assert (sharpness_ratio(images, blurred) < 0.5).all()
+
+
+def test_sharpness_is_nan_for_a_flat_reference():
+    flat = torch.full((1, 3, 8, 8), 0.5)
+    assert torch.isnan(sharpness_ratio(flat, uint8_images(1, 8))).all()
+
+
+def test_bootstrap_interval_contains_the_mean_and_is_seeded():
+    values = np.random.default_rng(0).gamma(2.0, 10.0, size=500)
+    low, high = bootstrap_mean_ci(values, samples=300, seed=3)
+    assert low < values.mean() < high
+    assert (low, high) == bootstrap_mean_ci(values, samples=300, seed=3)
+    # The interval of the mean is about 2 x 1.96 standard errors wide.
+    standard_error = values.std(ddof=1) / math.sqrt(values.size)
+    assert 2.5 * standard_error < high - low < 5.5 * standard_error
+
+
+def test_bootstrap_rejects_empty_values():
+    with pytest.raises(ValueError, match="non-empty"):
+        bootstrap_mean_ci(np.array([]), samples=10, seed=0)
+
+
+def test_flops_and_parameters_of_a_linear_layer():
+    layer = nn.Linear(12, 5)
+    assert count_flops(layer, torch.zeros(1, 12)) == 2 * 12 * 5  # one multiply and one add per weight
+    assert count_parameters(layer) == 12 * 5 + 5

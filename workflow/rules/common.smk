@@ -1,0 +1,87 @@
+# Shared by all the rules below: validated params, the resolved params file, resources, launchers.
+import os
+from pathlib import Path
+
+import yaml
+
+from workflow.config import ParamsError, validate
+from workflow.pipeline import (
+    BASELINES, LAPCVAE_VARIANTS, MODELS, checkpoint, expose_cli, figures, final_targets, level_fingerprint,
+    levels, resolutions, section_fingerprint,
+)
+
+try:
+    config = validate(config)
+except ParamsError as error:
+    raise WorkflowError(f"invalid parameters: {error}") from None
+
+expose_cli()
+
+
+def _write_resolved_params(params):
+    """Every command reads the merged params (params.yaml + --configfile overrides) from one stable path.
+
+    It is an input of no job (each job's params fingerprint is what triggers reruns), and it is only
+    rewritten when its content changes.
+    """
+    path = Path(".snakemake/lapcvae/params.yaml")
+    text = yaml.safe_dump(params, sort_keys=False)
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    return str(path)
+
+
+PARAMS = _write_resolved_params(config)
+RAW = config["paths"]["raw"]
+PREP = config["paths"]["prepared"]
+RESULTS = config["paths"]["results"]
+RES = [str(res) for res in resolutions(config)]
+RESOURCES = config["resources"]
+LAPCVAE_LEVELS = {res: levels(config, res) for res in RES}
+
+TRAIN_RESOURCES = dict(
+    mem_mb=RESOURCES["train"]["mem_mb"], runtime=RESOURCES["train"]["runtime"], gpu=RESOURCES["train"]["gpus"]
+)
+EVAL_RESOURCES = dict(
+    mem_mb=RESOURCES["eval"]["mem_mb"], runtime=RESOURCES["eval"]["runtime"], gpu=RESOURCES["eval"]["gpus"]
+)
+
+
+def launcher(kind):
+    """`lapcvae`, or torchrun over several GPUs (DistributedDataParallel) when the job asks for them."""
+    gpus = RESOURCES[kind]["gpus"]
+    if gpus > 1:
+        return f"torchrun --standalone --nproc-per-node {gpus} -m workflow.cli"
+    return "lapcvae"
+
+
+def coarser_level(wildcards):
+    """Level k is conditioned on levels k+1..K (Figure 3): it needs their checkpoint, except at the top."""
+    level = int(wildcards.level)
+    if level + 1 >= LAPCVAE_LEVELS[wildcards.res]:
+        return []
+    return f"{RESULTS}/models/{wildcards.res}/{wildcards.variant}/level{level + 1}.pt"
+
+
+def figure_output(name, number, caption):
+    return report(
+        f"{RESULTS}/figures/{name}_{{res}}.png", caption=f"../report/{caption}.rst", category=number,
+        subcategory="{res}x{res}",
+    )
+
+
+CONDA_ENV = "../envs/lapcvae.yaml"
+
+
+def folder(io, key, up=1):
+    """A folder a command needs, derived from one of the job's own files rather than a hard-coded prefix."""
+
+    def infer(wildcards, input, output):
+        files = (input if io == "input" else output)[key]
+        first = files if isinstance(files, str) else files[0]
+        return str(Path(first).parents[up - 1])
+
+    return infer

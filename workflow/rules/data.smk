@@ -1,0 +1,59 @@
+# Data: the synthetic faces (default) or CelebA, then crop, resize and the 80/20 split (paper section 5).
+
+rule generate_faces:
+    conda:
+        CONDA_ENV
+    output:
+        directory(f"{RAW}/synthetic"),
+    log:
+        "logs/generate_faces.log",
+    params:
+        config=PARAMS,
+        fingerprint=section_fingerprint(config, "data.synthetic"),
+    threads: RESOURCES["data"]["threads"]
+    resources:
+        mem_mb=RESOURCES["data"]["mem_mb"],
+        runtime=RESOURCES["data"]["runtime"],
+    shell:
+        "lapcvae generate-faces --params {params.config} --out {output} --workers {threads} 2>&1 | tee {log}"
+
+
+rule fetch_celeba:
+    conda:
+        CONDA_ENV
+    output:
+        directory(f"{RAW}/celeba"),
+    log:
+        "logs/fetch_celeba.log",
+    params:
+        config=PARAMS,
+        fingerprint=section_fingerprint(config, "data.celeba"),
+    resources:
+        mem_mb=RESOURCES["data"]["mem_mb"],
+        runtime=RESOURCES["data"]["runtime"],
+    shell:
+        "lapcvae fetch-celeba --params {params.config} --out {output} 2>&1 | tee {log}"
+
+
+rule prepare:
+    conda:
+        CONDA_ENV
+    input:
+        f"{RAW}/{config['data']['source']}",
+    output:
+        train=expand(f"{PREP}/{{res}}/train.npy", res=RES),
+        test=expand(f"{PREP}/{{res}}/test.npy", res=RES),
+        attributes=f"{PREP}/attributes.csv",
+        manifest=f"{PREP}/manifest.json",
+    log:
+        "logs/prepare.log",
+    params:
+        config=PARAMS,
+        out_dir=folder("output", "manifest"),
+        fingerprint=section_fingerprint(config, "data"),
+    threads: RESOURCES["data"]["threads"]
+    resources:
+        mem_mb=RESOURCES["data"]["mem_mb"],
+        runtime=RESOURCES["data"]["runtime"],
+    shell:
+        "lapcvae prepare --params {params.config} --raw {input} --out {params.out_dir} --workers {threads} 2>&1 | tee {log}"

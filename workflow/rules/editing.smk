@@ -1,0 +1,51 @@
+# Image editing (paper section 5.2): Figure 1 (paint the coarse level) and Figure 9 (resample a region).
+
+
+rule edit_coarse:
+    conda:
+        CONDA_ENV
+    input:
+        model=f"{RESULTS}/models/{{res}}/lapcvae/level0.pt",
+        test=f"{PREP}/{{res}}/test.npy",
+        attributes=f"{PREP}/attributes.csv",
+    output:
+        figure=figure_output("fig1_edit", "Figure 1", "fig1"),
+        variants=directory(f"{RESULTS}/editing/{{res}}/coarse"),
+    log:
+        "logs/edit_coarse_{res}.log",
+    params:
+        config=PARAMS,
+        prepared=folder("input", "attributes"),
+        fingerprint=section_fingerprint(config, "editing"),
+    threads: RESOURCES["eval"]["threads"]
+    resources:
+        **EVAL_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} lapcvae edit-coarse --params {params.config} --res {wildcards.res}"
+        " --checkpoint {input.model} --prepared {params.prepared} --out-dir {output.variants}"
+        " --figure {output.figure} 2>&1 | tee {log}"
+
+
+rule edit_region:
+    conda:
+        CONDA_ENV
+    input:
+        model=f"{RESULTS}/models/{{res}}/lapcvae/level0.pt",
+        test=f"{PREP}/{{res}}/test.npy",
+        attributes=f"{PREP}/attributes.csv",
+    output:
+        figure=figure_output("fig9_region", "Figure 9", "fig9"),
+        variants=directory(f"{RESULTS}/editing/{{res}}/region"),
+    log:
+        "logs/edit_region_{res}.log",
+    params:
+        config=PARAMS,
+        prepared=folder("input", "attributes"),
+        fingerprint=section_fingerprint(config, "editing"),
+    threads: RESOURCES["eval"]["threads"]
+    resources:
+        **EVAL_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} lapcvae edit-region --params {params.config} --res {wildcards.res}"
+        " --checkpoint {input.model} --prepared {params.prepared} --out-dir {output.variants}"
+        " --figure {output.figure} 2>&1 | tee {log}"

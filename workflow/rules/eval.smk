@@ -1,0 +1,106 @@
+# Evaluation (paper section 5.1): per-model metrics on the test split, Table 1, nearest neighbours, figures.
+
+
+rule evaluate:
+    conda:
+        CONDA_ENV
+    input:
+        model=lambda w: checkpoint(RESULTS, w.res, w.model),
+        test=f"{PREP}/{{res}}/test.npy",
+    output:
+        reconstructions=f"{RESULTS}/eval/{{res}}/{{model}}/reconstructions.npy",
+        samples=f"{RESULTS}/eval/{{res}}/{{model}}/samples.npy",
+        summary=f"{RESULTS}/eval/{{res}}/{{model}}/summary.json",
+        per_image=f"{RESULTS}/metrics/per_image/{{res}}_{{model}}.csv",
+    log:
+        "logs/evaluate_{res}_{model}.log",
+    params:
+        config=PARAMS,
+        out_dir=folder("output", "summary"),
+        fingerprint=section_fingerprint(config, "eval"),
+    threads: RESOURCES["eval"]["threads"]
+    resources:
+        **EVAL_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} lapcvae evaluate --params {params.config} --res {wildcards.res}"
+        " --model {wildcards.model} --checkpoint {input.model} --test {input.test}"
+        " --out-dir {params.out_dir} --per-image {output.per_image} 2>&1 | tee {log}"
+
+
+rule table:
+    conda:
+        CONDA_ENV
+    input:
+        summaries=expand(f"{RESULTS}/eval/{{res}}/{{model}}/summary.json", res=RES, model=MODELS),
+        per_image=expand(f"{RESULTS}/metrics/per_image/{{res}}_{{model}}.csv", res=RES, model=MODELS),
+    output:
+        table=report(f"{RESULTS}/metrics/table1.csv", caption="../report/table1.rst", category="Table 1"),
+        metrics=f"{RESULTS}/metrics/metrics.json",
+    log:
+        "logs/table.log",
+    params:
+        config=PARAMS,
+        eval_dir=folder("input", "summaries", up=3),
+        per_image_dir=folder("input", "per_image"),
+        out_dir=folder("output", "table"),
+        fingerprint=section_fingerprint(config, "eval"),
+    shell:
+        "lapcvae table --params {params.config} --eval-dir {params.eval_dir} --per-image-dir {params.per_image_dir}"
+        " --out-dir {params.out_dir} 2>&1 | tee {log}"
+
+
+rule neighbours:
+    conda:
+        CONDA_ENV
+    input:
+        samples=expand(f"{RESULTS}/eval/{{{{res}}}}/{{model}}/samples.npy", model=MODELS),
+        train=f"{PREP}/{{res}}/train.npy",
+        test=f"{PREP}/{{res}}/test.npy",
+    output:
+        tables=expand(f"{RESULTS}/neighbours/{{{{res}}}}_{{name}}.csv", name=[*MODELS, "test_reference", "summary"]),
+        figure=figure_output("fig6_neighbours", "Figure 6", "fig6"),
+    log:
+        "logs/neighbours_{res}.log",
+    params:
+        config=PARAMS,
+        eval_dir=folder("input", "samples", up=3),
+        out_dir=folder("output", "tables"),
+        fingerprint=section_fingerprint(config, "eval.neighbours"),
+    threads: RESOURCES["eval"]["threads"]
+    resources:
+        **EVAL_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} lapcvae neighbours --params {params.config} --res {wildcards.res}"
+        " --eval-dir {params.eval_dir} --train {input.train} --test {input.test} --out-dir {params.out_dir}"
+        " --figure {output.figure} 2>&1 | tee {log}"
+
+
+rule figures:
+    conda:
+        CONDA_ENV
+    input:
+        samples=expand(f"{RESULTS}/eval/{{{{res}}}}/{{model}}/samples.npy", model=MODELS),
+        reconstructions=expand(f"{RESULTS}/eval/{{{{res}}}}/{{model}}/reconstructions.npy", model=MODELS),
+        lapcvae=f"{RESULTS}/models/{{res}}/lapcvae/level0.pt",
+        test=f"{PREP}/{{res}}/test.npy",
+    output:
+        fig4=figure_output("fig4_reconstructions", "Figure 4", "fig4"),
+        fig5=figure_output("fig5_samples", "Figure 5", "fig5"),
+        fig7=figure_output("fig7_partial", "Figure 7", "fig7"),
+        fig8=figure_output("fig8_retrained_m", "Figure 8", "fig8"),
+        curves=figure_output("training_curves", "Training curves", "curves"),
+    log:
+        "logs/figures_{res}.log",
+    params:
+        config=PARAMS,
+        eval_dir=folder("input", "samples", up=3),
+        models_dir=folder("input", "lapcvae", up=3),
+        out_dir=folder("output", "fig4"),
+        fingerprint=section_fingerprint(config, "eval"),
+    threads: RESOURCES["eval"]["threads"]
+    resources:
+        **EVAL_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} lapcvae figures --params {params.config} --res {wildcards.res}"
+        " --eval-dir {params.eval_dir} --models-dir {params.models_dir} --test {input.test}"
+        " --out-dir {params.out_dir} 2>&1 | tee {log}"

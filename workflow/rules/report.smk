@@ -1,0 +1,27 @@
+# The comparison report: Table 1 beside the paper's, every figure, the automatic reading, provenance.
+
+
+rule report:
+    conda:
+        CONDA_ENV
+    input:
+        table=f"{RESULTS}/metrics/table1.csv",
+        metrics=f"{RESULTS}/metrics/metrics.json",
+        figures=figures(config),
+        neighbours=expand(f"{RESULTS}/neighbours/{{res}}_summary.csv", res=RES),
+        study=f"{RESULTS}/human_study/key.csv",
+        table2=[f"{RESULTS}/human_study/table2.csv"] if RESPONSES else [],
+        manifest=f"{PREP}/manifest.json",
+    output:
+        markdown=f"{RESULTS}/report.md",
+        html=f"{RESULTS}/report.html",
+    log:
+        "logs/report.log",
+    params:
+        config=PARAMS,
+        results=folder("output", "html"),
+        prepared=folder("input", "manifest"),
+        fingerprint=section_fingerprint(config, "eval"),
+    shell:
+        "lapcvae report --params {params.config} --results {params.results} --prepared {params.prepared}"
+        " --out-md {output.markdown} --out-html {output.html} 2>&1 | tee {log}"

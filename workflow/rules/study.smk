@@ -1,0 +1,45 @@
+# Human study (paper section 5.1.2, Table 2): pairs of reconstructions and an offline study page.
+STUDY_RES = str(config["human_study"]["resolution"])
+
+
+rule export_study:
+    conda:
+        CONDA_ENV
+    input:
+        reconstructions=expand(
+            f"{RESULTS}/eval/{STUDY_RES}/{{model}}/reconstructions.npy", model=config["human_study"]["models"]
+        ),
+        test=f"{PREP}/{STUDY_RES}/test.npy",
+    output:
+        page=f"{RESULTS}/human_study/study.html",
+        key=f"{RESULTS}/human_study/key.csv",
+        images=directory(f"{RESULTS}/human_study/images"),
+    log:
+        "logs/export_study.log",
+    params:
+        config=PARAMS,
+        eval_dir=folder("input", "reconstructions", up=3),
+        prepared=folder("input", "test", up=2),
+        out_dir=folder("output", "key"),
+        fingerprint=section_fingerprint(config, "human_study"),
+    shell:
+        "lapcvae export-study --params {params.config} --eval-dir {params.eval_dir} --prepared {params.prepared}"
+        " --out {params.out_dir} 2>&1 | tee {log}"
+
+
+# Table 2 from the answers people gave: drop their CSV downloads into study_responses/ and rerun.
+RESPONSES = sorted(str(path) for path in Path("study_responses").glob("*.csv"))
+
+
+rule analyze_study:
+    conda:
+        CONDA_ENV
+    input:
+        key=f"{RESULTS}/human_study/key.csv",
+        responses=RESPONSES,
+    output:
+        f"{RESULTS}/human_study/table2.csv",
+    log:
+        "logs/analyze_study.log",
+    shell:
+        "lapcvae analyze-study --key {input.key} --responses {input.responses} --out {output} 2>&1 | tee {log}"

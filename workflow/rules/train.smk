@@ -1,0 +1,75 @@
+# Training: LapCVAE level by level, coarsest first (one job per level), M retraining, and the two baselines.
+# Each job resumes from <checkpoint>.resume.pt if an earlier run was killed; the checkpoint itself is only
+# written, atomically, once training is complete.
+
+
+
+rule train_level:
+    conda:
+        CONDA_ENV
+    input:
+        data=f"{PREP}/{{res}}/train.npy",
+        coarser=coarser_level,
+    output:
+        f"{RESULTS}/models/{{res}}/{{variant}}/level{{level}}.pt",
+    log:
+        curve=f"{RESULTS}/models/{{res}}/{{variant}}/level{{level}}.log.csv",
+        messages="logs/train_level_{res}_{variant}_{level}.log",
+    params:
+        config=PARAMS,
+        fingerprint=lambda w: level_fingerprint(config, w.res, w.variant, int(w.level)),
+        coarser=lambda w, input: f"--coarser {input.coarser}" if input.coarser else "",
+        launcher=launcher("train"),
+    threads: RESOURCES["train"]["threads"]
+    resources:
+        **TRAIN_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.launcher} train-level --params {params.config} --res {wildcards.res}"
+        " --variant {wildcards.variant} --level {wildcards.level} --data {input.data} {params.coarser}"
+        " --out {output} 2>&1 | tee {log.messages}"
+
+
+rule retrain_m:
+    conda:
+        CONDA_ENV
+    input:
+        data=f"{PREP}/{{res}}/train.npy",
+        model=f"{RESULTS}/models/{{res}}/lapcvae/level0.pt",
+    output:
+        f"{RESULTS}/models/{{res}}/lapcvae/retrained_m.pt",
+    log:
+        curve=f"{RESULTS}/models/{{res}}/lapcvae/retrained_m.log.csv",
+        messages="logs/retrain_m_{res}.log",
+    params:
+        config=PARAMS,
+        fingerprint=lambda w: section_fingerprint(config, "train", f"lapcvae.{w.res}", "lapcvae.retrain_m"),
+        launcher=launcher("train"),
+    threads: RESOURCES["train"]["threads"]
+    resources:
+        **TRAIN_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.launcher} retrain-m --params {params.config} --res {wildcards.res}"
+        " --checkpoint {input.model} --data {input.data} --out {output} 2>&1 | tee {log.messages}"
+
+
+rule train_baseline:
+    conda:
+        CONDA_ENV
+    input:
+        data=f"{PREP}/{{res}}/train.npy",
+    output:
+        f"{RESULTS}/models/{{res}}/{{baseline}}/model.pt",
+    log:
+        curve=f"{RESULTS}/models/{{res}}/{{baseline}}/model.log.csv",
+        messages="logs/train_baseline_{baseline}_{res}.log",
+    params:
+        config=PARAMS,
+        # The VAE's size is matched to LapCVAE's, so the LapCVAE settings are part of its fingerprint.
+        fingerprint=lambda w: section_fingerprint(config, "train", f"{w.baseline}.{w.res}", f"lapcvae.{w.res}"),
+        launcher=launcher("train"),
+    threads: RESOURCES["train"]["threads"]
+    resources:
+        **TRAIN_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.launcher} train-baseline --params {params.config} --model {wildcards.baseline}"
+        " --res {wildcards.res} --data {input.data} --out {output} 2>&1 | tee {log.messages}"
