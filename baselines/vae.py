@@ -53,7 +53,8 @@ class VAE(nn.Module):
         self.latent_dim = latent_dim
         self.encoder = ConvEncoder(in_channels=3, size=resolution, widths=list(widths), latent_dim=latent_dim)
         # The decoder mirrors the encoder: its widths run coarse to fine.
-        self.decoder = ConvDecoder(latent_dim=latent_dim, size=resolution, widths=list(widths)[::-1], out_channels=3)
+        self.decoder = ConvDecoder(latent_dim=latent_dim, size=resolution, widths=list(widths)[::-1],
+                                   out_channels=3)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> VAE:
@@ -103,7 +104,8 @@ def lapcvae_parameter_count(params: Mapping[str, Any], resolution: int) -> int:
     """Parameters of the full LapCVAE (with the M networks) that `params` describes at `resolution`."""
     from models.lapcvae import LapCVAE  # imported here: LapCVAE is only needed to size the VAE
 
-    return parameter_count(lambda: LapCVAE.from_params(params["lapcvae"][str(resolution)], resolution, use_m=True))
+    level_params = params["lapcvae"][str(resolution)]
+    return parameter_count(lambda: LapCVAE.from_params(level_params, resolution, use_m=True))
 
 
 def count_widths(resolution: int, latent_dim: int, widths: list[int]) -> int:

@@ -5,14 +5,13 @@ Three parameter groups, three objectives (Larsen et al., Algorithm 1):
 - encoder:       L_prior + L_llike^Dis_l
 - decoder:       gamma * L_llike^Dis_l - (1 - gamma) * L_GAN   (the authors' weighting of the two terms)
 - discriminator: L_GAN, on real images, reconstructions and decoded prior samples.
-L_llike^Dis_l is a unit-variance Gaussian log-likelihood (sum of squared errors) of the discriminator's features
-at conv layer `dis_layer`. It is computed with the discriminator's parameters detached, so it never trains the
-discriminator; the GAN terms decode detached latents, so they never reach the encoder.
+L_llike^Dis_l is a unit-variance Gaussian log-likelihood (sum of squared errors) of the discriminator's
+features at conv layer `dis_layer`. It is computed with the discriminator's parameters detached, so it never
+trains the discriminator; the GAN terms decode detached latents, so they never reach the encoder.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,8 +23,6 @@ from torch.func import functional_call
 from baselines.vae import check_conv_stack, sample_prior
 from models.blocks import ConvDecoder, ConvEncoder, conv_block, kl_diagonal_gaussians, reparameterize
 from models.interface import StepResult
-
-logger = logging.getLogger(__name__)
 
 
 class Discriminator(nn.Module):
@@ -39,10 +36,12 @@ class Discriminator(nn.Module):
     def __init__(self, *, resolution: int, widths: list[int], hidden: int, dis_layer: int):
         super().__init__()
         if not 0 <= dis_layer < len(widths):
-            raise ValueError(f"vaegan: dis_layer {dis_layer} must index one of the {len(widths)} discriminator convs")
+            raise ValueError(f"vaegan: dis_layer {dis_layer} must index one of the {len(widths)} "
+                             "discriminator convs (0-based); lower dis_layer or add widths")
         self.dis_layer = dis_layer
         first = nn.Sequential(nn.Conv2d(3, widths[0], kernel_size=5, padding=2), nn.LeakyReLU(0.2))
-        self.convs = nn.ModuleList([first, *(conv_block(a, b) for a, b in zip(widths[:-1], widths[1:]))])
+        strided = (conv_block(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))
+        self.convs = nn.ModuleList([first, *strided])
         feature_size = resolution // 2 ** (len(widths) - 1)
         self.classify = nn.Sequential(
             nn.Flatten(),
@@ -64,7 +63,7 @@ class Discriminator(nn.Module):
 
 
 def feature_likelihood(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """L_llike^Dis_l: unit-variance Gaussian negative log-likelihood, the sum of squared feature errors per image."""
+    """-L_llike^Dis_l: unit-variance Gaussian NLL, the sum of squared feature errors per image."""
     return (features.float() - target.float()).pow(2).flatten(1).sum(dim=1).mean()
 
 
@@ -88,10 +87,10 @@ class VAEGAN(nn.Module):
         super().__init__()
         check_conv_stack(resolution, widths, self.kind)
         if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"vaegan: gamma must lie in [0, 1] (it weighs Dis_l against the GAN term), got {gamma}")
+            raise ValueError(f"vaegan: gamma must lie in [0, 1] (Dis_l's weight vs the GAN), got {gamma}")
         self.config = {
-            "resolution": resolution, "latent_dim": latent_dim, "widths": list(widths), "dis_hidden": dis_hidden,
-            "dis_layer": dis_layer, "gamma": gamma, "balance": dict(balance),
+            "resolution": resolution, "latent_dim": latent_dim, "widths": list(widths),
+            "dis_hidden": dis_hidden, "dis_layer": dis_layer, "gamma": gamma, "balance": dict(balance),
         }
         self.latent_dim = latent_dim
         self.gamma = gamma
@@ -99,7 +98,7 @@ class VAEGAN(nn.Module):
         self.encoder = ConvEncoder(in_channels=3, size=resolution, widths=list(widths), latent_dim=latent_dim)
         self.decoder = nn.Sequential(
             ConvDecoder(latent_dim=latent_dim, size=resolution, widths=list(widths)[::-1], out_channels=3),
-            nn.Sigmoid(),  # images in [0, 1], as the discriminator sees real ones (the original used tanh on [-1, 1])
+            nn.Sigmoid(),  # images in [0, 1] like the real ones (the original used tanh on [-1, 1])
         )
         self.discriminator = Discriminator(resolution=resolution, widths=list(widths), hidden=dis_hidden,
                                            dis_layer=dis_layer)
@@ -131,7 +130,7 @@ class VAEGAN(nn.Module):
         return functional_call(self.discriminator, detached, (images,))
 
     def _updates(self, real_cost: float, fake_cost: float) -> tuple[bool, bool]:
-        """The authors' balancing rule: (update decoder, update discriminator) given the discriminator's BCE."""
+        """The authors' balancing rule: (update decoder?, update discriminator?) from the BCE costs."""
         if not self.balance["enabled"]:
             return True, True
         low = self.balance["equilibrium"] - self.balance["margin"]
@@ -148,7 +147,7 @@ class VAEGAN(nn.Module):
         latents = reparameterize(mean, log_var)
         kl = kl_diagonal_gaussians(mean.float(), log_var.float()).mean()  # L_prior
 
-        # L_llike^Dis_l for the encoder and decoder: real and reconstructed features in one batch, as the authors.
+        # L_llike^Dis_l for encoder and decoder: real and reconstructed features in one batch, as the authors.
         reconstructions = self.decoder(latents)  # (B, 3, H, W)
         _, features = self._frozen_discriminator(torch.cat([images, reconstructions]))
         real_features, reconstructed_features = features.split(batch)

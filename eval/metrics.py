@@ -161,7 +161,9 @@ def load_images(path: str | Path, resolution: int) -> np.ndarray:
     try:
         images = np.load(path, mmap_mode="r")
     except (ValueError, OSError) as error:
-        raise ValueError(f"{path} is not a readable .npy array ({error}); delete it and rerun `lapcvae prepare`") from error
+        raise ValueError(
+            f"{path} is not a readable .npy array ({error}); delete it and rerun `lapcvae prepare`"
+        ) from error
     expected = (3, resolution, resolution)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != expected or len(images) == 0:
         raise ValueError(

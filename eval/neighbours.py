@@ -133,7 +133,7 @@ def neighbours_figure(
     padding = 2  # image_grid's default spacing between cells
     for row, row_distances in enumerate(distances):
         for rank, mse in enumerate(row_distances, start=1):
-            axes.text(rank * (width + padding) + width / 2, row * (height + padding) + height - 2, f"{mse:.0f}",
+            axes.text(rank * (width + padding) + width / 2, row * (height + padding) + height - 2, f"MSE {mse:.0f}",
                       ha="center", va="bottom", fontsize=7, color="black",
                       bbox={"facecolor": "white", "alpha": 0.8, "pad": 1, "linewidth": 0})
     save_figure(figure, path)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -163,13 +162,12 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = DEFAULT_DPI) -> Path:
     if path.suffix.lower() != ".png":
         raise ValueError(f"figure path {path} must end in .png")
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: the rename is atomic
     try:
         fig.savefig(temporary, format="png", dpi=dpi, facecolor="white")
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     logger.info("wrote %s", path)
     return path

@@ -6,6 +6,8 @@ asks for, and which parameters each job depends on (its rerun fingerprint), so S
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import sys
 from collections.abc import Mapping
@@ -75,24 +77,81 @@ def final_targets(params: Mapping[str, Any]) -> list[str]:
     ]
 
 
-# Parameters each kind of job depends on: a job reruns when its fingerprint changes, and only then.
-def level_fingerprint(params: Mapping[str, Any], res: int | str, variant: str, level: int) -> str:
-    """Level k's checkpoint holds levels k..K, so it depends on the settings of those levels only."""
-    settings = dict(params["lapcvae"][str(res)])
-    for key in ("latent_dims", "kl_weights"):
-        settings[key] = settings[key][level:]
-    return fingerprint([params["seed"], params["train"], settings, variant, level])
+# What each rule's jobs depend on besides their input files: params keys ({wildcards} filled in) and the
+# code packages they run. A job reruns when the fingerprint of these changes (Snakemake's params trigger), and
+# dvc.yaml lists the same keys and folders as the stage's params and deps.
+PARAMS_USED = {
+    "generate_faces": ["data.synthetic"],
+    "fetch_celeba": ["data.celeba"],
+    "prepare": ["data"],
+    "train_level": ["train", "lapcvae.{res}"],
+    "retrain_m": ["train", "lapcvae.{res}", "lapcvae.retrain_m"],
+    # The VAE's widths are matched to LapCVAE's parameter count, so LapCVAE's settings matter to it.
+    "train_baseline": ["train", "{baseline}.{res}", "lapcvae.{res}"],
+    "evaluate": ["eval"],
+    "table": ["eval"],
+    "neighbours": ["eval.neighbours"],
+    "figures": ["eval"],
+    "edit_coarse": ["editing"],
+    "edit_region": ["editing"],
+    "export_study": ["human_study"],
+    "analyze_study": [],
+    "report": ["eval"],
+}
+CODE_USED = {
+    "generate_faces": ["data"],
+    "fetch_celeba": ["data"],
+    "prepare": ["data"],
+    "train_level": ["models"],
+    "retrain_m": ["models"],
+    "train_baseline": ["models", "baselines"],
+    "evaluate": ["models", "baselines", "eval"],
+    "table": ["eval"],
+    "neighbours": ["eval"],
+    "figures": ["models", "eval"],
+    "edit_coarse": ["models", "eval"],
+    "edit_region": ["models", "eval"],
+    "export_study": ["eval"],
+    "analyze_study": ["eval"],
+    "report": ["eval"],
+}
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def section_fingerprint(params: Mapping[str, Any], *keys: str) -> str:
-    """Fingerprint of some top-level sections (plus the seed); `a.b` reaches into a section."""
-    picked = []
-    for key in keys:
-        value: Any = params
-        for part in key.split("."):
-            value = value[part]
-        picked.append(value)
-    return fingerprint([params["seed"], picked])
+def params_used(rule: str, wildcards: Mapping[str, str]) -> list[str]:
+    return ["seed", *(key.format(**wildcards) for key in PARAMS_USED[rule])]
+
+
+def pick(params: Mapping[str, Any], key: str) -> Any:
+    """The value at a dotted key such as `lapcvae.64`."""
+    value: Any = params
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+@functools.cache
+def code_fingerprint(package: str) -> str:
+    """Hash of a package's Python sources, so that changing the code reruns the jobs that run it."""
+    digest = hashlib.sha256()
+    for source in sorted((REPO_ROOT / package).rglob("*.py")):
+        digest.update(source.relative_to(REPO_ROOT).as_posix().encode())
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def job_fingerprint(params: Mapping[str, Any], rule: str, wildcards: Mapping[str, str]) -> str:
+    """The rerun fingerprint of one job: the params it uses and the code it runs."""
+    values = {key: pick(params, key) for key in params_used(rule, wildcards)}
+    if rule == "train_level":
+        # Level k's checkpoint holds levels k..K: only those levels' settings concern it.
+        level = int(wildcards["level"])
+        settings = dict(values[f"lapcvae.{wildcards['res']}"])
+        for key in ("latent_dims", "kl_weights"):
+            settings[key] = settings[key][level:]
+        values[f"lapcvae.{wildcards['res']}"] = settings
+    code = {package: code_fingerprint(package) for package in CODE_USED[rule]}
+    return fingerprint([values, code, dict(wildcards)])
 
 
 def expose_cli() -> None:

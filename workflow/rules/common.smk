@@ -6,8 +6,8 @@ import yaml
 
 from workflow.config import ParamsError, validate
 from workflow.pipeline import (
-    BASELINES, LAPCVAE_VARIANTS, MODELS, checkpoint, expose_cli, figures, final_targets, level_fingerprint,
-    levels, resolutions, section_fingerprint,
+    BASELINES, LAPCVAE_VARIANTS, MODELS, checkpoint, expose_cli, figures, final_targets, job_fingerprint,
+    levels, resolutions,
 )
 
 try:
@@ -85,3 +85,8 @@ def folder(io, key, up=1):
         return str(Path(first).parents[up - 1])
 
     return infer
+
+
+def fingerprint_of(rule_name):
+    """The params value that reruns a job when the parameters or code it uses change (workflow/pipeline.py)."""
+    return lambda wildcards: job_fingerprint(config, rule_name, dict(wildcards))

@@ -9,7 +9,7 @@ rule generate_faces:
         "logs/generate_faces.log",
     params:
         config=PARAMS,
-        fingerprint=section_fingerprint(config, "data.synthetic"),
+        fingerprint=fingerprint_of("generate_faces"),
     threads: RESOURCES["data"]["threads"]
     resources:
         mem_mb=RESOURCES["data"]["mem_mb"],
@@ -27,7 +27,7 @@ rule fetch_celeba:
         "logs/fetch_celeba.log",
     params:
         config=PARAMS,
-        fingerprint=section_fingerprint(config, "data.celeba"),
+        fingerprint=fingerprint_of("fetch_celeba"),
     resources:
         mem_mb=RESOURCES["data"]["mem_mb"],
         runtime=RESOURCES["data"]["runtime"],
@@ -50,7 +50,7 @@ rule prepare:
     params:
         config=PARAMS,
         out_dir=folder("output", "manifest"),
-        fingerprint=section_fingerprint(config, "data"),
+        fingerprint=fingerprint_of("prepare"),
     threads: RESOURCES["data"]["threads"]
     resources:
         mem_mb=RESOURCES["data"]["mem_mb"],

@@ -16,7 +16,7 @@ rule edit_coarse:
     params:
         config=PARAMS,
         prepared=folder("input", "attributes"),
-        fingerprint=section_fingerprint(config, "editing"),
+        fingerprint=fingerprint_of("edit_coarse"),
     threads: RESOURCES["eval"]["threads"]
     resources:
         **EVAL_RESOURCES,
@@ -41,7 +41,7 @@ rule edit_region:
     params:
         config=PARAMS,
         prepared=folder("input", "attributes"),
-        fingerprint=section_fingerprint(config, "editing"),
+        fingerprint=fingerprint_of("edit_region"),
     threads: RESOURCES["eval"]["threads"]
     resources:
         **EVAL_RESOURCES,

@@ -17,7 +17,7 @@ rule evaluate:
     params:
         config=PARAMS,
         out_dir=folder("output", "summary"),
-        fingerprint=section_fingerprint(config, "eval"),
+        fingerprint=fingerprint_of("evaluate"),
     threads: RESOURCES["eval"]["threads"]
     resources:
         **EVAL_RESOURCES,
@@ -43,7 +43,7 @@ rule table:
         eval_dir=folder("input", "summaries", up=3),
         per_image_dir=folder("input", "per_image"),
         out_dir=folder("output", "table"),
-        fingerprint=section_fingerprint(config, "eval"),
+        fingerprint=fingerprint_of("table"),
     shell:
         "lapcvae table --params {params.config} --eval-dir {params.eval_dir} --per-image-dir {params.per_image_dir}"
         " --out-dir {params.out_dir} 2>&1 | tee {log}"
@@ -65,7 +65,7 @@ rule neighbours:
         config=PARAMS,
         eval_dir=folder("input", "samples", up=3),
         out_dir=folder("output", "tables"),
-        fingerprint=section_fingerprint(config, "eval.neighbours"),
+        fingerprint=fingerprint_of("neighbours"),
     threads: RESOURCES["eval"]["threads"]
     resources:
         **EVAL_RESOURCES,
@@ -96,7 +96,7 @@ rule figures:
         eval_dir=folder("input", "samples", up=3),
         models_dir=folder("input", "lapcvae", up=3),
         out_dir=folder("output", "fig4"),
-        fingerprint=section_fingerprint(config, "eval"),
+        fingerprint=fingerprint_of("figures"),
     threads: RESOURCES["eval"]["threads"]
     resources:
         **EVAL_RESOURCES,

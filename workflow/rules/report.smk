@@ -21,7 +21,7 @@ rule report:
         config=PARAMS,
         results=folder("output", "html"),
         prepared=folder("input", "manifest"),
-        fingerprint=section_fingerprint(config, "eval"),
+        fingerprint=fingerprint_of("report"),
     shell:
         "lapcvae report --params {params.config} --results {params.results} --prepared {params.prepared}"
         " --out-md {output.markdown} --out-html {output.html} 2>&1 | tee {log}"

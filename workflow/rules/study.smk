@@ -21,7 +21,7 @@ rule export_study:
         eval_dir=folder("input", "reconstructions", up=3),
         prepared=folder("input", "test", up=2),
         out_dir=folder("output", "key"),
-        fingerprint=section_fingerprint(config, "human_study"),
+        fingerprint=fingerprint_of("export_study"),
     shell:
         "lapcvae export-study --params {params.config} --eval-dir {params.eval_dir} --prepared {params.prepared}"
         " --out {params.out_dir} 2>&1 | tee {log}"

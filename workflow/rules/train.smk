@@ -17,7 +17,7 @@ rule train_level:
         messages="logs/train_level_{res}_{variant}_{level}.log",
     params:
         config=PARAMS,
-        fingerprint=lambda w: level_fingerprint(config, w.res, w.variant, int(w.level)),
+        fingerprint=fingerprint_of("train_level"),
         coarser=lambda w, input: f"--coarser {input.coarser}" if input.coarser else "",
         launcher=launcher("train"),
     threads: RESOURCES["train"]["threads"]
@@ -42,7 +42,7 @@ rule retrain_m:
         messages="logs/retrain_m_{res}.log",
     params:
         config=PARAMS,
-        fingerprint=lambda w: section_fingerprint(config, "train", f"lapcvae.{w.res}", "lapcvae.retrain_m"),
+        fingerprint=fingerprint_of("retrain_m"),
         launcher=launcher("train"),
     threads: RESOURCES["train"]["threads"]
     resources:
@@ -64,8 +64,7 @@ rule train_baseline:
         messages="logs/train_baseline_{baseline}_{res}.log",
     params:
         config=PARAMS,
-        # The VAE's size is matched to LapCVAE's, so the LapCVAE settings are part of its fingerprint.
-        fingerprint=lambda w: section_fingerprint(config, "train", f"{w.baseline}.{w.res}", f"lapcvae.{w.res}"),
+        fingerprint=fingerprint_of("train_baseline"),
         launcher=launcher("train"),
     threads: RESOURCES["train"]["threads"]
     resources:

@@ -1,0 +1,75 @@
+"""`lapcvae train-baseline`: train the VAE or VAE/GAN baseline of Table 1 with the shared training loop.
+
+    lapcvae train-baseline --params config/smoke.yaml --model vae --res 64 \
+        --data data/prepared/64/train.npy --out results/models/64/vae/model.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from baselines.vae import VAE
+from baselines.vaegan import VAEGAN
+from workflow.config import add_params_arguments, params_from_args, train_settings
+
+logger = logging.getLogger(__name__)
+
+BASELINES: dict[str, type[VAE] | type[VAEGAN]] = {"vae": VAE, "vaegan": VAEGAN}
+
+
+def build_baseline(params: Mapping[str, Any], model: str, resolution: int) -> nn.Module:
+    """The untrained baseline `model` ("vae" or "vaegan") that `params` describes at `resolution`."""
+    if model not in BASELINES:
+        raise ValueError(f"unknown baseline {model!r}; choose one of {', '.join(BASELINES)}")
+    if str(resolution) not in params[model]:
+        raise ValueError(f"{model}.{resolution}: params has no settings for {resolution} px; add a "
+                         f"{model}.\"{resolution}\" section or pick one of {', '.join(params[model])}")
+    return BASELINES[model].from_params(params, resolution)
+
+
+def load_train_images(path: str | Path, resolution: int) -> np.ndarray:
+    """The prepared uint8 training images (N, 3, res, res), memory-mapped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training images {path} do not exist: run `lapcvae prepare` first")
+    try:
+        images = np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as error:
+        raise ValueError(
+            f"{path} is not a readable .npy array ({error}); delete it and rerun `lapcvae prepare`"
+        ) from error
+    expected = (3, resolution, resolution)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != expected or len(images) == 0:
+        raise ValueError(
+            f"{path} holds {images.dtype} {images.shape}, not uint8 (N, 3, {resolution}, {resolution}) "
+            f"images; pass the {resolution} px train.npy that `lapcvae prepare` writes"
+        )
+    return images
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae train-baseline", description=__doc__.splitlines()[0])
+    add_params_arguments(parser)
+    parser.add_argument("--model", required=True, choices=sorted(BASELINES), help="which baseline to train")
+    parser.add_argument("--res", required=True, type=int, help="image resolution in pixels, e.g. 64")
+    parser.add_argument("--data", required=True, type=Path, help="prepared training images, {res}/train.npy")
+    parser.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. .../vae/model.pt")
+    args = parser.parse_args(argv)
+
+    from models.training import fit  # imported here so `--help` stays fast
+
+    params = params_from_args(args)
+    images = load_train_images(args.data, args.res)
+    model = build_baseline(params, args.model, args.res)
+    logger.info("%s at %d px: %d parameters, %d training images", args.model, args.res,
+                sum(parameter.numel() for parameter in model.parameters()), len(images))
+    summary = fit(model, images, settings=train_settings(params, args.model, args.res), seed=params["seed"],
+                  output=args.out, device=params["device"], name=f"{args.model}@{args.res}")
+    logger.info("trained %s: %s", args.out, summary)

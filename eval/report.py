@@ -1,0 +1,531 @@
+"""The comparison report (`lapcvae report`): results/report.md and a self-contained results/report.html.
+
+The report is built once as a list of blocks (headings, paragraphs, tables, figures, preformatted text) and
+rendered twice: Markdown (figures linked by relative path) and HTML (figures embedded as base64 data URIs,
+inline CSS, no scripts, fonts or style sheets from elsewhere, so it opens offline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import logging
+import os
+import platform
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+
+from eval.paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_RESOLUTION
+from eval.plotting import DISPLAY_NAMES, MODELS
+from eval.table import paired_wilcoxon
+from workflow.config import REPO_ROOT, add_params_arguments, params_from_args
+
+logger = logging.getLogger(__name__)
+
+SIGNIFICANCE = 0.05  # two-sided level at which a Wilcoxon p-value is called significant
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MISSING = "n/a"
+TABLE1_REQUIRED = ("resolution", "model", "rmse_mean", "rmse_std")
+# Figures in the paper's order: file stem (before _{res}.png) and caption.
+FIGURES = (
+    ("fig1_edit", "Figure 1: the coarse level of an input is painted, samples are drawn conditioned on it "
+                  "and the region of interest is composited into the reconstruction."),
+    ("fig4_reconstructions", "Figure 4: test images (top row) and every model's reconstructions of them."),
+    ("fig5_samples", "Figure 5: samples of every model, drawn with the same seed."),
+    ("fig6_neighbours", "Figure 6: samples beside their nearest training images (pixel MSE); samples unlike "
+                        "their neighbours are not memorised."),
+    ("fig7_partial", "Figure 7: LapCVAE partial sampling: the coarsest levels are fixed, the finer ones "
+                     "sampled; the Base column is what the fixed levels alone produce."),
+    ("fig8_retrained_m", "Figure 8: LapCVAE samples before and after retraining M, same seeds."),
+    ("fig9_region", "Figure 9: a selected region is resampled conditioned on the coarse input, then "
+                    "composited."),
+    ("training_curves", "Training curves: reconstruction and KL terms per step, one line per LapCVAE level."),
+)
+# (summary column, per-image column, label, how "better" is judged)
+METRICS = (
+    ("rmse_mean", "rmse", "RMSE", "lower"),
+    ("psnr_mean", "psnr", "PSNR", "higher"),
+    ("ssim_mean", "ssim", "SSIM", "higher"),
+    ("sharpness_mean", "sharpness", "sharpness ratio", "closer to 1"),  # 1: as sharp as the input
+)
+CSS = """
+body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #eee; }
+caption { caption-side: top; font-style: italic; text-align: left; padding-bottom: 0.3em; }
+figure { margin: 1.5em 0; }
+figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { font-style: italic; font-size: 0.9em; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
+.note { color: #a15c00; }
+"""
+
+
+@dataclass
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass
+class Paragraph:
+    text: str
+    note: bool = False  # a missing artefact or caveat, shown highlighted
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+    caption: str
+
+
+@dataclass
+class FigureBlock:
+    path: Path
+    caption: str
+
+
+@dataclass
+class Preformatted:
+    text: str
+
+
+Block = Heading | Paragraph | Bullets | Table | FigureBlock | Preformatted
+
+
+def number(value: Any, digits: int = 2) -> str:
+    """A table cell: the value with `digits` decimals, or n/a for a missing value."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return MISSING
+    return f"{float(value):.{digits}f}"
+
+
+def p_value(value: Any) -> str:
+    if value is None or pd.isna(value):
+        return MISSING
+    return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
+
+
+def engineering(value: Any) -> str:
+    """1234567 -> '1.23 M': parameter and FLOP counts at a glance."""
+    if value is None or pd.isna(value):
+        return MISSING
+    for divisor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= divisor:
+            return f"{value / divisor:.2f} {suffix}"
+    return f"{value:.0f}"
+
+
+def display(model: str) -> str:
+    return DISPLAY_NAMES.get(model, model)
+
+
+def read_json(path: Path, how_to_make: str) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: {how_to_make}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); delete it and {how_to_make}") from error
+
+
+def read_table1(path: Path) -> pd.DataFrame:
+    """results/metrics/table1.csv as `lapcvae table` writes it (one row per resolution and model)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run `lapcvae table` first")
+    try:
+        table = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a readable CSV ({error}); rerun `lapcvae table`") from error
+    missing = [column for column in TABLE1_REQUIRED if column not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the columns {missing}; rerun `lapcvae table`")
+    return table
+
+
+def read_per_image(per_image_dir: Path, res: int, model: str, column: str) -> pd.Series | None:
+    """One per-image metric of one model indexed by test image row; None (logged) when unavailable."""
+    path = per_image_dir / f"{res}_{model}.csv"
+    if not path.is_file():
+        logger.warning("no %s: the report cannot test %s's %s per image", path, model, column)
+        return None
+    table = pd.read_csv(path)
+    if not {"image", column} <= set(table.columns):
+        raise ValueError(f"{path} lacks the image/{column} columns; rerun `lapcvae evaluate` for {model}")
+    return table.set_index("image")[column].sort_index()
+
+
+def paired_p(first: pd.Series, second: pd.Series) -> float:
+    """Two-sided Wilcoxon signed-rank p-value over the test images both have finite values for."""
+    both = pd.concat([first, second], axis=1, join="inner")  # (N, 2), aligned on the test image row
+    both = both.replace([float("inf"), float("-inf")], float("nan")).dropna()
+    return paired_wilcoxon(both.iloc[:, 0], both.iloc[:, 1])["wilcoxon_p"]
+
+
+def badness(values: pd.Series, judged: str) -> pd.Series:
+    """Turn a metric into "lower is better" so that every metric ranks the same way."""
+    if judged == "lower":
+        return values
+    if judged == "higher":
+        return -values
+    return (values - 1.0).abs()
+
+
+def metric_winners(rows: pd.DataFrame, res: int, per_image_dir: Path) -> list[str]:
+    """For each metric: the best model, the runner-up and the paired test between them, one sentence each."""
+    sentences = []
+    for summary_column, per_image_column, label, judged in METRICS:
+        if summary_column not in rows.columns:
+            continue
+        ranked = rows.dropna(subset=[summary_column])
+        if len(ranked) < 2:
+            continue
+        ranked = ranked.assign(_badness=badness(ranked[summary_column], judged)).sort_values("_badness")
+        best, second = ranked.iloc[0], ranked.iloc[1]
+        sentence = (f"{label} ({judged} is better): {display(best['model'])} is best with "
+                    f"{number(best[summary_column], 3)}, ahead of {display(second['model'])} "
+                    f"({number(second[summary_column], 3)})")
+        best_values = read_per_image(per_image_dir, res, best["model"], per_image_column)
+        second_values = read_per_image(per_image_dir, res, second["model"], per_image_column)
+        if best_values is None or second_values is None:
+            sentences.append(sentence + "; no per-image values to test the difference.")
+            continue
+        p = paired_p(badness(best_values, judged), badness(second_values, judged))
+        verdict = "significant" if p < SIGNIFICANCE else "not significant"
+        sentences.append(f"{sentence}; paired Wilcoxon signed-rank test p = {p_value(p)} ({verdict} at "
+                         f"{SIGNIFICANCE:.0%}).")
+    return sentences
+
+
+def lapcvae_versus_vae(rows: pd.DataFrame, res: int, per_image_dir: Path) -> str | None:
+    """The paper's claim (Table 1, section 5.1.1): LapCVAE reconstructs with lower RMSE, sharper than VAE."""
+    by_model = rows.set_index("model")
+    if not {"vae", "lapcvae"} <= set(by_model.index):
+        return None
+    vae, lapcvae = by_model.loc["vae"], by_model.loc["lapcvae"]
+    paper = PAPER_TABLE1.get(str(res), {})
+    claim = ("The paper reports a lower RMSE for LapCVAE than for the VAE"
+             + (f" ({paper['lapcvae']['rmse_mean']:.2f} vs {paper['vae']['rmse_mean']:.2f} on CelebA)"
+                if {"vae", "lapcvae"} <= set(paper) else "") + " and sharper reconstructions.")
+    p = lapcvae.get("wilcoxon_p")
+    # The signed-rank test is about the paired per-image differences, so their median gives the direction.
+    median_difference = lapcvae.get("rmse_median_diff_vs_vae")
+    difference = lapcvae["rmse_mean"] - vae["rmse_mean"] if pd.isna(median_difference) else median_difference
+    if p is None or pd.isna(p):
+        outcome = "no paired test is available, so no conclusion is drawn"
+    elif p >= SIGNIFICANCE:
+        outcome = "the difference is not significant, so this run neither confirms nor refutes the claim"
+    elif difference < 0:
+        outcome = "LapCVAE beats the VAE on RMSE here, as the paper claims"
+    else:
+        outcome = "the VAE beats LapCVAE on RMSE here, contrary to the paper's claim"
+    text = (f"{claim} Here: LapCVAE {number(lapcvae['rmse_mean'])} vs VAE {number(vae['rmse_mean'])} "
+            f"(median per-image difference {number(median_difference)}, Wilcoxon "
+            f"p = {p_value(p)}): {outcome}.")
+    if "sharpness_mean" in by_model.columns:
+        sharper = "LapCVAE" if lapcvae["sharpness_mean"] > vae["sharpness_mean"] else "the VAE"
+        text += (" Sharpness ratio (1 = as sharp as the input): LapCVAE "
+                 f"{number(lapcvae['sharpness_mean'], 3)}, VAE {number(vae['sharpness_mean'], 3)}, so "
+                 f"{sharper} keeps more fine detail")
+        lap_values = read_per_image(per_image_dir, res, "lapcvae", "sharpness")
+        vae_values = read_per_image(per_image_dir, res, "vae", "sharpness")
+        text += (f" (Wilcoxon p = {p_value(paired_p(lap_values, vae_values))})."
+                 if lap_values is not None and vae_values is not None else ".")
+    return text
+
+
+def reading_section(table: pd.DataFrame, per_image_dir: Path, source: str) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Reading of the results")]
+    if source != "celeba":
+        blocks.append(Paragraph(f"These results are on the '{source}' data, not CelebA: compare directions "
+                                "with the paper, not values.", note=True))
+    for res in sorted(table["resolution"].unique()):
+        rows = table[table["resolution"] == res]
+        sentences = metric_winners(rows, int(res), per_image_dir)
+        claim = lapcvae_versus_vae(rows, int(res), per_image_dir)
+        if claim:
+            sentences.append(claim)
+        blocks.append(Heading(3, f"{res}x{res}"))
+        blocks.append(Bullets(sentences) if sentences
+                      else Paragraph("Fewer than two models evaluated: nothing to compare.", note=True))
+    return blocks
+
+
+def table1_section(table: pd.DataFrame) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Table 1: reconstruction error and model complexity")]
+    paper_rows = [
+        [f"{res}x{res}", display(model) + ("*" if values["trained_on_metric"] else ""),
+         f"{values['rmse_mean']:.2f} ± {values['rmse_std']:.2f}", engineering(values["network_parameters"])]
+        for res, models in PAPER_TABLE1.items() for model, values in models.items()
+    ]
+    blocks.append(Table(["Resolution", "Model", "RMSE mean ± std", "Network parameters (as published)"],
+                        paper_rows, "THE PAPER'S published numbers (Dorta et al. 2017, Table 1, CelebA), not "
+                        "measured by this suite. * trained with this error metric."))
+    header = ["Model", "RMSE mean ± std", "RMSE 95% CI", "PSNR (dB)", "SSIM", "Sharpness", "Parameters",
+              "FLOPs / image", "Median ΔRMSE vs VAE", "Wilcoxon p vs VAE", "Paper RMSE"]
+    for res in sorted(table["resolution"].unique()):
+        rows = []
+        for record in table[table["resolution"] == res].to_dict(orient="records"):
+            rows.append([
+                display(record["model"]),
+                f"{number(record['rmse_mean'])} ± {number(record['rmse_std'])}",
+                f"[{number(record.get('rmse_ci95_lo'))}, {number(record.get('rmse_ci95_hi'))}]",
+                number(record.get("psnr_mean")), number(record.get("ssim_mean"), 3),
+                number(record.get("sharpness_mean"), 3), engineering(record.get("parameters")),
+                engineering(record.get("flops_per_image")), number(record.get("rmse_median_diff_vs_vae")),
+                p_value(record.get("wilcoxon_p")), number(record.get("paper_rmse_mean")),
+            ])
+        blocks.append(Table(header, rows, f"Ours, {res}x{res}: RMSE on the [0, 255] scale over the test "
+                            "split, bootstrap 95% interval of the mean, paired Wilcoxon signed-rank test of "
+                            "per-image RMSE against the VAE."))
+    return blocks
+
+
+def check_png(path: Path) -> None:
+    with path.open("rb") as handle:
+        if handle.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+            raise ValueError(f"figure {path} is not a PNG file; delete it and rerun the step that draws it")
+
+
+def figures_section(figures_dir: Path, resolutions: Sequence[int]) -> list[Block]:
+    """Every figure of the paper's list at every resolution (a note for each missing one), then the rest."""
+    blocks: list[Block] = [Heading(2, "Figures")]
+    shown = set()
+    for res in resolutions:
+        blocks.append(Heading(3, f"{res}x{res}"))
+        missing = []
+        for stem, caption in FIGURES:
+            path = figures_dir / f"{stem}_{res}.png"
+            if path.is_file():
+                check_png(path)
+                blocks.append(FigureBlock(path, f"{caption} ({res}x{res})"))
+                shown.add(path.name)
+            else:
+                missing.append(path.name)
+        if missing:
+            blocks.append(Paragraph(f"Not produced (skipped): {', '.join(missing)}.", note=True))
+    others = sorted(path for path in figures_dir.glob("*.png") if path.name not in shown) \
+        if figures_dir.is_dir() else []
+    if others:
+        blocks.append(Heading(3, "Other figures"))
+        for path in others:
+            check_png(path)
+            blocks.append(FigureBlock(path, path.stem.replace("_", " ")))
+    return blocks
+
+
+def csv_table(path: Path, caption: str, columns: Sequence[str] | None = None) -> Table:
+    """A CSV file as a report table (numbers rounded), keeping `columns` in that order when given."""
+    frame = pd.read_csv(path)
+    if columns:
+        frame = frame[[column for column in columns if column in frame.columns]]
+    rows = [[number(value, 3) if isinstance(value, float) else str(value) for value in record]
+            for record in frame.itertuples(index=False)]
+    return Table([str(column) for column in frame.columns], rows, caption)
+
+
+def neighbours_section(neighbours_dir: Path, resolutions: Sequence[int]) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Nearest neighbours (memorisation check)")]
+    for res in resolutions:
+        path = neighbours_dir / f"{res}_summary.csv"
+        if path.is_file():
+            blocks.append(csv_table(path, f"{res}x{res}: MSE of each sample to its nearest training image, "
+                                    "vs held-out test images (test_reference). Ratios well below 1 would "
+                                    "suggest memorisation."))
+        else:
+            blocks.append(Paragraph(f"{res}x{res}: no {path} (run `lapcvae neighbours`).", note=True))
+    return blocks
+
+
+def human_study_section(table2: Path) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Table 2: human study")]
+    paper_rows = [[display(model),
+                   f"{values['without_original_mean']:.2f} ± {values['without_original_std']:.2f}",
+                   f"{values['with_original_mean']:.2f} ± {values['with_original_std']:.2f}"]
+                  for model, values in PAPER_TABLE2.items()]
+    header = ["Model", "Preferred without original (%)", "Preferred with original (%)"]
+    blocks.append(Table(header, paper_rows,
+                        f"THE PAPER'S published numbers (Table 2, {PAPER_TABLE2_RESOLUTION}x"
+                        f"{PAPER_TABLE2_RESOLUTION} CelebA reconstructions), not measured by this suite."))
+    if table2.is_file():
+        blocks.append(csv_table(table2, "Ours: preference per experiment and model (mean ± std across "
+                                "participants), binomial test against no preference, rater agreement.",
+                                ["experiment", "display_name", "preference_mean", "preference_std", "answers",
+                                 "participants", "binomial_p", "fleiss_kappa"]))
+    else:
+        blocks.append(Paragraph(f"No {table2}: no study responses analysed yet (`lapcvae analyze-study`).",
+                                note=True))
+    return blocks
+
+
+def git_commit() -> str:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                                timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> list[str]:
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return [f"CPU: {cpu_name()} ({os.cpu_count()} logical cores)", f"GPU: {gpu}",
+            f"torch {torch.__version__}, Python {platform.python_version()}, {platform.platform()}"]
+
+
+def training_time_table(eval_dir: Path, resolutions: Sequence[int]) -> Table:
+    rows = []
+    for res in resolutions:
+        for model in MODELS:
+            path = eval_dir / str(res) / model / "summary.json"
+            if not path.is_file():
+                continue
+            summary = read_json(path, f"rerun `lapcvae evaluate` for {model}")
+            meta = summary.get("meta") or {}
+            rows.append([f"{res}x{res}", display(model), number(summary.get("train_seconds"), 1),
+                         str(meta.get("device", MISSING)), str(meta.get("steps", MISSING)),
+                         number(summary.get("eval_seconds"), 1), str(summary.get("eval_device", MISSING))])
+    return Table(["Resolution", "Model", "Training (s)", "Training device", "Steps", "Evaluation (s)",
+                  "Evaluation device"], rows, "Training and evaluation time per model (from summary.json).")
+
+
+def provenance_section(params: Mapping[str, Any], results: Path, prepared: Path) -> list[Block]:
+    resolutions = params["data"]["resolutions"]
+    blocks: list[Block] = [Heading(2, "Provenance"), Bullets([f"git commit: {git_commit()}", *hardware()]),
+                           training_time_table(results / "eval", resolutions), Heading(3, "Data manifest")]
+    manifest = prepared / "manifest.json"
+    if manifest.is_file():
+        blocks.append(Preformatted(json.dumps(read_json(manifest, "rerun `lapcvae prepare`"), indent=2)))
+    else:
+        blocks.append(Paragraph(f"No {manifest} (run `lapcvae prepare`).", note=True))
+    blocks += [Heading(3, "Parameters (merged)"), Preformatted(yaml.safe_dump(dict(params), sort_keys=False))]
+    return blocks
+
+
+def build_report(params: Mapping[str, Any], results: Path, prepared: Path) -> list[Block]:
+    """Every block of the report, in reading order."""
+    table = read_table1(results / "metrics" / "table1.csv")
+    resolutions = params["data"]["resolutions"]
+    return [
+        Heading(1, "LapCVAE benchmark: comparison report"),
+        Paragraph("LapCVAE (Dorta et al., CVMP 2017) against the VAE and VAE/GAN baselines. Numbers labelled "
+                  "as the paper's are copied from the paper; every other number is measured by this suite."),
+        *reading_section(table, results / "metrics" / "per_image", params["data"]["source"]),
+        *table1_section(table),
+        *figures_section(results / "figures", resolutions),
+        *neighbours_section(results / "neighbours", resolutions),
+        *human_study_section(results / "human_study" / "table2.csv"),
+        *provenance_section(params, results, prepared),
+    ]
+
+
+def markdown_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(blocks: Sequence[Block], markdown_dir: Path) -> str:
+    """Markdown; figures are linked relative to the folder the .md file is written to."""
+    parts = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            parts.append(f"{'#' * block.level} {block.text}")
+        elif isinstance(block, Paragraph):
+            parts.append(f"> **Note:** {block.text}" if block.note else block.text)
+        elif isinstance(block, Bullets):
+            parts.append("\n".join(f"- {item}" for item in block.items))
+        elif isinstance(block, Table):
+            lines = [f"*{block.caption}*", "", "| " + " | ".join(map(markdown_cell, block.header)) + " |",
+                     "|" + "---|" * len(block.header)]
+            lines += ["| " + " | ".join(map(markdown_cell, row)) + " |" for row in block.rows]
+            parts.append("\n".join(lines))
+        elif isinstance(block, FigureBlock):
+            relative = Path(os.path.relpath(block.path.resolve(), markdown_dir.resolve())).as_posix()
+            parts.append(f"![{block.caption}]({relative})\n\n*{block.caption}*")
+        else:
+            parts.append(f"```\n{block.text.rstrip()}\n```")
+    return "\n\n".join(parts) + "\n"
+
+
+def render_html(blocks: Sequence[Block]) -> str:
+    """One self-contained HTML page: inline CSS, figures as data URIs, nothing fetched from elsewhere."""
+    escape = html.escape
+    parts = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            parts.append(f"<h{block.level}>{escape(block.text)}</h{block.level}>")
+        elif isinstance(block, Paragraph):
+            css_class = ' class="note"' if block.note else ""
+            parts.append(f"<p{css_class}>{escape(block.text)}</p>")
+        elif isinstance(block, Bullets):
+            parts.append("<ul>" + "".join(f"<li>{escape(item)}</li>" for item in block.items) + "</ul>")
+        elif isinstance(block, Table):
+            header = "".join(f"<th>{escape(cell)}</th>" for cell in block.header)
+            rows = "".join("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>"
+                           for row in block.rows)
+            parts.append(f"<table><caption>{escape(block.caption)}</caption><thead><tr>{header}</tr></thead>"
+                         f"<tbody>{rows}</tbody></table>")
+        elif isinstance(block, FigureBlock):
+            encoded = base64.b64encode(block.path.read_bytes()).decode("ascii")
+            parts.append(f'<figure><img src="data:image/png;base64,{encoded}" alt="{escape(block.caption)}">'
+                         f"<figcaption>{escape(block.caption)}</figcaption></figure>")
+        else:
+            parts.append(f"<pre>{escape(block.text)}</pre>")
+    body = "\n".join(parts)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<title>LapCVAE benchmark: comparison report</title>"
+            f"<style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """UTF-8 text to a temporary file beside `path`, then renamed: readers never see half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: the rename is atomic
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae report", description=__doc__.splitlines()[0])
+    add_params_arguments(parser)
+    parser.add_argument("--results", type=Path, required=True, help="results folder, e.g. results")
+    parser.add_argument("--prepared", type=Path, required=True, help="prepared data, e.g. data/prepared")
+    parser.add_argument("--out-md", type=Path, required=True, help="e.g. results/report.md")
+    parser.add_argument("--out-html", type=Path, required=True, help="e.g. results/report.html")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    blocks = build_report(params, args.results, args.prepared)
+    markdown, page = render_markdown(blocks, args.out_md.parent), render_html(blocks)  # both before any write
+    write_text_atomically(args.out_md, markdown)
+    write_text_atomically(args.out_html, page)
+    print(args.out_md)
+    print(args.out_html)

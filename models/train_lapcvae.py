@@ -1,0 +1,119 @@
+"""Greedy LapCVAE training as commands (section 4, Figure 3; section 5.1.3, Figure 8).
+
+    lapcvae train-level --res 64 --variant lapcvae --level 3 --data data/prepared/64/train.npy \\
+        --out results/models/64/lapcvae/level3.pt
+    lapcvae train-level ... --level 2 --coarser results/models/64/lapcvae/level3.pt --out .../level2.pt
+    lapcvae retrain-m --res 64 --checkpoint results/models/64/lapcvae/level0.pt --data ... \\
+        --out results/models/64/lapcvae/retrained_m.pt
+
+Levels train coarsest first: the checkpoint of level k holds levels k..K and seeds the job of level k - 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.checkpoint import load_checkpoint, load_model
+from models.lapcvae import LapCVAE, LevelTrainable, PriorRetrainer
+from models.training import derive_seed, fit
+from workflow.config import add_params_arguments, deep_merge, params_from_args, train_settings
+
+logger = logging.getLogger(__name__)
+
+VARIANTS = {"lapcvae": True, "lapcvae_nom": False}  # variant -> use_m
+
+
+def load_images(path: str | Path, resolution: int) -> np.ndarray:
+    """The prepared uint8 (N, 3, res, res) array, memory-mapped."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training data {path} does not exist: run `lapcvae prepare` first")
+    try:
+        images = np.load(path, mmap_mode="r")
+    except ValueError as error:
+        raise ValueError(f"{path} is not a readable .npy array ({error}); rerun `lapcvae prepare`") from error
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, resolution, resolution):
+        raise ValueError(f"{path} holds {images.dtype} {images.shape}, expected uint8 (N, 3, {resolution}, "
+                         f"{resolution}); pass the prepared data of resolution {resolution}")
+    return images
+
+
+def resolution_params(params: dict[str, Any], resolution: int) -> dict[str, Any]:
+    if str(resolution) not in params["lapcvae"]:
+        raise ValueError(f"--res {resolution}: params has no lapcvae.{resolution!s} section; "
+                         f"use one of {sorted(k for k in params['lapcvae'] if k.isdigit())}")
+    return params["lapcvae"][str(resolution)]
+
+
+def build_level_model(params: dict[str, Any], resolution: int, variant: str, level: int,
+                      coarser: str | Path | None) -> LapCVAE:
+    """The model holding levels `level`..K: fresh level `level` plus the trained coarser levels."""
+    level_params = resolution_params(params, resolution)
+    coarsest = level_params["levels"] - 1
+    if not 0 <= level <= coarsest:
+        raise ValueError(f"--level {level} is outside 0..{coarsest} for {resolution} px")
+    if level < coarsest and coarser is None:
+        raise ValueError(f"--level {level} needs --coarser: the checkpoint of level {level + 1} (levels train "
+                         "coarsest first)")
+    if level == coarsest and coarser is not None:
+        raise ValueError(f"--level {level} is the coarsest level: it trains alone, drop --coarser")
+    torch.manual_seed(derive_seed(params["seed"], "lapcvae-init", resolution, level))
+    model = LapCVAE.from_params(level_params, resolution, use_m=VARIANTS[variant],
+                                trained_levels=coarsest + 1 - level)
+    if coarser is not None:
+        checkpoint = load_checkpoint(coarser)
+        expected = {**model.config, "trained_levels": coarsest - level}
+        if checkpoint.get("kind") != "lapcvae" or checkpoint.get("config") != expected:
+            raise ValueError(f"--coarser {coarser} was trained with another configuration "
+                             f"({checkpoint.get('config')}) than level {level + 1} of {variant} at {resolution} px "
+                             f"needs ({expected}); retrain the coarser levels with these params")
+        missing, unexpected = model.load_state_dict(checkpoint["state_dict"], strict=False)
+        if unexpected or any(not key.startswith(f"level_vaes.{level}.") for key in missing):
+            raise ValueError(f"--coarser {coarser} does not hold levels {level + 1}..{coarsest}; retrain them")
+    return model
+
+
+def train_level_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae train-level", description="train one LapCVAE pyramid level")
+    add_params_arguments(parser)
+    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), required=True, help="with or without M")
+    parser.add_argument("--level", type=int, required=True, help="pyramid level k (0 = finest)")
+    parser.add_argument("--data", required=True, help="prepared uint8 training images (N, 3, res, res) .npy")
+    parser.add_argument("--out", required=True, help="checkpoint to write, e.g. .../level{k}.pt")
+    parser.add_argument("--coarser", default=None, help="checkpoint of level k+1 (required unless k = K)")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    model = build_level_model(params, args.res, args.variant, args.level, args.coarser)
+    images = load_images(args.data, args.res)
+    fit(LevelTrainable(model, args.level), images, settings=train_settings(params, "lapcvae", args.res),
+        seed=derive_seed(params["seed"], "lapcvae-train", args.res, args.variant, args.level), output=args.out,
+        export=model, device=params["device"], name=f"{args.res}/{args.variant}/level{args.level}")
+
+
+def retrain_m_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae retrain-m",
+                                     description="retrain only the M networks of a trained LapCVAE (Figure 8)")
+    add_params_arguments(parser)
+    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    parser.add_argument("--checkpoint", required=True, help="the whole trained model, .../lapcvae/level0.pt")
+    parser.add_argument("--data", required=True, help="prepared uint8 training images (N, 3, res, res) .npy")
+    parser.add_argument("--out", required=True, help="checkpoint to write, e.g. .../lapcvae/retrained_m.pt")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    resolution_params(params, args.res)
+    model = load_model(args.checkpoint)
+    if not isinstance(model, LapCVAE) or model.config["resolution"] != args.res:
+        raise ValueError(f"--checkpoint {args.checkpoint} is not a {args.res} px LapCVAE; pass its level0.pt")
+    retrain = params["lapcvae"]["retrain_m"]
+    settings = deep_merge(train_settings(params, "lapcvae", args.res),
+                          {"epochs": retrain["epochs"], "lr": retrain["lr"]})
+    fit(PriorRetrainer(model), load_images(args.data, args.res), settings=settings,
+        seed=derive_seed(params["seed"], "lapcvae-retrain-m", args.res), output=args.out, export=model,
+        device=params["device"], name=f"{args.res}/lapcvae/retrain_m")

@@ -1,0 +1,166 @@
+"""The VAE and VAE/GAN baselines: shapes, the VAE's parameter matching, where each loss term's gradient goes,
+overfitting a small batch, and VAE/GAN's balancing rule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from baselines.vae import VAE, count_widths, lapcvae_parameter_count, sample_prior, vae_config
+from baselines.vaegan import VAEGAN
+from workflow.config import load_params
+
+BALANCE_OFF = {"enabled": False, "margin": 0.35, "equilibrium": 0.68}
+
+
+def tiny_vae() -> VAE:
+    return VAE.from_config({"resolution": 16, "latent_dim": 8, "widths": [8, 16]})
+
+
+def tiny_vaegan(resolution: int = 16, *, gamma: float = 1e-6, balance: dict | None = None) -> VAEGAN:
+    widths = [4, 8, 8, 8, 8][: 4 if resolution == 64 else 5] if resolution >= 64 else [4, 8]
+    return VAEGAN.from_config({
+        "resolution": resolution, "latent_dim": 8, "widths": widths, "dis_hidden": 8,
+        "dis_layer": len(widths) - 1, "gamma": gamma, "balance": balance or BALANCE_OFF,
+    })
+
+
+def smooth_images(n: int, resolution: int) -> torch.Tensor:
+    """n distinct, smooth images in [0, 1]: a colour ramp with a per-image direction and palette."""
+    generator = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(0.0, 1.0, resolution)
+    colours = torch.rand(n, 3, 1, 1, generator=generator)
+    horizontal = ramp.view(1, 1, 1, -1).expand(n, 1, resolution, resolution)
+    vertical = ramp.view(1, 1, -1, 1).expand(n, 1, resolution, resolution)
+    mix = torch.linspace(0.0, 1.0, n).view(n, 1, 1, 1)
+    return (colours * (mix * horizontal + (1 - mix) * vertical)).clamp(0, 1)  # (n, 3, res, res)
+
+
+@pytest.mark.parametrize("resolution", [64, 128])
+def test_shapes_ranges_and_seeded_samples(resolution: int) -> None:
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, resolution, resolution)
+    for model in (VAE.from_config({"resolution": resolution, "latent_dim": 8,
+                                   "widths": [4] * (4 if resolution == 64 else 5)}),
+                  tiny_vaegan(resolution)):
+        model.train()
+        result = model.training_step(images)
+        assert all(torch.isfinite(objective) for objective in result.objectives.values())
+        model.eval()
+        reconstruction = model.reconstruct(images)
+        assert reconstruction.shape == images.shape
+        samples = model.sample(3, seed=7)
+        assert samples.shape == (3, 3, resolution, resolution)
+        for output in (reconstruction, samples):
+            assert output.min() >= 0.0 and output.max() <= 1.0
+        assert torch.equal(samples, model.sample(3, seed=7))
+        with torch.no_grad():  # another seed decodes other latents (compared before clamping to [0, 1])
+            decoded = [model.decoder(sample_prior(3, model.latent_dim, seed, torch.device("cpu"))) for seed in (7, 8)]
+        assert not torch.allclose(*decoded)
+        rebuilt = type(model).from_config(model.config)
+        rebuilt.load_state_dict(model.state_dict())
+        assert torch.equal(rebuilt.eval().sample(3, seed=7), samples)
+
+
+def test_bad_configs_are_refused() -> None:
+    with pytest.raises(ValueError, match="cannot be halved"):
+        VAE.from_config({"resolution": 24, "latent_dim": 8, "widths": [4, 4, 4, 4]})
+    with pytest.raises(ValueError, match="dis_layer"):
+        VAEGAN.from_config({**tiny_vaegan().config, "dis_layer": 2})
+
+
+@pytest.mark.parametrize("overrides", [(), ("config/smoke.yaml",), ("config/paper.yaml",)])
+def test_vae_parameters_match_lapcvae(overrides: tuple[str, ...]) -> None:
+    params = load_params(*overrides)
+    for resolution in params["data"]["resolutions"]:
+        config = vae_config(params, resolution)
+        assert config["latent_dim"] == sum(params["lapcvae"][str(resolution)]["latent_dims"])
+        vae_count = count_widths(resolution, config["latent_dim"], config["widths"])
+        lapcvae_count = lapcvae_parameter_count(params, resolution)
+        assert abs(vae_count - lapcvae_count) <= 0.1 * lapcvae_count, (resolution, vae_count, lapcvae_count)
+
+
+def gradients(objective: torch.Tensor, parameters: list[torch.nn.Parameter]) -> list[torch.Tensor | None]:
+    return list(torch.autograd.grad(objective, parameters, retain_graph=True, allow_unused=True))
+
+
+def reaches(objective: torch.Tensor, parameters: list[torch.nn.Parameter]) -> bool:
+    return any(grad is not None and grad.abs().sum() > 0 for grad in gradients(objective, parameters))
+
+
+def test_vaegan_gradients_go_only_where_they_should() -> None:
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, 16, 16)
+    # gamma = 1: the decoder's objective is the Dis_l term alone; gamma = 0: the GAN term alone.
+    feature_model = tiny_vaegan(gamma=1.0)
+    groups = feature_model.parameter_groups()
+    objectives = feature_model.training_step(images).objectives
+    assert reaches(objectives["encoder"], groups["encoder"])
+    assert reaches(objectives["decoder"], groups["decoder"])
+    assert reaches(objectives["discriminator"], groups["discriminator"])
+    assert not reaches(objectives["encoder"], groups["discriminator"])  # KL + Dis_l never train D
+    assert not reaches(objectives["decoder"], groups["discriminator"])  # Dis_l alone
+
+    gan_model = tiny_vaegan(gamma=0.0)
+    groups = gan_model.parameter_groups()
+    objectives = gan_model.training_step(images).objectives
+    assert reaches(objectives["decoder"], groups["decoder"])  # the decoder learns to fool D ...
+    assert not reaches(objectives["decoder"], groups["encoder"])  # ... but the GAN term never reaches the encoder
+    assert not reaches(objectives["discriminator"], groups["encoder"])
+
+
+def train_steps(model: torch.nn.Module, images: torch.Tensor, steps: int, lr: float) -> list[dict[str, float]]:
+    """The shared loop's contract in miniature: one Adam per group, each objective updates its own group."""
+    groups = model.parameter_groups()
+    optimizers = {name: torch.optim.Adam(parameters, lr=lr) for name, parameters in groups.items()}
+    history = []
+    for _ in range(steps):
+        result = model.training_step(images)
+        for name, objective in result.objectives.items():
+            if objective is None:
+                continue
+            grads = torch.autograd.grad(objective, groups[name], retain_graph=True, allow_unused=True)
+            for parameter, grad in zip(groups[name], grads, strict=True):
+                parameter.grad = grad
+            optimizers[name].step()
+        history.append({name: float(value) for name, value in result.logs.items()})
+    return history
+
+
+def test_vae_overfits_a_small_batch() -> None:
+    torch.manual_seed(0)
+    model = tiny_vae()
+    history = train_steps(model, smooth_images(4, 16), steps=150, lr=3e-3)
+    assert history[-1]["loss"] < history[0]["loss"] / 10
+
+
+def test_vaegan_feature_loss_falls() -> None:
+    torch.manual_seed(0)
+    model = tiny_vaegan()
+    history = train_steps(model, smooth_images(4, 16), steps=60, lr=3e-3)
+    first = sum(step["dis_l"] for step in history[:5]) / 5
+    last = sum(step["dis_l"] for step in history[-5:]) / 5
+    assert last < first / 2
+
+
+@pytest.mark.parametrize(("balance", "skipped"), [
+    ({"enabled": True, "margin": 0.1, "equilibrium": 100.0}, "discriminator"),  # every BCE is below 99.9
+    ({"enabled": True, "margin": 0.0, "equilibrium": 0.0}, "decoder"),  # every BCE is above 0
+])
+def test_balancing_rule_skips_the_right_update(balance: dict, skipped: str) -> None:
+    torch.manual_seed(0)
+    model = tiny_vaegan(balance=balance)
+    images = smooth_images(4, 16)
+    assert model.training_step(images).objectives[skipped] is None
+    before = {name: [p.detach().clone() for p in params] for name, params in model.parameter_groups().items()}
+    train_steps(model, images, steps=1, lr=1e-2)
+    for name, params in model.parameter_groups().items():
+        unchanged = all(torch.equal(old, new) for old, new in zip(before[name], params, strict=True))
+        assert unchanged == (name == skipped), name
+
+
+def test_balancing_rule_updates_both_when_both_would_be_skipped() -> None:
+    # margin < 0 puts every BCE both below equilibrium - margin and above equilibrium + margin.
+    model = tiny_vaegan(balance={"enabled": True, "margin": -100.0, "equilibrium": 0.68})
+    objectives = model.training_step(smooth_images(4, 16)).objectives
+    assert objectives["decoder"] is not None and objectives["discriminator"] is not None

@@ -1,0 +1,227 @@
+"""Human study (section 5.1.2, Table 2): blind, deterministic export and an analysis that matches hand counts."""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from eval.human_study import analyze_main, export_main, fleiss_kappa, read_key
+from eval.plotting import DISPLAY_NAMES
+
+RESOLUTION = 16
+MODELS = ("vae", "lapcvae")
+
+
+def write_inputs(root: Path, test_images: int = 12, seed: int = 0) -> dict[str, np.ndarray]:
+    """Tiny originals and two models' distinct "reconstructions" of them, laid out like the pipeline's."""
+    rng = np.random.default_rng(seed)
+    originals = rng.integers(0, 256, (test_images, 3, RESOLUTION, RESOLUTION), dtype=np.uint8)
+    arrays = {"original": originals, "vae": originals // 2, "lapcvae": 255 - originals}
+    (root / "prepared" / str(RESOLUTION)).mkdir(parents=True)
+    np.save(root / "prepared" / str(RESOLUTION) / "test.npy", originals)
+    for model in MODELS:
+        (root / "eval" / str(RESOLUTION) / model).mkdir(parents=True)
+        np.save(root / "eval" / str(RESOLUTION) / model / "reconstructions.npy", arrays[model])
+    return arrays
+
+
+def write_params(path: Path, seed: int = 0, pairs: int = 50) -> Path:
+    path.write_text(yaml.safe_dump({"seed": seed, "human_study": {
+        "resolution": RESOLUTION, "models": list(MODELS), "pairs": pairs, "display_size": 64}}))
+    return path
+
+
+def export(root: Path, out: Path, params: Path) -> None:
+    export_main(["--params", str(params), "--eval-dir", str(root / "eval"), "--prepared", str(root / "prepared"),
+                 "--out", str(out)])
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_export_is_deterministic_blind_and_shows_the_right_images(tmp_path: Path) -> None:
+    arrays = write_inputs(tmp_path)
+    params = write_params(tmp_path / "p.yaml")
+    export(tmp_path, tmp_path / "a", params)
+    export(tmp_path, tmp_path / "b", params)
+    assert folder_bytes(tmp_path / "a") == folder_bytes(tmp_path / "b")
+    export(tmp_path, tmp_path / "c", write_params(tmp_path / "q.yaml", seed=1))
+    assert (tmp_path / "c" / "key.csv").read_bytes() != (tmp_path / "a" / "key.csv").read_bytes()
+
+    key = read_rows(tmp_path / "a" / "key.csv")
+    # 50 pairs asked for, 12 test images: capped at 12 pairs per experiment, every test row once in each.
+    for experiment in ("without_original", "with_original"):
+        rows = [int(row["image_row"]) for row in key if row["experiment"] == experiment]
+        assert sorted(rows) == list(range(12))
+    lefts = {row["left_model"] for row in key}
+    assert lefts == set(MODELS), "left/right order must vary from pair to pair"
+    for row in key:
+        for side in ("left", "right"):
+            shown = np.asarray(Image.open(tmp_path / "a" / "images" / f"{row[side + '_image']}.png"))
+            assert np.array_equal(shown, arrays[row[side + "_model"]][int(row["image_row"])].transpose(1, 2, 0))
+        if row["experiment"] == "with_original":
+            shown = np.asarray(Image.open(tmp_path / "a" / "images" / f"{row['original_image']}.png"))
+            assert np.array_equal(shown, arrays["original"][int(row["image_row"])].transpose(1, 2, 0))
+        else:
+            assert row["original_image"] == ""
+
+    page = (tmp_path / "a" / "study.html").read_bytes().lower()
+    names = [path.name.lower() for path in (tmp_path / "a" / "images").iterdir()]
+    for name in {*DISPLAY_NAMES, *DISPLAY_NAMES.values()}:
+        assert name.lower().encode() not in page, f"study.html names {name}"
+        assert not any(name.lower() in file_name for file_name in names), f"an image file name contains {name}"
+    assert b"http" not in page and b"<link" not in page, "the page must not load anything from outside"
+    # Ids must not sort by model or by side, and the page's pair order must not follow the test rows.
+    assert 0 < sum(row["left_image"] < row["right_image"] for row in key) < len(key)
+    model_ids = [(row["left_image"], row["right_image"])[::1 if row["left_model"] == "vae" else -1] for row in key]
+    assert 0 < sum(vae_id < lapcvae_id for vae_id, lapcvae_id in model_ids) < len(key)
+    rows_by_id = {row["pair_id"]: int(row["image_row"]) for row in key}
+    shown_order = [rows_by_id[pair_id] for pair_id in sorted(rows_by_id)]
+    assert shown_order != sorted(shown_order)
+
+
+def test_export_rejects_bad_inputs_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    write_inputs(tmp_path)
+    params = write_params(tmp_path / "p.yaml")
+    (tmp_path / "eval" / str(RESOLUTION) / "lapcvae" / "reconstructions.npy").unlink()
+    with pytest.raises(FileNotFoundError, match="lapcvae evaluate"):
+        export(tmp_path, tmp_path / "out", params)
+    np.save(tmp_path / "eval" / str(RESOLUTION) / "lapcvae" / "reconstructions.npy",
+            np.zeros((5, 3, RESOLUTION, RESOLUTION), dtype=np.uint8))
+    with pytest.raises(ValueError, match="test split has"):
+        export(tmp_path, tmp_path / "out", params)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["eval", "p.yaml", "prepared"]
+
+
+def test_reexport_keeps_files_it_did_not_write(tmp_path: Path) -> None:
+    write_inputs(tmp_path)
+    params = write_params(tmp_path / "p.yaml")
+    export(tmp_path, tmp_path / "out", params)
+    (tmp_path / "out" / "responses_p1.csv").write_text("kept\n")
+    export(tmp_path, tmp_path / "out", write_params(tmp_path / "q.yaml", seed=3))
+    assert (tmp_path / "out" / "responses_p1.csv").read_text() == "kept\n"
+    assert len(read_rows(tmp_path / "out" / "key.csv")) == 24
+
+
+def test_fleiss_kappa_of_a_small_table() -> None:
+    # Two raters, three items: agree, disagree, agree. P_bar = 2/3, p = (1/2, 1/2), P_e = 1/2, kappa = 1/3.
+    kappa, agreement, items = fleiss_kappa(np.array([[2, 0], [1, 1], [0, 2], [1, 0]]))
+    assert items == 3  # the item rated once is left out
+    assert agreement == pytest.approx(2 / 3)
+    assert kappa == pytest.approx(1 / 3)
+
+
+def two_sided_binomial_p(successes: int, trials: int) -> float:
+    """Exact two-sided p for a fair coin: twice the smaller tail, capped at 1."""
+    tail = min(successes, trials - successes)
+    return min(1.0, 2 * sum(math.comb(trials, k) for k in range(tail + 1)) / 2**trials)
+
+
+def simulate_answers(key: list[dict[str, str]]) -> dict[str, list[dict[str, str]]]:
+    """Three participants who prefer lapcvae to different degrees; p3 skips every third pair."""
+    rng = np.random.default_rng(7)
+    answers: dict[str, list[dict[str, str]]] = {}
+    for participant, preference in (("p1", 0.9), ("p2", 0.7), ("p3", 0.5)):
+        rows = []
+        for index, pair in enumerate(key):
+            if participant == "p3" and index % 3 == 0:
+                continue
+            chosen = "lapcvae" if rng.random() < preference else "vae"
+            side = "left" if pair["left_model"] == chosen else "right"
+            rows.append({"participant": participant, "experiment": pair["experiment"], "pair_id": pair["pair_id"],
+                         "side": side, "response_ms": str(int(rng.integers(200, 3000)))})
+        answers[participant] = rows
+    return answers
+
+
+def write_responses(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["participant", "experiment", "pair_id", "side", "response_ms"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_analysis_reproduces_the_table_computed_by_hand(tmp_path: Path) -> None:
+    write_inputs(tmp_path)
+    export(tmp_path, tmp_path / "study", write_params(tmp_path / "p.yaml"))
+    key = read_rows(tmp_path / "study" / "key.csv")
+    answers = simulate_answers(key)
+    files = [write_responses(tmp_path / f"{name}.csv", rows) for name, rows in answers.items()]
+    # p1's answers arrive in two files (e.g. a resumed session): they count as one participant.
+    files[0:1] = [write_responses(tmp_path / "p1a.csv", answers["p1"][:5]),
+                  write_responses(tmp_path / "p1b.csv", answers["p1"][5:])]
+    analyze_main(["--key", str(tmp_path / "study" / "key.csv"), "--responses", *map(str, files),
+                  "--out", str(tmp_path / "table2.csv")])
+    table = {(row["experiment"], row["model"]): row for row in read_rows(tmp_path / "table2.csv")}
+    assert (tmp_path / "table2.json").is_file()
+
+    model_of = {(pair["pair_id"], side): pair[f"{side}_model"] for pair in key for side in ("left", "right")}
+    for experiment in ("without_original", "with_original"):
+        chosen = {name: [model_of[row["pair_id"], row["side"]] for row in rows if row["experiment"] == experiment]
+                  for name, rows in answers.items()}
+        everything = [model for models in chosen.values() for model in models]
+        for model in MODELS:
+            shares = [100 * models.count(model) / len(models) for models in chosen.values()]
+            row = table[experiment, model]
+            assert float(row["preference_mean"]) == pytest.approx(statistics.mean(shares))
+            assert float(row["preference_std"]) == pytest.approx(statistics.stdev(shares))
+            assert float(row["preference_pooled"]) == pytest.approx(100 * everything.count(model) / len(everything))
+            assert int(row["answers"]) == len(everything) == 12 * 3 - 4
+            assert int(row["missing"]) == 4
+            assert float(row["binomial_p"]) == pytest.approx(
+                two_sided_binomial_p(everything.count("lapcvae"), len(everything)))
+        # Agreement by hand: per pair, the share of agreeing rater pairs among all rater pairs.
+        per_pair: dict[str, list[str]] = {}
+        for rows in answers.values():
+            for row in rows:
+                if row["experiment"] == experiment:
+                    per_pair.setdefault(row["pair_id"], []).append(model_of[row["pair_id"], row["side"]])
+        item_agreement = []
+        for models in per_pair.values():
+            rater_pairs = [(a, b) for i, a in enumerate(models) for b in models[i + 1:]]
+            item_agreement.append(sum(a == b for a, b in rater_pairs) / len(rater_pairs))
+        p_lapcvae = everything.count("lapcvae") / len(everything)
+        chance = p_lapcvae**2 + (1 - p_lapcvae) ** 2
+        expected_kappa = (statistics.mean(item_agreement) - chance) / (1 - chance)
+        assert float(table[experiment, "vae"]["pairwise_agreement"]) == pytest.approx(
+            statistics.mean(item_agreement))
+        assert float(table[experiment, "vae"]["fleiss_kappa"]) == pytest.approx(expected_kappa)
+        assert int(table[experiment, "vae"]["multi_rated_pairs"]) == 12
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"pair_id": "feedfacecafe"}, "not in the key"),
+    ({"experiment": "with_original"}, "belongs to experiment without_original"),
+    ({"side": "up"}, "must be left or right"),
+    ({"response_ms": "-5"}, "non-negative"),
+    ({"pair_id": "FIRST"}, "already answered"),
+])
+def test_analysis_rejects_responses_that_do_not_match_the_key(
+    tmp_path: Path, change: dict[str, str], message: str
+) -> None:
+    write_inputs(tmp_path, test_images=4)
+    export(tmp_path, tmp_path / "study", write_params(tmp_path / "p.yaml"))
+    key = read_key(tmp_path / "study" / "key.csv")
+    first, second = [pair for pair in key.values() if pair.experiment == "without_original"][:2]
+    rows = [{"participant": "p1", "experiment": pair.experiment, "pair_id": pair.pair_id, "side": "left",
+             "response_ms": "812"} for pair in (first, second)]
+    rows[1].update({name: first.pair_id if value == "FIRST" else value for name, value in change.items()})
+    responses = write_responses(tmp_path / "bad.csv", rows)
+    with pytest.raises(ValueError, match=rf"bad\.csv line 3: .*{message}"):
+        analyze_main(["--key", str(tmp_path / "study" / "key.csv"), "--responses", str(responses),
+                      "--out", str(tmp_path / "table2.csv")])
+    assert not (tmp_path / "table2.csv").exists()
