@@ -1,8 +1,8 @@
 """Procedural faces: one 178x218 RGB image and its attributes, a pure function of (seed, index).
 
-`draw_face(seed, index)` samples a `FaceSpec` from ``np.random.default_rng([seed, index])``, draws the head on
-a transparent layer with PIL (so that pose is one rotation of that layer about the face centre), composites it
-over a patterned background, then applies gradient lighting and skin/sensor noise in numpy. The geometry
+`draw_face(seed, index)` samples a `FaceSpec` from ``np.random.default_rng([seed, index])``, draws the head with
+PIL over a patterned background (posed by rotating the drawing coordinates about the face centre), then applies
+gradient lighting and skin/sensor noise in numpy. The geometry
 follows CelebA's aligned faces (eyes near rows 111, columns 69 and 108; mouth near row 152), so the authors'
 crop (rows 40:188, columns 15:163) frames it the same way. Fine detail that blur destroys is there on purpose:
 hair strands, eyelashes, stubble, noise texture and striped or checked backgrounds.
@@ -211,40 +211,47 @@ class _Canvas:
                       width=self.width(width))
 
 
-def _strand_colour(rng: np.random.Generator, hair: Colour) -> Colour:
-    return _shade(hair, float(rng.uniform(0.6, 1.45)))
+def _strand_colours(rng: np.random.Generator, hair: Colour, count: int) -> list[Colour]:
+    """Hair strands a little darker or lighter than the hair, so that single strands show."""
+    return [_shade(hair, factor) for factor in rng.uniform(0.6, 1.45, count).tolist()]
 
 
 def _draw_back_hair(c: _Canvas, spec: FaceSpec, rng: np.random.Generator, hair: Colour) -> None:
     half, top, bottom = spec.face_width + 14, -spec.face_height - 8, spec.face_height + 50
     c.chord(0, top + 30, half, 30, 180, 360, hair)  # a rounded top, then straight down to the shoulders
     c.rectangle(-half, top + 30, half, bottom, hair)
-    for _ in range(70):  # long strands, straight or wavy
-        x = rng.uniform(-half + 2, half - 2)
-        phase, amplitude = rng.uniform(0, 2 * np.pi), (3.0 if spec.wavy else 0.6)
-        ys = np.linspace(rng.uniform(top + 10, 0), bottom - rng.uniform(0, 12), 7)
-        c.line([(x + amplitude * np.sin(phase + y / 9), y) for y in ys], _strand_colour(rng, hair), 1)
+    count, amplitude = 70, (3.0 if spec.wavy else 0.6)
+    xs, phases = rng.uniform(-half + 2, half - 2, count), rng.uniform(0, 2 * np.pi, count)
+    starts, ends = rng.uniform(top + 10, 0, count), bottom - rng.uniform(0, 12, count)
+    steps = np.linspace(0.0, 1.0, 7)
+    for x, phase, start, end, colour in zip(xs, phases, starts, ends, _strand_colours(rng, hair, count),
+                                            strict=True):  # long strands, straight or wavy
+        ys = start + (end - start) * steps
+        c.line(list(zip((x + amplitude * np.sin(phase + ys / 9)).tolist(), ys.tolist(), strict=True)), colour)
 
 
 def _draw_hair_cap(c: _Canvas, spec: FaceSpec, rng: np.random.Generator, hair: Colour) -> None:
     rx, ry = spec.face_width + 6, spec.face_height + (6 if spec.receding else 12)
     c.chord(0, -5, rx, ry, 180, 360, hair)
-    crown = (0.0, -5 - ry + 6)
-    for _ in range(90):  # strands from the crown to the cap's rim; the face covers their lower ends
-        angle = rng.uniform(np.pi * 1.02, np.pi * 1.98)
-        end = (rx * np.cos(angle) * 1.02, -5 + ry * np.sin(angle) * 0.2)
-        start = (crown[0] + rng.normal(0, 6), crown[1] + rng.uniform(0, 4))
-        c.line([start, ((start[0] + end[0]) / 2 + rng.normal(0, 2.5), (start[1] + end[1]) / 2), end],
-               _strand_colour(rng, hair), 1)
+    count, crown_y = 90, -5 - ry + 6
+    angles = rng.uniform(np.pi * 1.02, np.pi * 1.98, count)
+    end_x, end_y = rx * np.cos(angles) * 0.96, -5 + ry * np.sin(angles) * 0.2
+    start_x, start_y = rng.normal(0, 6, count), crown_y + rng.uniform(0, 4, count)
+    mid_x, mid_y = (start_x + end_x) / 2 + rng.normal(0, 2.5, count), (start_y + end_y) / 2
+    strands = np.stack([start_x, start_y, mid_x, mid_y, end_x, end_y], axis=1).tolist()
+    for (x0, y0, x1, y1, x2, y2), colour in zip(strands, _strand_colours(rng, hair, count), strict=True):
+        c.line([(x0, y0), (x1, y1), (x2, y2)], colour)  # crown to rim; the face covers their lower ends
 
 
 def _draw_bangs(c: _Canvas, spec: FaceSpec, rng: np.random.Generator, hair: Colour) -> None:
     fw, top = spec.face_width, -spec.face_height + 2
     edge = [(x, -30 + rng.uniform(-3, 3) + 0.002 * x * x) for x in np.linspace(fw * 0.95, -fw * 0.95, 15)]
     c.polygon([(-fw * 0.9, top), (fw * 0.9, top), *edge], hair)
-    for _ in range(45):
-        x = rng.uniform(-fw * 0.85, fw * 0.85)
-        c.line([(x, top + 2), (x + rng.normal(0, 2), -30 + rng.uniform(-4, 2))], _strand_colour(rng, hair), 1)
+    count = 45
+    xs, drift, ends = rng.uniform(-fw * 0.85, fw * 0.85, count), rng.normal(0, 2, count), rng.uniform(-4, 2, count)
+    for x, dx, end, colour in zip(xs.tolist(), drift.tolist(), ends.tolist(), _strand_colours(rng, hair, count),
+                                  strict=True):
+        c.line([(x, top + 2), (x + dx, -30 + end)], colour)
 
 
 def _draw_eye(c: _Canvas, spec: FaceSpec, x: float, y: float, side: int) -> None:
@@ -304,11 +311,11 @@ def _draw_facial_hair(c: _Canvas, spec: FaceSpec, rng: np.random.Generator, hair
         for side in (-1, 1):
             c.polygon([(side * fw, -8), (side * (fw - 6), -8), (side * (fw - 5), 14), (side * fw, 10)], beard)
     if spec.stubble or spec.beard:
-        for _ in range(220):  # stubble dots: single pixels that blur erases
-            angle = rng.uniform(0.15 * np.pi, 0.85 * np.pi)
-            radius = rng.uniform(0.55, 0.98)
-            x, y = fw * radius * np.cos(angle), 5 + fh * radius * np.sin(angle)
-            c.draw.point(c.p(x, y), fill=_shade(beard, float(rng.uniform(0.5, 0.9))))
+        count = 220  # stubble dots: single pixels that blur erases
+        angles, radii = rng.uniform(0.15 * np.pi, 0.85 * np.pi, count), rng.uniform(0.55, 0.98, count)
+        xs, ys = (fw * radii * np.cos(angles)).tolist(), (5 + fh * radii * np.sin(angles)).tolist()
+        for x, y, factor in zip(xs, ys, rng.uniform(0.5, 0.9, count).tolist(), strict=True):
+            c.draw.point(c.p(x, y), fill=_shade(beard, factor))
 
 
 def _draw_glasses(c: _Canvas, spec: FaceSpec, eye_y: float) -> None:
@@ -397,8 +404,10 @@ def draw_background(spec: FaceSpec, rng: np.random.Generator) -> np.ndarray:
         weight = block.repeat(2, 0).repeat(2, 1)[:IMAGE_HEIGHT, :IMAGE_WIDTH]
     else:
         weight = rows / IMAGE_HEIGHT  # a plain vertical gradient
-    weight = np.asarray(weight, np.float32)[..., None]
-    return first * (1 - weight) + second * weight
+    weight = np.asarray(weight, np.float32)[..., None]  # (H, W, 1)
+    background = weight * (second - first)  # (H, W, 3)
+    background += first
+    return background
 
 
 def render(spec: FaceSpec, rng: np.random.Generator) -> np.ndarray:
@@ -410,8 +419,13 @@ def render(spec: FaceSpec, rng: np.random.Generator) -> np.ndarray:
     image = np.asarray(canvas, dtype=np.float32)
     along = ((_COLS - CENTRE[0]) * np.cos(spec.light_angle) + (_ROWS - CENTRE[1]) * np.sin(spec.light_angle)) / 110
     image *= (spec.brightness * (1.0 + spec.light_strength * along))[..., None]  # gradient lighting
-    image += rng.standard_normal(image.shape, dtype=np.float32) * spec.noise  # skin texture / sensor noise
-    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
+    # Skin texture / sensor noise: uniform with standard deviation spec.noise (cheaper to draw than Gaussian).
+    noise = rng.random(image.shape, dtype=np.float32)
+    noise -= 0.5
+    noise *= spec.noise * np.sqrt(12.0)
+    image += noise
+    image += 0.5  # round, not truncate, in the cast below
+    return np.clip(image, 0, 255, out=image).astype(np.uint8)
 
 
 def draw_face(seed: int, index: int) -> tuple[np.ndarray, FaceSpec]:

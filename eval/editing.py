@@ -344,7 +344,7 @@ def _test_image(args: argparse.Namespace, params: Mapping[str, Any], resolution:
     if not 0 <= row < len(images):
         raise ValueError(f"test image {row} does not exist ({len(images)} test images): "
                          "lower editing.region.image_index")
-    return torch.from_numpy(np.asarray(images[row])).float().unsqueeze(0) / 255.0
+    return torch.from_numpy(np.array(images[row])).float().unsqueeze(0) / 255.0  # a copy: the split is mmapped
 
 
 def pick_sunglasses_face(attributes_path: str | Path) -> int:

@@ -56,22 +56,24 @@ def nearest_neighbours(
         raise ValueError(f"k = {k} must be between 1 and the number of training images ({len(train)})")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}; set eval.neighbours.chunk")
+    pixels = int(np.prod(train.shape[1:]))
+    n_train = len(train)
+    # Each candidate is one int64 key, squared distance * N + index: ordering keys orders by distance and then
+    # by index, so ties go to the lower index with a plain top-k (a stable sort of every chunk is far slower).
+    if 255**2 * pixels * n_train >= 2**62:
+        raise ValueError(f"{n_train} training images of {pixels} values overflow the int64 keys; split train")
     query_vectors = _flat_float64(queries)  # (Q, D)
     query_norms = query_vectors.pow(2).sum(dim=1, keepdim=True)  # (Q, 1)
-    best_distances = torch.empty(len(queries), 0, dtype=torch.float64)  # (Q, <=k) squared distances
-    best_indices = torch.empty(len(queries), 0, dtype=torch.int64)
-    for start in tqdm(range(0, len(train), chunk), desc="neighbours", unit="chunk", leave=False):
+    best_keys = torch.empty(len(queries), 0, dtype=torch.int64)  # (Q, <=k)
+    for start in tqdm(range(0, n_train, chunk), desc="neighbours", unit="chunk", leave=False):
         train_vectors = _flat_float64(train[start:start + chunk])  # (C, D), the only float copy
-        squared = query_norms - 2.0 * query_vectors @ train_vectors.T + train_vectors.pow(2).sum(dim=1)  # (Q, C)
-        indices = torch.arange(start, start + len(train_vectors)).expand(len(queries), -1)  # (Q, C)
-        # Earlier candidates come first and have lower indices, so a stable sort breaks ties by index.
-        candidates = torch.cat([best_distances, squared], dim=1)
-        candidate_indices = torch.cat([best_indices, indices], dim=1)
-        order = torch.sort(candidates, dim=1, stable=True).indices[:, :k]
-        best_distances = candidates.gather(1, order)
-        best_indices = candidate_indices.gather(1, order)
-    pixels = query_vectors.shape[1]
-    return (best_distances / pixels).numpy(), best_indices.numpy()
+        squared = torch.addmm(train_vectors.pow(2).sum(dim=1), query_vectors, train_vectors.T, alpha=-2.0)
+        squared += query_norms  # (Q, C): ||a||^2 - 2 a.b + ||b||^2, exact integers
+        keys = squared.round().to(torch.int64) * n_train + torch.arange(start, start + len(train_vectors))
+        candidates = torch.cat([best_keys, keys], dim=1)
+        best_keys = torch.topk(candidates, min(k, candidates.shape[1]), dim=1, largest=False, sorted=True).values
+    distances = torch.div(best_keys, n_train, rounding_mode="floor").double() / pixels
+    return distances.numpy(), (best_keys % n_train).numpy()
 
 
 def neighbour_table(distances: np.ndarray, indices: np.ndarray) -> pd.DataFrame:

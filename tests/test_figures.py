@@ -187,3 +187,22 @@ def test_image_grid_checks_labels_and_save_is_atomic(tmp_path):
     path = save_figure(fig, tmp_path / "figure.png")
     assert Image.open(path).format == "PNG"
     assert [p.name for p in tmp_path.iterdir()] == ["figure.png"]  # no temporary left behind
+
+
+def test_fig7_with_a_real_untrained_lapcvae_checkpoint(tmp_path):
+    from models.checkpoint import save_model
+    from models.lapcvae import LapCVAE
+
+    model = LapCVAE(resolution=SIZE, levels=3, latent_dims=[4, 4, 4], kl_weights=[1.0, 1.0, 1.0], widths=[8],
+                    feature_size=4, m_hidden=8, use_m=True)
+    save_model(tmp_path / "level0.pt", model)
+    loaded = figures.load_model(tmp_path / "level0.pt")
+    image = smooth_images(1, seed=5)[0]
+    rows, row_labels, _ = figures.partial_sample_rows(loaded, image, samples=2, seed=3)
+    assert row_labels == ["z2 fixed", "z1..z2 fixed"]
+    x = torch.from_numpy(image.astype(np.float32) / 255).unsqueeze(0)
+    grid = grid_array(rows)
+    for row, fixed in enumerate((1, 2)):
+        samples, base = loaded.partial_sample(x, fixed, 2, 3)
+        np.testing.assert_array_equal(panel(grid, row, 0), to_hwc_uint8(base[0].numpy()))
+        np.testing.assert_array_equal(panel(grid, row, 1), to_hwc_uint8(samples[0].numpy()))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import io
 import logging
 import os
@@ -52,7 +53,7 @@ def snakemake_jobs(snakefile: Path = REPO_ROOT / "Snakefile") -> list[Job]:
     ) as api:
         workflow_api = api.workflow(
             resource_settings=ResourceSettings(cores=1),
-            config_settings=ConfigSettings(configfiles=[Path("params.yaml")]),
+            config_settings=ConfigSettings(),
             snakefile=Path(snakefile.name),
         )
         dag_api = workflow_api.dag(DAGSettings(forceall=True))
@@ -82,11 +83,14 @@ def snakemake_jobs(snakefile: Path = REPO_ROOT / "Snakefile") -> list[Job]:
 
 
 def code_files(packages: list[str]) -> list[str]:
-    """The Python sources of some packages: DVC's code deps (the `data` package also holds data folders)."""
+    """The sources (Python, Snakemake rules) of some packages: DVC's code deps.
+
+    Files rather than folders, since the `data` package also holds the data folders.
+    """
     return [
         source.relative_to(REPO_ROOT).as_posix()
         for package in packages
-        for source in sorted((REPO_ROOT / package).rglob("*.py"))
+        for source in sorted([*(REPO_ROOT / package).rglob("*.py"), *(REPO_ROOT / package).rglob("*.smk")])
     ]
 
 
@@ -130,8 +134,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     text = render(snakemake_jobs())
     if args.check:
-        if not DVC_FILE.is_file() or DVC_FILE.read_text() != text:
-            sys.exit("dvc.yaml is out of date with the Snakemake DAG: run `python -m workflow.dvc_stages`")
+        current = DVC_FILE.read_text() if DVC_FILE.is_file() else ""
+        if current != text:
+            diff = difflib.unified_diff(current.splitlines(), text.splitlines(), "dvc.yaml", "generated", lineterm="")
+            sys.exit("dvc.yaml is out of date with the Snakemake DAG: run `python -m workflow.dvc_stages`\n"
+                     + "\n".join(list(diff)[:40]))
         return
     temporary = DVC_FILE.with_suffix(".yaml.tmp")
     temporary.write_text(text)

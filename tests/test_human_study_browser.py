@@ -1,0 +1,158 @@
+"""study.html driven in a real headless Chromium: participant id, clicks and arrow keys, one step back, CSV download."""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from eval.human_study import analyze_main, export_main
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+RESOLUTION = 16
+PAIRS = 4
+SIDES = ("left", "right")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: apt-get install -y chromium "
+                       "chromium-driver"),
+]
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    """A study of 4 pairs per experiment exported from tiny random images; returns the study folder."""
+    rng = np.random.default_rng(0)
+    originals = rng.integers(0, 256, (PAIRS, 3, RESOLUTION, RESOLUTION), dtype=np.uint8)
+    (tmp_path / "prepared" / str(RESOLUTION)).mkdir(parents=True)
+    np.save(tmp_path / "prepared" / str(RESOLUTION) / "test.npy", originals)
+    for model, images in (("vae", originals // 2), ("lapcvae", 255 - originals)):
+        (tmp_path / "eval" / str(RESOLUTION) / model).mkdir(parents=True)
+        np.save(tmp_path / "eval" / str(RESOLUTION) / model / "reconstructions.npy", images)
+    params = tmp_path / "p.yaml"
+    params.write_text(yaml.safe_dump({"human_study": {
+        "resolution": RESOLUTION, "models": ["vae", "lapcvae"], "pairs": PAIRS, "display_size": 64}}))
+    export_main(["--params", str(params), "--eval-dir", str(tmp_path / "eval"), "--prepared",
+                 str(tmp_path / "prepared"), "--out", str(tmp_path / "study")])
+    return tmp_path / "study"
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[tuple[object, Path]]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=900,1000"):
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+        yield driver, downloads
+    finally:
+        driver.quit()
+
+
+def wait_for(condition, what: str, timeout: float = 10.0):
+    """Poll `condition()` until it returns something truthy; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def test_study_page_in_headless_chromium(study: Path, browser: tuple, tmp_path: Path) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver, downloads = browser
+    driver.get((study / "study.html").as_uri())
+    order = driver.execute_script("return studyOrder('p1').map((part) => part.pairs.map((pair) => pair.id))")
+    assert order == driver.execute_script("return studyOrder('p1').map((part) => part.pairs.map((p) => p.id))")
+    others = [driver.execute_script(f"return studyOrder('{name}').map((part) => part.pairs.map((p) => p.id))")
+              for name in ("p2", "p3", "p4")]
+    assert any(other != order for other in others), "each participant gets an own order"
+
+    trial = driver.find_element(By.ID, "trial-screen")
+    state = {"answered": 0}
+
+    def shown(part: int, index: int) -> str:
+        """Wait until pair `index` of part `part` is on screen with its images loaded; return its id."""
+        wait_for(lambda: trial.get_attribute("data-ready") == "1"
+                 and driver.find_element(By.ID, "progress").text == f"Part {part + 1} of 2, pair {index + 1} of "
+                 f"{PAIRS}", f"pair {index + 1} of part {part + 1}")
+        return trial.get_attribute("data-pair-id")
+
+    def choose(side: str) -> None:
+        """Alternate clicks and arrow keys so that both input paths are exercised."""
+        if state["answered"] % 2 == 0:
+            driver.find_element(By.ID, f"{side}-choice").click()
+        else:
+            ActionChains(driver).send_keys(Keys.ARROW_LEFT if side == "left" else Keys.ARROW_RIGHT).perform()
+        state["answered"] += 1
+
+    driver.find_element(By.ID, "participant").send_keys("p1")
+    driver.find_element(By.ID, "start-button").click()
+    expected: dict[str, str] = {}
+    presented: list[str] = []
+    for part, experiment in enumerate(("without_original", "with_original")):
+        driver.find_element(By.ID, "begin-button").click()
+        for index in range(PAIRS):
+            pair_id = shown(part, index)
+            assert trial.get_attribute("data-experiment") == experiment
+            assert driver.find_element(By.ID, "original-box").is_displayed() == (experiment == "with_original")
+            if part == 1 and index == 2:
+                driver.save_screenshot(str(tmp_path / "mid_study.png"))
+            side = SIDES[(index * 3 + part) % 2]
+            choose(side)
+            if part == 0 and index == 1:
+                # Go back one step: the same pair returns, and the new answer replaces the first one.
+                shown(part, index + 1)
+                ActionChains(driver).send_keys(Keys.BACKSPACE).perform()
+                assert shown(part, index) == pair_id
+                side = SIDES[1 - SIDES.index(side)]
+                choose(side)
+            expected[pair_id] = side
+            presented.append(pair_id)
+    assert presented == order[0] + order[1], "pairs appear in the participant's seeded order"
+
+    download = downloads / "responses_p1.csv"
+    wait_for(download.is_file, f"the download {download}")
+    with download.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["pair_id"] for row in rows] == presented, "every pair answered once, in the order shown"
+    assert {row["pair_id"]: row["side"] for row in rows} == expected
+    assert {row["participant"] for row in rows} == {"p1"}
+    assert all(int(row["response_ms"]) >= 0 for row in rows)
+    with (study / "key.csv").open(newline="") as handle:
+        key = {row["pair_id"]: row for row in csv.DictReader(handle)}
+    assert all(key[row["pair_id"]]["experiment"] == row["experiment"] for row in rows)
+
+    analyze_main(["--key", str(study / "key.csv"), "--responses", str(download), "--out",
+                  str(tmp_path / "table2.csv")])
+    with (tmp_path / "table2.csv").open(newline="") as handle:
+        table = {(row["experiment"], row["model"]): row for row in csv.DictReader(handle)}
+    for experiment in ("without_original", "with_original"):
+        picks = [key[pair_id][f"{side}_model"] for pair_id, side in expected.items()
+                 if key[pair_id]["experiment"] == experiment]
+        assert float(table[experiment, "lapcvae"]["preference_mean"]) == pytest.approx(
+            100 * picks.count("lapcvae") / PAIRS)
+        assert int(table[experiment, "lapcvae"]["missing"]) == 0

@@ -1,0 +1,139 @@
+"""The report: every table's numbers, every figure embedded, nothing external, an honest reading of the claim."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from eval import report, table
+from eval.human_study import TABLE_COLUMNS
+from eval.metrics import summarise
+from eval.plotting import image_grid, save_figure
+from workflow.config import REPO_ROOT, load_params
+
+SMOKE = str(REPO_ROOT / "config" / "smoke.yaml")
+RES = 64
+N_TEST = 40
+MODELS = ("vae", "lapcvae_nom", "lapcvae")
+
+
+def write_eval(results: Path, lapcvae_gain: float) -> None:
+    """Per-image metrics and summary.json of three models; LapCVAE's RMSE is the VAE's minus `lapcvae_gain`."""
+    rng = np.random.default_rng(0)
+    vae_rmse = rng.uniform(15, 30, N_TEST)
+    rmse = {"vae": vae_rmse, "lapcvae_nom": vae_rmse + rng.normal(0, 1, N_TEST),
+            "lapcvae": vae_rmse - lapcvae_gain + rng.normal(0, 0.5, N_TEST)}
+    params = load_params(SMOKE)
+    for index, model in enumerate(MODELS):
+        per_image = pd.DataFrame({"image": np.arange(N_TEST), "rmse": rmse[model],
+                                  "psnr": 20 * np.log10(255 / rmse[model]),
+                                  "ssim": rng.uniform(0.5, 0.9, N_TEST),
+                                  "sharpness": 0.4 + 0.2 * index + rng.normal(0, 0.05, N_TEST)})
+        per_image_path = results / "metrics" / "per_image" / f"{RES}_{model}.csv"
+        per_image_path.parent.mkdir(parents=True, exist_ok=True)
+        per_image.to_csv(per_image_path, index=False)
+        summary = {"model": model, "resolution": RES,
+                   **summarise(per_image, params["eval"]["bootstrap_samples"], params["seed"]),
+                   "parameters": 1_000_000 + index, "flops_per_image": 2.5e9, "eval_seconds": 3.0,
+                   "eval_device": "cpu", "train_seconds": 123.4 + index, "meta": {"device": "cpu", "steps": 77}}
+        folder = results / "eval" / str(RES) / model
+        folder.mkdir(parents=True)
+        (folder / "summary.json").write_text(json.dumps(summary))
+    table.main(["--params", SMOKE, "--eval-dir", str(results / "eval"), "--per-image-dir",
+                str(results / "metrics" / "per_image"), "--out-dir", str(results / "metrics")])
+
+
+def write_figures(results: Path) -> list[Path]:
+    rng = np.random.default_rng(1)
+    paths = []
+    for name in ("fig4_reconstructions", "training_curves", "extra_diagnostic"):
+        fig = image_grid([[rng.integers(0, 256, (3, 8, 8), dtype=np.uint8)]], ["row"], ["col"], name, "caption")
+        paths.append(save_figure(fig, results / "figures" / f"{name}_{RES}.png"))
+    return paths
+
+
+def write_fixture(root: Path, lapcvae_gain: float = 3.0) -> dict[str, Path]:
+    results, prepared = root / "results", root / "data" / "prepared"
+    write_eval(results, lapcvae_gain)
+    figures = write_figures(results)
+    (results / "neighbours").mkdir(parents=True)
+    pd.DataFrame({"model": ["lapcvae", "test_reference"], "n": [8, 8], "nearest_mse_median": [412.345, 398.765],
+                  "median_ratio_to_test_reference": [1.034, 1.0]}).to_csv(
+        results / "neighbours" / f"{RES}_summary.csv", index=False)
+    study = pd.DataFrame([{column: None for column in TABLE_COLUMNS} | {
+        "experiment": experiment, "model": model, "display_name": model.upper(), "preference_mean": share,
+        "preference_std": 4.321, "answers": 16, "participants": 2, "binomial_p": 0.0213}
+        for experiment in ("without_original", "with_original")
+        for model, share in (("vae", 31.25), ("lapcvae", 68.75))])
+    (results / "human_study").mkdir(parents=True)
+    study.to_csv(results / "human_study" / "table2.csv", index=False)
+    prepared.mkdir(parents=True)
+    (prepared / "manifest.json").write_text(json.dumps({"source": "synthetic", "sha256": "feedc0ffee1234"}))
+    return {"results": results, "prepared": prepared, "md": results / "report.md",
+            "html": results / "report.html", "figures": figures}
+
+
+def run_report(paths: dict[str, Path]) -> tuple[str, str]:
+    report.main(["--params", SMOKE, "--results", str(paths["results"]), "--prepared", str(paths["prepared"]),
+                 "--out-md", str(paths["md"]), "--out-html", str(paths["html"])])
+    return paths["md"].read_text(encoding="utf-8"), paths["html"].read_text(encoding="utf-8")
+
+
+def test_report_holds_every_table_and_embeds_every_figure(tmp_path):
+    paths = write_fixture(tmp_path)
+    markdown, page = run_report(paths)
+    table1 = pd.read_csv(paths["results"] / "metrics" / "table1.csv")
+    for document in (markdown, page):
+        for record in table1.to_dict(orient="records"):
+            assert f"{record['rmse_mean']:.2f} ± {record['rmse_std']:.2f}" in document
+            assert f"[{record['rmse_ci95_lo']:.2f}, {record['rmse_ci95_hi']:.2f}]" in document
+            assert f"{record['ssim_mean']:.3f}" in document
+            if not pd.isna(record["wilcoxon_p"]):
+                assert report.p_value(record["wilcoxon_p"]) in document
+        assert "22.78 ± 4.64" in document and "THE PAPER" in document  # the paper's Table 1, labelled
+        assert "84.39 ± 8.14" in document and "68.750" in document and "4.321" in document  # Table 2
+        assert "412.345" in document and "1.034" in document  # nearest-neighbour summary
+        assert "feedc0ffee1234" in document and "figure_images: 4" in document  # manifest, merged params
+        assert "123.4" in document  # training time from summary.json
+        assert "fig9_region_64.png" in document  # missing figures are named, not silently dropped
+    embedded = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
+    assert sorted(embedded) == sorted(base64.b64encode(path.read_bytes()).decode() for path in paths["figures"])
+    for external in ('src="http', "<link", "<script", "url("):
+        assert external not in page
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
+        assert (paths["md"].parent / link).is_file()
+
+
+def test_reading_confirms_the_claim_when_lapcvae_is_better(tmp_path):
+    markdown, _ = run_report(write_fixture(tmp_path, lapcvae_gain=3.0))
+    assert "LapCVAE beats the VAE on RMSE here, as the paper claims" in markdown
+    assert re.search(r"RMSE \(lower is better\): LapCVAE is best .* p = [0-9.e-]+ \(significant", markdown)
+
+
+def test_reading_says_so_when_the_vae_is_better(tmp_path):
+    markdown, _ = run_report(write_fixture(tmp_path, lapcvae_gain=-3.0))
+    assert "the VAE beats LapCVAE on RMSE here, contrary to the paper's claim" in markdown
+    assert "LapCVAE beats the VAE" not in markdown
+
+
+def test_reading_draws_no_conclusion_without_a_difference(tmp_path):
+    markdown, _ = run_report(write_fixture(tmp_path, lapcvae_gain=0.0))
+    assert "neither confirms nor refutes" in markdown
+
+
+def test_missing_table_or_corrupt_figure_leaves_nothing_behind(tmp_path):
+    paths = write_fixture(tmp_path)
+    paths["figures"][0].write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="not a PNG"):
+        run_report(paths)
+    (paths["results"] / "metrics" / "table1.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="lapcvae table"):
+        run_report(paths)
+    assert not paths["md"].exists() and not paths["html"].exists()
+    assert not list(paths["results"].glob(".report*"))  # no temporary files either

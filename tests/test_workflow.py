@@ -1,0 +1,127 @@
+"""The workflow itself: the DAG Snakemake builds at each scale, lint, the DVC stages that follow it, params."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from workflow.config import deep_merge, load_params
+from workflow.pipeline import job_fingerprint, training_checkpoints, training_log
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def run(*command: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """The 'Job stats' table of `snakemake -n`."""
+    lines = dry_run_output.split("Job stats:")[1].splitlines()
+    counts = {}
+    for line in lines[3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("configfile", "source_rule"),
+    [(None, "generate_faces"), ("config/smoke.yaml", "generate_faces"), ("config/paper.yaml", "fetch_celeba")],
+)
+def test_dry_run_lists_the_whole_study(configfile: str | None, source_rule: str) -> None:
+    extra = ["--configfile", configfile] if configfile else []
+    output = run("snakemake", "-n", *extra).stdout
+    counts = job_counts(output)
+    params = load_params(*([configfile] if configfile else []))
+    levels = sum(params["lapcvae"][str(res)]["levels"] for res in params["data"]["resolutions"])
+    n_res = len(params["data"]["resolutions"])
+    assert counts[source_rule] == 1
+    assert counts["train_level"] == 2 * levels  # with and without M, every level, every resolution
+    assert counts["retrain_m"] == n_res
+    assert counts["train_baseline"] == 2 * n_res  # VAE and VAE/GAN
+    assert counts["evaluate"] == 5 * n_res
+    for rule in ("table", "report", "export_study"):
+        assert counts[rule] == 1
+    for rule in ("figures", "neighbours", "edit_coarse", "edit_region"):
+        assert counts[rule] == n_res
+
+
+def test_lint_is_clean() -> None:
+    result = run("snakemake", "--lint")
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+def test_invalid_params_stop_the_workflow_naming_the_key(tmp_path: Path) -> None:
+    override = tmp_path / "bad.yaml"
+    override.write_text(yaml.safe_dump({"lapcvae": {"64": {"kl_weights": [1.0, 2.0]}}}))
+    result = run("snakemake", "-n", "--configfile", str(override), check=False)
+    assert result.returncode != 0
+    assert "lapcvae.64.kl_weights" in result.stdout + result.stderr
+
+
+def test_dvc_yaml_is_generated_from_the_current_dag() -> None:
+    result = run(sys.executable, "-m", "workflow.dvc_stages", "--check", check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def _dvc_artefacts() -> tuple[set[str], set[str]]:
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    outs, plots = set(), set()
+    for stage in stages.values():
+        for section, into in (("outs", outs), ("metrics", outs), ("plots", plots)):
+            for entry in stage.get(section, []):
+                into.add(next(iter(entry)) if isinstance(entry, dict) else entry)
+    return outs, plots
+
+
+def test_dvc_and_snakemake_know_the_same_artefacts() -> None:
+    """Snakemake's own summary of its outputs (not the generator's code path) against dvc.yaml."""
+    summary = run("snakemake", "--detailed-summary").stdout
+    rows = csv.DictReader(io.StringIO(summary[summary.index("output_file"):]), delimiter="\t")
+    snakemake_outputs = {row["output_file"] for row in rows}
+    dvc_outs, dvc_plots = _dvc_artefacts()
+    assert dvc_outs == snakemake_outputs
+    expected_logs = {training_log(path) for path in training_checkpoints(load_params())}
+    assert dvc_plots == expected_logs
+
+
+def test_slurm_profile_submits_the_paper_dag() -> None:
+    output = run("snakemake", "-n", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml").stdout
+    assert job_counts(output)["train_level"] == 18
+
+
+def test_fingerprints_rerun_only_what_a_change_concerns() -> None:
+    params = load_params()
+    changed = deep_merge(params, {"vaegan": {"64": {"gamma": 0.5}}})
+    vaegan = {"res": "64", "baseline": "vaegan"}
+    assert job_fingerprint(params, "train_baseline", vaegan) != job_fingerprint(changed, "train_baseline", vaegan)
+    for rule, wildcards in [
+        ("train_baseline", {"res": "64", "baseline": "vae"}),
+        ("train_level", {"res": "64", "variant": "lapcvae", "level": "0"}),
+        ("evaluate", {"res": "64", "model": "vaegan"}),
+    ]:
+        assert job_fingerprint(params, rule, wildcards) == job_fingerprint(changed, rule, wildcards)
+    # Level k holds levels k..K: the finest level's KL weight concerns level 0 alone.
+    finer = deep_merge(params, {"lapcvae": {"64": {"kl_weights": [0.5, *params["lapcvae"]["64"]["kl_weights"][1:]]}}})
+    level = {"res": "64", "variant": "lapcvae"}
+    assert job_fingerprint(params, "train_level", {**level, "level": "0"}) != job_fingerprint(
+        finer, "train_level", {**level, "level": "0"}
+    )
+    assert job_fingerprint(params, "train_level", {**level, "level": "1"}) == job_fingerprint(
+        finer, "train_level", {**level, "level": "1"}
+    )
