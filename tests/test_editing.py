@@ -221,4 +221,5 @@ def test_edit_region_user_mode_resizes_the_users_files(tmp_path, pipeline_inputs
 def test_edit_rejects_a_resolution_other_than_the_models(tmp_path, pipeline_inputs):
     _, common = pipeline_inputs
     with pytest.raises(ValueError, match="--res 64"):
-        edit_region_main([*common, "--res", "64", "--out-dir", str(tmp_path / "o"), "--figure", str(tmp_path / "f.png")])
+        edit_region_main([*common, "--res", "64", "--out-dir", str(tmp_path / "out"),
+                          "--figure", str(tmp_path / "figure.png")])

@@ -55,7 +55,7 @@ def smoke_copy(destination: Path) -> Path:
 def check_artefacts(root: Path) -> None:
     table = pd.read_csv(root / "results/metrics/table1.csv")
     expected = {(model, res) for model in MODELS for res in SMOKE["data"]["resolutions"]}
-    assert set(zip(table["model"], table["resolution"])) == expected
+    assert set(zip(table["model"], table["resolution"], strict=True)) == expected
     assert all(math.isfinite(value) for value in table["rmse_mean"])
     html = (root / "results/report.html").read_text()
     assert "Table 1" in html
