@@ -28,6 +28,7 @@ HAIR_COLOURS: dict[str, Colour] = {
 HAIR_ATTRIBUTE = {"black": "Black_Hair", "brown": "Brown_Hair", "blond": "Blond_Hair", "gray": "Gray_Hair"}
 IRIS_COLOURS: tuple[Colour, ...] = ((70, 45, 25), (40, 90, 140), (60, 110, 70), (110, 80, 40), (30, 25, 20))
 PATTERNS = ("plain", "stripes", "checks", "noise")
+MAX_ANGLE, MAX_OFFSET = 10.0, 4.0  # degrees, pixels
 _ROWS, _COLS = np.mgrid[0:IMAGE_HEIGHT, 0:IMAGE_WIDTH].astype(np.float32)  # pixel coordinates, (H, W) each
 
 
@@ -94,10 +95,10 @@ class FaceSpec:
             "Bald": self.bald, "Bangs": self.bangs, "Big_Lips": self.big_lips, "Big_Nose": self.big_nose,
             "Blurry": self.blurry, "Bushy_Eyebrows": self.bushy_brows, "Chubby": self.face_width > 43.5,
             "Double_Chin": False, "Eyeglasses": self.eyeglasses or self.sunglasses, "Goatee": self.goatee,
-            "Heavy_Makeup": self.makeup, "High_Cheekbones": self.smiling and self.face_height > 53,
+            "Heavy_Makeup": self.makeup, "High_Cheekbones": self.smiling and self.face_height > 51,
             "Male": self.male, "Mouth_Slightly_Open": self.mouth_open, "Mustache": self.mustache,
             "Narrow_Eyes": self.narrow_eyes, "No_Beard": not (self.beard or self.goatee or self.mustache),
-            "Oval_Face": self.face_height - self.face_width > 15, "Pale_Skin": self.pale,
+            "Oval_Face": self.face_height - self.face_width > 13, "Pale_Skin": self.pale,
             "Pointy_Nose": self.pointy_nose, "Receding_Hairline": self.receding, "Rosy_Cheeks": self.rosy,
             "Sideburns": self.sideburns, "Smiling": self.smiling,
             "Straight_Hair": not self.bald and not self.wavy, "Wavy_Hair": not self.bald and self.wavy,
@@ -133,7 +134,7 @@ def sample_spec(rng: np.random.Generator) -> FaceSpec:
         male=male, young=young, skin=tuple(int(v) for v in skin), pale=bool(tone < 0.35), hair=hair, bald=bald,
         long_hair=not bald and bool(rng.random() < (0.15 if male else 0.8)), wavy=bool(rng.random() < 0.35),
         bangs=not bald and bool(rng.random() < 0.2), receding=male and not bald and bool(rng.random() < 0.15),
-        face_width=float(rng.uniform(35.0, 46.0)), face_height=float(rng.uniform(50.0, 58.0)),
+        face_width=float(rng.uniform(35.0, 46.0)), face_height=float(rng.uniform(46.0, 54.0)),
         eye_spacing=float(rng.uniform(17.5, 21.5)), narrow_eyes=bool(rng.random() < 0.12),
         iris=IRIS_COLOURS[int(rng.integers(len(IRIS_COLOURS)))], bushy_brows=bool(rng.random() < 0.15),
         arched_brows=bool(rng.random() < (0.1 if male else 0.5)), big_nose=bool(rng.random() < 0.2),
@@ -146,8 +147,9 @@ def sample_spec(rng: np.random.Generator) -> FaceSpec:
         eyeglasses=bool(0.15 <= glasses_draw < 0.3), sunglasses=sunglasses, hat=bool(rng.random() < 0.1),
         earrings=not male and bool(rng.random() < 0.35), necklace=bool(rng.random() < (0.02 if male else 0.15)),
         necktie=male and bool(rng.random() < 0.1), blurry=bool(rng.random() < 0.04),
-        angle=float(rng.normal(0.0, 4.0)), scale=float(rng.uniform(0.9, 1.1)),
-        offset=(float(rng.normal(0.0, 2.5)), float(rng.normal(0.0, 2.5))),
+        # Pose and scale stay small enough that hair, ears and chin remain inside the authors' crop box.
+        angle=float(np.clip(rng.normal(0.0, 4.0), -MAX_ANGLE, MAX_ANGLE)), scale=float(rng.uniform(0.92, 1.04)),
+        offset=tuple(np.clip(rng.normal(0.0, 2.0, 2), -MAX_OFFSET, MAX_OFFSET).tolist()),
         pattern=str(rng.choice(PATTERNS, p=[0.3, 0.3, 0.2, 0.2])), pattern_period=float(rng.uniform(3.0, 9.0)),
         pattern_angle=float(rng.uniform(0, np.pi)), background=(_colour(rng), _colour(rng)),
         clothes=_colour(rng, 20, 230), accessory=_colour(rng, 30, 250),

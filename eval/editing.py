@@ -95,6 +95,8 @@ def with_coarse_image(image: torch.Tensor, coarse: torch.Tensor, levels: int, fi
     """`image` with its `fixed_levels` coarsest Laplacian levels replaced by those of `coarse` (Eq. 7).
 
     coarse: (B, 3, h, w) at the size `coarse_image` gives. The finer levels (the detail) stay the original's.
+    The model re-decomposes the result, and with Burt-Adelson filters that round trip of a spliced pyramid is
+    close but not exact, so the coarse levels the model encodes are the edit's up to that small difference.
     """
     _check_fixed_levels(levels, fixed_levels)
     pyramid = laplacian_pyramid(image, levels)
@@ -102,7 +104,8 @@ def with_coarse_image(image: torch.Tensor, coarse: torch.Tensor, levels: int, fi
     if tuple(coarse.shape[-2:]) != expected:
         raise ValueError(f"the edited coarse image is {tuple(coarse.shape[-2:])} but level {levels - fixed_levels} "
                          f"of a {tuple(image.shape[-2:])} image is {expected}: paint the coarse level at that size")
-    return reconstruct(pyramid[:levels - fixed_levels] + laplacian_pyramid(coarse, fixed_levels))
+    spliced = reconstruct(pyramid[:levels - fixed_levels] + laplacian_pyramid(coarse, fixed_levels))
+    return spliced.clamp(0.0, 1.0)  # models take images in [0, 1]; old detail on new paint can overshoot
 
 
 def skin_tone(coarse: torch.Tensor, skin_boxes: Sequence[Mapping[str, float]]) -> torch.Tensor:

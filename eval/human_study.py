@@ -201,6 +201,7 @@ def export_study(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
+        staging.chmod(0o755)  # mkdtemp makes it private; the study folder is meant to be shared
         (staging / "images").mkdir()
         for image_id, (source, row) in tqdm(sorted(plan.images.items()), desc="study images", unit="png"):
             image = originals[row] if source == ORIGINAL else reconstructions[source][row]  # (3, H, W)
@@ -249,7 +250,7 @@ def csv_records(path: Path, required: Sequence[str], what: str) -> list[tuple[in
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist: pass the path of an existing file")
     records = []
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets may add a BOM
         reader = csv.DictReader(handle)
         missing = [column for column in required if column not in (reader.fieldnames or [])]
         if missing:
@@ -300,7 +301,7 @@ def response_problem(row: Mapping[str, str], key: Mapping[str, StudyPair]) -> st
     if not row["participant"].strip():
         return "the participant id is empty"
     if pair is None:
-        return f"pair_id {row['pair_id']!r} is not in the key; was this file made with another export?"
+        return f"pair_id {row['pair_id']!r} is not in the key (is the file from another export?)"
     if row["experiment"] != pair.experiment:
         return f"pair {pair.pair_id} belongs to experiment {pair.experiment}, not {row['experiment']!r}"
     if row["side"] not in SIDES:
@@ -386,6 +387,8 @@ def summarize_experiment(
     return {
         "pairs": len(pair_ids), "participants": len(per_participant), "answers": len(answers),
         "missing": len(participants) * len(pair_ids) - len(answers), "preference": preference,
+        # A quality check of the study itself: very fast answers suggest clicking through.
+        "median_response_ms": float(np.median([answer.response_ms for answer in answers])) if answers else None,
         "binomial": binomial,
         "agreement": {"fleiss_kappa": kappa, "pairwise_agreement": agreement,
                       "multi_rated_pairs": multi_rated},
@@ -449,14 +452,16 @@ def analyze_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="table2.csv to write; table2.json goes beside it "
                         "(default: <paths.results>/human_study/table2.csv)")
     args = parser.parse_args(argv)
-    study_dir = Path(params_from_args(args)["paths"]["results"]) / "human_study"
-    key = read_key(args.key or study_dir / "key.csv")
+    if args.key is None or args.out is None:  # params are only needed for the default paths
+        study_dir = Path(params_from_args(args)["paths"]["results"]) / "human_study"
+        args.key, args.out = args.key or study_dir / "key.csv", args.out or study_dir / "table2.csv"
+    key = read_key(args.key)
     summary = analyze(key, read_responses(args.responses, key))
-    out = args.out or study_dir / "table2.csv"
+    out = args.out
     write_table(out, summary)
     for row in table_rows(summary):
-        mean, std = row["preference_mean"], row["preference_std"]
+        mean, std, p_value = row["preference_mean"], row["preference_std"], row["binomial_p"]
         text = "n/a" if mean is None else f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
-        print(f"{row['experiment']:<17} {row['display_name']:<24} {text:>16} %  "
-              f"(binomial p = {row['binomial_p']})")
+        print(f"{row['experiment']:<17} {row['display_name']:<24} {text:>16} %  binomial p = "
+              + ("n/a" if p_value is None else f"{p_value:.3g}"))
     logger.info("wrote %s and %s", out, out.with_suffix(".json"))

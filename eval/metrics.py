@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from models.checkpoint import load_model
 from models.pyramid import laplacian_pyramid
+from models.training import resolve_device
 from workflow.config import add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)
@@ -140,17 +141,6 @@ def per_image_metrics(reference: torch.Tensor, reconstruction: torch.Tensor) -> 
         "ssim": ssim_per_image(reference, reconstruction).cpu(),
         "sharpness": sharpness_ratio(reference, reconstruction).cpu(),
     }
-
-
-def resolve_device(name: str) -> torch.device:
-    """params["device"] -> torch.device; `auto` picks cuda, then mps, then cpu."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
 
 
 def load_images(path: str | Path, resolution: int) -> np.ndarray:

@@ -17,22 +17,19 @@ import torch
 from tqdm import tqdm
 
 from eval.metrics import MODELS, atomic_write_csv, load_images
-from eval.plotting import image_grid, save_figure
+from eval.plotting import DISPLAY_NAMES, image_grid, save_figure
 from workflow.config import add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)
 
 FIGURE_ORDER = ("lapcvae", "lapcvae_retrained_m", "lapcvae_nom", "vae", "vaegan")  # LapCVAE's rows first
-MODEL_LABELS = {
-    "vae": "VAE", "vaegan": "VAE/GAN", "lapcvae_nom": "LapCVAE w/o M", "lapcvae": "LapCVAE",
-    "lapcvae_retrained_m": "LapCVAE retr. M", "test_reference": "Test image",
-}
 TEST_REFERENCE = "test_reference"
+ROW_LABELS = {**DISPLAY_NAMES, TEST_REFERENCE: "Test image"}
 
 
-def _flat_float64(images: np.ndarray) -> torch.Tensor:
+def _flat_float64(images: np.ndarray) -> np.ndarray:
     """(n, 3, H, W) uint8 -> (n, D) float64; integer values, so every dot product below is exact."""
-    return torch.from_numpy(np.array(images)).reshape(len(images), -1).double()
+    return np.asarray(images).reshape(len(images), -1).astype(np.float64)
 
 
 def nearest_neighbours(
@@ -59,21 +56,22 @@ def nearest_neighbours(
     pixels = int(np.prod(train.shape[1:]))
     n_train = len(train)
     # Each candidate is one int64 key, squared distance * N + index: ordering keys orders by distance and then
-    # by index, so ties go to the lower index with a plain top-k (a stable sort of every chunk is far slower).
+    # by index, so ties go to the lower index with a plain partition (a stable sort of every chunk is far slower).
     if 255**2 * pixels * n_train >= 2**62:
         raise ValueError(f"{n_train} training images of {pixels} values overflow the int64 keys; split train")
     query_vectors = _flat_float64(queries)  # (Q, D)
-    query_norms = query_vectors.pow(2).sum(dim=1, keepdim=True)  # (Q, 1)
-    best_keys = torch.empty(len(queries), 0, dtype=torch.int64)  # (Q, <=k)
+    query_norms = np.einsum("ij,ij->i", query_vectors, query_vectors)[:, None]  # (Q, 1)
+    best_keys = np.empty((len(queries), 0), dtype=np.int64)  # (Q, <=k)
     for start in tqdm(range(0, n_train, chunk), desc="neighbours", unit="chunk", leave=False):
         train_vectors = _flat_float64(train[start:start + chunk])  # (C, D), the only float copy
-        squared = torch.addmm(train_vectors.pow(2).sum(dim=1), query_vectors, train_vectors.T, alpha=-2.0)
-        squared += query_norms  # (Q, C): ||a||^2 - 2 a.b + ||b||^2, exact integers
-        keys = squared.round().to(torch.int64) * n_train + torch.arange(start, start + len(train_vectors))
-        candidates = torch.cat([best_keys, keys], dim=1)
-        best_keys = torch.topk(candidates, min(k, candidates.shape[1]), dim=1, largest=False, sorted=True).values
-    distances = torch.div(best_keys, n_train, rounding_mode="floor").double() / pixels
-    return distances.numpy(), (best_keys % n_train).numpy()
+        products = (torch.from_numpy(query_vectors) @ torch.from_numpy(train_vectors).T).numpy()  # (Q, C)
+        squared = query_norms - 2.0 * products + np.einsum("ij,ij->i", train_vectors, train_vectors)  # exact
+        keys = np.rint(squared).astype(np.int64) * n_train + np.arange(start, start + len(train_vectors))
+        candidates = np.concatenate([best_keys, keys], axis=1)
+        if candidates.shape[1] > k:
+            candidates = np.partition(candidates, k - 1, axis=1)[:, :k]
+        best_keys = np.sort(candidates, axis=1)
+    return (best_keys // n_train) / pixels, best_keys % n_train
 
 
 def neighbour_table(distances: np.ndarray, indices: np.ndarray) -> pd.DataFrame:
@@ -120,7 +118,7 @@ def neighbours_figure(
         mse, indices = results[name]
         for sample in range(min(rows_per_model, len(indices))):
             rows.append([queries[name][sample], *(train[index] for index in indices[sample])])
-            labels.append(f"{MODEL_LABELS[name]} #{sample}")
+            labels.append(f"{ROW_LABELS[name]} #{sample}")
             distances.append(mse[sample])
     k = len(distances[0])
     figure = image_grid(

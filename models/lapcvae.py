@@ -26,7 +26,7 @@ from torch import nn
 
 from models.blocks import ConvDecoder, ConvEncoder, kl_diagonal_gaussians, reparameterize
 from models.interface import StepResult
-from models.pyramid import laplacian_pyramid, upsample
+from models.pyramid import downsample, laplacian_pyramid, upsample
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,22 @@ class PriorNet(nn.Module):
     def forward(self, coarser: Gaussian) -> Gaussian:
         coarser_mean, coarser_log_var = coarser  # (B, n_z[k+1]) each
         return self.mean(coarser_mean), self.log_var(coarser_log_var)  # (B, n_z[k]) each
+
+
+def coarse_pyramid(images: torch.Tensor, levels: int, first: int) -> list[torch.Tensor | None]:
+    """laplacian_pyramid(images, levels) with only the entries first..K computed (None below `first`).
+
+    Same operations as models.pyramid, so the same values; it skips the upsampling of the fine levels, which
+    dominates a coarse level's training step on CPUs.
+    """
+    blurred = [images]  # g_0..g_K (Eq. 6)
+    for _ in range(levels - 1):
+        blurred.append(downsample(blurred[-1]))
+    pyramid: list[torch.Tensor | None] = [None] * first
+    for k in range(first, levels - 1):
+        pyramid.append(blurred[k] - upsample(blurred[k + 1], blurred[k].shape[-2:]))  # h_k
+    pyramid.append(blurred[-1])  # b_K
+    return pyramid
 
 
 class LevelVAE(nn.Module):
@@ -297,7 +313,7 @@ class LevelTrainable(nn.Module):
 
     def training_step(self, images: torch.Tensor) -> StepResult:
         model, k = self.model, self.level
-        pyramid = laplacian_pyramid(images, model.levels)  # [h_0..h_{K-1}, b_K], images in [0, 1]
+        pyramid = coarse_pyramid(images, model.levels, k)  # [None.., h_k..h_{K-1}, b_K], images in [0, 1]
         upsampled, coarse_latents, prior = None, [], None
         if k < model.coarsest:
             with torch.no_grad():  # levels k+1..K reconstruct the same image from posterior means (Figure 3)

@@ -13,6 +13,8 @@ from PIL import Image
 
 from eval import figures
 from eval.plotting import grid_array, image_grid, save_figure, to_hwc_uint8
+from models.checkpoint import save_model
+from models.lapcvae import LapCVAE
 from workflow.config import REPO_ROOT
 
 SIZE = 16
@@ -190,9 +192,6 @@ def test_image_grid_checks_labels_and_save_is_atomic(tmp_path):
 
 
 def test_fig7_with_a_real_untrained_lapcvae_checkpoint(tmp_path):
-    from models.checkpoint import save_model
-    from models.lapcvae import LapCVAE
-
     model = LapCVAE(resolution=SIZE, levels=3, latent_dims=[4, 4, 4], kl_weights=[1.0, 1.0, 1.0], widths=[8],
                     feature_size=4, m_hidden=8, use_m=True)
     save_model(tmp_path / "level0.pt", model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import statistics
 from pathlib import Path
@@ -167,7 +168,7 @@ def test_analysis_reproduces_the_table_computed_by_hand(tmp_path: Path) -> None:
     analyze_main(["--key", str(tmp_path / "study" / "key.csv"), "--responses", *map(str, files),
                   "--out", str(tmp_path / "table2.csv")])
     table = {(row["experiment"], row["model"]): row for row in read_rows(tmp_path / "table2.csv")}
-    assert (tmp_path / "table2.json").is_file()
+    summary = json.loads((tmp_path / "table2.json").read_text())
 
     model_of = {(pair["pair_id"], side): pair[f"{side}_model"] for pair in key for side in ("left", "right")}
     for experiment in ("without_original", "with_original"):
@@ -201,6 +202,8 @@ def test_analysis_reproduces_the_table_computed_by_hand(tmp_path: Path) -> None:
             statistics.mean(item_agreement))
         assert float(table[experiment, "vae"]["fleiss_kappa"]) == pytest.approx(expected_kappa)
         assert int(table[experiment, "vae"]["multi_rated_pairs"]) == 12
+        assert summary["experiments"][experiment]["median_response_ms"] == statistics.median(
+            int(row["response_ms"]) for rows in answers.values() for row in rows if row["experiment"] == experiment)
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -91,15 +91,21 @@ def test_study_page_in_headless_chromium(study: Path, browser: tuple, tmp_path: 
               for name in ("p2", "p3", "p4")]
     assert any(other != order for other in others), "each participant gets an own order"
 
-    trial = driver.find_element(By.ID, "trial-screen")
     state = {"answered": 0}
+
+    def trial(attribute: str) -> str:
+        return driver.find_element(By.ID, "trial-screen").get_attribute(attribute)
 
     def shown(part: int, index: int) -> str:
         """Wait until pair `index` of part `part` is on screen with its images loaded; return its id."""
-        wait_for(lambda: trial.get_attribute("data-ready") == "1"
+        wait_for(lambda: trial("data-ready") == "1"
                  and driver.find_element(By.ID, "progress").text == f"Part {part + 1} of 2, pair {index + 1} of "
                  f"{PAIRS}", f"pair {index + 1} of part {part + 1}")
-        return trial.get_attribute("data-pair-id")
+        return trial("data-pair-id")
+
+    def start(participant: str) -> None:
+        driver.find_element(By.ID, "participant").send_keys(participant)
+        driver.find_element(By.ID, "start-button").click()
 
     def choose(side: str) -> None:
         """Alternate clicks and arrow keys so that both input paths are exercised."""
@@ -109,15 +115,14 @@ def test_study_page_in_headless_chromium(study: Path, browser: tuple, tmp_path: 
             ActionChains(driver).send_keys(Keys.ARROW_LEFT if side == "left" else Keys.ARROW_RIGHT).perform()
         state["answered"] += 1
 
-    driver.find_element(By.ID, "participant").send_keys("p1")
-    driver.find_element(By.ID, "start-button").click()
+    start("p1")
     expected: dict[str, str] = {}
     presented: list[str] = []
     for part, experiment in enumerate(("without_original", "with_original")):
         driver.find_element(By.ID, "begin-button").click()
         for index in range(PAIRS):
             pair_id = shown(part, index)
-            assert trial.get_attribute("data-experiment") == experiment
+            assert trial("data-experiment") == experiment
             assert driver.find_element(By.ID, "original-box").is_displayed() == (experiment == "with_original")
             if part == 1 and index == 2:
                 driver.save_screenshot(str(tmp_path / "mid_study.png"))
@@ -132,6 +137,12 @@ def test_study_page_in_headless_chromium(study: Path, browser: tuple, tmp_path: 
                 choose(side)
             expected[pair_id] = side
             presented.append(pair_id)
+            if part == 0 and index == 2:
+                # The same participant in a new tab (the first one closed or crashed) resumes at the next pair.
+                driver.switch_to.new_window("tab")
+                driver.get((study / "study.html").as_uri())
+                start("p1")
+                assert shown(part, index + 1) == order[0][index + 1]
     assert presented == order[0] + order[1], "pairs appear in the participant's seeded order"
 
     download = downloads / "responses_p1.csv"

@@ -1,0 +1,242 @@
+"""`lapcvae prepare`: crop, resize and split a CelebA-format tree into memory-mappable uint8 arrays.
+
+    lapcvae prepare --params P... --raw data/raw/synthetic --out data/prepared [--workers N]
+
+Writes `<out>/{res}/train.npy` and `test.npy` (uint8, (N, 3, res, res), rows in image-file order within each
+split), `<out>/attributes.csv` (split, row, image_id, then every attribute the raw tree has, as 0/1, plus
+Sunglasses when synthetic_extras.csv exists) and `<out>/manifest.json` (source, counts, seed, crop,
+resolutions, resize method, SHA-256 of each array).
+
+- Crop: rows top:top+size, columns left:left+size (params data.crop; the authors' 40:188, 15:163).
+- Resize: each JPEG is decoded once, cropped, and resized to every resolution from that crop with PIL's bicubic
+  filter, which widens its support by the downscale factor (the antialiasing PIL used to call ANTIALIAS), so
+  no separate blur is needed. (The authors blur with sigma = sqrt(148 / size) / 2, then resize cubically.)
+- Split: the paper's random 80/20 split of all images, ignoring CelebA's official partition: a permutation
+  from params.seed, n_test = floor(test_fraction * N + 0.5) (half rounds up), the rest train. Full CelebA:
+  floor(0.2 * 202,599 + 0.5) = floor(40,520.3) = 40,520 test, 162,079 train.
+- Workers write straight into the arrays (np.lib.format.open_memmap) inside `<out>.tmp-<pid>`, renamed into
+  place at the end, so the full dataset is never in memory, and a corrupt image stops the step with its name
+  and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import logging
+import multiprocessing
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from data.atomic import atomic_directory
+from data.celeba_format import ATTRIBUTES_FILE, EXTRAS_FILE, IMAGE_DIR, read_attributes
+from workflow.config import add_params_arguments, params_from_args
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "test")
+RESIZE_METHOD = "crop, then PIL bicubic resize (antialiased: support widened by the downscale factor)"
+CHUNK = 64  # images per task sent to a worker
+
+
+@dataclass(frozen=True)
+class Crop:
+    top: int
+    left: int
+    size: int
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """PIL's (left, upper, right, lower)."""
+        return (self.left, self.top, self.left + self.size, self.top + self.size)
+
+
+def n_test_images(total: int, test_fraction: float) -> int:
+    """Test-split size: test_fraction * total rounded half up (202,599 * 0.2 = 40,519.8 -> 40,520)."""
+    return int(np.floor(test_fraction * total + 0.5))
+
+
+def split_indices(total: int, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
+    """{'train': sorted indices, 'test': sorted indices}, disjoint, covering range(total), fixed by `seed`."""
+    n_test = n_test_images(total, test_fraction)
+    if n_test < 1 or n_test >= total:
+        raise ValueError(f"{total} images with data.test_fraction {test_fraction} give {n_test} test and "
+                         f"{total - n_test} training images; both need at least one (use more images)")
+    order = np.random.default_rng(seed).permutation(total)
+    return {"train": np.sort(order[n_test:]), "test": np.sort(order[:n_test])}
+
+
+def load_image(path: Path, crop: Crop, resolutions: Sequence[int]) -> list[np.ndarray]:
+    """Decode one JPEG once; return one (3, res, res) uint8 array per resolution. ValueError if unreadable."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode != "RGB":
+                image = image.convert("RGB")
+            width, height = image.size
+            if width < crop.left + crop.size or height < crop.top + crop.size:
+                raise ValueError(f"{path}: {width}x{height} image is too small for the crop box {crop.box} "
+                                 "(data.crop); is it an aligned 178x218 CelebA image?")
+            # Crop first (resize(box=...) would let the filter reach outside the box), then resize.
+            cropped = image.crop(crop.box)
+            return [np.asarray(cropped.resize((size, size), Image.BICUBIC)).transpose(2, 0, 1)
+                    for size in resolutions]
+    except (OSError, SyntaxError) as error:  # PIL raises these for truncated or non-image files
+        raise ValueError(f"{path}: cannot read this image ({error}); the file is corrupt or not a JPEG: "
+                         "replace it (re-extract or regenerate the raw data) and run prepare again") from error
+
+
+# Per-worker state: memory maps of the arrays being written, opened once per process.
+_arrays: dict[tuple[int, str], np.ndarray] = {}
+_settings: dict[str, object] = {}
+
+
+def _open_arrays(staging: str, resolutions: Sequence[int], crop: Crop) -> None:
+    _settings.update(crop=crop, resolutions=tuple(resolutions))
+    for size in resolutions:
+        for split in SPLITS:
+            _arrays[(size, split)] = np.load(Path(staging) / str(size) / f"{split}.npy", mmap_mode="r+")
+
+
+def _process(jobs: Sequence[tuple[str, str, int]]) -> int:
+    """Decode, crop, resize and store each (path, split, row) of one chunk; returns the number done."""
+    resolutions = _settings["resolutions"]
+    for path, split, row in jobs:
+        for size, pixels in zip(resolutions, load_image(Path(path), _settings["crop"], resolutions), strict=True):
+            _arrays[(size, split)][row] = pixels
+    return len(jobs)
+
+
+def _chunks(jobs: list[tuple[str, str, int]], size: int) -> Iterable[list[tuple[str, str, int]]]:
+    return (jobs[start : start + size] for start in range(0, len(jobs), size))
+
+
+def file_sha256(path: Path, chunk_size: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk_size):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _attribute_table(raw: Path, names: list[str]) -> tuple[list[str], dict[str, dict[str, int]]]:
+    """Attribute columns (0/1) per image: CelebA's 40 when the list file exists, plus Sunglasses from extras."""
+    columns: list[str] = []
+    table: dict[str, dict[str, int]] = {name: {} for name in names}
+    attributes_path = raw / ATTRIBUTES_FILE
+    if attributes_path.is_file():
+        attributes = read_attributes(attributes_path)
+        missing = [name for name in names if name not in attributes]
+        if missing:
+            raise ValueError(f"{attributes_path}: no attributes for {len(missing)} images, first {missing[0]}; "
+                             "the list does not belong to these images: copy the matching list file or remove it")
+        columns = list(next(iter(attributes.values())))
+        for name in names:
+            table[name].update({key: int(value > 0) for key, value in attributes[name].items()})
+    else:
+        logger.info("%s not found: attributes.csv gets split, row and image_id only", attributes_path)
+    extras_path = raw / EXTRAS_FILE
+    if extras_path.is_file():
+        with open(extras_path, newline="") as handle:
+            sunglasses = {row["image_id"]: int(row["Sunglasses"]) for row in csv.DictReader(handle)}
+        missing = [name for name in names if name not in sunglasses]
+        if missing:
+            raise ValueError(f"{extras_path}: no row for {missing[0]} ({len(missing)} images missing); "
+                             "regenerate the synthetic faces")
+        columns.append("Sunglasses")
+        for name in names:
+            table[name]["Sunglasses"] = sunglasses[name]
+    return columns, table
+
+
+def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequence[int], test_fraction: float,
+            seed: int, source: str, workers: int = 1) -> dict:
+    """Build the prepared dataset in `out` (replaced atomically); returns the manifest."""
+    raw, out = Path(raw), Path(out)
+    image_dir = raw / IMAGE_DIR
+    paths = sorted(image_dir.glob("*.jpg"))
+    if not paths:
+        raise FileNotFoundError(f"no JPEG images in {image_dir}: run `lapcvae generate-faces` or "
+                                "`lapcvae fetch-celeba` first (or pass the right --raw)")
+    names = [path.name for path in paths]
+    splits = split_indices(len(paths), test_fraction, seed)
+    columns, attributes = _attribute_table(raw, names)
+    resolutions = [int(size) for size in resolutions]
+
+    with atomic_directory(out) as staging:
+        for size in resolutions:
+            (staging / str(size)).mkdir()
+            for split in SPLITS:
+                shape = (len(splits[split]), 3, size, size)  # (N, C, H, W)
+                np.lib.format.open_memmap(staging / str(size) / f"{split}.npy", mode="w+", dtype=np.uint8,
+                                          shape=shape).flush()
+        jobs = [(str(paths[index]), split, row) for split in SPLITS for row, index in enumerate(splits[split])]
+        with tqdm(total=len(jobs), desc="prepare", unit="img", disable=None) as progress:
+            if workers > 1:
+                context = multiprocessing.get_context("spawn")
+                with context.Pool(workers, initializer=_open_arrays,
+                                  initargs=(str(staging), resolutions, crop)) as pool:
+                    for done in pool.imap_unordered(_process, _chunks(jobs, CHUNK)):
+                        progress.update(done)
+            else:
+                _open_arrays(str(staging), resolutions, crop)
+                try:
+                    for chunk in _chunks(jobs, CHUNK):
+                        progress.update(_process(chunk))
+                finally:
+                    _arrays.clear()
+
+        with open(staging / "attributes.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["split", "row", "image_id", *columns])
+            for split in SPLITS:
+                for row, index in enumerate(splits[split]):
+                    name = names[index]
+                    writer.writerow([split, row, name, *(attributes[name][column] for column in columns)])
+
+        manifest = {
+            "source": source,
+            "raw": str(raw),
+            "seed": seed,
+            "test_fraction": test_fraction,
+            "counts": {"total": len(paths), **{split: len(splits[split]) for split in SPLITS}},
+            "crop": {"top": crop.top, "left": crop.left, "size": crop.size},
+            "resolutions": resolutions,
+            "resize": RESIZE_METHOD,
+            "attributes": columns,
+            "arrays": {
+                f"{size}/{split}.npy": {
+                    "shape": [len(splits[split]), 3, size, size],
+                    "dtype": "uint8",
+                    "sha256": file_sha256(staging / str(size) / f"{split}.npy"),
+                }
+                for size in resolutions for split in SPLITS
+            },
+        }
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    logger.info("prepared %d train and %d test images at %s px in %s", len(splits["train"]),
+                len(splits["test"]), ", ".join(map(str, resolutions)), out)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae prepare", description=__doc__.split("\n\n")[0])
+    add_params_arguments(parser)
+    parser.add_argument("--raw", required=True, type=Path, help="CelebA-format tree, e.g. data/raw/synthetic")
+    parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/prepared")
+    parser.add_argument("--workers", type=int, default=1, help="processes decoding images (default 1)")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    data = params["data"]
+    manifest = prepare(args.raw, args.out, crop=Crop(**data["crop"]), resolutions=data["resolutions"],
+                       test_fraction=data["test_fraction"], seed=params["seed"], source=data["source"],
+                       workers=max(1, args.workers))
+    counts = manifest["counts"]
+    print(f"{counts['train']} train / {counts['test']} test images in {args.out}")
