@@ -97,12 +97,20 @@ def generate(out: str | Path, *, count: int, seed: int, jpeg_quality: int, worke
     return out
 
 
-def save_grid(image_dir: str | Path, path: str | Path, *, rows: int = 8, columns: int = 8) -> None:
-    """A rows x columns contact sheet of the first images of `image_dir` (PNG)."""
+def save_grid(image_dir: str | Path, path: str | Path, *, crop_box: tuple[int, int, int, int] | None = None,
+              tile_size: int | None = None, rows: int = 8, columns: int = 8) -> None:
+    """A rows x columns contact sheet (PNG) of the first images of `image_dir`, optionally cropped to
+    `crop_box` (PIL's left, upper, right, lower) and resized to `tile_size` squares, as the models see them."""
     files = sorted(Path(image_dir).glob("*.jpg"))[: rows * columns]
     if not files:
         raise FileNotFoundError(f"no .jpg images in {image_dir}: generate the faces first")
-    tiles = [np.asarray(Image.open(file).convert("RGB")) for file in files]
+    tiles = []
+    for file in files:
+        with Image.open(file) as image:
+            tile = image.convert("RGB").crop(crop_box) if crop_box else image.convert("RGB")
+            if tile_size:
+                tile = tile.resize((tile_size, tile_size), Image.BICUBIC)
+            tiles.append(np.asarray(tile))
     height, width = tiles[0].shape[:2]
     sheet = np.full((rows * height, columns * width, 3), 255, np.uint8)
     for position, tile in enumerate(tiles):
@@ -111,7 +119,7 @@ def save_grid(image_dir: str | Path, path: str | Path, *, rows: int = 8, columns
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    Image.fromarray(sheet).save(temporary, format="PNG")
+    Image.fromarray(sheet).save(temporary, format="PNG", optimize=True)
     os.replace(temporary, path)
 
 
@@ -121,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/raw/synthetic")
     parser.add_argument("--count", type=int, default=None, help="number of faces (default: data.synthetic.count)")
     parser.add_argument("--workers", type=int, default=1, help="processes drawing faces in parallel (default 1)")
-    parser.add_argument("--preview", type=Path, default=None, help="also save an 8x8 grid of the first faces")
+    parser.add_argument("--preview", type=Path, default=None,
+                        help="also save an 8x8 grid of the first faces, cropped and resized as prepare does")
     args = parser.parse_args(argv)
     params = params_from_args(args)
     synthetic = params["data"]["synthetic"]
@@ -129,5 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     out = generate(args.out, count=count, seed=params["seed"], jpeg_quality=synthetic["jpeg_quality"],
                    workers=max(1, args.workers))
     if args.preview is not None:
-        save_grid(out / IMAGE_DIR, args.preview)
+        crop = params["data"]["crop"]
+        box = (crop["left"], crop["top"], crop["left"] + crop["size"], crop["top"] + crop["size"])
+        save_grid(out / IMAGE_DIR, args.preview, crop_box=box, tile_size=max(params["data"]["resolutions"]))
     print(f"{count} faces in {out}")

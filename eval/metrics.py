@@ -8,12 +8,13 @@ per-image square root of the MSE with pixels in [0, 255]; PSNR, SSIM and a sharp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -164,10 +165,12 @@ def load_images(path: str | Path, resolution: int) -> np.ndarray:
 
 
 def evaluate_model(
-    model: nn.Module, test_images: np.ndarray, batch_size: int, device: torch.device
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Reconstruct every test image in batches; return the per-image metrics and the uint8 reconstructions."""
-    reconstructions = np.empty(test_images.shape, dtype=np.uint8)  # (N, 3, H, W), test order
+    model: nn.Module, test_images: np.ndarray, batch_size: int, device: torch.device, reconstructions: np.ndarray
+) -> pd.DataFrame:
+    """Reconstruct every test image in batches into `reconstructions` (uint8, test order); per-image metrics.
+
+    test_images, reconstructions: (N, 3, H, W) uint8, e.g. memory maps, so the split never sits in memory.
+    """
     columns: dict[str, list[torch.Tensor]] = {name: [] for name in PER_IMAGE_COLUMNS[1:]}
     with torch.inference_mode():
         for start in tqdm(range(0, len(test_images), batch_size), desc="evaluate", unit="batch"):
@@ -179,7 +182,7 @@ def evaluate_model(
             reconstructions[start:start + len(reference)] = to_uint8(reconstruction)
     table = pd.DataFrame({name: torch.cat(values).double().numpy() for name, values in columns.items()})
     table.insert(0, "image", np.arange(len(test_images)))
-    return table, reconstructions
+    return table
 
 
 def summarise(per_image: pd.DataFrame, bootstrap_samples: int, seed: int) -> dict[str, Any]:
@@ -232,6 +235,21 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
     os.replace(temporary, path)
 
 
+@contextlib.contextmanager
+def atomic_npy_memmap(path: str | Path, shape: tuple[int, ...], dtype: type) -> Iterator[np.ndarray]:
+    """A .npy file filled in place through a memory map at a temporary path, renamed to `path` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp.npy")
+    try:
+        array = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=shape)
+        yield array
+        array.flush()
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lapcvae evaluate", description=__doc__.splitlines()[0])
     add_params_arguments(parser)
@@ -248,8 +266,12 @@ def main(argv: list[str] | None = None) -> None:
 
     test_images = load_images(args.test, args.res)
     model = load_model(args.checkpoint, device)
+    logger.info("evaluating %s (%s) on %d test images of %d px on %s", args.model, args.checkpoint,
+                len(test_images), args.res, device)
+    out_dir = Path(args.out_dir)
     started = time.perf_counter()
-    per_image, reconstructions = evaluate_model(model, test_images, settings["batch_size"], device)
+    with atomic_npy_memmap(out_dir / "reconstructions.npy", test_images.shape, np.uint8) as reconstructions:
+        per_image = evaluate_model(model, test_images, settings["batch_size"], device, reconstructions)
     with torch.inference_mode():
         samples = to_uint8(model.sample(settings["samples"], seed=params["seed"]))  # same seed for every model
     eval_seconds = time.perf_counter() - started
@@ -269,8 +291,6 @@ def main(argv: list[str] | None = None) -> None:
         "checkpoint": str(args.checkpoint),
         "meta": meta,
     }
-    out_dir = Path(args.out_dir)
-    atomic_save_npy(out_dir / "reconstructions.npy", reconstructions)
     atomic_save_npy(out_dir / "samples.npy", samples)
     atomic_write_csv(args.per_image, per_image)
     atomic_write_json(out_dir / "summary.json", summary)  # last: its presence means the rest is complete

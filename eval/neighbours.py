@@ -125,7 +125,7 @@ def neighbours_figure(
         rows, row_labels=labels, col_labels=["Sample", *(f"NN {rank}" for rank in range(1, k + 1))],
         title=f"Figure 6: nearest training images of samples, {resolution}x{resolution}",
         caption=(f"Each row: a sample (or, in the last rows, a held-out test image as the reference) and its {k} "
-                 "nearest training images by pixel MSE (0-255 scale, shown under each image). Samples as far "
+                 "nearest training images by pixel MSE (0-255 scale, printed on each neighbour). Samples as far "
                  "from the training set as unseen test images are not memorised."),
     )
     axes = figure.axes[0]

@@ -72,7 +72,7 @@ def hardware_info(device: torch.device) -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    return {"device": str(device), "torch": torch.__version__, "hostname": socket.gethostname(), "cpu": cpu,
+    return {"device": str(device), "torch": str(torch.__version__), "hostname": socket.gethostname(), "cpu": cpu,
             "cpu_threads": torch.get_num_threads(), "gpu": gpu}
 
 

@@ -71,9 +71,10 @@ def test_arrays_match_an_independent_crop_and_resize(raw_tree, prepared):
         for row in rows:
             with Image.open(raw_tree / IMAGE_DIR / row["image_id"]) as image:
                 cropped = np.asarray(image.convert("RGB"))[40:188, 15:163]  # numpy slicing, not PIL's box
-            expected = np.asarray(Image.fromarray(cropped).resize((size, size), Image.BICUBIC))
-            got = arrays[row["split"]][int(row["row"])].transpose(1, 2, 0)
-            assert np.array_equal(got, expected), (size, row["image_id"])
+            expected = np.asarray(Image.fromarray(cropped).resize((size, size), Image.BICUBIC)).astype(int)
+            got = arrays[row["split"]][int(row["row"])].transpose(1, 2, 0).astype(int)
+            # PIL's bicubic and torch's uint8 antialiased bicubic differ only in rounding.
+            assert np.abs(got - expected).max() <= 2 and np.abs(got - expected).mean() < 0.05, row["image_id"]
 
 
 def test_attributes_csv_and_manifest(raw_tree, prepared):

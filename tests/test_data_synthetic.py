@@ -128,7 +128,12 @@ def test_cli_writes_tree_and_preview(tmp_path):
     out = tmp_path / "faces"
     main(["--out", str(out), "--count", "3", "--preview", str(tmp_path / "grid.png")])
     assert sorted(read_tree(out)) == ["000001.jpg", "000002.jpg", "000003.jpg"]
-    with Image.open(tmp_path / "grid.png") as grid:
-        assert grid.size == (8 * 178, 8 * 218)
+    with Image.open(tmp_path / "grid.png") as grid:  # 3 tiles of 128 px crops, the rest left white
+        assert grid.size == (8 * 128, 8 * 128)
+        sheet = np.asarray(grid)
+    first = np.asarray(Image.open(out / IMAGE_DIR / "000001.jpg").crop((15, 40, 163, 188)).resize((128, 128),
+                                                                                                Image.BICUBIC))
+    assert np.array_equal(sheet[:128, :128], first)
+    assert (sheet[128:] == 255).all()
     with pytest.raises(ValueError, match="--count must be at least 1"):
         generate(tmp_path / "none", count=0, seed=0, jpeg_quality=90)

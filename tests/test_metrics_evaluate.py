@@ -107,3 +107,15 @@ def test_evaluate_rejects_test_images_of_another_resolution(tmp_path, stand_in_c
                       "--checkpoint", str(stand_in_checkpoint), "--test", str(tmp_path / "test.npy"),
                       "--out-dir", str(tmp_path / "out"), "--per-image", str(tmp_path / "p.csv")])
     assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_of_a_diverged_model_leaves_nothing_half_written(tmp_path, stand_in_checkpoint, monkeypatch):
+    np.save(tmp_path / "test.npy", np.zeros((N_TEST, 3, SIZE, SIZE), dtype=np.uint8))
+    monkeypatch.setattr(StandInModel, "reconstruct", lambda self, images: images * float("nan"))
+    out_dir = tmp_path / "out"
+    with pytest.raises(ValueError, match="diverged"):
+        metrics.main(["--params", str(write_params(tmp_path)), "--res", str(SIZE), "--model", "vae",
+                      "--checkpoint", str(stand_in_checkpoint), "--test", str(tmp_path / "test.npy"),
+                      "--out-dir", str(out_dir), "--per-image", str(tmp_path / "p.csv")])
+    assert list(out_dir.iterdir()) == []  # the reconstructions' temporary memory map is gone
+    assert not (tmp_path / "p.csv").exists()
