@@ -125,8 +125,8 @@ def fetch_celeba(out: str | Path, *, archive: str | None, url: str | None, md5: 
     out = Path(out)
     if archive is None and url is None and not download:
         raise FileNotFoundError(NO_ARCHIVE_HELP)
-    with tempfile.TemporaryDirectory(prefix="celeba-download-", dir=out.parent if out.parent.exists() else None) \
-            as scratch:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{out.name}.download-", dir=out.parent) as scratch:
         if archive is not None:
             archive_path = Path(archive)
             if not archive_path.is_file():

@@ -2,9 +2,9 @@
 
 `draw_face(seed, index)` samples a `FaceSpec` from ``np.random.default_rng([seed, index])``, draws the head with
 PIL over a patterned background (posed by rotating the drawing coordinates about the face centre), then applies
-gradient lighting and skin/sensor noise in numpy. The geometry
-follows CelebA's aligned faces (eyes near rows 111, columns 69 and 108; mouth near row 152), so the authors'
-crop (rows 40:188, columns 15:163) frames it the same way. Fine detail that blur destroys is there on purpose:
+gradient lighting and skin/sensor noise in numpy. The geometry follows CelebA's aligned faces (eyes near row
+111, mouth near row 152, centred on column 89), and pose, scale and offset are bounded so that hair, ears and
+chin stay inside the authors' crop (rows 40:188, columns 15:163). Fine detail that blur destroys is there on purpose:
 hair strands, eyelashes, stubble, noise texture and striped or checked backgrounds.
 """
 

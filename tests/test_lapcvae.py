@@ -51,19 +51,18 @@ def test_kl_matches_torch_distributions() -> None:
 
 
 def test_one_level_overfits_a_small_batch() -> None:
-    model = tiny_model()
-    trainable = LevelTrainable(LapCVAE.from_config({**model.config, "trained_levels": 2}), level=1)
-    trainable.train()
-    optimizer = torch.optim.Adam(trainable.parameter_groups()["level1"], lr=3e-3)
+    config = {**tiny_model().config, "trained_levels": 2, "kl_weights": [0.01, 0.001, 1.0], "widths": [16, 32]}
+    trainable = LevelTrainable(LapCVAE.from_config(config), level=1).train()
+    optimizer = torch.optim.Adam(trainable.parameter_groups()["level1"], lr=1e-2)
     batch = images(8)
     losses = []
-    for _ in range(150):
+    for _ in range(60):
         loss = trainable.training_step(batch).objectives["level1"]
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
-    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 / 10
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < losses[0] / 10
 
 
 def test_training_level_freezes_coarser_levels() -> None:

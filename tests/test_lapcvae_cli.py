@@ -1,0 +1,114 @@
+"""Greedy training and the model commands, run in-process on a tiny 16 px LapCVAE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from models.checkpoint import load_checkpoint, load_model
+from models.cli import partial_sample_main, reconstruct_main, sample_main, to_uint8
+from models.train_lapcvae import retrain_m_main, train_level_main
+
+TINY = {"levels": 2, "latent_dims": [4, 3], "kl_weights": [0.1, 1.0], "widths": [4, 8], "feature_size": 2,
+        "m_hidden": 6, "train": {"epochs": 1, "batch_size": 4, "log_every": 1}}
+
+
+@pytest.fixture()
+def setup(tmp_path: Path) -> dict[str, Path]:
+    params = tmp_path / "tiny.yaml"
+    params.write_text(yaml.safe_dump({"lapcvae": {"16": TINY, "retrain_m": {"epochs": 1, "lr": 0.01}}}))
+    data = tmp_path / "train.npy"
+    np.save(data, np.random.default_rng(0).integers(0, 256, (8, 3, 16, 16), dtype=np.uint8))
+    return {"params": params, "data": data, "models": tmp_path / "models"}
+
+
+def train(setup: dict[str, Path], level: int, variant: str = "lapcvae", coarser: bool = True) -> Path:
+    out = setup["models"] / variant / f"level{level}.pt"
+    argv = ["--params", str(setup["params"]), "--res", "16", "--variant", variant, "--level", str(level),
+            "--data", str(setup["data"]), "--out", str(out)]
+    if coarser:
+        argv += ["--coarser", str(setup["models"] / variant / f"level{level + 1}.pt")]
+    train_level_main(argv)
+    return out
+
+
+def test_greedy_levels_chain_and_keep_the_coarser_weights(setup: dict[str, Path]) -> None:
+    level1 = train(setup, 1, coarser=False)
+    level0 = train(setup, 0)
+    coarse, whole = load_checkpoint(level1), load_checkpoint(level0)
+    assert coarse["config"]["trained_levels"] == 1 and whole["config"]["trained_levels"] == 2
+    for key, value in coarse["state_dict"].items():
+        assert torch.equal(whole["state_dict"][key], value), key  # level 1 stayed frozen while level 0 trained
+    assert level0.with_name("level0.log.csv").read_text().startswith("step,epoch,loss,recon,kl")
+    model = load_model(level0)
+    assert model.sample(2, seed=0).shape == (2, 3, 16, 16)
+
+
+def test_coarser_rules(setup: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match="needs --coarser"):
+        train(setup, 0, coarser=False)
+    with pytest.raises(ValueError, match="drop --coarser"):
+        train(setup, 1, coarser=True)
+    train(setup, 1, coarser=False)
+    nom = setup["models"] / "lapcvae_nom"
+    nom.mkdir(parents=True)
+    (nom / "level1.pt").write_bytes((setup["models"] / "lapcvae" / "level1.pt").read_bytes())
+    with pytest.raises(ValueError, match="another configuration"):
+        train(setup, 0, variant="lapcvae_nom")  # a with-M level cannot seed the without-M variant
+
+
+def test_retrain_m_changes_only_the_m_networks(setup: dict[str, Path]) -> None:
+    train(setup, 1, coarser=False)
+    level0 = train(setup, 0)
+    out = setup["models"] / "lapcvae" / "retrained_m.pt"
+    retrain_m_main(["--params", str(setup["params"]), "--res", "16", "--checkpoint", str(level0),
+                    "--data", str(setup["data"]), "--out", str(out)])
+    before, after = load_checkpoint(level0)["state_dict"], load_checkpoint(out)["state_dict"]
+    changed = {key for key in before if not torch.equal(before[key], after[key])}
+    assert changed and all("prior_net" in key for key in changed)
+
+
+def test_model_commands(setup: dict[str, Path], tmp_path: Path) -> None:
+    train(setup, 1, coarser=False)
+    checkpoint = str(train(setup, 0))
+    model = load_model(checkpoint)
+    images = np.load(setup["data"])
+
+    reconstruct_main(["--checkpoint", checkpoint, "--images", str(setup["data"]), "--out", str(tmp_path / "r.npy")])
+    expected = to_uint8(model.reconstruct(torch.from_numpy(images).float() / 255))
+    assert np.array_equal(np.load(tmp_path / "r.npy"), expected)
+
+    png = tmp_path / "in.png"
+    Image.fromarray(images[2].transpose(1, 2, 0)).save(png)
+    reconstruct_main(["--checkpoint", checkpoint, "--images", str(png), "--out", str(tmp_path / "r.png")])
+    assert Image.open(tmp_path / "r.png").size == (16 + 4, 2 * 16 + 6)  # inputs over outputs, 2 px padding
+
+    for name in ("s1.npy", "s2.npy"):
+        sample_main(["--checkpoint", checkpoint, "--n", "3", "--seed", "7", "--out", str(tmp_path / name)])
+    assert np.array_equal(np.load(tmp_path / "s1.npy"), np.load(tmp_path / "s2.npy"))
+
+    partial_sample_main(["--checkpoint", checkpoint, "--npy", str(setup["data"]), "--index", "2",
+                         "--fixed-levels", "2", "--n", "3", "--out", str(tmp_path / "p.npy")])
+    partial = np.load(tmp_path / "p.npy")  # every level fixed: each sample is the reconstruction
+    assert partial.shape == (3, 3, 16, 16) and all(np.array_equal(sample, expected[2]) for sample in partial)
+
+
+def test_bad_inputs_name_the_cause(setup: dict[str, Path], tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"not an image")
+    train(setup, 1, coarser=False)
+    checkpoint = str(setup["models"] / "lapcvae" / "level1.pt")
+    with pytest.raises(ValueError, match="cannot be decoded"):
+        reconstruct_main(["--checkpoint", checkpoint, "--images", str(corrupt), "--out", str(tmp_path / "o.npy")])
+    with pytest.raises(FileNotFoundError, match="prepare"):
+        train_level_main(["--params", str(setup["params"]), "--res", "16", "--variant", "lapcvae", "--level", "1",
+                          "--data", str(tmp_path / "missing.npy"), "--out", str(tmp_path / "x.pt")])
+    with pytest.raises(ValueError, match="no lapcvae.32 section"):
+        train_level_main(["--params", str(setup["params"]), "--res", "32", "--variant", "lapcvae", "--level", "1",
+                          "--data", str(setup["data"]), "--out", str(tmp_path / "x.pt")])
+    assert not (tmp_path / "o.npy").exists() and not (tmp_path / "x.pt").exists()

@@ -1,0 +1,180 @@
+"""The shared training loop (models/training.py): resume, NaN handling, gradient routing, logs, DDP on gloo."""
+
+from __future__ import annotations
+
+import csv
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from models.checkpoint import load_checkpoint
+from models.interface import StepResult
+from models.lapcvae import LapCVAE, LevelTrainable
+from models.training import NonFiniteLossError, fit, steps_per_epoch
+
+SETTINGS = {"lr": 1e-3, "batch_size": 4, "epochs": 2, "log_every": 1, "bf16": False, "grad_clip": 1.0}
+
+
+def level_trainable(seed: int = 0) -> LevelTrainable:
+    """Level 0 of a 2-level 8 px LapCVAE, its coarser level random but frozen."""
+    torch.manual_seed(seed)
+    model = LapCVAE(resolution=8, levels=2, latent_dims=[4, 3], kl_weights=[0.1, 1.0], widths=[4, 8],
+                    feature_size=2, m_hidden=6, use_m=True)
+    return LevelTrainable(model, level=0)
+
+
+def train_images(n: int = 12, size: int = 8) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (n, 3, size, size), dtype=np.uint8)
+
+
+class Interrupted(Exception):
+    pass
+
+
+class StopsAtStep(LevelTrainable):
+    """Raises at a given step, as a killed job would stop."""
+
+    def __init__(self, model: LapCVAE, level: int, stop_at: int, error: type[Exception] = Interrupted):
+        super().__init__(model, level)
+        self.calls, self.stop_at, self.error = 0, stop_at, error
+
+    def training_step(self, images: torch.Tensor) -> StepResult:
+        self.calls += 1
+        if self.calls == self.stop_at:
+            raise self.error("stopped")
+        return super().training_step(images)
+
+
+class ProducesNaN(LevelTrainable):
+    def __init__(self, model: LapCVAE, level: int, nan_at: int):
+        super().__init__(model, level)
+        self.calls, self.nan_at = 0, nan_at
+
+    def training_step(self, images: torch.Tensor) -> StepResult:
+        self.calls += 1
+        result = super().training_step(images)
+        if self.calls == self.nan_at:
+            result.objectives["level0"] = result.objectives["level0"] * float("nan")
+        return result
+
+
+def test_resumed_run_matches_an_uninterrupted_run_bitwise(tmp_path: Path) -> None:
+    data = train_images()
+    per_epoch = steps_per_epoch(len(data), SETTINGS["batch_size"])
+    trainable = level_trainable()
+    fit(trainable, data, settings=SETTINGS, seed=3, output=tmp_path / "a" / "level0.pt", export=trainable.model,
+        name="job")
+    uninterrupted = load_checkpoint(tmp_path / "a" / "level0.pt")["state_dict"]
+
+    output = tmp_path / "b" / "level0.pt"
+    first = level_trainable()
+    killed = StopsAtStep(first.model, 0, stop_at=per_epoch + 2)  # during the second epoch
+    with pytest.raises(Interrupted):
+        fit(killed, data, settings=SETTINGS, seed=3, output=output, name="job")
+    assert not output.exists() and output.with_name("level0.pt.resume.pt").exists()
+    restarted = level_trainable()  # a fresh process
+    fit(restarted, data, settings=SETTINGS, seed=3, output=output, export=restarted.model, name="job")
+    resumed = load_checkpoint(output)
+    assert resumed["state_dict"].keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed["state_dict"][key], uninterrupted[key]) for key in uninterrupted)
+    assert not output.with_name("level0.pt.resume.pt").exists()
+    with output.with_name("level0.log.csv").open() as handle:
+        steps = [int(row["step"]) for row in csv.DictReader(handle)]
+    assert steps == list(range(1, 2 * per_epoch + 1))  # the rows of the lost epoch are not duplicated
+    assert resumed["meta"]["steps"] == 2 * per_epoch
+
+
+def test_a_changed_seed_changes_the_weights(tmp_path: Path) -> None:
+    data = train_images()
+    for seed, name in [(3, "a.pt"), (4, "b.pt")]:
+        trainable = level_trainable()
+        fit(trainable, data, settings=SETTINGS, seed=seed, output=tmp_path / name, export=trainable.model)
+    first, second = load_checkpoint(tmp_path / "a.pt")["state_dict"], load_checkpoint(tmp_path / "b.pt")["state_dict"]
+    assert not all(torch.equal(first[key], second[key]) for key in first)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path: Path) -> None:
+    data = train_images()
+    per_epoch = steps_per_epoch(len(data), SETTINGS["batch_size"])
+    trainable = level_trainable()
+    failing = ProducesNaN(trainable.model, 0, nan_at=per_epoch + 1)
+    output = tmp_path / "level0.pt"
+    with pytest.raises(NonFiniteLossError, match=rf"'level0' is nan at step {per_epoch} \(epoch 1\)"):
+        fit(failing, data, settings=SETTINGS, seed=0, output=output)
+    assert not output.exists()
+    resume = torch.load(output.with_name("level0.pt.resume.pt"), weights_only=True)
+    assert resume["epoch"] == 1 and resume["step"] == per_epoch
+    assert all(torch.isfinite(value).all() for value in resume["model"].values() if value.is_floating_point())
+
+
+class TwoGroups(nn.Module):
+    """Objective 'a' depends on both parameters; 'b' has its own objective or none (skipped)."""
+
+    def __init__(self, b_objective: bool):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor([-10.0]))
+        self.b = nn.Parameter(torch.tensor([1.0]))
+        self.b_objective = b_objective
+        self.kind, self.config = "toy", {}
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"a": [self.a], "b": [self.b]}
+
+    def training_step(self, images: torch.Tensor) -> StepResult:
+        loss_a = (self.a * self.b).sum()
+        loss_b = self.b.pow(2).sum() if self.b_objective else None
+        return StepResult(objectives={"a": loss_a, "b": loss_b}, logs={"a": loss_a.detach()})
+
+
+@pytest.mark.parametrize("b_objective", [True, False])
+def test_each_objective_updates_only_its_group(tmp_path: Path, b_objective: bool) -> None:
+    toy = TwoGroups(b_objective)
+    settings = {**SETTINGS, "epochs": 1, "batch_size": 4, "grad_clip": None}
+    fit(toy, train_images(4), settings=settings, seed=0, output=tmp_path / "toy.pt")  # one step
+    assert toy.a.item() < -10.0  # d(a*b)/da = b = 1 > 0: Adam moves a down by lr
+    if b_objective:
+        # d(b^2)/db = 2 > 0 moves b down; had a*b leaked into b's gradient (-10 + 2 < 0) b would go up.
+        assert toy.b.item() == pytest.approx(1.0 - settings["lr"])
+    else:
+        assert toy.b.item() == 1.0  # a None objective skips the group
+
+
+def test_rejects_bad_images(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        fit(level_trainable(), train_images().astype(np.float32), settings=SETTINGS, seed=0, output=tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="shape"):
+        fit(level_trainable(), train_images()[:, :1], settings=SETTINGS, seed=0, output=tmp_path / "x.pt")
+
+
+def _free_port() -> int:
+    with socket.socket() as handle:
+        handle.bind(("127.0.0.1", 0))
+        return handle.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, folder: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    # Different initial weights per rank: the loop must broadcast rank 0's before training.
+    trainable = level_trainable(seed=rank)
+    fit(trainable, train_images(16), settings={**SETTINGS, "batch_size": 8}, seed=0,
+        output=Path(folder) / "level0.pt", export=trainable.model, device="cpu")
+    torch.save(trainable.state_dict(), Path(folder) / f"rank{rank}.pt")
+
+
+def test_two_gloo_processes_end_with_identical_weights(tmp_path: Path) -> None:
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert all(torch.equal(rank0[key], rank1[key]) for key in rank0)
+    initial = level_trainable(seed=0).state_dict()
+    assert not all(torch.equal(rank0[key], initial[key]) for key in rank0)  # it trained
+    saved = load_checkpoint(tmp_path / "level0.pt")  # written once, by rank 0
+    assert saved["meta"]["world_size"] == 2
