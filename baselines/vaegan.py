@@ -165,7 +165,7 @@ class VAEGAN(nn.Module):
         gan = real_bce + generated_bce
         fake_bce = 0.5 * generated_bce  # mean over all generated images, the authors' "fake cost"
 
-        update_decoder, update_discriminator = self._updates(real_bce.item(), fake_bce.item())
+        update_decoder, update_discriminator = self._updates(real_bce.detach().item(), fake_bce.detach().item())
         encoder_loss = kl + dis_l
         # The decoder's -L_GAN also flows into the discriminator's weights; the training loop applies each
         # objective's gradient to its own group only (models/interface.py), so it updates the decoder alone.

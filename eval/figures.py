@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +23,7 @@ import pandas as pd
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from tqdm import tqdm
 
 from eval.plotting import (
@@ -40,8 +42,12 @@ logger = logging.getLogger(__name__)
 
 GridRows = list[list[np.ndarray | None]]
 NON_LOSS_COLUMNS = ("step", "epoch")
-# Log columns plotted as curves: the reconstruction and KL terms (names as the training loop logs them).
-CURVE_TERMS = ("rec", "kl")
+# Log columns plotted as curves, by the start of their name: reconstruction terms ("recon", "reconstruction";
+# VAE/GAN's reconstruction is its feature-space Dis_l error) drawn solid, then KL terms ("kl", "kl_level2")
+# dashed, as the training loop logs them.
+RECONSTRUCTION_TERMS = ("rec", "dis_l")
+KL_TERMS = ("kl",)
+LEVEL_IN_NAME = re.compile(r"level\s*(\d+)")
 # Curves are smoothed with a running mean over this fraction of the steps, so trends read through the noise.
 SMOOTHING_FRACTION = 0.02
 
@@ -173,11 +179,28 @@ def read_log(path: Path) -> pd.DataFrame:
     return log
 
 
+def term_style(column: str) -> str | None:
+    """Line style of a log column: solid for reconstruction, dashed for KL, None for anything else."""
+    name = column.lower()
+    if name.startswith(RECONSTRUCTION_TERMS):
+        return "-"
+    return "--" if name.startswith(KL_TERMS) else None
+
+
 def curve_columns(log: pd.DataFrame) -> list[str]:
     """The reconstruction and KL columns of a log; every loss column if none is named that way."""
     losses = [column for column in log.columns if column not in NON_LOSS_COLUMNS]
-    terms = [column for column in losses if any(term in column.lower() for term in CURVE_TERMS)]
+    terms = [column for column in losses if term_style(column)]
     return terms or losses
+
+
+def level_colour(*names: str) -> str:
+    """One colour per pyramid level, read from "level 2" / "kl_level2"; C0 when no level is named."""
+    for name in names:
+        match = LEVEL_IN_NAME.search(name)
+        if match:
+            return f"C{int(match.group(1)) % 10}"
+    return "C0"
 
 
 def smooth(values: pd.Series) -> pd.Series:
@@ -191,30 +214,30 @@ def training_curves_figure(logs: Mapping[str, Mapping[str, pd.DataFrame]], res: 
         raise FileNotFoundError("no training logs found: train the models first (their .log.csv files)")
     columns = min(3, len(logs))
     rows = math.ceil(len(logs) / columns)
-    caption = ("Training losses per step (running mean over 2% of the steps). Each LapCVAE level is its own "
-               "line (colour); line style tells the term apart. The y axis is logarithmic where a panel's "
-               "values are positive and span more than a decade.")
+    caption = ("Training losses per step (running mean over 2% of the steps): reconstruction terms solid (VAE/GAN: "
+               "its feature-space Dis_l error), KL terms dashed; each LapCVAE level its own colour. The y axis is "
+               "logarithmic where a panel's values are positive and span more than a decade.")
     width = 4.6 * columns
     bottom = caption_height(caption, width)
     fig = Figure(figsize=(width, 3.4 * rows + bottom + 0.5), dpi=DEFAULT_DPI)
     FigureCanvasAgg(fig)
     fig.subplots_adjust(bottom=(bottom + 0.55) / fig.get_figheight(), top=1 - 0.75 / fig.get_figheight(),
                         hspace=0.45, wspace=0.3)
-    styles = ("-", "--", ":", "-.")
     for index, (model, lines) in enumerate(logs.items()):
         axes = fig.add_subplot(rows, columns, index + 1)
         positive, values_seen = True, []
-        for level_index, (label, log) in enumerate(lines.items()):
-            for term_index, column in enumerate(curve_columns(log)):
+        for label, log in lines.items():
+            for column in curve_columns(log):
                 points = log[["step", column]].dropna()
                 curve = smooth(points[column])
-                axes.plot(points["step"], curve, color=f"C{level_index}", linestyle=styles[term_index % 4],
-                          linewidth=1.2, label=f"{label} {column}".strip())
+                axes.plot(points["step"], curve, color=level_colour(label, column),
+                          linestyle=term_style(column) or ":", linewidth=1.2, label=f"{label} {column}".strip())
                 positive &= bool((curve > 0).all())
                 values_seen.extend(curve.tolist())
         if values_seen and positive and max(values_seen) > 10 * min(values_seen):
             axes.set_yscale("log")
         axes.set_title(DISPLAY_NAMES.get(model, model), fontsize=10)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel("step")
         axes.set_ylabel("loss")
         axes.grid(alpha=0.3)

@@ -34,7 +34,7 @@ class ConvEncoder(nn.Module):
     def __init__(self, *, in_channels: int, size: int, widths: list[int], latent_dim: int):
         super().__init__()
         channels = [in_channels, *widths]
-        self.features = nn.Sequential(*(conv_block(a, b) for a, b in zip(channels[:-1], channels[1:])))
+        self.features = nn.Sequential(*(conv_block(a, b) for a, b in zip(channels[:-1], channels[1:], strict=True)))
         feature_size = size // 2 ** len(widths)
         self.to_stats = nn.Linear(widths[-1] * feature_size * feature_size, 2 * latent_dim)
 
@@ -54,7 +54,7 @@ class ConvDecoder(nn.Module):
         self.from_latent = nn.Sequential(
             nn.Linear(latent_dim, widths[0] * self.start_size * self.start_size), nn.ReLU(inplace=True)
         )
-        blocks = [deconv_block(a, b) for a, b in zip(widths[:-1], widths[1:])]
+        blocks = [deconv_block(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)]
         self.features = nn.Sequential(*blocks)
         self.to_image = nn.ConvTranspose2d(widths[-1], out_channels, kernel_size=4, stride=2, padding=1)
 

@@ -273,7 +273,8 @@ class LapCVAE(nn.Module):
         repeated = PyramidState(
             latents=[z.expand(n, -1) for z in fixed.latents],
             composed=[image.expand(n, -1, -1, -1) for image in fixed.composed],
-            reencoded={k: (mean.expand(n, -1), log_var.expand(n, -1)) for k, (mean, log_var) in fixed.reencoded.items()},
+            reencoded={k: (mean.expand(n, -1), log_var.expand(n, -1))
+                       for k, (mean, log_var) in fixed.reencoded.items()},
         )
         generator = torch.Generator().manual_seed(seed)
         state = self.coarse_to_fine(self.first_level, self._prior_samples(generator, n),
@@ -281,7 +282,9 @@ class LapCVAE(nn.Module):
         return state.composed
 
     @torch.no_grad()
-    def partial_sample(self, x: torch.Tensor, fixed_levels: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def partial_sample(
+        self, x: torch.Tensor, fixed_levels: int, n: int, seed: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Figure 7: keep x's `fixed_levels` coarsest latents (posterior means), sample the finer ones.
 
         x: (1, 3, H, W) in [0, 1] -> samples (n, 3, H, W) and base (1, 3, H, W), the image the fixed levels alone

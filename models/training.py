@@ -255,7 +255,7 @@ def fit(
             if ranks.main else None
 
         # Read once, kept on the device as uint8 (4x smaller than float); batches become float on the fly.
-        images = torch.from_numpy(np.ascontiguousarray(train_images)).to(device_)  # (N, 3, H, W) uint8
+        images = torch.from_numpy(np.array(train_images)).to(device_)  # (N, 3, H, W) uint8, read once
         batch_size, epochs = settings["batch_size"], settings["epochs"]
         if min(batch_size, len(images)) < ranks.world_size:
             raise ValueError(f"batch_size {batch_size} is smaller than the {ranks.world_size} processes; raise it")
@@ -316,7 +316,7 @@ def _update(
         raise ValueError(f"{label}: training_step returned objectives {sorted(unknown)} with no parameter group")
     active = [objectives.get(group) is not None for group in names]
     values = [objectives[group].detach().float().cpu() if flag else torch.zeros(())
-              for group, flag in zip(names, active)]
+              for group, flag in zip(names, active, strict=True)]
     finite = torch.stack([torch.isfinite(value).float() for value in values])  # (G,)
     flags = torch.cat([finite, torch.tensor(active, dtype=torch.float32)])  # (2G,)
     agreed = ranks.all_min(flags.to(ranks.comm_device)).cpu()
@@ -333,7 +333,7 @@ def _update(
         params = groups[group]
         grads = torch.autograd.grad(objectives[group], params, retain_graph=position < len(updating) - 1,
                                     allow_unused=True)
-        for param, grad in zip(params, grads):
+        for param, grad in zip(params, grads, strict=True):
             param.grad = grad  # None where the objective does not reach a parameter (the same on every rank)
     for group in updating:
         params = groups[group]

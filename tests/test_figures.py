@@ -111,16 +111,24 @@ def test_fig7_needs_two_levels():
 
 def test_training_curves_one_line_per_level_and_term_log_scale():
     steps = np.arange(200)
-    level_log = pd.DataFrame({"step": steps, "epoch": steps // 50, "rec": 1000 * np.exp(-steps / 30) + 1,
-                              "kl": 5 + np.zeros(200), "total": np.ones(200)})
-    logs = {"lapcvae": {"level 0": level_log, "level 1": level_log}, "vae": {"": level_log}}
+    level_log = pd.DataFrame({"step": steps, "epoch": steps // 50, "recon": 1000 * np.exp(-steps / 30) + 1,
+                              "kl": 5 + np.zeros(200), "loss": np.ones(200)})
+    vaegan_log = pd.DataFrame({"step": steps, "epoch": 0, "kl": np.ones(200), "dis_l": 2 * np.ones(200),
+                               "gan": 3 * np.ones(200)})
+    retrain_log = pd.DataFrame({"step": steps, "epoch": 0, "kl_level0": np.ones(200), "kl_level1": np.ones(200),
+                                "loss": np.ones(200)})
+    logs = {"lapcvae": {"level 0": level_log, "level 1": level_log}, "vaegan": {"": vaegan_log},
+            "lapcvae_retrained_m": {"": retrain_log}}
     fig = figures.training_curves_figure(logs, res=SIZE)
-    lapcvae_axes, vae_axes = fig.axes[0], fig.axes[1]
-    assert lapcvae_axes.get_title() == "LapCVAE" and len(lapcvae_axes.lines) == 4  # 2 levels x (rec, kl)
-    assert {line.get_label() for line in lapcvae_axes.lines} == {"level 0 rec", "level 0 kl", "level 1 rec",
-                                                                 "level 1 kl"}
-    assert lapcvae_axes.get_yscale() == "log"
-    assert len(vae_axes.lines) == 2
+    lapcvae_axes, vaegan_axes, retrain_axes = fig.axes
+    assert lapcvae_axes.get_title() == "LapCVAE" and lapcvae_axes.get_yscale() == "log"
+    styles = {line.get_label(): (line.get_color(), line.get_linestyle()) for line in lapcvae_axes.lines}
+    assert styles == {"level 0 recon": ("C0", "-"), "level 0 kl": ("C0", "--"),
+                      "level 1 recon": ("C1", "-"), "level 1 kl": ("C1", "--")}
+    np.testing.assert_allclose(lapcvae_axes.lines[0].get_ydata()[-1], level_log["recon"].iloc[-4:].mean())
+    assert [line.get_label() for line in vaegan_axes.lines] == ["kl", "dis_l"]  # the GAN term is left out
+    assert vaegan_axes.get_yscale() == "linear"
+    assert [line.get_color() for line in retrain_axes.lines] == ["C0", "C1"]  # level read from the column
     with pytest.raises(FileNotFoundError, match="train the models"):
         figures.training_curves_figure({}, res=SIZE)
 

@@ -137,3 +137,10 @@ def test_missing_table_or_corrupt_figure_leaves_nothing_behind(tmp_path):
         run_report(paths)
     assert not paths["md"].exists() and not paths["html"].exists()
     assert not list(paths["results"].glob(".report*"))  # no temporary files either
+
+
+def test_reading_says_when_the_claim_cannot_be_checked(tmp_path):
+    rows = pd.DataFrame([{"resolution": 128, "model": "vae", "rmse_mean": 20.0, "rmse_std": 1.0}])
+    sentence = report.lapcvae_versus_vae(rows, 128, tmp_path)
+    assert sentence == "The paper's claim that LapCVAE beats the VAE cannot be checked at 128x128: LapCVAE not " \
+                       "evaluated."
