@@ -85,6 +85,15 @@ def write_output(path: str | Path, images: torch.Tensor, grid_rows: torch.Tensor
         temporary.unlink(missing_ok=True)
 
 
+def paired_rows(inputs: torch.Tensor, outputs: torch.Tensor, per_row: int) -> torch.Tensor:
+    """Alternate rows of `per_row` inputs and their outputs (white padding), for a grid with nrow=per_row."""
+    padding = (-len(inputs)) % per_row
+    inputs, outputs = (torch.cat([t, torch.ones(padding, *t.shape[1:])]) for t in (inputs, outputs))
+    rows = [part for start in range(0, len(inputs), per_row)
+            for part in (inputs[start: start + per_row], outputs[start: start + per_row])]
+    return torch.cat(rows)
+
+
 def _model_and_params(args: argparse.Namespace):
     params = params_from_args(args)
     device = resolve_device(params["device"])
@@ -97,14 +106,16 @@ def reconstruct_main(argv: list[str] | None = None) -> None:
     add_params_arguments(parser)
     parser.add_argument("--checkpoint", required=True, help="any model checkpoint (.pt)")
     parser.add_argument("--images", nargs="+", required=True, help="uint8 (N, 3, H, W) .npy and/or image files")
-    parser.add_argument("--out", required=True, help=".npy (uint8 reconstructions) or .png (inputs over outputs)")
+    parser.add_argument("--out", required=True,
+                        help=".npy (uint8 reconstructions) or .png (rows of 8 inputs, each over its outputs)")
     args = parser.parse_args(argv)
     model, params, device = _model_and_params(args)
     images = read_images(args.images, model.config["resolution"])  # (N, 3, H, W)
     batch_size = params["eval"]["batch_size"]
     outputs = torch.cat([model.reconstruct(images[start: start + batch_size].to(device)).cpu()
                          for start in range(0, len(images), batch_size)])
-    write_output(args.out, outputs, grid_rows=torch.cat([images, outputs]), nrow=len(images))
+    per_row = min(len(images), 8)
+    write_output(args.out, outputs, grid_rows=paired_rows(images, outputs, per_row), nrow=per_row)
     print(f"reconstructed {len(images)} images -> {args.out}")
 
 

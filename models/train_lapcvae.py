@@ -51,6 +51,19 @@ def resolution_params(params: dict[str, Any], resolution: int) -> dict[str, Any]
     return params["lapcvae"][str(resolution)]
 
 
+def level_settings(params: dict[str, Any], resolution: int, level: int) -> dict[str, Any]:
+    """The training loop's settings for one level: `train`, LapCVAE's overrides, then `level_epochs[level]`."""
+    settings = train_settings(params, "lapcvae", resolution)
+    level_epochs = resolution_params(params, resolution).get("level_epochs")
+    if level_epochs is not None:
+        levels = resolution_params(params, resolution)["levels"]
+        if len(level_epochs) != levels:
+            raise ValueError(f"lapcvae.{resolution}.level_epochs has {len(level_epochs)} entries but levels is "
+                             f"{levels}; give one per level, finest first")
+        settings["epochs"] = level_epochs[level]
+    return settings
+
+
 def build_level_model(params: dict[str, Any], resolution: int, variant: str, level: int,
                       coarser: str | Path | None) -> LapCVAE:
     """The model holding levels `level`..K: fresh level `level` plus the trained coarser levels."""
@@ -92,7 +105,7 @@ def train_level_main(argv: list[str] | None = None) -> None:
     params = params_from_args(args)
     model = build_level_model(params, args.res, args.variant, args.level, args.coarser)
     images = load_images(args.data, args.res)
-    fit(LevelTrainable(model, args.level), images, settings=train_settings(params, "lapcvae", args.res),
+    fit(LevelTrainable(model, args.level), images, settings=level_settings(params, args.res, args.level),
         seed=derive_seed(params["seed"], "lapcvae-train", args.res, args.variant, args.level), output=args.out,
         export=model, device=params["device"], name=f"{args.res}/{args.variant}/level{args.level}")
 

@@ -11,11 +11,11 @@ import yaml
 from PIL import Image
 
 from models.checkpoint import load_checkpoint, load_model
-from models.cli import partial_sample_main, reconstruct_main, sample_main, to_uint8
+from models.cli import paired_rows, partial_sample_main, reconstruct_main, sample_main, to_uint8
 from models.train_lapcvae import retrain_m_main, train_level_main
 
 TINY = {"levels": 2, "latent_dims": [4, 3], "kl_weights": [0.1, 1.0], "widths": [4, 8], "feature_size": 2,
-        "m_hidden": 6, "train": {"epochs": 1, "batch_size": 4, "log_every": 1}}
+        "m_hidden": 6, "train": {"epochs": 1, "batch_size": 4, "log_every": 1}, "level_epochs": [1, 2]}
 
 
 @pytest.fixture()
@@ -42,6 +42,7 @@ def test_greedy_levels_chain_and_keep_the_coarser_weights(setup: dict[str, Path]
     level0 = train(setup, 0)
     coarse, whole = load_checkpoint(level1), load_checkpoint(level0)
     assert coarse["config"]["trained_levels"] == 1 and whole["config"]["trained_levels"] == 2
+    assert (coarse["meta"]["epochs"], whole["meta"]["epochs"]) == (2, 1)  # level_epochs, finest first
     for key, value in coarse["state_dict"].items():
         assert torch.equal(whole["state_dict"][key], value), key  # level 1 stayed frozen while level 0 trained
     assert level0.with_name("level0.log.csv").read_text().startswith("step,epoch,loss,recon,kl")
@@ -112,3 +113,11 @@ def test_bad_inputs_name_the_cause(setup: dict[str, Path], tmp_path: Path) -> No
         train_level_main(["--params", str(setup["params"]), "--res", "32", "--variant", "lapcvae", "--level", "1",
                           "--data", str(setup["data"]), "--out", str(tmp_path / "x.pt")])
     assert not (tmp_path / "o.npy").exists() and not (tmp_path / "x.pt").exists()
+
+
+def test_reconstruction_grid_pairs_rows() -> None:
+    inputs, outputs = torch.zeros(10, 3, 2, 2), torch.full((10, 3, 2, 2), 0.5)
+    rows = paired_rows(inputs, outputs, per_row=8)  # 2 rows of inputs, each followed by its outputs
+    assert rows.shape == (32, 3, 2, 2)
+    assert torch.equal(rows[8:16], outputs[:8]) and torch.equal(rows[16:18], inputs[8:])
+    assert torch.equal(rows[18:24], torch.ones(6, 3, 2, 2)) and torch.equal(rows[24:26], outputs[8:])

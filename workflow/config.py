@@ -73,7 +73,9 @@ def _check_per_level_lists(params: Mapping[str, Any]) -> None:
             raise ParamsError(f"lapcvae.{key}: data.resolutions lists {resolution} but lapcvae has no settings for it")
         level_params = lapcvae[key]
         levels = level_params["levels"]
-        for list_key in ("latent_dims", "kl_weights"):
+        for list_key in ("latent_dims", "kl_weights", "level_epochs"):
+            if list_key not in level_params:
+                continue
             values = level_params[list_key]
             if len(values) != levels:
                 raise ParamsError(

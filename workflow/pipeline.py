@@ -148,8 +148,9 @@ def job_fingerprint(params: Mapping[str, Any], rule: str, wildcards: Mapping[str
         # Level k's checkpoint holds levels k..K: only those levels' settings concern it.
         level = int(wildcards["level"])
         settings = dict(values[f"lapcvae.{wildcards['res']}"])
-        for key in ("latent_dims", "kl_weights"):
-            settings[key] = settings[key][level:]
+        for key in ("latent_dims", "kl_weights", "level_epochs"):
+            if key in settings:
+                settings[key] = settings[key][level:]
         values[f"lapcvae.{wildcards['res']}"] = settings
     code = {package: code_fingerprint(package) for package in CODE_USED[rule]}
     return fingerprint([values, code, dict(wildcards)])
