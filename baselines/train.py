@@ -63,13 +63,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. .../vae/model.pt")
     args = parser.parse_args(argv)
 
-    from models.training import fit  # imported here so `--help` stays fast
+    import torch
+
+    from models.training import derive_seed, fit  # imported here so `--help` stays fast
 
     params = params_from_args(args)
     images = load_train_images(args.data, args.res)
+    # Initial weights come from the params seed too, so that a rerun reaches the same weights.
+    torch.manual_seed(derive_seed(params["seed"], f"{args.model}-init", args.res))
     model = build_baseline(params, args.model, args.res)
     logger.info("%s at %d px: %d parameters, %d training images", args.model, args.res,
                 sum(parameter.numel() for parameter in model.parameters()), len(images))
-    summary = fit(model, images, settings=train_settings(params, args.model, args.res), seed=params["seed"],
+    seed = derive_seed(params["seed"], f"{args.model}-train", args.res)
+    summary = fit(model, images, settings=train_settings(params, args.model, args.res), seed=seed,
                   output=args.out, device=params["device"], name=f"{args.model}@{args.res}")
     logger.info("trained %s: %s", args.out, summary)
