@@ -195,7 +195,9 @@ def metric_winners(rows: pd.DataFrame, res: int, per_image_dir: Path) -> list[st
     for summary_column, per_image_column, label, judged in METRICS:
         if summary_column not in rows.columns:
             continue
-        ranked = rows.dropna(subset=[summary_column])
+        # Retraining M leaves encoders and decoders untouched, so its reconstructions equal LapCVAE's exactly:
+        # rank distinct models only, or the "runner-up" would be the winner's twin.
+        ranked = rows.dropna(subset=[summary_column]).drop_duplicates(subset=[summary_column])
         if len(ranked) < 2:
             continue
         ranked = ranked.assign(_badness=badness(ranked[summary_column], judged)).sort_values("_badness")
