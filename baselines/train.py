@@ -17,6 +17,7 @@ from torch import nn
 
 from baselines.vae import VAE
 from baselines.vaegan import VAEGAN
+from data.arrays import load_image_array
 from workflow.config import add_params_arguments, params_from_args, train_settings
 
 logger = logging.getLogger(__name__)
@@ -36,22 +37,7 @@ def build_baseline(params: Mapping[str, Any], model: str, resolution: int) -> nn
 
 def load_train_images(path: str | Path, resolution: int) -> np.ndarray:
     """The prepared uint8 training images (N, 3, res, res), memory-mapped."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training images {path} do not exist: run `lapcvae prepare` first")
-    try:
-        images = np.load(path, mmap_mode="r")
-    except (ValueError, OSError) as error:
-        raise ValueError(
-            f"{path} is not a readable .npy array ({error}); delete it and rerun `lapcvae prepare`"
-        ) from error
-    expected = (3, resolution, resolution)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != expected or len(images) == 0:
-        raise ValueError(
-            f"{path} holds {images.dtype} {images.shape}, not uint8 (N, 3, {resolution}, {resolution}) "
-            f"images; pass the {resolution} px train.npy that `lapcvae prepare` writes"
-        )
-    return images
+    return load_image_array(path, resolution)
 
 
 def main(argv: list[str] | None = None) -> None:

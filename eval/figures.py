@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from tqdm import tqdm
 
+from data.arrays import load_image_array
 from eval.plotting import (
     DEFAULT_DPI,
     DISPLAY_NAMES,
@@ -62,19 +63,7 @@ class PartialSampler(Protocol):
 
 def load_images(path: str | Path) -> np.ndarray:
     """A uint8 (N, 3, H, W) image array from .npy, memory-mapped (only the rows used are read)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run the step that writes it "
-                                "(see docs/ARCHITECTURE.md)")
-    try:
-        images = np.load(path, mmap_mode="r")
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{path} is not a readable .npy file ({error}); delete it and rerun its step") \
-            from error
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"{path} must hold uint8 images (N, 3, H, W), got {images.dtype} {images.shape}; "
-                         "rerun the step that writes it")
-    return images
+    return load_image_array(path, made_by="the step that writes it (see docs/ARCHITECTURE.md)")
 
 
 def first_images(images: np.ndarray, n: int, source: str) -> np.ndarray:

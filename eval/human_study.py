@@ -30,6 +30,7 @@ from PIL import Image
 from scipy.stats import binomtest
 from tqdm import tqdm
 
+from data.arrays import load_image_array
 from eval.plotting import DISPLAY_NAMES, MODELS
 from workflow.config import add_params_arguments, params_from_args
 
@@ -82,16 +83,7 @@ class Response:
 
 def load_images(path: Path, how_to_make: str) -> np.ndarray:
     """A uint8 (N, 3, H, W) .npy array, memory-mapped; errors name the file and the step that makes it."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: {how_to_make}")
-    try:
-        images = np.load(path, mmap_mode="r")
-    except (ValueError, OSError) as error:
-        raise ValueError(f"{path} is not a readable .npy array ({error}): {how_to_make} again") from error
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"{path} holds {images.dtype} {images.shape}, not uint8 (N, 3, H, W): "
-                         f"{how_to_make} again")
-    return images
+    return load_image_array(path, made_by=how_to_make)
 
 
 def load_study_inputs(
@@ -99,14 +91,14 @@ def load_study_inputs(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The test originals and each model's reconstructions of them, checked to line up image for image."""
     res = str(resolution)
-    originals = load_images(prepared_dir / res / "test.npy", "run `lapcvae prepare` first")  # (N, 3, H, W)
+    originals = load_images(prepared_dir / res / "test.npy", "`lapcvae prepare`")  # (N, 3, H, W)
     if originals.shape[2:] != (resolution, resolution):
         raise ValueError(f"{prepared_dir / res / 'test.npy'} holds {originals.shape[2:]} images, not "
                          f"{resolution}x{resolution}: set human_study.resolution to one of data.resolutions")
     reconstructions = {}
     for model in models:
         path = eval_dir / res / model / "reconstructions.npy"
-        images = load_images(path, f"run `lapcvae evaluate` for {model} at {res} px first")
+        images = load_images(path, f"`lapcvae evaluate` for {model} at {res} px")
         if images.shape != originals.shape:
             raise ValueError(f"{path} holds {images.shape} but the test split has {originals.shape}: "
                              f"re-run `lapcvae evaluate` for {model} on the current data")

@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from tqdm import tqdm
 
+from data.arrays import load_image_array
 from models.checkpoint import load_model
 from models.pyramid import laplacian_pyramid
 from models.training import resolve_device
@@ -145,23 +146,8 @@ def per_image_metrics(reference: torch.Tensor, reconstruction: torch.Tensor) -> 
 
 
 def load_images(path: str | Path, resolution: int) -> np.ndarray:
-    """Memory-map a prepared uint8 split (N, 3, res, res); ValueError naming the problem otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image array {path} does not exist: run `lapcvae prepare` first")
-    try:
-        images = np.load(path, mmap_mode="r")
-    except (ValueError, OSError) as error:
-        raise ValueError(
-            f"{path} is not a readable .npy array ({error}); delete it and rerun `lapcvae prepare`"
-        ) from error
-    expected = (3, resolution, resolution)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != expected or len(images) == 0:
-        raise ValueError(
-            f"{path} holds {images.dtype} {images.shape}, expected uint8 (N, {', '.join(map(str, expected))}) with "
-            f"N >= 1: check --res matches the prepared data, or rerun `lapcvae prepare`"
-        )
-    return images
+    """Memory-map a prepared uint8 split (N, 3, res, res)."""
+    return load_image_array(path, resolution)
 
 
 def evaluate_model(

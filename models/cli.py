@@ -15,6 +15,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.utils import make_grid
 
+from data.arrays import load_image_array
 from models.checkpoint import load_model
 from models.training import resolve_device
 from workflow.config import add_params_arguments, params_from_args
@@ -45,17 +46,7 @@ def read_image_file(path: str | Path, resolution: int) -> torch.Tensor:
 
 def read_npy(path: str | Path, resolution: int) -> np.ndarray:
     """A uint8 (N, 3, H, W) array (memory-mapped) checked against the model's resolution."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"array {path} does not exist: pass an existing .npy file")
-    try:
-        images = np.load(path, mmap_mode="r")
-    except ValueError as error:
-        raise ValueError(f"{path} is not a readable .npy array ({error})") from error
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, resolution, resolution):
-        raise ValueError(f"{path} holds {images.dtype} {images.shape}; the model takes uint8 "
-                         f"(N, 3, {resolution}, {resolution})")
-    return images
+    return load_image_array(path, resolution, made_by="the step that wrote it")
 
 
 def read_images(paths: list[str], resolution: int) -> torch.Tensor:

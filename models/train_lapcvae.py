@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from data.arrays import load_image_array
 from models.checkpoint import load_checkpoint, load_model
 from models.lapcvae import LapCVAE, LevelTrainable, PriorRetrainer
 from models.training import derive_seed, fit
@@ -31,17 +32,7 @@ VARIANTS = {"lapcvae": True, "lapcvae_nom": False}  # variant -> use_m
 
 def load_images(path: str | Path, resolution: int) -> np.ndarray:
     """The prepared uint8 (N, 3, res, res) array, memory-mapped."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training data {path} does not exist: run `lapcvae prepare` first")
-    try:
-        images = np.load(path, mmap_mode="r")
-    except ValueError as error:
-        raise ValueError(f"{path} is not a readable .npy array ({error}); rerun `lapcvae prepare`") from error
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (3, resolution, resolution):
-        raise ValueError(f"{path} holds {images.dtype} {images.shape}, expected uint8 (N, 3, {resolution}, "
-                         f"{resolution}); pass the prepared data of resolution {resolution}")
-    return images
+    return load_image_array(path, resolution)
 
 
 def resolution_params(params: dict[str, Any], resolution: int) -> dict[str, Any]:

@@ -1,0 +1,31 @@
+"""The one reader of the suite's image arrays: uint8 (N, 3, H, W) `.npy` files, memory-mapped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def load_image_array(
+    path: str | Path, resolution: int | None = None, *, made_by: str = "`lapcvae prepare`"
+) -> np.ndarray:
+    """Memory-map a uint8 image array (N >= 1, 3, H, W), of `resolution` x `resolution` when given.
+
+    Errors name the file, what is wrong, and `made_by`, the step that writes the file, to rerun.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run {made_by} first")
+    try:
+        images = np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path} is not a readable .npy array ({error}); delete it and rerun {made_by}") from error
+    size = "H, W" if resolution is None else f"{resolution}, {resolution}"
+    wrong_size = resolution is not None and images.ndim == 4 and images.shape[2:] != (resolution, resolution)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1] != 3 or len(images) == 0 or wrong_size:
+        raise ValueError(
+            f"{path} holds {images.dtype} {images.shape}, not uint8 images (N, 3, {size}): check --res (the "
+            f"resolution) matches the file, or rerun {made_by}"
+        )
+    return images
