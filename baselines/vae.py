@@ -38,7 +38,25 @@ def sample_prior(n: int, latent_dim: int, seed: int, device: torch.device) -> to
     return torch.randn(n, latent_dim, generator=generator).to(device)  # (n, latent_dim)
 
 
-class VAE(nn.Module):
+class EncoderDecoderModel(nn.Module):
+    """`reconstruct` and `sample` for the single-latent baselines, which hold `encoder`, `decoder`, `latent_dim`."""
+
+    encoder: ConvEncoder
+    decoder: ConvDecoder
+    latent_dim: int
+
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
+        mean, _ = self.encoder(images)  # decode the posterior mean
+        return self.decoder(mean).clamp(0.0, 1.0)  # (N, 3, H, W)
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int) -> torch.Tensor:
+        device = next(self.parameters()).device
+        return self.decoder(sample_prior(n, self.latent_dim, seed, device)).clamp(0.0, 1.0)  # (n, 3, H, W)
+
+
+class VAE(EncoderDecoderModel):
     """Convolutional VAE: Gaussian likelihood with unit variance on [0, 1] pixels and a N(0, I) prior."""
 
     kind = "vae"
@@ -82,15 +100,6 @@ class VAE(nn.Module):
             logs={"loss": loss.detach(), "reconstruction": reconstruction.detach(), "kl": kl.detach()},
         )
 
-    @torch.no_grad()
-    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        mean, _ = self.encoder(images)  # decode the posterior mean
-        return self.decoder(mean).clamp(0.0, 1.0)  # (N, 3, H, W)
-
-    @torch.no_grad()
-    def sample(self, n: int, seed: int) -> torch.Tensor:
-        device = next(self.parameters()).device
-        return self.decoder(sample_prior(n, self.latent_dim, seed, device)).clamp(0.0, 1.0)  # (n, 3, H, W)
 
 
 def parameter_count(build: Callable[[], nn.Module]) -> int:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from baselines.vae import check_conv_stack, sample_prior
+from baselines.vae import EncoderDecoderModel, check_conv_stack
 from models.blocks import ConvDecoder, ConvEncoder, conv_block, kl_diagonal_gaussians, reparameterize
 from models.interface import StepResult
 
@@ -77,7 +77,7 @@ def fake_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))
 
 
-class VAEGAN(nn.Module):
+class VAEGAN(EncoderDecoderModel):
     kind = "vaegan"
 
     def __init__(
@@ -184,12 +184,3 @@ class VAEGAN(nn.Module):
             },
         )
 
-    @torch.no_grad()
-    def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
-        mean, _ = self.encoder(images)  # decode the posterior mean
-        return self.decoder(mean).clamp(0.0, 1.0)  # (N, 3, H, W)
-
-    @torch.no_grad()
-    def sample(self, n: int, seed: int) -> torch.Tensor:
-        device = next(self.parameters()).device
-        return self.decoder(sample_prior(n, self.latent_dim, seed, device)).clamp(0.0, 1.0)  # (n, 3, H, W)

@@ -18,14 +18,6 @@ from workflow.config import load_params
 BALANCE_OFF = {"enabled": False, "margin": 0.35, "equilibrium": 0.68}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread than contending for the cores of a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_vae() -> VAE:
     return VAE.from_config({"resolution": 16, "latent_dim": 8, "widths": [8, 16]})

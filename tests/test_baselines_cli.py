@@ -19,13 +19,6 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def write_inputs(folder: Path, resolution: int = 64) -> tuple[Path, Path]:
     override = folder / "tiny.yaml"
