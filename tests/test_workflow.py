@@ -127,3 +127,23 @@ def test_fingerprints_rerun_only_what_a_change_concerns() -> None:
     assert job_fingerprint(params, "train_level", {**level, "level": "1"}) == job_fingerprint(
         finer, "train_level", {**level, "level": "1"}
     )
+
+
+def test_a_celeba_zip_goes_through_the_dag_with_one_override_file(tmp_path: Path) -> None:
+    """The real-data path of the DAG (fetch_celeba -> prepare) on a tiny CelebA-format zip built here."""
+    from test_data_celeba import NAMES, build_zip, md5_of
+
+    archive = build_zip(tmp_path / "img_align_celeba.zip")
+    override = tmp_path / "celeba.yaml"
+    override.write_text(yaml.safe_dump(
+        {"data": {"source": "celeba", "celeba": {"archive": str(archive), "md5": md5_of(archive)}}}
+    ))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "params.yaml").write_bytes((REPO / "params.yaml").read_bytes())
+    run("snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "1",
+        "data/prepared/manifest.json", "--configfile", str(override))
+    manifest = yaml.safe_load((workdir / "data/prepared/manifest.json").read_text())
+    assert manifest["source"] == "celeba"
+    assert manifest["counts"]["total"] == len(NAMES)
+    assert sorted(path.name for path in (workdir / "data/raw/celeba/img_align_celeba").iterdir()) == NAMES
