@@ -147,3 +147,15 @@ def test_a_celeba_zip_goes_through_the_dag_with_one_override_file(tmp_path: Path
     assert manifest["source"] == "celeba"
     assert manifest["counts"]["total"] == len(NAMES)
     assert sorted(path.name for path in (workdir / "data/raw/celeba/img_align_celeba").iterdir()) == NAMES
+
+
+def test_runs_with_other_overrides_never_change_the_params_a_job_reads(tmp_path: Path) -> None:
+    """Each configuration gets its own resolved params file, named by its content."""
+    (tmp_path / "params.yaml").write_bytes((REPO / "params.yaml").read_bytes())
+    for extra in ([], ["--configfile", str(REPO / "config/paper.yaml")], []):
+        run("snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", *extra)
+    resolved = {path.name: yaml.safe_load(path.read_text()) for path in (tmp_path / ".snakemake/lapcvae").iterdir()}
+    expected = [load_params(), load_params("config/paper.yaml")]
+    assert len(resolved) == 2
+    assert sorted(resolved.values(), key=lambda p: p["data"]["source"]) == sorted(expected,
+                                                                                  key=lambda p: p["data"]["source"])

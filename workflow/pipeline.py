@@ -160,3 +160,8 @@ def expose_cli() -> None:
     """Put the running interpreter's bin folder first on PATH, so jobs run this environment's `lapcvae`."""
     bin_dir = str(Path(sys.executable).parent)
     os.environ["PATH"] = os.pathsep.join([bin_dir, os.environ.get("PATH", "")])
+
+
+def export_params(path: str) -> None:
+    """Tell the jobs which resolved params file to read (`--params $LAPCVAE_PARAMS` in every rule)."""
+    os.environ["LAPCVAE_PARAMS"] = path

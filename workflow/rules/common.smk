@@ -1,4 +1,5 @@
 # Shared by all the rules below: validated params, the resolved params file, resources, launchers.
+import hashlib
 import os
 from pathlib import Path
 
@@ -6,7 +7,7 @@ import yaml
 
 from workflow.config import ParamsError, validate
 from workflow.pipeline import (
-    BASELINES, LAPCVAE_VARIANTS, MODELS, checkpoint, expose_cli, figures, final_targets, job_fingerprint,
+    BASELINES, LAPCVAE_VARIANTS, MODELS, checkpoint, export_params, expose_cli, figures, final_targets, job_fingerprint,
     levels, resolutions,
 )
 
@@ -19,22 +20,24 @@ expose_cli()
 
 
 def _write_resolved_params(params):
-    """Every command reads the merged params (params.yaml + --configfile overrides) from one stable path.
+    """Every command reads the merged params (params.yaml + --configfile overrides) from one file.
 
-    It is an input of no job (each job's params fingerprint is what triggers reruns), and it is only
-    rewritten when its content changes.
+    Its name is the hash of its content, so runs with other overrides (another Snakemake, DVC, a test) never
+    change the file a running job reads. Jobs find it in $LAPCVAE_PARAMS rather than among their params, so
+    that only each job's own fingerprint (see workflow/pipeline.py) decides what reruns.
     """
-    path = Path(".snakemake/lapcvae/params.yaml")
     text = yaml.safe_dump(params, sort_keys=False)
-    if not path.is_file() or path.read_text() != text:
+    path = Path(".snakemake/lapcvae") / f"params-{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+    if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(".tmp")
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_text(text)
         os.replace(temporary, path)
     return str(path)
 
 
 PARAMS = _write_resolved_params(config)
+export_params(PARAMS)
 RAW = config["paths"]["raw"]
 PREP = config["paths"]["prepared"]
 RESULTS = config["paths"]["results"]

@@ -8,14 +8,13 @@ rule generate_faces:
     log:
         "logs/generate_faces.log",
     params:
-        config=PARAMS,
         fingerprint=fingerprint_of("generate_faces"),
     threads: RESOURCES["data"]["threads"]
     resources:
         mem_mb=RESOURCES["data"]["mem_mb"],
         runtime=RESOURCES["data"]["runtime"],
     shell:
-        "lapcvae generate-faces --params {params.config} --out {output} --workers {threads} 2>&1 | tee {log}"
+        "lapcvae generate-faces --params $LAPCVAE_PARAMS --out {output} --workers {threads} 2>&1 | tee {log}"
 
 
 rule fetch_celeba:
@@ -26,13 +25,12 @@ rule fetch_celeba:
     log:
         "logs/fetch_celeba.log",
     params:
-        config=PARAMS,
         fingerprint=fingerprint_of("fetch_celeba"),
     resources:
         mem_mb=RESOURCES["data"]["mem_mb"],
         runtime=RESOURCES["data"]["runtime"],
     shell:
-        "lapcvae fetch-celeba --params {params.config} --out {output} 2>&1 | tee {log}"
+        "lapcvae fetch-celeba --params $LAPCVAE_PARAMS --out {output} 2>&1 | tee {log}"
 
 
 rule prepare:
@@ -48,7 +46,6 @@ rule prepare:
     log:
         "logs/prepare.log",
     params:
-        config=PARAMS,
         out_dir=folder("output", "manifest"),
         fingerprint=fingerprint_of("prepare"),
     threads: RESOURCES["data"]["threads"]
@@ -56,4 +53,4 @@ rule prepare:
         mem_mb=RESOURCES["data"]["mem_mb"],
         runtime=RESOURCES["data"]["runtime"],
     shell:
-        "lapcvae prepare --params {params.config} --raw {input} --out {params.out_dir} --workers {threads} 2>&1 | tee {log}"
+        "lapcvae prepare --params $LAPCVAE_PARAMS --raw {input} --out {params.out_dir} --workers {threads} 2>&1 | tee {log}"

@@ -14,14 +14,13 @@ rule edit_coarse:
     log:
         "logs/edit_coarse_{res}.log",
     params:
-        config=PARAMS,
         prepared=folder("input", "attributes"),
         fingerprint=fingerprint_of("edit_coarse"),
     threads: RESOURCES["eval"]["threads"]
     resources:
         **EVAL_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae edit-coarse --params {params.config} --res {wildcards.res}"
+        "OMP_NUM_THREADS={threads} lapcvae edit-coarse --params $LAPCVAE_PARAMS --res {wildcards.res}"
         " --checkpoint {input.model} --prepared {params.prepared} --out-dir {output.variants}"
         " --figure {output.figure} 2>&1 | tee {log}"
 
@@ -39,13 +38,12 @@ rule edit_region:
     log:
         "logs/edit_region_{res}.log",
     params:
-        config=PARAMS,
         prepared=folder("input", "attributes"),
         fingerprint=fingerprint_of("edit_region"),
     threads: RESOURCES["eval"]["threads"]
     resources:
         **EVAL_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae edit-region --params {params.config} --res {wildcards.res}"
+        "OMP_NUM_THREADS={threads} lapcvae edit-region --params $LAPCVAE_PARAMS --res {wildcards.res}"
         " --checkpoint {input.model} --prepared {params.prepared} --out-dir {output.variants}"
         " --figure {output.figure} 2>&1 | tee {log}"

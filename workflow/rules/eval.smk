@@ -15,14 +15,13 @@ rule evaluate:
     log:
         "logs/evaluate_{res}_{model}.log",
     params:
-        config=PARAMS,
         out_dir=folder("output", "summary"),
         fingerprint=fingerprint_of("evaluate"),
     threads: RESOURCES["eval"]["threads"]
     resources:
         **EVAL_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae evaluate --params {params.config} --res {wildcards.res}"
+        "OMP_NUM_THREADS={threads} lapcvae evaluate --params $LAPCVAE_PARAMS --res {wildcards.res}"
         " --model {wildcards.model} --checkpoint {input.model} --test {input.test}"
         " --out-dir {params.out_dir} --per-image {output.per_image} 2>&1 | tee {log}"
 
@@ -39,13 +38,12 @@ rule table:
     log:
         "logs/table.log",
     params:
-        config=PARAMS,
         eval_dir=folder("input", "summaries", up=3),
         per_image_dir=folder("input", "per_image"),
         out_dir=folder("output", "table"),
         fingerprint=fingerprint_of("table"),
     shell:
-        "lapcvae table --params {params.config} --eval-dir {params.eval_dir} --per-image-dir {params.per_image_dir}"
+        "lapcvae table --params $LAPCVAE_PARAMS --eval-dir {params.eval_dir} --per-image-dir {params.per_image_dir}"
         " --out-dir {params.out_dir} 2>&1 | tee {log}"
 
 
@@ -62,7 +60,6 @@ rule neighbours:
     log:
         "logs/neighbours_{res}.log",
     params:
-        config=PARAMS,
         eval_dir=folder("input", "samples", up=3),
         out_dir=folder("output", "tables"),
         fingerprint=fingerprint_of("neighbours"),
@@ -70,7 +67,7 @@ rule neighbours:
     resources:
         **EVAL_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae neighbours --params {params.config} --res {wildcards.res}"
+        "OMP_NUM_THREADS={threads} lapcvae neighbours --params $LAPCVAE_PARAMS --res {wildcards.res}"
         " --eval-dir {params.eval_dir} --train {input.train} --test {input.test} --out-dir {params.out_dir}"
         " --figure {output.figure} 2>&1 | tee {log}"
 
@@ -92,7 +89,6 @@ rule figures:
     log:
         "logs/figures_{res}.log",
     params:
-        config=PARAMS,
         eval_dir=folder("input", "samples", up=3),
         models_dir=folder("input", "lapcvae", up=3),
         out_dir=folder("output", "fig4"),
@@ -101,6 +97,6 @@ rule figures:
     resources:
         **EVAL_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae figures --params {params.config} --res {wildcards.res}"
+        "OMP_NUM_THREADS={threads} lapcvae figures --params $LAPCVAE_PARAMS --res {wildcards.res}"
         " --eval-dir {params.eval_dir} --models-dir {params.models_dir} --test {input.test}"
         " --out-dir {params.out_dir} 2>&1 | tee {log}"

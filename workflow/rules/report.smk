@@ -18,10 +18,9 @@ rule report:
     log:
         "logs/report.log",
     params:
-        config=PARAMS,
         results=folder("output", "html"),
         prepared=folder("input", "manifest"),
         fingerprint=fingerprint_of("report"),
     shell:
-        "lapcvae report --params {params.config} --results {params.results} --prepared {params.prepared}"
+        "lapcvae report --params $LAPCVAE_PARAMS --results {params.results} --prepared {params.prepared}"
         " --out-md {output.markdown} --out-html {output.html} 2>&1 | tee {log}"

@@ -17,13 +17,12 @@ rule export_study:
     log:
         "logs/export_study.log",
     params:
-        config=PARAMS,
         eval_dir=folder("input", "reconstructions", up=3),
         prepared=folder("input", "test", up=2),
         out_dir=folder("output", "key"),
         fingerprint=fingerprint_of("export_study"),
     shell:
-        "lapcvae export-study --params {params.config} --eval-dir {params.eval_dir} --prepared {params.prepared}"
+        "lapcvae export-study --params $LAPCVAE_PARAMS --eval-dir {params.eval_dir} --prepared {params.prepared}"
         " --out {params.out_dir} 2>&1 | tee {log}"
 
 

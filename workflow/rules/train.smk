@@ -16,7 +16,6 @@ rule train_level:
         curve=f"{RESULTS}/models/{{res}}/{{variant}}/level{{level}}.log.csv",
         messages="logs/train_level_{res}_{variant}_{level}.log",
     params:
-        config=PARAMS,
         fingerprint=fingerprint_of("train_level"),
         coarser=lambda w, input: f"--coarser {input.coarser}" if input.coarser else "",
         launcher=launcher("train"),
@@ -24,7 +23,7 @@ rule train_level:
     resources:
         **TRAIN_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} train-level --params {params.config} --res {wildcards.res}"
+        "OMP_NUM_THREADS={threads} {params.launcher} train-level --params $LAPCVAE_PARAMS --res {wildcards.res}"
         " --variant {wildcards.variant} --level {wildcards.level} --data {input.data} {params.coarser}"
         " --out {output} 2>&1 | tee {log.messages}"
 
@@ -41,14 +40,13 @@ rule retrain_m:
         curve=f"{RESULTS}/models/{{res}}/lapcvae/retrained_m.log.csv",
         messages="logs/retrain_m_{res}.log",
     params:
-        config=PARAMS,
         fingerprint=fingerprint_of("retrain_m"),
         launcher=launcher("train"),
     threads: RESOURCES["train"]["threads"]
     resources:
         **TRAIN_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} retrain-m --params {params.config} --res {wildcards.res}"
+        "OMP_NUM_THREADS={threads} {params.launcher} retrain-m --params $LAPCVAE_PARAMS --res {wildcards.res}"
         " --checkpoint {input.model} --data {input.data} --out {output} 2>&1 | tee {log.messages}"
 
 
@@ -63,12 +61,11 @@ rule train_baseline:
         curve=f"{RESULTS}/models/{{res}}/{{baseline}}/model.log.csv",
         messages="logs/train_baseline_{baseline}_{res}.log",
     params:
-        config=PARAMS,
         fingerprint=fingerprint_of("train_baseline"),
         launcher=launcher("train"),
     threads: RESOURCES["train"]["threads"]
     resources:
         **TRAIN_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} train-baseline --params {params.config} --model {wildcards.baseline}"
+        "OMP_NUM_THREADS={threads} {params.launcher} train-baseline --params $LAPCVAE_PARAMS --model {wildcards.baseline}"
         " --res {wildcards.res} --data {input.data} --out {output} 2>&1 | tee {log.messages}"
