@@ -123,6 +123,17 @@ def _open_arrays(staging: str, resolutions: Sequence[int], crop: Crop) -> None:
             _arrays[(size, split)] = np.load(Path(staging) / str(size) / f"{split}.npy", mmap_mode="r+")
 
 
+# Starting a worker process costs about 2 s (it imports torch): on this 2-core machine a second process only pays
+# off for some 10,000 images or more (benchmarks/prepare.py measures both), so small sets stay in one process.
+MIN_IMAGES_PER_WORKER = 5000
+
+
+def _init_worker(staging: str, resolutions: Sequence[int], crop: Crop) -> None:
+    """A pool process: one torch thread, since the processes are the parallelism (more would oversubscribe)."""
+    torch.set_num_threads(1)
+    _open_arrays(staging, resolutions, crop)
+
+
 def _process(job: tuple[str, int, list[str]]) -> int:
     """Prepare one chunk: consecutive rows `start ...` of one split; returns the number of images."""
     split, start, paths = job
@@ -177,7 +188,7 @@ def _attribute_table(raw: Path, names: list[str]) -> tuple[list[str], dict[str, 
 
 
 def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequence[int], test_fraction: float,
-            seed: int, source: str, workers: int = 1) -> dict:
+            seed: int, source: str, workers: int = 1, min_images_per_worker: int = MIN_IMAGES_PER_WORKER) -> dict:
     """Build the prepared dataset in `out` (replaced atomically); returns the manifest."""
     raw, out = Path(raw), Path(out)
     image_dir = raw / IMAGE_DIR
@@ -185,6 +196,9 @@ def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequen
     if not paths:
         raise FileNotFoundError(f"no JPEG images in {image_dir}: run `lapcvae generate-faces` or "
                                 "`lapcvae fetch-celeba` first (or pass the right --raw)")
+    if workers > 1 and len(paths) < workers * min_images_per_worker:
+        workers = max(1, len(paths) // min_images_per_worker)
+        logger.info("%d images: preparing them in %d process(es), which is faster here", len(paths), workers)
     names = [path.name for path in paths]
     splits = split_indices(len(paths), test_fraction, seed)
     columns, attributes = _attribute_table(raw, names)
@@ -201,7 +215,7 @@ def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequen
         with tqdm(total=len(paths), desc="prepare", unit="img", disable=None) as progress:
             if workers > 1:
                 context = multiprocessing.get_context("spawn")
-                with context.Pool(workers, initializer=_open_arrays,
+                with context.Pool(workers, initializer=_init_worker,
                                   initargs=(str(staging), resolutions, crop)) as pool:
                     for done in pool.imap_unordered(_process, jobs):
                         progress.update(done)

@@ -27,7 +27,7 @@ def raw_tree(tmp_path_factory):
 
 def run_prepare(raw, out, seed=0, workers=1):
     return prepare(raw, out, crop=CROP, resolutions=RESOLUTIONS, test_fraction=0.2, seed=seed,
-                   source="synthetic", workers=workers)
+                   source="synthetic", workers=workers, min_images_per_worker=1)
 
 
 @pytest.fixture(scope="module")
