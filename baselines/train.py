@@ -17,8 +17,8 @@ from torch import nn
 
 from baselines.vae import VAE
 from baselines.vaegan import VAEGAN
+from core.params import add_params_arguments, params_from_args, train_settings
 from data.arrays import load_image_array
-from workflow.config import add_params_arguments, params_from_args, train_settings
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from core.params import load_params
 from eval.poisson import PoissonSolver, poisson_blend
-from workflow.config import load_params
 
 TARGET_SECONDS = 1.0
 

@@ -25,10 +25,10 @@ from pathlib import Path
 from PIL import Image
 from torchvision import transforms
 
+from core.params import load_params
 from data.celeba_format import IMAGE_DIR
 from data.prepare import CHUNK, Crop, load_batch, prepare
 from data.synthetic import generate
-from workflow.config import load_params
 
 
 def best_rate(task: Callable[[], None], count: int, repeats: int) -> tuple[float, float]:

@@ -15,8 +15,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from core.params import load_params
 from models.lapcvae import LapCVAE, LevelTrainable
-from workflow.config import load_params
 
 CONFIGS = {"default": (), "paper": ("config/paper.yaml",)}
 

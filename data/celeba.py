@@ -25,9 +25,9 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from core.params import add_params_arguments, params_from_args
 from data.atomic import atomic_directory
 from data.celeba_format import ATTRIBUTES_FILE, IMAGE_DIR, PARTITION_FILE
-from workflow.config import add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)
 

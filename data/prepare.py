@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from core.params import add_params_arguments, params_from_args
 from data.atomic import atomic_directory
 from data.celeba_format import ATTRIBUTES_FILE, EXTRAS_FILE, IMAGE_DIR, read_attributes
-from workflow.config import add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)
 

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from core.params import add_params_arguments, params_from_args
 from data.atomic import atomic_directory
 from data.celeba_format import (
     ATTRIBUTES_FILE,
@@ -34,7 +35,6 @@ from data.celeba_format import (
     write_partition,
 )
 from data.faces import FaceSpec, draw_face
-from workflow.config import add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)
 

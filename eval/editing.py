@@ -31,13 +31,13 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 from tqdm import tqdm
 
+from core.params import add_params_arguments, params_from_args
 from eval.metrics import load_images
 from eval.plotting import save_figure, to_hwc_uint8
 from eval.poisson import PoissonSolver
 from models.checkpoint import load_model
 from models.pyramid import laplacian_pyramid, reconstruct
 from models.training import resolve_device
-from workflow.config import add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from tqdm import tqdm
 
+from core.params import add_params_arguments, params_from_args
 from data.arrays import load_image_array
 from eval.plotting import (
     DEFAULT_DPI,
@@ -37,7 +38,6 @@ from eval.plotting import (
     save_figure,
 )
 from models.checkpoint import load_model
-from workflow.config import add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)
 

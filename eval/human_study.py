@@ -30,9 +30,9 @@ from PIL import Image
 from scipy.stats import binomtest
 from tqdm import tqdm
 
+from core.params import add_params_arguments, params_from_args
 from data.arrays import load_image_array
 from eval.plotting import DISPLAY_NAMES, MODELS
-from workflow.config import add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)
 

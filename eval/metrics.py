@@ -26,11 +26,11 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from tqdm import tqdm
 
+from core.params import add_params_arguments, params_from_args
 from data.arrays import load_image_array
 from models.checkpoint import load_model
 from models.pyramid import laplacian_pyramid
 from models.training import resolve_device
-from workflow.config import add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from core.params import add_params_arguments, params_from_args
 from eval.metrics import MODELS, atomic_write_csv, load_images
 from eval.plotting import DISPLAY_NAMES, image_grid, save_figure
-from workflow.config import add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ import pandas as pd
 import torch
 import yaml
 
+from core.params import REPO_ROOT, add_params_arguments, params_from_args
 from eval.paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_RESOLUTION
 from eval.plotting import DISPLAY_NAMES, MODELS
 from eval.table import paired_wilcoxon
-from workflow.config import REPO_ROOT, add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
+from core.params import add_params_arguments, params_from_args
 from eval.metrics import MODELS, atomic_write_csv, atomic_write_json
 from eval.paper import PAPER_TABLE1
-from workflow.config import add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)
 

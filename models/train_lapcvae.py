@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.params import add_params_arguments, deep_merge, params_from_args, train_settings
 from data.arrays import load_image_array
 from models.checkpoint import load_checkpoint, load_model
 from models.lapcvae import LapCVAE, LevelTrainable, PriorRetrainer
 from models.training import derive_seed, fit
-from workflow.config import add_params_arguments, deep_merge, params_from_args, train_settings
 
 logger = logging.getLogger(__name__)
 

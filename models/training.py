@@ -136,7 +136,7 @@ class _Distributed:
 def _check_inputs(trainable: Any, train_images: np.ndarray, settings: dict[str, Any]) -> None:
     missing = [key for key in SETTINGS_KEYS if key not in settings]
     if missing:
-        raise ValueError(f"training settings lack {missing}; build them with workflow.config.train_settings")
+        raise ValueError(f"training settings lack {missing}; build them with core.params.train_settings")
     if not isinstance(trainable, nn.Module) or not hasattr(trainable, "training_step"):
         raise ValueError("fit needs an nn.Module with parameter_groups() and training_step() (models/interface.py)")
     if not isinstance(train_images, np.ndarray) or train_images.dtype != np.uint8:
@@ -227,7 +227,7 @@ def fit(
 ) -> dict[str, Any]:
     """Train `trainable` (a models.interface.Trainable nn.Module) and save `export or trainable` to `output`.
 
-    train_images: uint8 (N, 3, H, W), possibly a memmap; settings: workflow.config.train_settings(...).
+    train_images: uint8 (N, 3, H, W), possibly a memmap; settings: core.params.train_settings(...).
     Resumes from `<output>.resume.pt` if an earlier run with the same settings was interrupted; logs every
     `log_every` steps to `<output stem>.log.csv`. Returns the metadata stored in the checkpoint.
     """

@@ -12,8 +12,8 @@ import torch
 
 from baselines.vae import VAE, count_widths, lapcvae_parameter_count, sample_prior, vae_config
 from baselines.vaegan import VAEGAN
+from core.params import load_params
 from models.training import fit
-from workflow.config import load_params
 
 BALANCE_OFF = {"enabled": False, "margin": 0.35, "equilibrium": 0.68}
 

@@ -1,11 +1,11 @@
-"""Bad params files are refused by workflow.config.load_params with a message that names the key."""
+"""Bad params files are refused by core.params.load_params with a message that names the key."""
 
 from __future__ import annotations
 
 import pytest
 import yaml
 
-from workflow.config import ParamsError, load_params
+from core.params import ParamsError, load_params
 
 
 def write_override(tmp_path, content: dict) -> str:

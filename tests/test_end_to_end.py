@@ -20,7 +20,7 @@ import pytest
 import torch
 import yaml
 
-from workflow.config import load_params
+from core.params import load_params
 from workflow.pipeline import MODELS, figures, training_checkpoints
 
 pytestmark = pytest.mark.slow

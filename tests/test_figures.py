@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from core.params import REPO_ROOT
 from eval import figures
 from eval.plotting import grid_array, image_grid, save_figure, to_hwc_uint8
 from models.checkpoint import save_model
 from models.lapcvae import LapCVAE
-from workflow.config import REPO_ROOT
 
 SIZE = 16
 SMOKE = str(REPO_ROOT / "config" / "smoke.yaml")

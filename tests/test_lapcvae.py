@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
+from core.params import load_params
 from models.blocks import kl_diagonal_gaussians
 from models.lapcvae import LapCVAE, LevelTrainable
 from models.pyramid import downsample
-from workflow.config import load_params
 
 
 def tiny_model(use_m: bool = True, trained_levels: int | None = None, seed: int = 0) -> LapCVAE:

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.params import REPO_ROOT, load_params
 from eval import report, table
 from eval.human_study import TABLE_COLUMNS
 from eval.metrics import summarise
 from eval.plotting import image_grid, save_figure
-from workflow.config import REPO_ROOT, load_params
 
 SMOKE = str(REPO_ROOT / "config" / "smoke.yaml")
 RES = 64

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow.config import deep_merge, load_params
+from core.params import deep_merge, load_params
 from workflow.pipeline import job_fingerprint, training_checkpoints, training_log
 
 REPO = Path(__file__).resolve().parent.parent

@@ -123,7 +123,7 @@ def stage(job: Job) -> dict:
     ]
     definition: dict = {
         "cmd": f"snakemake --cores all {targets}",
-        "deps": [*job.inputs, *code_files([*CODE_USED[job.rule], "workflow"])],
+        "deps": [*job.inputs, *code_files(["core", *CODE_USED[job.rule], "workflow"])],
         "params": params_used(job.rule, job.wildcards),
         "outs": outs,
     }

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from workflow.config import fingerprint
+from core.params import fingerprint
 
 # Every model of Table 1, in the table's order, and the checkpoint each one is evaluated from.
 MODELS = ["vae", "vaegan", "lapcvae_nom", "lapcvae", "lapcvae_retrained_m"]
@@ -152,7 +152,7 @@ def job_fingerprint(params: Mapping[str, Any], rule: str, wildcards: Mapping[str
             if key in settings:
                 settings[key] = settings[key][level:]
         values[f"lapcvae.{wildcards['res']}"] = settings
-    code = {package: code_fingerprint(package) for package in CODE_USED[rule]}
+    code = {package: code_fingerprint(package) for package in ["core", *CODE_USED[rule]]}
     return fingerprint([values, code, dict(wildcards)])
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from workflow.config import ParamsError, validate
+from core.params import ParamsError, validate
 from workflow.pipeline import (
     BASELINES, LAPCVAE_VARIANTS, MODELS, checkpoint, export_params, expose_cli, figures, final_targets, job_fingerprint,
     levels, resolutions,

@@ -1,6 +1,6 @@
 """Load params.yaml, merge override files over it, and validate the result against the JSON schema.
 
-The schema is assembled from one fragment per top-level section (`workflow/schemas/<section>.schema.yaml`),
+The schema is assembled from one fragment per top-level section (`core/schemas/<section>.schema.yaml`),
 so that each part of the suite owns the description of its own parameters.
 """
 
