@@ -15,24 +15,25 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from baselines.vae import VAE
-from baselines.vaegan import VAEGAN
+from core import registry
 from core.params import add_params_arguments, params_from_args, train_settings
 from data.arrays import load_image_array
 
 logger = logging.getLogger(__name__)
 
-BASELINES: dict[str, type[VAE] | type[VAEGAN]] = {"vae": VAE, "vaegan": VAEGAN}
+# The models trained by one job of the shared loop (the registry's TRAIN_ONE_JOB ones: VAE, VAE/GAN, ...).
+BASELINES: list[str] = registry.trained_by(registry.TRAIN_ONE_JOB)
 
 
 def build_baseline(params: Mapping[str, Any], model: str, resolution: int) -> nn.Module:
-    """The untrained baseline `model` ("vae" or "vaegan") that `params` describes at `resolution`."""
+    """The untrained one-job model `model` ("vae", "vaegan", ...) that `params` describes at `resolution`."""
     if model not in BASELINES:
         raise ValueError(f"unknown baseline {model!r}; choose one of {', '.join(BASELINES)}")
-    if str(resolution) not in params[model]:
-        raise ValueError(f"{model}.{resolution}: params has no settings for {resolution} px; add a "
-                         f"{model}.\"{resolution}\" section or pick one of {', '.join(params[model])}")
-    return BASELINES[model].from_params(params, resolution)
+    section = registry.spec(model).params_section
+    if str(resolution) not in params.get(section, {}):
+        raise ValueError(f"{section}.{resolution}: params has no settings for {resolution} px; add a "
+                         f"{section}.\"{resolution}\" section or pick one of {', '.join(params.get(section, {}))}")
+    return registry.load_class(registry.spec(model).model_class).from_params(params, resolution)
 
 
 def load_train_images(path: str | Path, resolution: int) -> np.ndarray:
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     logger.info("%s at %d px: %d parameters, %d training images", args.model, args.res,
                 sum(parameter.numel() for parameter in model.parameters()), len(images))
     seed = derive_seed(params["seed"], f"{args.model}-train", args.res)
-    summary = fit(model, images, settings=train_settings(params, args.model, args.res), seed=seed,
-                  output=args.out, device=params["device"], name=f"{args.model}@{args.res}")
+    settings = train_settings(params, registry.spec(args.model).params_section, args.res)
+    summary = fit(model, images, settings=settings, seed=seed, output=args.out,
+                  device=params["device"], name=f"{args.model}@{args.res}")
     logger.info("trained %s: %s", args.out, summary)

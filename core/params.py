@@ -17,6 +17,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from core import registry
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
@@ -86,9 +88,11 @@ def _check_per_level_lists(params: Mapping[str, Any]) -> None:
             raise ParamsError(
                 f"lapcvae.{key}.levels: {resolution} px cannot be halved {levels - 1} times evenly; use fewer levels"
             )
-        for model in ("vae", "vaegan"):
-            if key not in params.get(model, {}):
-                raise ParamsError(f"{model}.{key}: data.resolutions lists {resolution} but {model} has no settings")
+        for model in registry.trained_by(registry.TRAIN_ONE_JOB):
+            section = registry.spec(model).params_section
+            if key not in params.get(section, {}):
+                raise ParamsError(f"{section}.{key}: data.resolutions lists {resolution} but {section} has no "
+                                  "settings")
 
 
 def validate(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from tqdm import tqdm
 
+from core import registry
 from core.params import add_params_arguments, params_from_args
 from data.arrays import load_image_array
 from eval.plotting import (
@@ -137,11 +138,10 @@ def training_logs(models_dir: Path, res: int, models: Sequence[str]) -> dict[str
     """Each model's training logs {model: {line label: path}}, one line per LapCVAE level; missing skipped."""
     folder = models_dir / str(res)
     candidates: dict[str, dict[str, Path]] = {
-        "vae": {"": folder / "vae" / "model.log.csv"},
-        "vaegan": {"": folder / "vaegan" / "model.log.csv"},
-        "lapcvae_retrained_m": {"": folder / "lapcvae" / "retrained_m.log.csv"},
+        model: {"": Path(registry.training_log(registry.checkpoint(str(models_dir.parent), res, model)))}
+        for model in registry.names() if registry.spec(model).trained_by != registry.TRAIN_PER_LEVEL
     }
-    for model in ("lapcvae_nom", "lapcvae"):
+    for model in registry.trained_by(registry.TRAIN_PER_LEVEL):
         level_logs = sorted((folder / model).glob("level*.log.csv"),
                             key=lambda path: int(path.name.removeprefix("level").removesuffix(".log.csv")))
         candidates[model] = {path.name.removesuffix(".log.csv").replace("level", "level "): path
@@ -270,7 +270,7 @@ def write_figures(params: Mapping[str, Any], res: int, eval_dir: Path, models_di
     written.append(path)
 
     if "lapcvae" in models:
-        lapcvae = load_model(models_dir / str(res) / "lapcvae" / "level0.pt")
+        lapcvae = load_model(registry.checkpoint(str(models_dir.parent), res, "lapcvae"))
         count = params["eval"]["partial_sample"]["samples"]
         rows, row_labels, col_labels = partial_sample_rows(lapcvae, originals[0], count, seed)
         path = out_dir / f"fig7_partial_{res}.png"

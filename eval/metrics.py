@@ -26,6 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from tqdm import tqdm
 
+from core import registry
 from core.params import add_params_arguments, params_from_args
 from data.arrays import load_image_array
 from models.checkpoint import load_model
@@ -34,7 +35,7 @@ from models.training import resolve_device
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("vae", "vaegan", "lapcvae_nom", "lapcvae", "lapcvae_retrained_m")  # Table 1's row order
+MODELS = tuple(registry.names())  # Table 1's row order (core/registry.py)
 PER_IMAGE_COLUMNS = ("image", "rmse", "psnr", "ssim", "sharpness")
 PIXEL_MAX = 255.0
 

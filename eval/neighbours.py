@@ -22,7 +22,8 @@ from eval.plotting import DISPLAY_NAMES, image_grid, save_figure
 
 logger = logging.getLogger(__name__)
 
-FIGURE_ORDER = ("lapcvae", "lapcvae_retrained_m", "lapcvae_nom", "vae", "vaegan")  # LapCVAE's rows first
+_LAPCVAE_FIRST = ("lapcvae", "lapcvae_retrained_m", "lapcvae_nom")
+FIGURE_ORDER = (*_LAPCVAE_FIRST, *(name for name in MODELS if name not in _LAPCVAE_FIRST))  # LapCVAE's rows first
 TEST_REFERENCE = "test_reference"
 ROW_LABELS = {**DISPLAY_NAMES, TEST_REFERENCE: "Test image"}
 

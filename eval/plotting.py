@@ -21,17 +21,13 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from core import registry
+
 logger = logging.getLogger(__name__)
 
 # Every evaluated model, in the order of Table 1, with the name figures and the report show for it.
-DISPLAY_NAMES = {
-    "vae": "VAE",
-    "vaegan": "VAE/GAN",
-    "lapcvae_nom": "LapCVAE without M",
-    "lapcvae": "LapCVAE",
-    "lapcvae_retrained_m": "LapCVAE, M retrained",
-}
-MODELS = tuple(DISPLAY_NAMES)
+DISPLAY_NAMES = registry.display_names()  # core/registry.py
+MODELS = tuple(DISPLAY_NAMES)  # Table 1's order
 
 DEFAULT_DPI = 150
 # Images are shown at an integer zoom so that a 64 px face is still readable (nearest-neighbour, no blur).

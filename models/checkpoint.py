@@ -2,12 +2,11 @@
 
 A model checkpoint is a plain dict of tensors and primitives, so it loads with `weights_only=True`:
     {"kind": str, "config": dict, "state_dict": dict, "meta": dict}
-`kind` names the class in MODEL_KINDS; the class rebuilds itself with `from_config(config)`.
+`kind` names the class (core/registry.py); the class rebuilds itself with `from_config(config)`.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import tempfile
 from pathlib import Path
@@ -16,11 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
-MODEL_KINDS = {
-    "lapcvae": "models.lapcvae:LapCVAE",
-    "vae": "baselines.vae:VAE",
-    "vaegan": "baselines.vaegan:VAEGAN",
-}
+from core import registry
+
+MODEL_KINDS = registry.checkpoint_kinds()  # checkpoint kind -> "module:Class"
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
@@ -57,8 +54,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
 def model_class(kind: str) -> type[nn.Module]:
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; known kinds: {', '.join(MODEL_KINDS)}")
-    module_name, class_name = MODEL_KINDS[kind].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return registry.load_class(MODEL_KINDS[kind])
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core import registry
 from core.params import add_params_arguments, deep_merge, params_from_args, train_settings
 from data.arrays import load_image_array
 from models.checkpoint import load_checkpoint, load_model
@@ -27,7 +28,9 @@ from models.training import derive_seed, fit
 
 logger = logging.getLogger(__name__)
 
-VARIANTS = {"lapcvae": True, "lapcvae_nom": False}  # variant -> use_m
+# variant -> use_m, for every per-level model of the registry
+VARIANTS = {name: bool(registry.spec(name).options.get("use_m"))
+            for name in registry.trained_by(registry.TRAIN_PER_LEVEL)}
 
 
 def load_images(path: str | Path, resolution: int) -> np.ndarray:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from core import registry
 from workflow.pipeline import CODE_USED, REPO_ROOT, params_used
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,10 @@ LOSS_PLOT_X = "step"
 def curve_column(job: Job) -> str:
     """The column of a training log that `dvc plots show` draws: each model's reconstruction term."""
     if job.rule == "train_baseline":
-        return {"vae": "reconstruction", "vaegan": "dis_l"}[job.wildcards["baseline"]]
-    return {"train_level": "recon", "retrain_m": "loss"}[job.rule]
+        return registry.spec(job.wildcards["baseline"]).curve_column
+    if job.rule == "train_level":
+        return registry.spec(job.wildcards["variant"]).curve_column
+    return registry.spec(registry.trained_by(registry.RETRAIN_M)[0]).curve_column
 
 
 @dataclass(frozen=True)

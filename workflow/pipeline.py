@@ -14,12 +14,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from core import registry
 from core.params import fingerprint
+from core.registry import checkpoint, training_log
 
-# Every model of Table 1, in the table's order, and the checkpoint each one is evaluated from.
-MODELS = ["vae", "vaegan", "lapcvae_nom", "lapcvae", "lapcvae_retrained_m"]
-LAPCVAE_VARIANTS = ["lapcvae", "lapcvae_nom"]
-BASELINES = ["vae", "vaegan"]
+# Every model of Table 1, in the table's order (core/registry.py), grouped by the rule that trains them.
+MODELS = registry.names()
+LAPCVAE_VARIANTS = registry.trained_by(registry.TRAIN_PER_LEVEL)
+BASELINES = registry.trained_by(registry.TRAIN_ONE_JOB)
+RETRAINED = registry.trained_by(registry.RETRAIN_M)
+__all__ = ["checkpoint", "training_log"]  # re-exported for the rules
 
 
 def resolutions(params: Mapping[str, Any]) -> list[int]:
@@ -30,30 +34,11 @@ def levels(params: Mapping[str, Any], res: int | str) -> int:
     return int(params["lapcvae"][str(res)]["levels"])
 
 
-def checkpoint(results: str, res: int | str, model: str) -> str:
-    """The checkpoint file a model is evaluated from."""
-    if model in BASELINES:
-        return f"{results}/models/{res}/{model}/model.pt"
-    if model == "lapcvae_retrained_m":
-        return f"{results}/models/{res}/lapcvae/retrained_m.pt"
-    return f"{results}/models/{res}/{model}/level0.pt"
-
-
-def training_log(checkpoint_path: str) -> str:
-    """Per-step losses the training loop writes beside each checkpoint (for dvc plots and the curves)."""
-    return checkpoint_path.removesuffix(".pt") + ".log.csv"
-
-
 def training_checkpoints(params: Mapping[str, Any]) -> list[str]:
+    """Every checkpoint the training jobs write: one-job models, then per-level models, then M retraining."""
     results = params["paths"]["results"]
-    paths = []
-    for res in resolutions(params):
-        for model in BASELINES:
-            paths.append(checkpoint(results, res, model))
-        for variant in LAPCVAE_VARIANTS:
-            paths += [f"{results}/models/{res}/{variant}/level{k}.pt" for k in range(levels(params, res))]
-        paths.append(checkpoint(results, res, "lapcvae_retrained_m"))
-    return paths
+    return [path for res in resolutions(params) for model in [*BASELINES, *LAPCVAE_VARIANTS, *RETRAINED]
+            for path in registry.checkpoints(results, res, model, levels(params, res))]
 
 
 def figures(params: Mapping[str, Any]) -> list[str]:
@@ -86,8 +71,8 @@ PARAMS_USED = {
     "prepare": ["data"],
     "train_level": ["train", "lapcvae.{res}"],
     "retrain_m": ["train", "lapcvae.{res}", "lapcvae.retrain_m"],
-    # The VAE's widths are matched to LapCVAE's parameter count, so LapCVAE's settings matter to it.
-    "train_baseline": ["train", "{baseline}.{res}", "lapcvae.{res}"],
+    # plus the model's own section and its registry `params_also` (see params_used)
+    "train_baseline": ["train"],
     "evaluate": ["eval"],
     "table": ["eval"],
     "neighbours": ["eval.neighbours"],
@@ -97,7 +82,7 @@ PARAMS_USED = {
     "export_study": ["human_study"],
     "analyze_study": [],
     # The report prints the merged params, so every section it shows is part of its fingerprint.
-    "report": ["data", "train", "lapcvae", "vae", "vaegan", "eval", "human_study"],
+    "report": ["data", "train", *registry.params_sections(), "eval", "human_study"],
 }
 CODE_USED = {
     "generate_faces": ["data"],
@@ -120,7 +105,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def params_used(rule: str, wildcards: Mapping[str, str]) -> list[str]:
-    return ["seed", *(key.format(**wildcards) for key in PARAMS_USED[rule])]
+    keys = list(PARAMS_USED[rule])
+    if rule == "train_baseline":
+        model = registry.spec(wildcards["baseline"])
+        keys += [f"{model.params_section}.{{res}}", *model.params_also]
+    return ["seed", *(key.format(**wildcards) for key in keys)]
 
 
 def pick(params: Mapping[str, Any], key: str) -> Any:

@@ -6,8 +6,9 @@ from pathlib import Path
 import yaml
 
 from core.params import ParamsError, validate
+from core.registry import level_checkpoint, retrain_source, training_log
 from workflow.pipeline import (
-    BASELINES, LAPCVAE_VARIANTS, MODELS, checkpoint, export_params, expose_cli, figures, final_targets, job_fingerprint,
+    BASELINES, LAPCVAE_VARIANTS, MODELS, RETRAINED, checkpoint, export_params, expose_cli, figures, final_targets, job_fingerprint,
     levels, resolutions,
 )
 
@@ -61,12 +62,17 @@ def launcher(kind):
     return "lapcvae"
 
 
+def whole_model(name):
+    """The checkpoint a registry model is evaluated from, as a rule input (core/registry.py's layout)."""
+    return lambda wildcards: checkpoint(RESULTS, wildcards.res, name)
+
+
 def coarser_level(wildcards):
     """Level k is conditioned on levels k+1..K (Figure 3): it needs their checkpoint, except at the top."""
     level = int(wildcards.level)
     if level + 1 >= LAPCVAE_LEVELS[wildcards.res]:
         return []
-    return f"{RESULTS}/models/{wildcards.res}/{wildcards.variant}/level{level + 1}.pt"
+    return level_checkpoint(RESULTS, wildcards.res, wildcards.variant, level + 1)
 
 
 def figure_output(name, number, caption):

@@ -5,7 +5,7 @@ rule edit_coarse:
     conda:
         CONDA_ENV
     input:
-        model=f"{RESULTS}/models/{{res}}/lapcvae/level0.pt",
+        model=whole_model("lapcvae"),
         test=f"{PREP}/{{res}}/test.npy",
         attributes=f"{PREP}/attributes.csv",
     output:
@@ -29,7 +29,7 @@ rule edit_region:
     conda:
         CONDA_ENV
     input:
-        model=f"{RESULTS}/models/{{res}}/lapcvae/level0.pt",
+        model=whole_model("lapcvae"),
         test=f"{PREP}/{{res}}/test.npy",
         attributes=f"{PREP}/attributes.csv",
     output:

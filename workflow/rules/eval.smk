@@ -78,7 +78,7 @@ rule figures:
     input:
         samples=expand(f"{RESULTS}/eval/{{{{res}}}}/{{model}}/samples.npy", model=MODELS),
         reconstructions=expand(f"{RESULTS}/eval/{{{{res}}}}/{{model}}/reconstructions.npy", model=MODELS),
-        lapcvae=f"{RESULTS}/models/{{res}}/lapcvae/level0.pt",
+        lapcvae=whole_model("lapcvae"),
         test=f"{PREP}/{{res}}/test.npy",
     output:
         fig4=figure_output("fig4_reconstructions", "Figure 4", "fig4"),

@@ -11,9 +11,9 @@ rule train_level:
         data=f"{PREP}/{{res}}/train.npy",
         coarser=coarser_level,
     output:
-        f"{RESULTS}/models/{{res}}/{{variant}}/level{{level}}.pt",
+        level_checkpoint(RESULTS, "{res}", "{variant}", "{level}"),
     log:
-        curve=f"{RESULTS}/models/{{res}}/{{variant}}/level{{level}}.log.csv",
+        curve=training_log(level_checkpoint(RESULTS, "{res}", "{variant}", "{level}")),
         messages="logs/train_level_{res}_{variant}_{level}.log",
     params:
         fingerprint=fingerprint_of("train_level"),
@@ -33,11 +33,11 @@ rule retrain_m:
         CONDA_ENV
     input:
         data=f"{PREP}/{{res}}/train.npy",
-        model=f"{RESULTS}/models/{{res}}/lapcvae/level0.pt",
+        model=whole_model(retrain_source()),
     output:
-        f"{RESULTS}/models/{{res}}/lapcvae/retrained_m.pt",
+        checkpoint(RESULTS, "{res}", RETRAINED[0]),
     log:
-        curve=f"{RESULTS}/models/{{res}}/lapcvae/retrained_m.log.csv",
+        curve=training_log(checkpoint(RESULTS, "{res}", RETRAINED[0])),
         messages="logs/retrain_m_{res}.log",
     params:
         fingerprint=fingerprint_of("retrain_m"),
@@ -56,7 +56,7 @@ rule train_baseline:
     input:
         data=f"{PREP}/{{res}}/train.npy",
     output:
-        f"{RESULTS}/models/{{res}}/{{baseline}}/model.pt",
+        f"{RESULTS}/models/{{res}}/{{baseline}}/model.pt",  # core/registry.py's layout of one-job models
     log:
         curve=f"{RESULTS}/models/{{res}}/{{baseline}}/model.log.csv",
         messages="logs/train_baseline_{baseline}_{res}.log",

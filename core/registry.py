@@ -1,0 +1,130 @@
+"""The one table of the suite's models: class, display name, artefact layout, curve column, params section.
+
+Everything that needs to know which models exist reads it: the Snakefile and dvc.yaml (which jobs to run and
+which files they write), the checkpoint loader (which class a checkpoint's `kind` rebuilds), training (which
+models `lapcvae train-baseline` builds), evaluation, figures, the report and the human study (Table 1's rows,
+their order and their names). Adding a model is one model file, one `ModelSpec` in MODELS below, its params
+section in params.yaml and its schema fragment in core/schemas/ (README, "Adding a model").
+
+Artefact paths are relative to `paths.results` and spelled only here:
+    models/{res}/{name}/model.pt          a model trained by one job (`train_baseline`)
+    models/{res}/{name}/level{level}.pt   a LapCVAE variant, one job per pyramid level; level0.pt is the whole model
+    models/{res}/lapcvae/retrained_m.pt   LapCVAE with its M networks retrained (`retrain_m`)
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# How a model is trained, i.e. which Snakemake rule writes its checkpoints (workflow/rules/train.smk).
+TRAIN_ONE_JOB = "train_baseline"  # `lapcvae train-baseline --model NAME`: Class.from_params(params, res), fit()
+TRAIN_PER_LEVEL = "train_level"  # `lapcvae train-level`: one job per LapCVAE pyramid level, coarsest first
+RETRAIN_M = "retrain_m"  # `lapcvae retrain-m`: a trained LapCVAE's M networks retrained (Figure 8)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One row of Table 1 and everything the suite needs to train, load, evaluate and show it."""
+
+    name: str  # Table 1's key, the {model} wildcard and the folder under results/models/{res}/
+    display_name: str  # how figures, tables and the report name it
+    model_class: str  # "module:Class"; the class has `kind`, `config`, from_config() and, for one-job models,
+    #                   from_params(params, res) (see models/interface.py)
+    params_section: str  # its section of params.yaml, one entry per resolution ("64": {..., train: {...}})
+    trained_by: str = TRAIN_ONE_JOB
+    curve_column: str = "reconstruction"  # the training-log column `dvc plots show` draws
+    params_also: tuple[str, ...] = ()  # other params keys its training reads ({res} filled in)
+    checkpoint_kind: str = ""  # the `kind` its checkpoints carry; defaults to `name`
+    options: Mapping[str, Any] = field(default_factory=dict)  # model-specific switches (LapCVAE: use_m)
+
+    @property
+    def kind(self) -> str:
+        return self.checkpoint_kind or self.name
+
+
+# Every model of Table 1, in the table's order.
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
+    # The VAE's widths are matched to LapCVAE's parameter count, so LapCVAE's settings matter to it.
+    ModelSpec("vae", "VAE", "baselines.vae:VAE", "vae", curve_column="reconstruction",
+              params_also=("lapcvae.{res}",)),
+    ModelSpec("vaegan", "VAE/GAN", "baselines.vaegan:VAEGAN", "vaegan", curve_column="dis_l"),
+    ModelSpec("lapcvae_nom", "LapCVAE without M", "models.lapcvae:LapCVAE", "lapcvae", trained_by=TRAIN_PER_LEVEL,
+              curve_column="recon", checkpoint_kind="lapcvae", options={"use_m": False}),
+    ModelSpec("lapcvae", "LapCVAE", "models.lapcvae:LapCVAE", "lapcvae", trained_by=TRAIN_PER_LEVEL,
+              curve_column="recon", options={"use_m": True}),
+    ModelSpec("lapcvae_retrained_m", "LapCVAE, M retrained", "models.lapcvae:LapCVAE", "lapcvae",
+              trained_by=RETRAIN_M, curve_column="loss", checkpoint_kind="lapcvae"),
+]}
+
+
+def names() -> list[str]:
+    """Table 1's models, in its order."""
+    return list(MODELS)
+
+
+def spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(MODELS)} (add one in core/registry.py)")
+    return MODELS[name]
+
+
+def trained_by(rule: str) -> list[str]:
+    """The models whose checkpoints one training rule writes, e.g. trained_by(TRAIN_ONE_JOB) == ["vae", "vaegan"]."""
+    return [name for name, model in MODELS.items() if model.trained_by == rule]
+
+
+def display_names() -> dict[str, str]:
+    return {name: model.display_name for name, model in MODELS.items()}
+
+
+def params_sections() -> list[str]:
+    """The params.yaml sections of all models, each once."""
+    return list(dict.fromkeys(model.params_section for model in MODELS.values()))
+
+
+# ----- artefact layout (paths relative to paths.results, or under `results` when given) ------------------------
+def level_checkpoint(results: str, res: int | str, name: str, level: int | str) -> str:
+    """Level `level`'s checkpoint of a per-level model: it holds levels level..K."""
+    return f"{results}/models/{res}/{name}/level{level}.pt"
+
+
+def checkpoint(results: str, res: int | str, name: str) -> str:
+    """The checkpoint a model is evaluated from (the whole model)."""
+    model = spec(name)
+    if model.trained_by == TRAIN_PER_LEVEL:
+        return level_checkpoint(results, res, name, 0)
+    if model.trained_by == RETRAIN_M:
+        return f"{results}/models/{res}/{retrain_source()}/retrained_m.pt"
+    return f"{results}/models/{res}/{name}/model.pt"
+
+
+def retrain_source() -> str:
+    """The per-level model whose whole checkpoint `retrain_m` starts from (the LapCVAE with M networks)."""
+    return next(name for name, model in MODELS.items()
+                if model.trained_by == TRAIN_PER_LEVEL and model.options.get("use_m"))
+
+
+def checkpoints(results: str, res: int | str, name: str, levels: int) -> list[str]:
+    """Every checkpoint a model's training jobs write (per-level models: level0.pt .. level{levels - 1}.pt)."""
+    if spec(name).trained_by == TRAIN_PER_LEVEL:
+        return [level_checkpoint(results, res, name, k) for k in range(levels)]
+    return [checkpoint(results, res, name)]
+
+
+def training_log(checkpoint_path: str) -> str:
+    """Per-step losses the training loop writes beside each checkpoint (for dvc plots and the curves)."""
+    return checkpoint_path.removesuffix(".pt") + ".log.csv"
+
+
+# ----- classes ---------------------------------------------------------------------------------------------------
+def checkpoint_kinds() -> dict[str, str]:
+    """Checkpoint `kind` -> "module:Class" that rebuilds it."""
+    return {model.kind: model.model_class for model in MODELS.values()}
+
+
+def load_class(import_path: str) -> type:
+    module_name, class_name = import_path.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
