@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +15,6 @@ import numpy as np
 from torch import nn
 
 from core import registry
-from core.params import add_params_arguments, params_from_args, train_settings
 from data.arrays import load_image_array
 
 logger = logging.getLogger(__name__)
@@ -39,30 +37,3 @@ def build_baseline(params: Mapping[str, Any], model: str, resolution: int) -> nn
 def load_train_images(path: str | Path, resolution: int) -> np.ndarray:
     """The prepared uint8 training images (N, 3, res, res), memory-mapped."""
     return load_image_array(path, resolution)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae train-baseline", description=__doc__.splitlines()[0])
-    add_params_arguments(parser)
-    parser.add_argument("--model", required=True, choices=sorted(BASELINES), help="which baseline to train")
-    parser.add_argument("--res", required=True, type=int, help="image resolution in pixels, e.g. 64")
-    parser.add_argument("--data", required=True, type=Path, help="prepared training images, {res}/train.npy")
-    parser.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. .../vae/model.pt")
-    args = parser.parse_args(argv)
-
-    import torch
-
-    from models.training import derive_seed, fit  # imported here so `--help` stays fast
-
-    params = params_from_args(args)
-    images = load_train_images(args.data, args.res)
-    # Initial weights come from the params seed too, so that a rerun reaches the same weights.
-    torch.manual_seed(derive_seed(params["seed"], f"{args.model}-init", args.res))
-    model = build_baseline(params, args.model, args.res)
-    logger.info("%s at %d px: %d parameters, %d training images", args.model, args.res,
-                sum(parameter.numel() for parameter in model.parameters()), len(images))
-    seed = derive_seed(params["seed"], f"{args.model}-train", args.res)
-    settings = train_settings(params, registry.spec(args.model).params_section, args.res)
-    summary = fit(model, images, settings=settings, seed=seed, output=args.out,
-                  device=params["device"], name=f"{args.model}@{args.res}")
-    logger.info("trained %s: %s", args.out, summary)

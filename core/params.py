@@ -6,7 +6,6 @@ so that each part of the suite owns the description of its own parameters.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import hashlib
 import json
@@ -128,15 +127,3 @@ def train_settings(params: Mapping[str, Any], model: str, resolution: int) -> di
 def fingerprint(value: Any) -> str:
     """A short stable hash of a params subtree, for Snakemake's params rerun trigger."""
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def add_params_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `--params` option every command-line entry point takes."""
-    parser.add_argument(
-        "--params", "-p", action="append", default=None, metavar="YAML",
-        help="override file merged over params.yaml (repeatable, later wins), e.g. config/smoke.yaml",
-    )
-
-
-def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return load_params(*(args.params or []))

@@ -14,7 +14,6 @@ split, row and image_id. The output is built in `<out>.tmp-<pid>` and renamed in
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import shutil
@@ -25,7 +24,6 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from core.params import add_params_arguments, params_from_args
 from data.atomic import atomic_directory
 from data.celeba_format import ATTRIBUTES_FILE, IMAGE_DIR, PARTITION_FILE
 
@@ -146,14 +144,3 @@ def fetch_celeba(out: str | Path, *, archive: str | None, url: str | None, md5: 
                     logger.info("%s not found beside the archive; prepare will go without it", name)
     logger.info("unpacked %d CelebA images into %s", count, out)
     return out
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae fetch-celeba", description=__doc__.split("\n\n")[0])
-    add_params_arguments(parser)
-    parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/raw/celeba")
-    args = parser.parse_args(argv)
-    celeba = params_from_args(args)["data"]["celeba"]
-    out = fetch_celeba(args.out, archive=celeba["archive"], url=celeba["url"], md5=celeba["md5"],
-                       download=celeba["download"])
-    print(f"CelebA in {out}")

@@ -22,7 +22,6 @@ resolutions, resize method, SHA-256 of each array).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
@@ -38,7 +37,6 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from core.params import add_params_arguments, params_from_args
 from data.atomic import atomic_directory
 from data.celeba_format import ATTRIBUTES_FILE, EXTRAS_FILE, IMAGE_DIR, read_attributes
 
@@ -258,19 +256,3 @@ def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequen
     logger.info("prepared %d train and %d test images at %s px in %s", len(splits["train"]),
                 len(splits["test"]), ", ".join(map(str, resolutions)), out)
     return manifest
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae prepare", description=__doc__.split("\n\n")[0])
-    add_params_arguments(parser)
-    parser.add_argument("--raw", required=True, type=Path, help="CelebA-format tree, e.g. data/raw/synthetic")
-    parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/prepared")
-    parser.add_argument("--workers", type=int, default=1, help="processes decoding images (default 1)")
-    args = parser.parse_args(argv)
-    params = params_from_args(args)
-    data = params["data"]
-    manifest = prepare(args.raw, args.out, crop=Crop(**data["crop"]), resolutions=data["resolutions"],
-                       test_fraction=data["test_fraction"], seed=params["seed"], source=data["source"],
-                       workers=max(1, args.workers))
-    counts = manifest["counts"]
-    print(f"{counts['train']} train / {counts['test']} test images in {args.out}")

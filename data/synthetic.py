@@ -11,7 +11,6 @@ in `<out>.tmp-<pid>` and renamed into place.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import logging
 import multiprocessing
@@ -23,7 +22,6 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from core.params import add_params_arguments, params_from_args
 from data.atomic import atomic_directory
 from data.celeba_format import (
     ATTRIBUTES_FILE,
@@ -121,24 +119,3 @@ def save_grid(image_dir: str | Path, path: str | Path, *, crop_box: tuple[int, i
     temporary = path.with_name(path.name + ".tmp")
     Image.fromarray(sheet).save(temporary, format="PNG", optimize=True)
     os.replace(temporary, path)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae generate-faces", description=__doc__.split("\n\n")[0])
-    add_params_arguments(parser)
-    parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/raw/synthetic")
-    parser.add_argument("--count", type=int, default=None, help="number of faces (default: data.synthetic.count)")
-    parser.add_argument("--workers", type=int, default=1, help="processes drawing faces in parallel (default 1)")
-    parser.add_argument("--preview", type=Path, default=None,
-                        help="also save an 8x8 grid of the first faces, cropped and resized as prepare does")
-    args = parser.parse_args(argv)
-    params = params_from_args(args)
-    synthetic = params["data"]["synthetic"]
-    count = synthetic["count"] if args.count is None else args.count
-    out = generate(args.out, count=count, seed=params["seed"], jpeg_quality=synthetic["jpeg_quality"],
-                   workers=max(1, args.workers))
-    if args.preview is not None:
-        crop = params["data"]["crop"]
-        box = (crop["left"], crop["top"], crop["left"] + crop["size"], crop["top"] + crop["size"])
-        save_grid(out / IMAGE_DIR, args.preview, crop_box=box, tile_size=max(params["data"]["resolutions"]))
-    print(f"{count} faces in {out}")

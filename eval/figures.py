@@ -10,7 +10,6 @@ Each `*_rows` function returns the image grid as plain arrays, so tests can chec
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import re
@@ -27,12 +26,10 @@ from matplotlib.ticker import MaxNLocator
 from tqdm import tqdm
 
 from core import registry
-from core.params import add_params_arguments, params_from_args
 from data.arrays import load_image_array
 from eval.plotting import (
     DEFAULT_DPI,
     DISPLAY_NAMES,
-    MODELS,
     add_caption,
     caption_height,
     image_grid,
@@ -294,23 +291,3 @@ def write_figures(params: Mapping[str, Any], res: int, eval_dir: Path, models_di
     save_figure(training_curves_figure(logs, res), path)
     written.append(path)
     return written
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae figures", description=__doc__.splitlines()[0])
-    add_params_arguments(parser)
-    parser.add_argument("--res", type=int, required=True, help="resolution, e.g. 64")
-    parser.add_argument("--eval-dir", type=Path, required=True, help="results/eval")
-    parser.add_argument("--models-dir", type=Path, required=True, help="results/models")
-    parser.add_argument("--test", type=Path, required=True, help="data/prepared/{res}/test.npy")
-    parser.add_argument("--out-dir", type=Path, required=True, help="results/figures")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
-                        help="models to show (default: all five)")
-    args = parser.parse_args(argv)
-    params = params_from_args(args)
-    if args.res <= 0:
-        raise ValueError(f"--res must be a positive resolution such as 64, got {args.res}")
-    written = write_figures(params, args.res, args.eval_dir, args.models_dir, args.test, args.out_dir,
-                            args.models)
-    for path in written:
-        print(path)

@@ -7,13 +7,11 @@ per-image square root of the MSE with pixels in [0, 255]; PSNR, SSIM and a sharp
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
 import math
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,11 +25,8 @@ from torchmetrics.functional.image import peak_signal_noise_ratio, structural_si
 from tqdm import tqdm
 
 from core import registry
-from core.params import add_params_arguments, params_from_args
 from data.arrays import load_image_array
-from models.checkpoint import load_model
 from models.pyramid import laplacian_pyramid
-from models.training import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -253,51 +248,3 @@ def atomic_npy_memmap(path: str | Path, shape: tuple[int, ...], dtype: type) -> 
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae evaluate", description=__doc__.splitlines()[0])
-    add_params_arguments(parser)
-    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
-    parser.add_argument("--model", required=True, choices=MODELS, help="the model's name in Table 1")
-    parser.add_argument("--checkpoint", required=True, help="e.g. results/models/64/lapcvae/level0.pt")
-    parser.add_argument("--test", required=True, help="prepared test split, e.g. data/prepared/64/test.npy")
-    parser.add_argument("--out-dir", required=True, help="e.g. results/eval/64/lapcvae")
-    parser.add_argument("--per-image", required=True, help="e.g. results/metrics/per_image/64_lapcvae.csv")
-    args = parser.parse_args(argv)
-    params = params_from_args(args)
-    settings = params["eval"]
-    device = resolve_device(params["device"])
-
-    test_images = load_images(args.test, args.res)
-    model = load_model(args.checkpoint, device)
-    logger.info("evaluating %s (%s) on %d test images of %d px on %s", args.model, args.checkpoint,
-                len(test_images), args.res, device)
-    out_dir = Path(args.out_dir)
-    started = time.perf_counter()
-    with atomic_npy_memmap(out_dir / "reconstructions.npy", test_images.shape, np.uint8) as reconstructions:
-        per_image = evaluate_model(model, test_images, settings["batch_size"], device, reconstructions)
-    with torch.inference_mode():
-        samples = to_uint8(model.sample(settings["samples"], seed=params["seed"]))  # same seed for every model
-    eval_seconds = time.perf_counter() - started
-
-    one_image = torch.from_numpy(np.array(test_images[:1])).to(device).float() / PIXEL_MAX  # (1, 3, H, W)
-    meta = dict(getattr(model, "meta", {}))
-    summary = {
-        "model": args.model,
-        "kind": model.kind,
-        "resolution": args.res,
-        **summarise(per_image, settings["bootstrap_samples"], params["seed"]),
-        "parameters": count_parameters(model),
-        "flops_per_image": count_flops(model.reconstruct, one_image),
-        "eval_seconds": eval_seconds,
-        "eval_device": str(device),
-        "train_seconds": pyramid_train_seconds(args.checkpoint, meta.get("train_seconds")),
-        "checkpoint": str(args.checkpoint),
-        "meta": meta,
-    }
-    atomic_save_npy(out_dir / "samples.npy", samples)
-    atomic_write_csv(args.per_image, per_image)
-    atomic_write_json(out_dir / "summary.json", summary)  # last: its presence means the rest is complete
-    print(f"{args.model} {args.res}px: RMSE {summary['rmse_mean']:.2f} +- {summary['rmse_std']:.2f} "
-          f"(95% CI {summary['rmse_ci95'][0]:.2f}-{summary['rmse_ci95'][1]:.2f}) on {summary['n_test']} images")

@@ -7,7 +7,6 @@ converted to float64, so full CelebA at 128 px (162k images, 8 GB as uint8) neve
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
@@ -16,8 +15,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from core.params import add_params_arguments, params_from_args
-from eval.metrics import MODELS, atomic_write_csv, load_images
+from eval.metrics import MODELS
 from eval.plotting import DISPLAY_NAMES, image_grid, save_figure
 
 logger = logging.getLogger(__name__)
@@ -138,39 +136,3 @@ def neighbours_figure(
                       ha="center", va="bottom", fontsize=7, color="black",
                       bbox={"facecolor": "white", "alpha": 0.8, "pad": 1, "linewidth": 0})
     save_figure(figure, path)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae neighbours", description=__doc__.splitlines()[0])
-    add_params_arguments(parser)
-    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
-    parser.add_argument("--eval-dir", required=True, help="holds {res}/{model}/samples.npy, e.g. results/eval")
-    parser.add_argument("--train", required=True, help="e.g. data/prepared/64/train.npy")
-    parser.add_argument("--test", required=True, help="e.g. data/prepared/64/test.npy")
-    parser.add_argument("--out-dir", required=True, help="e.g. results/neighbours")
-    parser.add_argument("--figure", required=True, help="e.g. results/figures/fig6_neighbours_64.png")
-    args = parser.parse_args(argv)
-    settings = params_from_args(args)["eval"]["neighbours"]
-
-    train = load_images(args.train, args.res)
-    test = load_images(args.test, args.res)
-    queries: dict[str, np.ndarray] = {}
-    for name in MODELS:
-        path = Path(args.eval_dir) / str(args.res) / name / "samples.npy"
-        if path.is_file():
-            queries[name] = np.asarray(load_images(path, args.res)[:settings["samples"]])
-    if not queries:
-        raise FileNotFoundError(f"no {args.eval_dir}/{args.res}/<model>/samples.npy found: run `lapcvae evaluate` "
-                                "for at least one model first")
-    queries[TEST_REFERENCE] = np.asarray(test[:settings["samples"]])
-
-    out_dir = Path(args.out_dir)
-    results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for name, images in queries.items():
-        logger.info("nearest neighbours of %d %s images among %d training images", len(images), name, len(train))
-        results[name] = nearest_neighbours(images, train, settings["k"], settings["chunk"])
-        atomic_write_csv(out_dir / f"{args.res}_{name}.csv", neighbour_table(*results[name]))
-    summary = summary_table({name: distances[:, 0] for name, (distances, _) in results.items()})
-    atomic_write_csv(out_dir / f"{args.res}_summary.csv", summary)
-    neighbours_figure(queries, results, train, settings["figure_rows"], args.res, args.figure)
-    print(summary.to_string(index=False))

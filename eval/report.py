@@ -7,7 +7,6 @@ inline CSS, no scripts, fonts or style sheets from elsewhere, so it opens offlin
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -24,7 +23,7 @@ import pandas as pd
 import torch
 import yaml
 
-from core.params import REPO_ROOT, add_params_arguments, params_from_args
+from core.params import REPO_ROOT
 from eval.paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_RESOLUTION
 from eval.plotting import DISPLAY_NAMES, MODELS
 from eval.table import paired_wilcoxon
@@ -514,20 +513,3 @@ def write_text_atomically(path: Path, text: str) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae report", description=__doc__.splitlines()[0])
-    add_params_arguments(parser)
-    parser.add_argument("--results", type=Path, required=True, help="results folder, e.g. results")
-    parser.add_argument("--prepared", type=Path, required=True, help="prepared data, e.g. data/prepared")
-    parser.add_argument("--out-md", type=Path, required=True, help="e.g. results/report.md")
-    parser.add_argument("--out-html", type=Path, required=True, help="e.g. results/report.html")
-    args = parser.parse_args(argv)
-    params = params_from_args(args)
-    blocks = build_report(params, args.results, args.prepared)
-    markdown, page = render_markdown(blocks, args.out_md.parent), render_html(blocks)  # both before any write
-    write_text_atomically(args.out_md, markdown)
-    write_text_atomically(args.out_html, page)
-    print(args.out_md)
-    print(args.out_html)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
@@ -16,8 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
-from core.params import add_params_arguments, params_from_args
-from eval.metrics import MODELS, atomic_write_csv, atomic_write_json
+from eval.metrics import MODELS
 from eval.paper import PAPER_TABLE1
 
 logger = logging.getLogger(__name__)
@@ -100,19 +98,3 @@ def metrics_json(table: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
         values = {key: (None if pd.isna(value) else value) for key, value in record.items()}
         nested.setdefault(resolution, {})[model] = values
     return nested
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae table", description=__doc__.splitlines()[0])
-    add_params_arguments(parser)
-    parser.add_argument("--eval-dir", required=True, help="holds {res}/{model}/summary.json, e.g. results/eval")
-    parser.add_argument("--per-image-dir", required=True, help="holds {res}_{model}.csv, e.g. "
-                                                               "results/metrics/per_image")
-    parser.add_argument("--out-dir", required=True, help="where table1.csv and metrics.json go, e.g. results/metrics")
-    args = parser.parse_args(argv)
-    table = build_table1(params_from_args(args), args.eval_dir, args.per_image_dir)
-    out_dir = Path(args.out_dir)
-    atomic_write_csv(out_dir / "table1.csv", table)
-    atomic_write_json(out_dir / "metrics.json", metrics_json(table))
-    print(table[["resolution", "model", "rmse_mean", "rmse_std", "wilcoxon_p", "paper_rmse_mean"]]
-          .to_string(index=False))

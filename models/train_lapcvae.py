@@ -11,7 +11,6 @@ Levels train coarsest first: the checkpoint of level k holds levels k..K and see
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,11 @@ import numpy as np
 import torch
 
 from core import registry
-from core.params import add_params_arguments, deep_merge, params_from_args, train_settings
+from core.params import train_settings
 from data.arrays import load_image_array
-from models.checkpoint import load_checkpoint, load_model
-from models.lapcvae import LapCVAE, LevelTrainable, PriorRetrainer
-from models.training import derive_seed, fit
+from models.checkpoint import load_checkpoint
+from models.lapcvae import LapCVAE
+from models.training import derive_seed
 
 logger = logging.getLogger(__name__)
 
@@ -84,43 +83,3 @@ def build_level_model(params: dict[str, Any], resolution: int, variant: str, lev
         if unexpected or any(not key.startswith(f"level_vaes.{level}.") for key in missing):
             raise ValueError(f"--coarser {coarser} does not hold levels {level + 1}..{coarsest}; retrain them")
     return model
-
-
-def train_level_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae train-level", description="train one LapCVAE pyramid level")
-    add_params_arguments(parser)
-    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
-    parser.add_argument("--variant", choices=sorted(VARIANTS), required=True, help="with or without M")
-    parser.add_argument("--level", type=int, required=True, help="pyramid level k (0 = finest)")
-    parser.add_argument("--data", required=True, help="prepared uint8 training images (N, 3, res, res) .npy")
-    parser.add_argument("--out", required=True, help="checkpoint to write, e.g. .../level{k}.pt")
-    parser.add_argument("--coarser", default=None, help="checkpoint of level k+1 (required unless k = K)")
-    args = parser.parse_args(argv)
-    params = params_from_args(args)
-    model = build_level_model(params, args.res, args.variant, args.level, args.coarser)
-    images = load_images(args.data, args.res)
-    fit(LevelTrainable(model, args.level), images, settings=level_settings(params, args.res, args.level),
-        seed=derive_seed(params["seed"], "lapcvae-train", args.res, args.variant, args.level), output=args.out,
-        export=model, device=params["device"], name=f"{args.res}/{args.variant}/level{args.level}")
-
-
-def retrain_m_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae retrain-m",
-                                     description="retrain only the M networks of a trained LapCVAE (Figure 8)")
-    add_params_arguments(parser)
-    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
-    parser.add_argument("--checkpoint", required=True, help="the whole trained model, .../lapcvae/level0.pt")
-    parser.add_argument("--data", required=True, help="prepared uint8 training images (N, 3, res, res) .npy")
-    parser.add_argument("--out", required=True, help="checkpoint to write, e.g. .../lapcvae/retrained_m.pt")
-    args = parser.parse_args(argv)
-    params = params_from_args(args)
-    resolution_params(params, args.res)
-    model = load_model(args.checkpoint)
-    if not isinstance(model, LapCVAE) or model.config["resolution"] != args.res:
-        raise ValueError(f"--checkpoint {args.checkpoint} is not a {args.res} px LapCVAE; pass its level0.pt")
-    retrain = params["lapcvae"]["retrain_m"]
-    settings = deep_merge(train_settings(params, "lapcvae", args.res),
-                          {"epochs": retrain["epochs"], "lr": retrain["lr"]})
-    fit(PriorRetrainer(model), load_images(args.data, args.res), settings=settings,
-        seed=derive_seed(params["seed"], "lapcvae-retrain-m", args.res), output=args.out, export=model,
-        device=params["device"], name=f"{args.res}/lapcvae/retrain_m")

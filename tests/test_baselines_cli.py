@@ -9,8 +9,8 @@ import pytest
 import torch
 import yaml
 
-from baselines.train import main
 from models.checkpoint import load_model
+from workflow.commands.train import train_baseline_main as main
 
 TINY = {
     "device": "cpu",

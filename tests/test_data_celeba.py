@@ -11,9 +11,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from data.celeba import fetch_celeba, file_md5, main
+from data.celeba import fetch_celeba, file_md5
 from data.celeba_format import ATTRIBUTE_NAMES, IMAGE_DIR
 from data.prepare import Crop, prepare
+from workflow.commands.data import fetch_celeba_main as main
 
 NAMES = [f"{index:06d}.jpg" for index in range(1, 7)]
 

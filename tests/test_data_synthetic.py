@@ -11,7 +11,8 @@ from PIL import Image
 
 from data.celeba_format import ATTRIBUTE_NAMES, EXTRAS_FILE, IMAGE_DIR, read_attributes
 from data.faces import _Canvas, draw_face, render, sample_spec
-from data.synthetic import generate, main
+from data.synthetic import generate
+from workflow.commands.data import generate_faces_main as main
 
 COUNT = 6
 

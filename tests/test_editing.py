@@ -14,8 +14,6 @@ from eval.editing import (
     box_slices,
     coarse_edit,
     coarse_image,
-    edit_coarse_main,
-    edit_region_main,
     load_edited_coarse,
     load_mask,
     paint_box,
@@ -26,6 +24,7 @@ from eval.editing import (
 )
 from models.checkpoint import save_model
 from models.lapcvae import LapCVAE
+from workflow.commands.editing import edit_coarse_main, edit_region_main
 
 SIZE, LEVELS, FIXED, VARIANTS = 16, 3, 2, 3
 BOX = {"top": 0.25, "left": 0.25, "bottom": 0.75, "right": 0.75}

@@ -13,9 +13,10 @@ from PIL import Image
 
 from core.params import REPO_ROOT
 from eval import figures
-from eval.plotting import grid_array, image_grid, save_figure, to_hwc_uint8
+from eval.plotting import MODELS, grid_array, image_grid, save_figure, to_hwc_uint8
 from models.checkpoint import save_model
 from models.lapcvae import LapCVAE
+from workflow.commands.evaluate import figures_main
 
 SIZE = 16
 SMOKE = str(REPO_ROOT / "config" / "smoke.yaml")
@@ -139,7 +140,7 @@ def write_fixture_tree(root: Path, n_test: int = 6) -> dict[str, Path]:
     test.parent.mkdir(parents=True)
     np.save(test, smooth_images(n_test, seed=0))
     eval_dir, models_dir = root / "results" / "eval", root / "results" / "models"
-    for index, model in enumerate(figures.MODELS):
+    for index, model in enumerate(MODELS):
         folder = eval_dir / str(SIZE) / model
         folder.mkdir(parents=True)
         np.save(folder / "reconstructions.npy", smooth_images(n_test, seed=10 + index))
@@ -155,7 +156,7 @@ def write_fixture_tree(root: Path, n_test: int = 6) -> dict[str, Path]:
 
 
 def run_cli(paths: dict[str, Path]) -> None:
-    figures.main(["--params", SMOKE, "--res", str(SIZE), "--eval-dir", str(paths["eval"]), "--models-dir",
+    figures_main(["--params", SMOKE, "--res", str(SIZE), "--eval-dir", str(paths["eval"]), "--models-dir",
                   str(paths["models"]), "--test", str(paths["test"]), "--out-dir", str(paths["out"])])
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from eval.human_study import analyze_main, export_main
+from workflow.commands.study import analyze_main, export_main
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -11,8 +11,8 @@ import yaml
 from PIL import Image
 
 from models.checkpoint import load_checkpoint, load_model
-from models.cli import paired_rows, partial_sample_main, reconstruct_main, sample_main, to_uint8
-from models.train_lapcvae import retrain_m_main, train_level_main
+from workflow.commands.sample import paired_rows, partial_sample_main, reconstruct_main, sample_main, to_uint8
+from workflow.commands.train import retrain_m_main, train_level_main
 
 TINY = {"levels": 2, "latent_dims": [4, 3], "kl_weights": [0.1, 1.0], "widths": [4, 8], "feature_size": 2,
         "m_hidden": 6, "train": {"epochs": 1, "batch_size": 4, "log_every": 1}, "level_epochs": [1, 2]}

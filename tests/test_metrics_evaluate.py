@@ -14,6 +14,7 @@ from torch import nn
 
 from eval import metrics
 from models import checkpoint
+from workflow.commands.evaluate import evaluate_main
 
 SIZE = 16
 N_TEST = 10
@@ -64,7 +65,7 @@ def test_evaluate_writes_reconstructions_metrics_samples_and_summary(tmp_path, s
     test_images = np.random.default_rng(0).integers(0, 256, (N_TEST, 3, SIZE, SIZE), dtype=np.uint8)
     np.save(tmp_path / "test.npy", test_images)
     out_dir, per_image_path = tmp_path / "eval" / "16" / "lapcvae", tmp_path / "per_image" / "16_lapcvae.csv"
-    metrics.main(["--params", str(write_params(tmp_path)), "--res", str(SIZE), "--model", "lapcvae",
+    evaluate_main(["--params", str(write_params(tmp_path)), "--res", str(SIZE), "--model", "lapcvae",
                   "--checkpoint", str(stand_in_checkpoint), "--test", str(tmp_path / "test.npy"),
                   "--out-dir", str(out_dir), "--per-image", str(per_image_path)])
 
@@ -103,7 +104,7 @@ def test_evaluate_writes_reconstructions_metrics_samples_and_summary(tmp_path, s
 def test_evaluate_rejects_test_images_of_another_resolution(tmp_path, stand_in_checkpoint):
     np.save(tmp_path / "test.npy", np.zeros((2, 3, 8, 8), dtype=np.uint8))
     with pytest.raises(ValueError, match="check --res"):
-        metrics.main(["--params", str(write_params(tmp_path)), "--res", str(SIZE), "--model", "vae",
+        evaluate_main(["--params", str(write_params(tmp_path)), "--res", str(SIZE), "--model", "vae",
                       "--checkpoint", str(stand_in_checkpoint), "--test", str(tmp_path / "test.npy"),
                       "--out-dir", str(tmp_path / "out"), "--per-image", str(tmp_path / "p.csv")])
     assert not (tmp_path / "out").exists()
@@ -114,7 +115,7 @@ def test_evaluate_of_a_diverged_model_leaves_nothing_half_written(tmp_path, stan
     monkeypatch.setattr(StandInModel, "reconstruct", lambda self, images: images * float("nan"))
     out_dir = tmp_path / "out"
     with pytest.raises(ValueError, match="diverged"):
-        metrics.main(["--params", str(write_params(tmp_path)), "--res", str(SIZE), "--model", "vae",
+        evaluate_main(["--params", str(write_params(tmp_path)), "--res", str(SIZE), "--model", "vae",
                       "--checkpoint", str(stand_in_checkpoint), "--test", str(tmp_path / "test.npy"),
                       "--out-dir", str(out_dir), "--per-image", str(tmp_path / "p.csv")])
     assert list(out_dir.iterdir()) == []  # the reconstructions' temporary memory map is gone

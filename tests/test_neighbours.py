@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from eval import neighbours
 from eval.neighbours import nearest_neighbours
+from workflow.commands.evaluate import neighbours_main
 
 
 def brute_force(queries: np.ndarray, train: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +77,7 @@ def test_neighbours_command_writes_tables_summary_and_figure(tmp_path: Path):
     override.write_text(yaml.safe_dump({"eval": {"neighbours": {"samples": n_samples, "k": k, "chunk": 16,
                                                                 "figure_rows": 2}}}))
     out_dir, figure = tmp_path / "neighbours", tmp_path / "figures" / "fig6_neighbours_16.png"
-    neighbours.main(["--params", str(override), "--res", str(size), "--eval-dir", str(tmp_path / "eval"),
+    neighbours_main(["--params", str(override), "--res", str(size), "--eval-dir", str(tmp_path / "eval"),
                      "--train", str(tmp_path / "train.npy"), "--test", str(tmp_path / "test.npy"),
                      "--out-dir", str(out_dir), "--figure", str(figure)])
 
@@ -101,6 +101,6 @@ def test_neighbours_command_writes_tables_summary_and_figure(tmp_path: Path):
 def test_neighbours_command_needs_samples(tmp_path: Path):
     np.save(tmp_path / "train.npy", random_images(4, 8, seed=0))
     with pytest.raises(FileNotFoundError, match="lapcvae evaluate"):
-        neighbours.main(["--res", "8", "--eval-dir", str(tmp_path / "eval"), "--train", str(tmp_path / "train.npy"),
+        neighbours_main(["--res", "8", "--eval-dir", str(tmp_path / "eval"), "--train", str(tmp_path / "train.npy"),
                          "--test", str(tmp_path / "train.npy"), "--out-dir", str(tmp_path / "out"),
                          "--figure", str(tmp_path / "fig.png")])

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 
 from core.params import REPO_ROOT, load_params
-from eval import report, table
+from eval import report
 from eval.human_study import TABLE_COLUMNS
 from eval.metrics import summarise
 from eval.plotting import image_grid, save_figure
+from workflow.commands.evaluate import report_main, table_main
 
 SMOKE = str(REPO_ROOT / "config" / "smoke.yaml")
 RES = 64
@@ -45,7 +46,7 @@ def write_eval(results: Path, lapcvae_gain: float) -> None:
         folder = results / "eval" / str(RES) / model
         folder.mkdir(parents=True)
         (folder / "summary.json").write_text(json.dumps(summary))
-    table.main(["--params", SMOKE, "--eval-dir", str(results / "eval"), "--per-image-dir",
+    table_main(["--params", SMOKE, "--eval-dir", str(results / "eval"), "--per-image-dir",
                 str(results / "metrics" / "per_image"), "--out-dir", str(results / "metrics")])
 
 
@@ -80,7 +81,7 @@ def write_fixture(root: Path, lapcvae_gain: float = 3.0) -> dict[str, Path]:
 
 
 def run_report(paths: dict[str, Path]) -> tuple[str, str]:
-    report.main(["--params", SMOKE, "--results", str(paths["results"]), "--prepared", str(paths["prepared"]),
+    report_main(["--params", SMOKE, "--results", str(paths["results"]), "--prepared", str(paths["prepared"]),
                  "--out-md", str(paths["md"]), "--out-html", str(paths["html"])])
     return paths["md"].read_text(encoding="utf-8"), paths["html"].read_text(encoding="utf-8")
 

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eval import table
 from eval.table import build_table1
+from workflow.commands.evaluate import table_main
 
 PARAMS = {"data": {"resolutions": [64, 128]}}
 
@@ -65,7 +65,7 @@ def test_wilcoxon_matches_scipy_on_noisy_fixture_csvs(tmp_path):
 def test_table_command_writes_csv_and_nested_metrics_json(tmp_path):
     write_model(tmp_path, 64, "vae", np.array([20.0, 21.0, 22.0]))
     write_model(tmp_path, 64, "lapcvae_nom", np.array([19.0, 21.5, 20.0]))
-    table.main(["--eval-dir", str(tmp_path / "eval"), "--per-image-dir", str(tmp_path / "per_image"),
+    table_main(["--eval-dir", str(tmp_path / "eval"), "--per-image-dir", str(tmp_path / "per_image"),
                 "--out-dir", str(tmp_path / "metrics")])
     table1 = pd.read_csv(tmp_path / "metrics" / "table1.csv")
     assert table1["model"].tolist() == ["vae", "lapcvae_nom"]

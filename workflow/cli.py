@@ -1,6 +1,7 @@
 """`lapcvae <command> [options]`: every step of the DAG as a plain command-line entry point.
 
-Each command is the `main(argv)` of the module that owns the step; `lapcvae <command> --help` lists its options.
+Each command is a `*_main(argv)` of workflow/commands/ (which calls the library: data/, models/, eval/...);
+`lapcvae <command> --help` lists its options.
 """
 
 from __future__ import annotations
@@ -10,27 +11,27 @@ import logging
 import sys
 
 COMMANDS = {
-    # data/
-    "generate-faces": ("data.synthetic:main", "write the procedural synthetic faces as a CelebA-format tree"),
-    "fetch-celeba": ("data.celeba:main", "check and unpack img_align_celeba.zip (local path, URL or download)"),
-    "prepare": ("data.prepare:main", "crop, resize and split into data/prepared/{res}/{train,test}.npy"),
-    # models/ and baselines/
-    "train-level": ("models.train_lapcvae:train_level_main", "train one LapCVAE pyramid level"),
-    "retrain-m": ("models.train_lapcvae:retrain_m_main", "retrain only the M networks of a trained LapCVAE"),
-    "train-baseline": ("baselines.train:main", "train the VAE or VAE/GAN baseline"),
-    "reconstruct": ("models.cli:reconstruct_main", "reconstruct images with any checkpoint"),
-    "sample": ("models.cli:sample_main", "sample images from any checkpoint"),
-    "partial-sample": ("models.cli:partial_sample_main", "keep an image's coarse LapCVAE levels, sample the rest"),
-    # eval/
-    "evaluate": ("eval.metrics:main", "per-image metrics, reconstructions and samples of one model"),
-    "table": ("eval.table:main", "gather Table 1 and metrics.json from the per-model metrics"),
-    "neighbours": ("eval.neighbours:main", "nearest training images of a model's samples (Figure 6)"),
-    "figures": ("eval.figures:main", "Figures 4, 5, 7, 8 and training curves"),
-    "edit-coarse": ("eval.editing:edit_coarse_main", "Figure 1: paint the coarse level, sample, composite"),
-    "edit-region": ("eval.editing:edit_region_main", "Figure 9: resample a region, composite"),
-    "export-study": ("eval.human_study:export_main", "export the human-study pairs and study.html"),
-    "analyze-study": ("eval.human_study:analyze_main", "turn study responses into Table 2"),
-    "report": ("eval.report:main", "write results/report.md and the self-contained report.html"),
+    # workflow/commands/data.py
+    "generate-faces": ("data:generate_faces_main", "write the procedural synthetic faces as a CelebA-format tree"),
+    "fetch-celeba": ("data:fetch_celeba_main", "check and unpack img_align_celeba.zip (local path, URL or download)"),
+    "prepare": ("data:prepare_main", "crop, resize and split into data/prepared/{res}/{train,test}.npy"),
+    # workflow/commands/train.py and sample.py
+    "train-level": ("train:train_level_main", "train one LapCVAE pyramid level"),
+    "retrain-m": ("train:retrain_m_main", "retrain only the M networks of a trained LapCVAE"),
+    "train-baseline": ("train:train_baseline_main", "train the VAE or VAE/GAN baseline"),
+    "reconstruct": ("sample:reconstruct_main", "reconstruct images with any checkpoint"),
+    "sample": ("sample:sample_main", "sample images from any checkpoint"),
+    "partial-sample": ("sample:partial_sample_main", "keep an image's coarse LapCVAE levels, sample the rest"),
+    # workflow/commands/evaluate.py, editing.py, study.py
+    "evaluate": ("evaluate:evaluate_main", "per-image metrics, reconstructions and samples of one model"),
+    "table": ("evaluate:table_main", "gather Table 1 and metrics.json from the per-model metrics"),
+    "neighbours": ("evaluate:neighbours_main", "nearest training images of a model's samples (Figure 6)"),
+    "figures": ("evaluate:figures_main", "Figures 4, 5, 7, 8 and training curves"),
+    "edit-coarse": ("editing:edit_coarse_main", "Figure 1: paint the coarse level, sample, composite"),
+    "edit-region": ("editing:edit_region_main", "Figure 9: resample a region, composite"),
+    "export-study": ("study:export_main", "export the human-study pairs and study.html"),
+    "analyze-study": ("study:analyze_main", "turn study responses into Table 2"),
+    "report": ("evaluate:report_main", "write results/report.md and the self-contained report.html"),
 }
 
 
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"lapcvae: unknown command {command!r}\n\n{_usage()}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     module_name, function_name = COMMANDS[command][0].split(":")
+    module_name = f"workflow.commands.{module_name}"
     entry_point = getattr(importlib.import_module(module_name), function_name)
     try:
         entry_point(rest)

@@ -15,10 +15,10 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.utils import make_grid
 
-from core.params import add_params_arguments, params_from_args
 from data.arrays import load_image_array
 from models.checkpoint import load_model
 from models.training import resolve_device
+from workflow.commands import add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)
 

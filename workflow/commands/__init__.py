@@ -1,0 +1,31 @@
+"""The runner's command-line entry points: each `*_main(argv)` parses options and calls library functions.
+
+Library packages (data/, models/, baselines/, eval/) know nothing of these; `lapcvae <command>` (workflow/cli.py)
+dispatches to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+from core.params import load_params
+
+
+def doc_summary(module: str, paragraph: bool = False) -> str:
+    """The first line (or paragraph) of a library module's docstring: a command's --help description."""
+    doc = (importlib.import_module(module).__doc__ or "").strip()
+    return doc.split("\n\n")[0] if paragraph else doc.splitlines()[0]
+
+
+def add_params_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `--params` option every command-line entry point takes."""
+    parser.add_argument(
+        "--params", "-p", action="append", default=None, metavar="YAML",
+        help="override file merged over params.yaml (repeatable, later wins), e.g. config/smoke.yaml",
+    )
+
+
+def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return load_params(*(args.params or []))

@@ -1,0 +1,71 @@
+"""`lapcvae generate-faces`, `fetch-celeba`, `prepare`: the data steps' command lines (library: data/).
+
+Each `*_main(argv)` parses its options and calls library functions with plain arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from data.celeba import fetch_celeba
+from data.celeba_format import (
+    IMAGE_DIR,
+)
+from data.prepare import Crop, prepare
+from data.synthetic import generate, save_grid
+from workflow.commands import add_params_arguments, doc_summary, params_from_args
+
+logger = logging.getLogger(__name__)
+
+
+def generate_faces_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae generate-faces",
+                                     description=doc_summary("data.synthetic", paragraph=True))
+    add_params_arguments(parser)
+    parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/raw/synthetic")
+    parser.add_argument("--count", type=int, default=None, help="number of faces (default: data.synthetic.count)")
+    parser.add_argument("--workers", type=int, default=1, help="processes drawing faces in parallel (default 1)")
+    parser.add_argument("--preview", type=Path, default=None,
+                        help="also save an 8x8 grid of the first faces, cropped and resized as prepare does")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    synthetic = params["data"]["synthetic"]
+    count = synthetic["count"] if args.count is None else args.count
+    out = generate(args.out, count=count, seed=params["seed"], jpeg_quality=synthetic["jpeg_quality"],
+                   workers=max(1, args.workers))
+    if args.preview is not None:
+        crop = params["data"]["crop"]
+        box = (crop["left"], crop["top"], crop["left"] + crop["size"], crop["top"] + crop["size"])
+        save_grid(out / IMAGE_DIR, args.preview, crop_box=box, tile_size=max(params["data"]["resolutions"]))
+    print(f"{count} faces in {out}")
+
+
+def fetch_celeba_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae fetch-celeba",
+                                     description=doc_summary("data.celeba", paragraph=True))
+    add_params_arguments(parser)
+    parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/raw/celeba")
+    args = parser.parse_args(argv)
+    celeba = params_from_args(args)["data"]["celeba"]
+    out = fetch_celeba(args.out, archive=celeba["archive"], url=celeba["url"], md5=celeba["md5"],
+                       download=celeba["download"])
+    print(f"CelebA in {out}")
+
+
+def prepare_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae prepare",
+                                     description=doc_summary("data.prepare", paragraph=True))
+    add_params_arguments(parser)
+    parser.add_argument("--raw", required=True, type=Path, help="CelebA-format tree, e.g. data/raw/synthetic")
+    parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/prepared")
+    parser.add_argument("--workers", type=int, default=1, help="processes decoding images (default 1)")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    data = params["data"]
+    manifest = prepare(args.raw, args.out, crop=Crop(**data["crop"]), resolutions=data["resolutions"],
+                       test_fraction=data["test_fraction"], seed=params["seed"], source=data["source"],
+                       workers=max(1, args.workers))
+    counts = manifest["counts"]
+    print(f"{counts['train']} train / {counts['test']} test images in {args.out}")

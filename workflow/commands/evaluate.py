@@ -1,0 +1,183 @@
+"""`lapcvae evaluate`, `table`, `neighbours`, `figures`, `report`: the evaluation command lines (library: eval/).
+
+Each `*_main(argv)` parses its options and calls library functions with plain arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eval.figures import write_figures
+from eval.metrics import (
+    PIXEL_MAX,
+    atomic_npy_memmap,
+    atomic_save_npy,
+    atomic_write_csv,
+    atomic_write_json,
+    count_flops,
+    count_parameters,
+    evaluate_model,
+    load_images,
+    pyramid_train_seconds,
+    summarise,
+    to_uint8,
+)
+from eval.neighbours import TEST_REFERENCE, nearest_neighbours, neighbour_table, neighbours_figure, summary_table
+from eval.plotting import (
+    MODELS,
+)
+from eval.report import build_report, render_html, render_markdown, write_text_atomically
+from eval.table import build_table1, metrics_json
+from models.checkpoint import load_model
+from models.training import resolve_device
+from workflow.commands import add_params_arguments, doc_summary, params_from_args
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae evaluate",
+                                     description=doc_summary("eval.metrics", paragraph=True))
+    add_params_arguments(parser)
+    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    parser.add_argument("--model", required=True, choices=MODELS, help="the model's name in Table 1")
+    parser.add_argument("--checkpoint", required=True, help="e.g. results/models/64/lapcvae/level0.pt")
+    parser.add_argument("--test", required=True, help="prepared test split, e.g. data/prepared/64/test.npy")
+    parser.add_argument("--out-dir", required=True, help="e.g. results/eval/64/lapcvae")
+    parser.add_argument("--per-image", required=True, help="e.g. results/metrics/per_image/64_lapcvae.csv")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    settings = params["eval"]
+    device = resolve_device(params["device"])
+
+    test_images = load_images(args.test, args.res)
+    model = load_model(args.checkpoint, device)
+    logger.info("evaluating %s (%s) on %d test images of %d px on %s", args.model, args.checkpoint,
+                len(test_images), args.res, device)
+    out_dir = Path(args.out_dir)
+    started = time.perf_counter()
+    with atomic_npy_memmap(out_dir / "reconstructions.npy", test_images.shape, np.uint8) as reconstructions:
+        per_image = evaluate_model(model, test_images, settings["batch_size"], device, reconstructions)
+    with torch.inference_mode():
+        samples = to_uint8(model.sample(settings["samples"], seed=params["seed"]))  # same seed for every model
+    eval_seconds = time.perf_counter() - started
+
+    one_image = torch.from_numpy(np.array(test_images[:1])).to(device).float() / PIXEL_MAX  # (1, 3, H, W)
+    meta = dict(getattr(model, "meta", {}))
+    summary = {
+        "model": args.model,
+        "kind": model.kind,
+        "resolution": args.res,
+        **summarise(per_image, settings["bootstrap_samples"], params["seed"]),
+        "parameters": count_parameters(model),
+        "flops_per_image": count_flops(model.reconstruct, one_image),
+        "eval_seconds": eval_seconds,
+        "eval_device": str(device),
+        "train_seconds": pyramid_train_seconds(args.checkpoint, meta.get("train_seconds")),
+        "checkpoint": str(args.checkpoint),
+        "meta": meta,
+    }
+    atomic_save_npy(out_dir / "samples.npy", samples)
+    atomic_write_csv(args.per_image, per_image)
+    atomic_write_json(out_dir / "summary.json", summary)  # last: its presence means the rest is complete
+    print(f"{args.model} {args.res}px: RMSE {summary['rmse_mean']:.2f} +- {summary['rmse_std']:.2f} "
+          f"(95% CI {summary['rmse_ci95'][0]:.2f}-{summary['rmse_ci95'][1]:.2f}) on {summary['n_test']} images")
+
+
+def table_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae table",
+                                     description=doc_summary("eval.table", paragraph=True))
+    add_params_arguments(parser)
+    parser.add_argument("--eval-dir", required=True, help="holds {res}/{model}/summary.json, e.g. results/eval")
+    parser.add_argument("--per-image-dir", required=True, help="holds {res}_{model}.csv, e.g. "
+                                                               "results/metrics/per_image")
+    parser.add_argument("--out-dir", required=True, help="where table1.csv and metrics.json go, e.g. results/metrics")
+    args = parser.parse_args(argv)
+    table = build_table1(params_from_args(args), args.eval_dir, args.per_image_dir)
+    out_dir = Path(args.out_dir)
+    atomic_write_csv(out_dir / "table1.csv", table)
+    atomic_write_json(out_dir / "metrics.json", metrics_json(table))
+    print(table[["resolution", "model", "rmse_mean", "rmse_std", "wilcoxon_p", "paper_rmse_mean"]]
+          .to_string(index=False))
+
+
+def neighbours_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae neighbours",
+                                     description=doc_summary("eval.neighbours", paragraph=True))
+    add_params_arguments(parser)
+    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    parser.add_argument("--eval-dir", required=True, help="holds {res}/{model}/samples.npy, e.g. results/eval")
+    parser.add_argument("--train", required=True, help="e.g. data/prepared/64/train.npy")
+    parser.add_argument("--test", required=True, help="e.g. data/prepared/64/test.npy")
+    parser.add_argument("--out-dir", required=True, help="e.g. results/neighbours")
+    parser.add_argument("--figure", required=True, help="e.g. results/figures/fig6_neighbours_64.png")
+    args = parser.parse_args(argv)
+    settings = params_from_args(args)["eval"]["neighbours"]
+
+    train = load_images(args.train, args.res)
+    test = load_images(args.test, args.res)
+    queries: dict[str, np.ndarray] = {}
+    for name in MODELS:
+        path = Path(args.eval_dir) / str(args.res) / name / "samples.npy"
+        if path.is_file():
+            queries[name] = np.asarray(load_images(path, args.res)[:settings["samples"]])
+    if not queries:
+        raise FileNotFoundError(f"no {args.eval_dir}/{args.res}/<model>/samples.npy found: run `lapcvae evaluate` "
+                                "for at least one model first")
+    queries[TEST_REFERENCE] = np.asarray(test[:settings["samples"]])
+
+    out_dir = Path(args.out_dir)
+    results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, images in queries.items():
+        logger.info("nearest neighbours of %d %s images among %d training images", len(images), name, len(train))
+        results[name] = nearest_neighbours(images, train, settings["k"], settings["chunk"])
+        atomic_write_csv(out_dir / f"{args.res}_{name}.csv", neighbour_table(*results[name]))
+    summary = summary_table({name: distances[:, 0] for name, (distances, _) in results.items()})
+    atomic_write_csv(out_dir / f"{args.res}_summary.csv", summary)
+    neighbours_figure(queries, results, train, settings["figure_rows"], args.res, args.figure)
+    print(summary.to_string(index=False))
+
+
+def figures_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae figures",
+                                     description=doc_summary("eval.figures", paragraph=True))
+    add_params_arguments(parser)
+    parser.add_argument("--res", type=int, required=True, help="resolution, e.g. 64")
+    parser.add_argument("--eval-dir", type=Path, required=True, help="results/eval")
+    parser.add_argument("--models-dir", type=Path, required=True, help="results/models")
+    parser.add_argument("--test", type=Path, required=True, help="data/prepared/{res}/test.npy")
+    parser.add_argument("--out-dir", type=Path, required=True, help="results/figures")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                        help="models to show (default: all five)")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    if args.res <= 0:
+        raise ValueError(f"--res must be a positive resolution such as 64, got {args.res}")
+    written = write_figures(params, args.res, args.eval_dir, args.models_dir, args.test, args.out_dir,
+                            args.models)
+    for path in written:
+        print(path)
+
+
+def report_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae report",
+                                     description=doc_summary("eval.report", paragraph=True))
+    add_params_arguments(parser)
+    parser.add_argument("--results", type=Path, required=True, help="results folder, e.g. results")
+    parser.add_argument("--prepared", type=Path, required=True, help="prepared data, e.g. data/prepared")
+    parser.add_argument("--out-md", type=Path, required=True, help="e.g. results/report.md")
+    parser.add_argument("--out-html", type=Path, required=True, help="e.g. results/report.html")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    blocks = build_report(params, args.results, args.prepared)
+    markdown, page = render_markdown(blocks, args.out_md.parent), render_html(blocks)  # both before any write
+    write_text_atomically(args.out_md, markdown)
+    write_text_atomically(args.out_html, page)
+    print(args.out_md)
+    print(args.out_html)

@@ -1,0 +1,89 @@
+"""`lapcvae train-level`, `retrain-m`, `train-baseline`: the training command lines (library: models/, baselines/).
+
+Each `*_main(argv)` parses its options and calls library functions with plain arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from baselines.train import BASELINES, build_baseline, load_train_images
+from core import registry
+from core.params import deep_merge, train_settings
+from models.checkpoint import load_model
+from models.lapcvae import LapCVAE, LevelTrainable, PriorRetrainer
+from models.train_lapcvae import VARIANTS, build_level_model, level_settings, load_images, resolution_params
+from models.training import derive_seed, fit
+from workflow.commands import add_params_arguments, doc_summary, params_from_args
+
+logger = logging.getLogger(__name__)
+
+
+def train_level_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae train-level", description="train one LapCVAE pyramid level")
+    add_params_arguments(parser)
+    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), required=True, help="with or without M")
+    parser.add_argument("--level", type=int, required=True, help="pyramid level k (0 = finest)")
+    parser.add_argument("--data", required=True, help="prepared uint8 training images (N, 3, res, res) .npy")
+    parser.add_argument("--out", required=True, help="checkpoint to write, e.g. .../level{k}.pt")
+    parser.add_argument("--coarser", default=None, help="checkpoint of level k+1 (required unless k = K)")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    model = build_level_model(params, args.res, args.variant, args.level, args.coarser)
+    images = load_images(args.data, args.res)
+    fit(LevelTrainable(model, args.level), images, settings=level_settings(params, args.res, args.level),
+        seed=derive_seed(params["seed"], "lapcvae-train", args.res, args.variant, args.level), output=args.out,
+        export=model, device=params["device"], name=f"{args.res}/{args.variant}/level{args.level}")
+
+
+def retrain_m_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae retrain-m",
+                                     description="retrain only the M networks of a trained LapCVAE (Figure 8)")
+    add_params_arguments(parser)
+    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    parser.add_argument("--checkpoint", required=True, help="the whole trained model, .../lapcvae/level0.pt")
+    parser.add_argument("--data", required=True, help="prepared uint8 training images (N, 3, res, res) .npy")
+    parser.add_argument("--out", required=True, help="checkpoint to write, e.g. .../lapcvae/retrained_m.pt")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    resolution_params(params, args.res)
+    model = load_model(args.checkpoint)
+    if not isinstance(model, LapCVAE) or model.config["resolution"] != args.res:
+        raise ValueError(f"--checkpoint {args.checkpoint} is not a {args.res} px LapCVAE; pass its level0.pt")
+    retrain = params["lapcvae"]["retrain_m"]
+    settings = deep_merge(train_settings(params, "lapcvae", args.res),
+                          {"epochs": retrain["epochs"], "lr": retrain["lr"]})
+    fit(PriorRetrainer(model), load_images(args.data, args.res), settings=settings,
+        seed=derive_seed(params["seed"], "lapcvae-retrain-m", args.res), output=args.out, export=model,
+        device=params["device"], name=f"{args.res}/lapcvae/retrain_m")
+
+
+def train_baseline_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae train-baseline",
+                                     description=doc_summary("baselines.train", paragraph=True))
+    add_params_arguments(parser)
+    parser.add_argument("--model", required=True, choices=sorted(BASELINES), help="which baseline to train")
+    parser.add_argument("--res", required=True, type=int, help="image resolution in pixels, e.g. 64")
+    parser.add_argument("--data", required=True, type=Path, help="prepared training images, {res}/train.npy")
+    parser.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. .../vae/model.pt")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from models.training import derive_seed, fit  # imported here so `--help` stays fast
+
+    params = params_from_args(args)
+    images = load_train_images(args.data, args.res)
+    # Initial weights come from the params seed too, so that a rerun reaches the same weights.
+    torch.manual_seed(derive_seed(params["seed"], f"{args.model}-init", args.res))
+    model = build_baseline(params, args.model, args.res)
+    logger.info("%s at %d px: %d parameters, %d training images", args.model, args.res,
+                sum(parameter.numel() for parameter in model.parameters()), len(images))
+    seed = derive_seed(params["seed"], f"{args.model}-train", args.res)
+    settings = train_settings(params, registry.spec(args.model).params_section, args.res)
+    summary = fit(model, images, settings=settings, seed=seed, output=args.out,
+                  device=params["device"], name=f"{args.model}@{args.res}")
+    logger.info("trained %s: %s", args.out, summary)
