@@ -270,7 +270,8 @@ def write_figures(params: Mapping[str, Any], res: int, eval_dir: Path, models_di
     written.append(path)
 
     if "lapcvae" in models:
-        lapcvae = load_model(models_dir / str(res) / "lapcvae" / "level0.pt")
+        lapcvae = load_model(models_dir / str(res) / "lapcvae" / "level0.pt", expected_kind="lapcvae",
+                             expected_resolution=res)
         count = params["eval"]["partial_sample"]["samples"]
         rows, row_labels, col_labels = partial_sample_rows(lapcvae, originals[0], count, seed)
         path = out_dir / f"fig7_partial_{res}.png"

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -157,10 +158,20 @@ def pyramid_train_seconds(checkpoint: str | Path, own_seconds: float | None) -> 
     level = 0 if checkpoint.name == "retrained_m.pt" else int(checkpoint.stem.removeprefix("level"))
     total = own_seconds if checkpoint.name == "retrained_m.pt" else 0.0
     for path in sorted(checkpoint.parent.glob("level*.pt")):
+        if not re.fullmatch(r"level\d+\.pt", path.name):  # e.g. a stray level1.pt.resume.pt
+            continue
         if int(path.stem.removeprefix("level")) >= level:
             seconds = torch.load(path, map_location="cpu", weights_only=True).get("meta", {}).get("train_seconds")
             total += seconds or 0.0
     return total
+
+
+def expected_checkpoint(model: str, resolution: int) -> dict[str, Any]:
+    """What the checkpoint of Table 1's `model` at `resolution` must hold (load_model's expected_* arguments)."""
+    if model in ("vae", "vaegan"):
+        return {"expected_kind": model, "expected_resolution": resolution}
+    return {"expected_kind": "lapcvae", "expected_resolution": resolution,
+            "expected_config": {"use_m": model != "lapcvae_nom"}}
 
 
 def load_images(path: str | Path, resolution: int) -> np.ndarray:
@@ -269,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(params["device"])
 
     test_images = load_images(args.test, args.res)
-    model = load_model(args.checkpoint, device)
+    model = load_model(args.checkpoint, device, **expected_checkpoint(args.model, args.res))
     logger.info("evaluating %s (%s) on %d test images of %d px on %s", args.model, args.checkpoint,
                 len(test_images), args.res, device)
     out_dir = Path(args.out_dir)
