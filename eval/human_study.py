@@ -255,8 +255,9 @@ def csv_records(path: Path, required: Sequence[str], what: str) -> list[tuple[in
                                      f"expected one per header column")
                 records.append((reader.line_num, row))
         except UnicodeDecodeError as error:
-            raise ValueError(f"{what} {path} is not UTF-8 text ({error.reason}, byte {error.object[error.start:error.end]!r}"
-                             "); save it as UTF-8 CSV (e.g. \"CSV UTF-8\" in a spreadsheet) and run again") from error
+            bad = error.object[error.start:error.end]
+            raise ValueError(f"{what} {path} is not UTF-8 text ({error.reason}, byte {bad!r}); save it as UTF-8 CSV "
+                             "(e.g. \"CSV UTF-8\" in a spreadsheet) and run again") from error
     return records
 
 
