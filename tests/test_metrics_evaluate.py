@@ -22,7 +22,7 @@ N_TEST = 10
 class StandInModel(nn.Module):
     """A depthwise 3x3 blur plus a learned brightness offset; samples are seeded uniform noise."""
 
-    kind = "standin"
+    kind = "lapcvae"  # registered under LapCVAE's kind, so that `evaluate --model lapcvae` accepts it
 
     def __init__(self, config: dict):
         super().__init__()
@@ -45,9 +45,9 @@ class StandInModel(nn.Module):
 
 @pytest.fixture
 def stand_in_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setitem(checkpoint.MODEL_KINDS, "standin", f"{__name__}:StandInModel")
+    monkeypatch.setitem(checkpoint.MODEL_KINDS, "lapcvae", f"{__name__}:StandInModel")
     path = tmp_path / "model.pt"
-    checkpoint.save_model(path, StandInModel({"offset": 0.05, "size": SIZE}),
+    checkpoint.save_model(path, StandInModel({"offset": 0.05, "size": SIZE, "resolution": SIZE, "use_m": True}),
                           meta={"train_seconds": 12.5, "device": "cpu"})
     return path
 
@@ -114,7 +114,7 @@ def test_evaluate_of_a_diverged_model_leaves_nothing_half_written(tmp_path, stan
     monkeypatch.setattr(StandInModel, "reconstruct", lambda self, images: images * float("nan"))
     out_dir = tmp_path / "out"
     with pytest.raises(ValueError, match="diverged"):
-        metrics.main(["--params", str(write_params(tmp_path)), "--res", str(SIZE), "--model", "vae",
+        metrics.main(["--params", str(write_params(tmp_path)), "--res", str(SIZE), "--model", "lapcvae",
                       "--checkpoint", str(stand_in_checkpoint), "--test", str(tmp_path / "test.npy"),
                       "--out-dir", str(out_dir), "--per-image", str(tmp_path / "p.csv")])
     assert list(out_dir.iterdir()) == []  # the reconstructions' temporary memory map is gone
