@@ -22,7 +22,6 @@ import yaml
 from PIL import Image
 
 from baselines.vae import VAE
-from data import prepare as prepare_module
 from data.celeba import extract
 from data.prepare import Crop, prepare
 from eval import metrics
@@ -133,7 +132,7 @@ def test_disk_full_while_saving_a_checkpoint_names_it(tmp_path, monkeypatch):
         raise RuntimeError("basic_ios::clear: iostream error")
 
     monkeypatch.setattr(torch, "save", full_disk)
-    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 0))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 0))
     target = tmp_path / "models" / "model.pt"
     with pytest.raises(OSError) as error:
         checkpoint.save_model(target, tiny_vae())
@@ -186,7 +185,7 @@ def test_disk_full_during_prepare_is_an_error_not_a_sigbus(tmp_path, monkeypatch
     def full(fd, offset, length):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(prepare_module.os, "posix_fallocate", full)
+    monkeypatch.setattr(os, "posix_fallocate", full)
     with pytest.raises(OSError, match="not enough free space") as error:
         run_prepare(raw, tmp_path / "prepared")
     assert error.value.errno == errno.ENOSPC and "paths.prepared" in str(error.value)
@@ -195,7 +194,7 @@ def test_disk_full_during_prepare_is_an_error_not_a_sigbus(tmp_path, monkeypatch
 
 def test_prepare_checks_free_space_before_writing(tmp_path, monkeypatch):
     raw = write_faces(tmp_path / "raw", [(178, 218)] * 10)
-    monkeypatch.setattr(prepare_module.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 10))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 10))
     with pytest.raises(OSError, match=r"MiB needed, 0\.0 MiB free"):
         run_prepare(raw, tmp_path / "prepared")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["raw"]
