@@ -247,9 +247,17 @@ def test_out_path_under_an_existing_file_is_one_line(tmp_path):
     assert blocker.read_text() == "a file where a folder should be"
 
 
+def test_system_errors_get_the_file_and_the_fix():
+    assert cli.describe_error(PermissionError(errno.EACCES, "Permission denied", "results/x.pt")) == (
+        "results/x.pt: Permission denied; the folder is not writable: fix its permissions (or point paths.* / "
+        "--out elsewhere) and rerun")
+    assert "read-only" in cli.describe_error(OSError(errno.EROFS, "Read-only file system", "/mnt/x"))
+    assert cli.describe_error(ValueError("checkpoint a.pt is ...; retrain")) == "checkpoint a.pt is ...; retrain"
+
+
 def test_read_only_folder_is_one_line(tmp_path):
     if os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders")
+        pytest.skip("root writes into read-only folders (the message is checked above)")
     ckpt = tmp_path / "vae.pt"
     checkpoint.save_model(ckpt, tiny_vae())
     folder = tmp_path / "ro"
