@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -94,9 +95,29 @@ def _check_per_level_lists(params: Mapping[str, Any]) -> None:
                                   "settings")
 
 
+def _check_finite(value: Any, location: list[Any]) -> None:
+    """NaN passes every schema bound (it fails no comparison) and inf passes every lower one: refuse both."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_finite(item, [*location, key])
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_finite(item, [*location, index])
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ParamsError(f"{_key_path(location)}: {value} is not a finite number; give a finite value")
+
+
+# JSON Schema counts 16.0 as an integer; a batch size or epoch count of 16.0 then fails deep in the loop.
+_STRICT_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda checker, instance: isinstance(instance, int) and not isinstance(instance, bool)
+)
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_STRICT_TYPES)
+
+
 def validate(params: Mapping[str, Any]) -> dict[str, Any]:
     """Validate merged params; raise ParamsError naming the first offending key."""
-    validator = jsonschema.Draft202012Validator(load_schema())
+    _check_finite(params, [])
+    validator = _Validator(load_schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), list(e.absolute_path)))
     if errors:
         error = errors[0]
@@ -106,7 +127,10 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
             location += unknown[:1]
             raise ParamsError(f"{_key_path(location)}: unknown key (allowed here: "
                               f"{', '.join(sorted(error.schema.get('properties', {})))})")
-        raise ParamsError(f"{_key_path(location)}: {error.message}")
+        hint = ""
+        if error.validator == "type" and "integer" in str(error.validator_value) and isinstance(error.instance, float):
+            hint = "; write a whole number without a decimal point"
+        raise ParamsError(f"{_key_path(location)}: {error.message}{hint}")
     _check_per_level_lists(params)
     return dict(params)
 

@@ -78,7 +78,12 @@ def safe_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
 
 def extract(archive_path: Path, target: Path) -> int:
     """Extract the zip into `target` after checking every member; returns the number of JPEGs."""
-    with zipfile.ZipFile(archive_path) as archive:
+    try:
+        archive = zipfile.ZipFile(archive_path)
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{archive_path} is not a zip archive ({error}); is the download complete? Delete it "
+                         f"and fetch CelebA's {ARCHIVE_NAME} again") from error
+    with archive:
         members = safe_members(archive)
         images = [m for m in members if not m.is_dir() and m.filename.lower().endswith(".jpg")]
         if not any(PurePosixPath(m.filename).parts[0] == IMAGE_DIR for m in images):

@@ -23,10 +23,13 @@ resolutions, resize method, SHA-256 of each array).
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import logging
 import multiprocessing
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +48,8 @@ logger = logging.getLogger(__name__)
 SPLITS = ("train", "test")
 RESIZE_METHOD = "crop, then antialiased bicubic resize (torch uint8 interpolate, PIL's BICUBIC filter)"
 CHUNK = 64  # images per task sent to a worker, resized as one batch
+MIN_TEST_IMAGES = 2  # a spread (Table 1's +-) and a bootstrap interval need two test images at least
+CELEBA_SIZE = (178, 218)  # (width, height) of CelebA's aligned images, which data.crop's coordinates assume
 
 
 @dataclass(frozen=True)
@@ -74,19 +79,24 @@ def split_indices(total: int, test_fraction: float, seed: int) -> dict[str, np.n
     return {"train": np.sort(order[n_test:]), "test": np.sort(order[:n_test])}
 
 
-def read_crop(path: Path, crop: Crop) -> np.ndarray:
-    """Decode one JPEG and return its (size, size, 3) uint8 crop; ValueError naming the file if unreadable."""
+def read_crop(path: Path, crop: Crop, odd_sizes: list[tuple[str, int, int]] | None = None) -> np.ndarray:
+    """Decode one JPEG and return its (size, size, 3) uint8 crop; ValueError naming the file if unreadable.
+
+    odd_sizes: where to note (path, width, height) of an image that is not CelebA's 178x218.
+    """
     try:
         with Image.open(path) as image:
             image.load()
             pixels = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)  # (H, W, 3)
-    except (OSError, SyntaxError) as error:  # PIL raises these for truncated or non-image files
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:  # truncated, non-image or bomb files
         raise ValueError(f"{path}: cannot read this image ({error}); the file is corrupt or not a JPEG: "
                          "replace it (re-extract or regenerate the raw data) and run prepare again") from error
     height, width = pixels.shape[:2]
     if width < crop.left + crop.size or height < crop.top + crop.size:
         raise ValueError(f"{path}: {width}x{height} image is too small for the crop box {crop.box} "
                          "(data.crop); is it an aligned 178x218 CelebA image?")
+    if odd_sizes is not None and (width, height) != CELEBA_SIZE:
+        odd_sizes.append((str(path), width, height))
     return pixels[crop.top : crop.top + crop.size, crop.left : crop.left + crop.size]
 
 
@@ -100,11 +110,12 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bicubic", antialias=True)
 
 
-def load_batch(paths: Sequence[Path], crop: Crop, resolutions: Sequence[int]) -> list[np.ndarray]:
+def load_batch(paths: Sequence[Path], crop: Crop, resolutions: Sequence[int],
+               odd_sizes: list[tuple[str, int, int]] | None = None) -> list[np.ndarray]:
     """Decode each JPEG once; one (N, 3, res, res) uint8 array per resolution."""
     crops = np.empty((len(paths), crop.size, crop.size, 3), np.uint8)  # (N, S, S, 3)
     for position, path in enumerate(paths):
-        crops[position] = read_crop(Path(path), crop)
+        crops[position] = read_crop(Path(path), crop, odd_sizes)
     batch = torch.from_numpy(crops).permute(0, 3, 1, 2)  # (N, 3, S, S), channels-last in memory
     return [resize(batch, size).numpy() for size in resolutions]
 
@@ -132,13 +143,55 @@ def _init_worker(staging: str, resolutions: Sequence[int], crop: Crop) -> None:
     _open_arrays(staging, resolutions, crop)
 
 
-def _process(job: tuple[str, int, list[str]]) -> int:
-    """Prepare one chunk: consecutive rows `start ...` of one split; returns the number of images."""
+def _process(job: tuple[str, int, list[str]]) -> tuple[int, list[tuple[str, int, int]]]:
+    """Prepare one chunk: consecutive rows `start ...` of one split; returns the number of images and the
+    (path, width, height) of those that are not CelebA's size."""
     split, start, paths = job
-    batches = load_batch(paths, _settings["crop"], _settings["resolutions"])
+    odd_sizes: list[tuple[str, int, int]] = []
+    batches = load_batch(paths, _settings["crop"], _settings["resolutions"], odd_sizes)
     for size, batch in zip(_settings["resolutions"], batches, strict=True):
         _arrays[(size, split)][start : start + len(paths)] = batch
-    return len(paths)
+    return len(paths), odd_sizes
+
+
+def warn_odd_sizes(odd_sizes: list[tuple[str, int, int]], total: int, crop: Crop) -> None:
+    """data.crop holds CelebA's coordinates: say so when other images were cut with them."""
+    if odd_sizes:
+        path, width, height = odd_sizes[0]
+        logger.warning("%d of %d images are not CelebA's aligned %dx%d (e.g. %s is %dx%d), yet were cropped at "
+                       "CelebA's coordinates %s (data.crop): align and crop them like CelebA, or set data.crop "
+                       "for their size", len(odd_sizes), total, *CELEBA_SIZE, path, width, height, crop.box)
+
+
+def check_split_sizes(splits: dict[str, np.ndarray], batch_size: int | None) -> None:
+    """Refuse splits too small for statistics (a one-image test split gives an RMSE spread of 0) or a batch."""
+    n_train, n_test = len(splits["train"]), len(splits["test"])
+    if n_test < MIN_TEST_IMAGES:
+        raise ValueError(f"{n_train + n_test} images give a test split of {n_test}: Table 1's spread and "
+                         f"confidence intervals need at least {MIN_TEST_IMAGES} test images; use more images "
+                         "(or a larger data.test_fraction)")
+    if batch_size is not None and n_train < batch_size:
+        logger.warning("%d training images are fewer than one batch (train.batch_size %d): every step sees the "
+                       "same %d images; use more images or a smaller batch size", n_train, batch_size, n_train)
+
+
+def _preallocate(path: Path) -> None:
+    """Reserve a memory-mapped file's blocks now: on a full disk this raises ENOSPC here, where writing
+    through the memory map later would kill the process with SIGBUS and no message."""
+    size = path.stat().st_size
+    free = shutil.disk_usage(path.parent).free
+    message = (f"not enough free space for {path.name} in {path.parent} ({size / 2**20:.1f} MiB needed, "
+               f"{free / 2**20:.1f} MiB free); free some space or point paths.prepared at another disk")
+    if size > free:
+        raise OSError(errno.ENOSPC, message)
+    try:
+        with open(path, "r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, size)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise OSError(error.errno, message) from error
+        if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a file system without fallocate: go on
+            raise
 
 
 def _jobs(paths: list[Path], splits: dict[str, np.ndarray]) -> list[tuple[str, int, list[str]]]:
@@ -186,7 +239,8 @@ def _attribute_table(raw: Path, names: list[str]) -> tuple[list[str], dict[str, 
 
 
 def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequence[int], test_fraction: float,
-            seed: int, source: str, workers: int = 1, min_images_per_worker: int = MIN_IMAGES_PER_WORKER) -> dict:
+            seed: int, source: str, workers: int = 1, min_images_per_worker: int = MIN_IMAGES_PER_WORKER,
+            batch_size: int | None = None) -> dict:
     """Build the prepared dataset in `out` (replaced atomically); returns the manifest."""
     raw, out = Path(raw), Path(out)
     image_dir = raw / IMAGE_DIR
@@ -199,6 +253,7 @@ def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequen
         logger.info("%d images: preparing them in %d process(es), which is faster here", len(paths), workers)
     names = [path.name for path in paths]
     splits = split_indices(len(paths), test_fraction, seed)
+    check_split_sizes(splits, batch_size)
     columns, attributes = _attribute_table(raw, names)
     resolutions = [int(size) for size in resolutions]
 
@@ -209,22 +264,28 @@ def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequen
                 shape = (len(splits[split]), 3, size, size)  # (N, C, H, W)
                 np.lib.format.open_memmap(staging / str(size) / f"{split}.npy", mode="w+", dtype=np.uint8,
                                           shape=shape).flush()
+                _preallocate(staging / str(size) / f"{split}.npy")
         jobs = _jobs(paths, splits)
+        odd_sizes: list[tuple[str, int, int]] = []
         with tqdm(total=len(paths), desc="prepare", unit="img", disable=None) as progress:
             if workers > 1:
                 context = multiprocessing.get_context("spawn")
                 with context.Pool(workers, initializer=_init_worker,
                                   initargs=(str(staging), resolutions, crop)) as pool:
-                    for done in pool.imap_unordered(_process, jobs):
+                    for done, odd in pool.imap_unordered(_process, jobs):
                         progress.update(done)
+                        odd_sizes += odd
             else:
                 _open_arrays(str(staging), resolutions, crop)
                 try:
                     for job in jobs:
-                        progress.update(_process(job))
+                        done, odd = _process(job)
+                        progress.update(done)
+                        odd_sizes += odd
                 finally:
                     _arrays.clear()
 
+        warn_odd_sizes(odd_sizes, len(paths), crop)
         with open(staging / "attributes.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["split", "row", "image_id", *columns])

@@ -183,7 +183,7 @@ def _open_rgb(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as opened:
             return opened.convert("RGB")
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"image {path} cannot be read ({error}); pass a valid PNG or JPEG") from error
 
 
@@ -220,7 +220,7 @@ def load_mask(path: str | Path, size: int) -> np.ndarray:
     try:
         with Image.open(path) as opened:
             gray = opened.convert("L").resize((size, size), Image.Resampling.NEAREST)
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"mask {path} cannot be read ({error}); pass a valid PNG, white = region") from error
     mask = np.asarray(gray) > MASK_THRESHOLD
     if not mask.any():

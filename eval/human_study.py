@@ -222,15 +222,20 @@ def csv_records(path: Path, required: Sequence[str], what: str) -> list[tuple[in
     records = []
     with path.open(newline="", encoding="utf-8-sig") as handle:  # -sig: spreadsheets may add a BOM
         reader = csv.DictReader(handle)
-        missing = [column for column in required if column not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{what} {path} line 1: missing column(s) {', '.join(missing)}; "
-                             f"the header must name {', '.join(required)}")
-        for row in reader:
-            if None in row or None in row.values():
-                raise ValueError(f"{what} {path} line {reader.line_num}: wrong number of fields; "
-                                 f"expected one per header column")
-            records.append((reader.line_num, row))
+        try:
+            missing = [column for column in required if column not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{what} {path} line 1: missing column(s) {', '.join(missing)}; "
+                                 f"the header must name {', '.join(required)}")
+            for row in reader:
+                if None in row or None in row.values():
+                    raise ValueError(f"{what} {path} line {reader.line_num}: wrong number of fields; "
+                                     f"expected one per header column")
+                records.append((reader.line_num, row))
+        except UnicodeDecodeError as error:
+            bad = error.object[error.start:error.end]
+            raise ValueError(f"{what} {path} is not UTF-8 text ({error.reason}, byte {bad!r}); save it as UTF-8 CSV "
+                             "(e.g. \"CSV UTF-8\" in a spreadsheet) and run again") from error
     return records
 
 

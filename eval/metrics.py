@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -153,10 +154,21 @@ def pyramid_train_seconds(checkpoint: str | Path, own_seconds: float | None) -> 
     level = 0 if checkpoint.name == "retrained_m.pt" else int(checkpoint.stem.removeprefix("level"))
     total = own_seconds if checkpoint.name == "retrained_m.pt" else 0.0
     for path in sorted(checkpoint.parent.glob("level*.pt")):
+        if not re.fullmatch(r"level\d+\.pt", path.name):  # e.g. a stray level1.pt.resume.pt
+            continue
         if int(path.stem.removeprefix("level")) >= level:
             seconds = torch.load(path, map_location="cpu", weights_only=True).get("meta", {}).get("train_seconds")
             total += seconds or 0.0
     return total
+
+
+def expected_checkpoint(model: str, resolution: int) -> dict[str, Any]:
+    """What the checkpoint of Table 1's `model` at `resolution` must hold (load_model's expected_* arguments)."""
+    spec = registry.spec(model)
+    expected: dict[str, Any] = {"expected_kind": spec.kind, "expected_resolution": resolution}
+    if "use_m" in spec.options:
+        expected["expected_config"] = {"use_m": spec.options["use_m"]}
+    return expected
 
 
 def load_images(path: str | Path, resolution: int) -> np.ndarray:

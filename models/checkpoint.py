@@ -7,7 +7,9 @@ A model checkpoint is a plain dict of tensors and primitives, so it loads with `
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,22 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     try:
         torch.save(obj, temporary)
         os.replace(temporary, path)
+    except RuntimeError as error:  # torch's C++ writer reports a full disk as "basic_ios::clear: iostream error"
+        Path(temporary).unlink(missing_ok=True)
+        raise checkpoint_write_error(path, error) from error
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def checkpoint_write_error(path: Path, error: BaseException) -> OSError:
+    """An OSError naming the checkpoint and the likely fix, for torch.save's messageless C++ failures."""
+    free = shutil.disk_usage(path.parent).free if path.parent.is_dir() else None
+    if free is not None and free < 64 * 2**20:  # under 64 MiB left: the write failed for room
+        return OSError(errno.ENOSPC, f"no space left to write checkpoint {path} ({free / 2**20:.0f} MiB free); "
+                       "free some space there (or point paths.results elsewhere) and rerun")
+    return OSError(errno.EIO, f"cannot write checkpoint {path} ({error}); check that its folder is writable "
+                   "and has free space, then rerun")
 
 
 def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any] | None = None) -> None:
@@ -46,9 +61,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist: train that model first (see README)")
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
         raise ValueError(f"checkpoint {path} cannot be read ({error}); delete it and retrain") from error
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"checkpoint {path} holds a {type(checkpoint).__name__}, not a checkpoint of this suite "
+                         "(a dict with kind, config, state_dict); pass a file written by lapcvae train-*")
+    return checkpoint
 
 
 def model_class(kind: str) -> type[nn.Module]:
@@ -57,10 +76,43 @@ def model_class(kind: str) -> type[nn.Module]:
     return registry.load_class(MODEL_KINDS[kind])
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the model a checkpoint holds, in eval mode on `device`."""
+def check_checkpoint(
+    checkpoint: dict[str, Any], path: str | Path, expected_kind: str | None = None,
+    expected_resolution: int | None = None, expected_config: dict[str, Any] | None = None,
+) -> None:
+    """Refuse a checkpoint that is malformed or not the kind / resolution / settings the caller asked for."""
+    kind, config = checkpoint.get("kind"), checkpoint.get("config")
+    if kind not in MODEL_KINDS or not isinstance(config, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise ValueError(f"checkpoint {path} is not a model checkpoint of this suite (kind {kind!r}, keys "
+                         f"{sorted(map(str, checkpoint))}); pass a file written by lapcvae train-*")
+    if expected_kind is not None and kind != expected_kind:
+        raise ValueError(f"checkpoint {path} holds a {kind} model, but a {expected_kind} model was asked for; "
+                         f"pass a {expected_kind} checkpoint (or the matching --model)")
+    resolution = config.get("resolution")
+    if expected_resolution is not None and resolution != int(expected_resolution):
+        raise ValueError(f"checkpoint {path} is a {resolution} px model, but {expected_resolution} px was asked "
+                         f"for; pass the {expected_resolution} px checkpoint (or --res {resolution})")
+    for key, value in (expected_config or {}).items():
+        if config.get(key) != value:
+            raise ValueError(f"checkpoint {path} has {key}={config.get(key)!r}, but {key}={value!r} was asked "
+                             "for; pass the checkpoint of that model")
+
+
+def load_model(
+    path: str | Path, device: str | torch.device = "cpu", *, expected_kind: str | None = None,
+    expected_resolution: int | None = None, expected_config: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Rebuild the model a checkpoint holds, in eval mode on `device`.
+
+    expected_*: refuse (ValueError naming both) a checkpoint of another kind, resolution or config values.
+    """
     checkpoint = load_checkpoint(path, device)
-    model = model_class(checkpoint["kind"]).from_config(checkpoint["config"])
-    model.load_state_dict(checkpoint["state_dict"])
+    check_checkpoint(checkpoint, path, expected_kind, expected_resolution, expected_config)
+    try:
+        model = model_class(checkpoint["kind"]).from_config(checkpoint["config"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (KeyError, TypeError, IndexError, ValueError, RuntimeError) as error:
+        raise ValueError(f"checkpoint {path} does not match its own {checkpoint['kind']} configuration ({error}); "
+                         "it was written by other code or altered: delete it and retrain") from error
     model.meta = checkpoint.get("meta", {})
     return model.to(device).eval()

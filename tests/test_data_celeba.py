@@ -61,9 +61,9 @@ def test_fetch_from_archive_copies_lists_and_prepares(tmp_path):
     assert sorted(path.name for path in (out / IMAGE_DIR).iterdir()) == NAMES
     assert (out / "list_attr_celeba.txt").read_text() == attribute_list(NAMES)
     assert not (out / "list_eval_partition.txt").exists()
-    manifest = prepare(out, tmp_path / "prepared", crop=Crop(40, 15, 148), resolutions=[16], test_fraction=0.2,
+    manifest = prepare(out, tmp_path / "prepared", crop=Crop(40, 15, 148), resolutions=[16], test_fraction=0.34,
                        seed=0, source="celeba")
-    assert manifest["counts"] == {"total": 6, "train": 5, "test": 1}
+    assert manifest["counts"] == {"total": 6, "train": 4, "test": 2}
     assert manifest["attributes"] == list(ATTRIBUTE_NAMES)  # no Sunglasses: real CelebA has no extras file
 
 
@@ -115,7 +115,7 @@ def test_corrupt_jpeg_in_the_zip_stops_prepare_with_its_name(tmp_path):
     archive = build_zip(tmp_path / "img_align_celeba.zip", corrupt="000004.jpg")
     out = fetch_celeba(tmp_path / "celeba", archive=str(archive), url=None, md5=md5_of(archive), download=False)
     with pytest.raises(ValueError, match=r"000004\.jpg: cannot read this image"):
-        prepare(out, tmp_path / "prepared", crop=Crop(40, 15, 148), resolutions=[16], test_fraction=0.2, seed=0,
+        prepare(out, tmp_path / "prepared", crop=Crop(40, 15, 148), resolutions=[16], test_fraction=0.34, seed=0,
                 source="celeba")
     assert not (tmp_path / "prepared").exists()
     assert not list(tmp_path.glob("prepared.tmp-*"))

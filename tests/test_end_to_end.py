@@ -101,8 +101,10 @@ def test_snakemake_killed_mid_training_resumes_to_the_same_weights(dvc_run: Path
     process.wait()
     assert not (root / "results/report.html").exists(), "the run finished before it could be interrupted"
 
-    run("snakemake", "--cores", "2", "--unlock", cwd=root)
-    run("snakemake", "--cores", "2", cwd=root)
+    # As a user would: the same command again, no `--unlock` (the killed run's lock is removed as stale).
+    assert any((root / ".snakemake/locks").glob("*.lock")), "the kill left no lock to test the rerun against"
+    rerun = run("snakemake", "--cores", "2", cwd=root)
+    assert "removed the lock a killed Snakemake left" in rerun
     check_artefacts(root)
     resumed, reference = weights(root), weights(dvc_run)
     for path, state in resumed.items():

@@ -164,7 +164,7 @@ def test_figures_cli_writes_every_figure(tmp_path, monkeypatch):
     paths = write_fixture_tree(tmp_path)
     stand_in = StandInLapCVAE(levels=3)
     loaded = []
-    monkeypatch.setattr(figures, "load_model", lambda path: loaded.append(Path(path)) or stand_in)
+    monkeypatch.setattr(figures, "load_model", lambda path, **expected: loaded.append(Path(path)) or stand_in)
     run_cli(paths)
     assert loaded == [paths["models"] / str(SIZE) / "lapcvae" / "level0.pt"]
     assert stand_in.calls == [(1, 3, 0), (2, 3, 0)]  # smoke params: 3 samples, seed 0
@@ -180,7 +180,7 @@ def test_figures_cli_writes_every_figure(tmp_path, monkeypatch):
 def test_figures_cli_names_the_missing_artefact(tmp_path, monkeypatch):
     paths = write_fixture_tree(tmp_path)
     (paths["eval"] / str(SIZE) / "vaegan" / "samples.npy").unlink()
-    monkeypatch.setattr(figures, "load_model", lambda path: StandInLapCVAE())
+    monkeypatch.setattr(figures, "load_model", lambda path, **expected: StandInLapCVAE())
     with pytest.raises(FileNotFoundError, match="vaegan/samples.npy"):
         run_cli(paths)
     np.save(paths["eval"] / str(SIZE) / "vaegan" / "samples.npy", np.zeros((8, 16, 16), dtype=np.uint8))

@@ -6,6 +6,7 @@ Each command is a `*_main(argv)` of workflow/commands/ (which calls the library:
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import sys
@@ -35,6 +36,29 @@ COMMANDS = {
 }
 
 
+# The fix for each system error a command may meet while writing its outputs.
+OS_ERROR_FIXES = {
+    errno.ENOSPC: "the disk is full: free some space there (or point paths.* / --out at another disk) and rerun",
+    errno.EDQUOT: "the disk quota is used up: free some space (or point paths.* / --out elsewhere) and rerun",
+    errno.EFBIG: "the file is larger than this system allows (ulimit -f): raise the limit or write elsewhere",
+    errno.EACCES: "the folder is not writable: fix its permissions (or point paths.* / --out elsewhere) and rerun",
+    errno.EPERM: "the folder is not writable: fix its permissions (or point paths.* / --out elsewhere) and rerun",
+    errno.EROFS: "that file system is read-only: point paths.* / --out at a writable folder and rerun",
+    errno.ENOTDIR: "part of that path is a file, not a folder: pass a path under a folder (or move the file)",
+    errno.EEXIST: "a file is in the way where a folder must be created: pass another path (or move the file)",
+    errno.EISDIR: "that path is a folder, not a file: pass a file path",
+}
+
+
+def describe_error(error: BaseException) -> str:
+    """One line naming the file and the fix for an expected failure."""
+    if not isinstance(error, OSError) or error.errno is None:
+        return str(error)  # our own messages already name file and fix
+    where = f"{error.filename}: " if error.filename is not None else ""
+    fix = OS_ERROR_FIXES.get(error.errno, "")
+    return f"{where}{error.strerror or error}" + (f"; {fix}" if fix and error.filename is not None else "")
+
+
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items()]
@@ -55,10 +79,12 @@ def main(argv: list[str] | None = None) -> None:
     entry_point = getattr(importlib.import_module(module_name), function_name)
     try:
         entry_point(rest)
-    except (ValueError, FileNotFoundError) as error:
-        # Our modules raise these with a message that names the cause and the fix; no traceback needed.
+    except (ValueError, OSError) as error:
+        # Expected failures: our modules raise ValueError / FileNotFoundError with a message that names the cause
+        # and the fix; the system's OSErrors (full disk, read-only folder, a file where a folder should be) name
+        # the file and get the fix here. One line, no traceback (it stays in the debug log).
         logging.getLogger("lapcvae").debug("traceback", exc_info=True)
-        sys.exit(f"lapcvae {command}: error: {error}")
+        sys.exit(f"lapcvae {command}: error: {describe_error(error)}")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,11 @@ class Job:
     directories: frozenset[str]
 
 
+def curve_logs(job: Job) -> list[str]:
+    """The per-step curves a training job writes beside its checkpoints."""
+    return [registry.training_log(output) for output in job.outputs if output.endswith(".pt")]
+
+
 def snakemake_jobs(snakefile: Path = REPO_ROOT / "Snakefile") -> list[Job]:
     """Every job of the default DAG (params.yaml alone), as Snakemake itself builds it."""
     from snakemake.api import SnakemakeApi
@@ -118,11 +123,11 @@ def stage(job: Job) -> dict:
             metrics.append({output: {"cache": False}})
         else:
             outs.append({output: {"persist": True}})
-    # Training logs are the curves `dvc plots show` draws; they are small and need no cache.
+    # Training logs are the curves `dvc plots show` draws; they are small and need no cache. Snakemake does not
+    # know them (it would delete them before resuming a job), so they are found beside each checkpoint.
     plots = [
         {log: {"cache": False, "persist": True, "x": LOSS_PLOT_X, "y": curve_column(job), "title": stage_name(job)}}
-        for log in job.logs
-        if log.endswith(".csv")
+        for log in curve_logs(job)
     ]
     definition: dict = {
         "cmd": f"snakemake --cores all {targets}",

@@ -23,6 +23,7 @@ from eval.metrics import (
     count_flops,
     count_parameters,
     evaluate_model,
+    expected_checkpoint,
     load_images,
     pyramid_train_seconds,
     summarise,
@@ -57,7 +58,7 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     device = resolve_device(params["device"])
 
     test_images = load_images(args.test, args.res)
-    model = load_model(args.checkpoint, device)
+    model = load_model(args.checkpoint, device, **expected_checkpoint(args.model, args.res))
     logger.info("evaluating %s (%s) on %d test images of %d px on %s", args.model, args.checkpoint,
                 len(test_images), args.res, device)
     out_dir = Path(args.out_dir)

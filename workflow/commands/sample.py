@@ -36,7 +36,7 @@ def read_image_file(path: str | Path, resolution: int) -> torch.Tensor:
     try:
         with Image.open(path) as image:
             pixels = np.asarray(image.convert("RGB"))  # (H, W, 3) uint8
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"image {path} cannot be decoded ({error}); pass a valid PNG or JPEG") from error
     if pixels.shape[:2] != (resolution, resolution):
         raise ValueError(f"image {path} is {pixels.shape[1]}x{pixels.shape[0]}, the model takes "

@@ -7,6 +7,7 @@ import yaml
 
 from core.params import ParamsError, validate
 from core.registry import level_checkpoint, retrain_source, training_log
+from workflow.locks import clear_stale_locks
 from workflow.pipeline import (
     BASELINES, LAPCVAE_VARIANTS, MODELS, RETRAINED, checkpoint, export_params, expose_cli, figures, final_targets, job_fingerprint,
     levels, resolutions,
@@ -18,6 +19,11 @@ except ParamsError as error:
     raise WorkflowError(f"invalid parameters: {error}") from None
 
 expose_cli()
+
+if workflow.is_main_process:
+    # A killed run leaves Snakemake's lock behind: remove it (before Snakemake checks it) when no process of a
+    # run is left in this folder, so that the same command simply runs again (workflow/locks.py).
+    clear_stale_locks()
 
 
 def _write_resolved_params(params):

@@ -1,6 +1,9 @@
 # Training: LapCVAE level by level, coarsest first (one job per level), M retraining, and the two baselines.
 # Each job resumes from <checkpoint>.resume.pt if an earlier run was killed; the checkpoint itself is only
 # written, atomically, once training is complete.
+# The per-step curve `<checkpoint stem>.log.csv` is deliberately not declared (neither output nor log): Snakemake
+# deletes a job's declared files before rerunning it, and a resumed job appends to its curve from the resume step.
+# The loop writes it beside the checkpoint (workflow.pipeline.training_log); dvc.yaml tracks it as a plot.
 
 
 
@@ -13,7 +16,6 @@ rule train_level:
     output:
         level_checkpoint(RESULTS, "{res}", "{variant}", "{level}"),
     log:
-        curve=training_log(level_checkpoint(RESULTS, "{res}", "{variant}", "{level}")),
         messages="logs/train_level_{res}_{variant}_{level}.log",
     params:
         fingerprint=fingerprint_of("train_level"),
@@ -37,7 +39,6 @@ rule retrain_m:
     output:
         checkpoint(RESULTS, "{res}", RETRAINED[0]),
     log:
-        curve=training_log(checkpoint(RESULTS, "{res}", RETRAINED[0])),
         messages="logs/retrain_m_{res}.log",
     params:
         fingerprint=fingerprint_of("retrain_m"),
@@ -58,7 +59,6 @@ rule train_baseline:
     output:
         f"{RESULTS}/models/{{res}}/{{baseline}}/model.pt",  # core/registry.py's layout of one-job models
     log:
-        curve=f"{RESULTS}/models/{{res}}/{{baseline}}/model.log.csv",
         messages="logs/train_baseline_{baseline}_{res}.log",
     params:
         fingerprint=fingerprint_of("train_baseline"),
