@@ -60,8 +60,8 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, size: int = 2048, repe
             best = min(best, time.perf_counter() - start)
         return 2 * n**3 / best
 
-    probe = best_of(256, 1)
-    return probe if probe < 5e9 else best_of(size, repeats)
+    probe = best_of(256, repeats)
+    return probe if dtype != torch.float32 and probe < 5e9 else best_of(size, repeats)
 
 
 def build(kind: str, params: dict, resolution: int, level: int | None) -> tuple[nn.Module, nn.Module]:
