@@ -379,7 +379,7 @@ def fit(
                 shard = indices[ranks.rank:: ranks.world_size].to(device_)  # each rank a shard of every batch
                 batch = images[shard].float().div_(255.0)  # (b, 3, H, W) in [0, 1]
                 batch = batch.contiguous(memory_format=memory_format)
-                with torch.autocast(device_.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                with torch.autocast(device_.type, dtype=dtype) if dtype else contextlib.nullcontext():
                     result = training_step(batch)
                 _update(result.objectives, groups, optimizers, settings, ranks, step, label, guard)
                 _sync_buffers(trainable, ranks)
@@ -447,7 +447,7 @@ class _FiniteGuard:
             at = first_bad[index]
             where = f"at step {at} (epoch {at // self.per_epoch})" if at >= 0 else \
                 f"on another process between steps {checked} and {step}"
-            kept = _set_aside(resume_path)
+            kept = _set_aside(resume_path) if ranks.main else None
             raise NonFiniteLossError(
                 f"{self.label}: objective {group!r} is {bad_value[index] if at >= 0 else float('nan')} {where}, "
                 f"found when checking steps {checked}-{step}. "
