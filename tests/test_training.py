@@ -212,6 +212,25 @@ def test_bf16_and_fp32_training_reach_similar_losses(tmp_path: Path, monkeypatch
     assert losses[True] != losses[False]  # bf16 really ran
 
 
+def test_a_resumed_bf16_run_matches_an_uninterrupted_one_bitwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
+    data, settings = train_images(), {**SETTINGS, "bf16": True}
+    per_epoch = steps_per_epoch(len(data), settings["batch_size"])
+    whole = level_trainable()
+    fit(whole, data, settings=settings, seed=3, output=tmp_path / "a" / "level0.pt", export=whole.model, name="job")
+    output = tmp_path / "b" / "level0.pt"
+    with pytest.raises(Interrupted):
+        fit(StopsAtStep(level_trainable().model, 0, stop_at=per_epoch + 2), data, settings=settings, seed=3,
+            output=output, name="job")
+    rerun = level_trainable()
+    fit(rerun, data, settings=settings, seed=3, output=output, export=rerun.model, name="job")
+    reference = load_checkpoint(tmp_path / "a" / "level0.pt")["state_dict"]
+    resumed = load_checkpoint(output)["state_dict"]
+    assert all(torch.equal(resumed[key], reference[key]) for key in reference)
+
+
 def test_channels_last_training_hands_back_contiguous_weights(tmp_path: Path) -> None:
     trainable = level_trainable()
     assert training.uses_channels_last(trainable)
