@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 CORES ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run smoke test test-fast lint dvc-yaml bench clean
+.PHONY: setup run smoke test test-fast lint dvc-yaml bench bench-gpu clean
 
 # The venv is (re)installed whenever pyproject.toml changes; torch 2.14.1 / torchvision 0.29.1 are pinned there.
 $(STAMP): pyproject.toml
@@ -43,6 +43,10 @@ dvc-yaml: setup
 
 bench: setup
 	for script in benchmarks/*.py; do python $$script || exit 1; done
+
+## The training-throughput table on a CUDA GPU at the paper widths (batch 64; a few minutes).
+bench-gpu: setup
+	python benchmarks/train.py --device cuda --paper --steps 5 --fit-steps 10
 
 clean:
 	rm -rf results logs .snakemake

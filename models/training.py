@@ -7,6 +7,11 @@ Determinism: batches are shuffled by a generator seeded from (seed, epoch), and 
 reparameterisation noise) is reseeded from (seed, epoch, rank) at the start of every epoch. The RNG state at an
 epoch boundary is therefore a function of the epoch alone, which is what the resume checkpoint records (`epoch`),
 so a restarted job continues bitwise where the interrupted one was, on every rank.
+
+Speed: conv models train in channels-last memory format; `train.bf16` autocasts to bfloat16 on CUDA and on CPUs
+with native bf16 (AVX512-BF16 / AMX; elsewhere it would be emulated hundreds of times slower, so fp32 is used and
+logged). Losses are computed in fp32 by the models and optimizer state stays fp32. Loss finiteness is checked on
+the device and read back only at logging steps and epoch ends, so a GPU is not stalled every step.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ from models.checkpoint import atomic_save, save_model
 logger = logging.getLogger(__name__)
 
 SETTINGS_KEYS = ("lr", "batch_size", "epochs", "log_every", "bf16", "grad_clip")
+# Optional settings (older settings dicts without them keep working): train.compile wraps training_step in
+# torch.compile; off by default because on the default run's job sizes its compile time does not pay
+# (benchmarks/train.py --compile measures it).
+OPTIONAL_SETTINGS = {"compile": False}
 
 
 class NonFiniteLossError(ValueError):
@@ -56,6 +65,36 @@ def resolve_device(requested: str = "auto") -> torch.device:
     if requested not in {"cpu", "cuda", "mps"}:
         raise ValueError(f"unknown device {requested!r}; use auto, cpu, cuda or mps")
     return torch.device(requested)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU computes bf16 matmuls natively (AVX512-BF16 or AMX), as oneDNN reports it."""
+    with contextlib.suppress(Exception):
+        if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return True
+    flags = ""
+    with contextlib.suppress(OSError):
+        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
+    return torch.backends.mkldnn.is_available() and any(flag in flags.split() for flag in ("amx_bf16", "avx512_bf16"))
+
+
+def autocast_dtype(device: torch.device, bf16: bool) -> torch.dtype | None:
+    """bfloat16 where `train.bf16` asks for it and the device computes it natively, else None (fp32)."""
+    if not bf16:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_native_bf16() else None
+    return None
+
+
+def uses_channels_last(trainable: nn.Module) -> bool:
+    """Conv models train channels-last (faster oneDNN / cuDNN kernels); a model may opt out with
+    `channels_last = False`."""
+    if not getattr(trainable, "channels_last", True):
+        return False
+    return any(isinstance(module, nn.Conv2d | nn.ConvTranspose2d) for module in trainable.modules())
 
 
 def derive_seed(*parts: Any) -> int:
@@ -157,36 +196,48 @@ def _make_optimizers(trainable: nn.Module, lr: float) -> dict[str, torch.optim.A
 
 
 class _CsvLog:
-    """Per-step logs in `<output stem>.log.csv` (step, epoch, one column per log key), written on rank 0."""
+    """Per-step logs in `<output stem>.log.csv` (step, epoch, one column per log key), written on rank 0.
 
-    def __init__(self, path: Path, resume_step: int | None):
+    The rows also travel in the resume state, so a resumed job rewrites the file complete from step 1 even when a
+    runner deleted it, and without the rows an interrupted run logged after the checkpoint.
+    """
+
+    def __init__(self, path: Path, curve: dict[str, Any] | None):
         self.path = path
         self.columns: list[str] | None = None
-        if resume_step is None:
-            path.unlink(missing_ok=True)
-        elif path.is_file():
-            # Drop rows logged after the checkpoint we resume from, so the file matches an uninterrupted run.
-            with path.open(newline="") as handle:
-                reader = csv.DictReader(handle)
-                self.columns = reader.fieldnames
-                rows = [row for row in reader if int(row["step"]) <= resume_step]
-            temporary = path.with_name(path.name + ".tmp")
-            with temporary.open("w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=self.columns)
-                writer.writeheader()
-                writer.writerows(rows)
-            os.replace(temporary, path)
+        self.rows: list[list[Any]] = []
+        if curve is not None and curve.get("columns"):
+            self.columns, self.rows = list(curve["columns"]), [list(row) for row in curve["rows"]]
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        if self.columns is None:
+            self.path.unlink(missing_ok=True)
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        with temporary.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(self.columns)
+            writer.writerows(self.rows)
+        os.replace(temporary, self.path)
+
+    def state(self) -> dict[str, Any]:
+        return {"columns": self.columns or [], "rows": [list(row) for row in self.rows]}
 
     def write(self, step: int, epoch: int, logs: dict[str, float]) -> None:
         new_file = self.columns is None
         if new_file:
             self.columns = ["step", "epoch", *logs]
+        values = {"step": step, "epoch": epoch, **logs}
+        row = [values.get(column, "") for column in self.columns]
+        self.rows.append(row)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore", restval="")
+            writer = csv.writer(handle)
             if new_file:
-                writer.writeheader()
-            writer.writerow({"step": step, "epoch": epoch, **logs})
+                writer.writerow(self.columns)
+            writer.writerow(row)
 
 
 def _batches(count: int, batch_size: int, seed: int, epoch: int) -> Iterator[torch.Tensor]:
@@ -201,22 +252,66 @@ def steps_per_epoch(count: int, batch_size: int) -> int:
     return count // min(batch_size, count)
 
 
-def _fingerprint(settings: dict[str, Any], seed: int, name: str, groups: list[str], shape: tuple, world: int) -> str:
-    description = {"settings": settings, "seed": seed, "name": name, "groups": groups, "shape": list(shape),
-                   "world_size": world}
-    return hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _load_resume(path: Path, fingerprint: str, device: torch.device) -> dict[str, Any] | None:
+def _model_configs(*modules: nn.Module | None) -> list[Any]:
+    """Every `config` dict in the module trees (a LapCVAE's levels, widths, kl_weights...), each module once."""
+    configs, seen = [], set()
+    for root in modules:
+        for module in root.modules() if root is not None else ():
+            config = getattr(module, "config", None)
+            if id(module) not in seen and isinstance(config, dict):
+                configs.append([type(module).__name__, config])
+            seen.add(id(module))
+    return configs
+
+
+def _fixed_weights_digest(trainable: nn.Module, groups: dict[str, list[nn.Parameter]]) -> str:
+    """Shapes of every tensor, and the content of all but the trained parameters (the frozen coarser levels a
+    LapCVAE level is built on, buffers): other coarser weights or other shapes give another digest."""
+    trained = {id(param) for params in groups.values() for param in params}
+    digest = hashlib.sha256()
+    for name, tensor in trainable.state_dict(keep_vars=True).items():
+        digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype};".encode())
+        if id(tensor) not in trained:
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _data_digest(images: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(images).data).hexdigest()[:16]
+
+
+def _fingerprint(
+    settings: dict[str, Any], seed: int, name: str, groups: dict[str, list[nn.Parameter]], images: np.ndarray,
+    world: int, trainable: nn.Module, export: nn.Module | None,
+) -> dict[str, str]:
+    """What a resume file must share with the run that continues it, one digest per part (named when they differ)."""
+    return {
+        "settings": _digest({"settings": settings, "seed": seed, "name": name, "groups": list(groups),
+                             "world_size": world}),
+        "model config": _digest(_model_configs(trainable, export)),
+        "fixed weights": _fixed_weights_digest(trainable, groups),
+        "data": _digest([list(images.shape), _data_digest(images)]),
+    }
+
+
+def _load_resume(path: Path, fingerprint: dict[str, str], device: torch.device) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # a foreign or truncated file: start over rather than fail
-        logger.warning("ignoring unreadable resume checkpoint %s (%s)", path, error)
+        logger.warning("starting over: ignoring unreadable resume checkpoint %s (%s)", path, error)
         return None
-    if state.get("fingerprint") != fingerprint:
-        logger.warning("ignoring resume checkpoint %s: it was made with other settings, data or seed", path)
+    made_by = state.get("fingerprint") if isinstance(state, dict) else None
+    if made_by != fingerprint:
+        differing = [part for part in fingerprint
+                     if not isinstance(made_by, dict) or made_by.get(part) != fingerprint[part]] or ["format"]
+        logger.warning("starting over: resume checkpoint %s was made by another run (its %s differ)", path,
+                       ", ".join(differing))
         return None
     return state
 
@@ -228,21 +323,26 @@ def fit(
     """Train `trainable` (a models.interface.Trainable nn.Module) and save `export or trainable` to `output`.
 
     train_images: uint8 (N, 3, H, W), possibly a memmap; settings: core.params.train_settings(...).
-    Resumes from `<output>.resume.pt` if an earlier run with the same settings was interrupted; logs every
-    `log_every` steps to `<output stem>.log.csv`. Returns the metadata stored in the checkpoint.
+    Resumes from `<output>.resume.pt` if an earlier run of the same job (settings, model configuration, fixed
+    weights, data) was interrupted; logs every `log_every` steps to `<output stem>.log.csv`. Returns the metadata
+    stored in the checkpoint.
     """
     _check_inputs(trainable, train_images, settings)
+    settings = {**OPTIONAL_SETTINGS, **settings}
     output = Path(output)
     resume_path = output.with_name(output.name + ".resume.pt")
     ranks = _Distributed(device)
     device_ = ranks.device
     label = name or output.stem
+    channels_last = uses_channels_last(trainable)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     try:
         trainable.to(device_)
         ranks.broadcast_state(trainable)
         optimizers = _make_optimizers(trainable, settings["lr"])
         groups = {group: list(params) for group, params in trainable.parameter_groups().items()}
-        fingerprint = _fingerprint(settings, seed, label, list(groups), train_images.shape, ranks.world_size)
+        host_images = np.array(train_images)  # (N, 3, H, W) uint8, read once
+        fingerprint = _fingerprint(settings, seed, label, groups, host_images, ranks.world_size, trainable, export)
         state = _load_resume(resume_path, fingerprint, device_)
         start_epoch, step, train_seconds = 0, 0, 0.0
         if state is not None:
@@ -251,16 +351,24 @@ def fit(
                 optimizer.load_state_dict(state["optimizers"][group])
             start_epoch, step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
             logger.info("%s: resuming from %s at epoch %d (step %d)", label, resume_path, start_epoch, step)
-        log = _CsvLog(output.with_name(output.stem + ".log.csv"), step if state is not None else None) \
+        log = _CsvLog(output.with_name(output.stem + ".log.csv"), state.get("curve") if state else None) \
             if ranks.main else None
+        # After loading: load_state_dict copies values into whatever layout the parameters have.
+        trainable.to(memory_format=memory_format)
 
-        # Read once, kept on the device as uint8 (4x smaller than float); batches become float on the fly.
-        images = torch.from_numpy(np.array(train_images)).to(device_)  # (N, 3, H, W) uint8, read once
+        # Kept on the device as uint8 (4x smaller than float); batches become float on the fly.
+        images = torch.from_numpy(host_images).to(device_)  # (N, 3, H, W) uint8
         batch_size, epochs = settings["batch_size"], settings["epochs"]
         if min(batch_size, len(images)) < ranks.world_size:
             raise ValueError(f"batch_size {batch_size} is smaller than the {ranks.world_size} processes; raise it")
         per_epoch = steps_per_epoch(len(images), batch_size)
-        use_bf16 = bool(settings["bf16"]) and device_.type == "cuda"
+        dtype = autocast_dtype(device_, bool(settings["bf16"]))
+        logger.info("%s: %s on %s, %s%s", label, "bf16 autocast" if dtype else "fp32", device_,
+                    "channels-last" if channels_last else "contiguous",
+                    "" if dtype or not settings["bf16"] or device_.type != "cpu"
+                    else " (train.bf16 is set, but this CPU has no native bf16: fp32 is faster here)")
+        training_step = torch.compile(trainable.training_step) if settings["compile"] else trainable.training_step
+        guard = _FiniteGuard(list(groups), device_, per_epoch, label)
         progress = tqdm(total=epochs * per_epoch, initial=step, desc=label, disable=not ranks.main,
                         dynamic_ncols=True)
         trainable.train()
@@ -270,24 +378,31 @@ def fit(
             for indices in _batches(len(images), batch_size, seed, epoch):
                 shard = indices[ranks.rank:: ranks.world_size].to(device_)  # each rank a shard of every batch
                 batch = images[shard].float().div_(255.0)  # (b, 3, H, W) in [0, 1]
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-                    result = trainable.training_step(batch)
-                _update(result.objectives, groups, optimizers, settings, ranks, step, epoch, label, resume_path)
+                batch = batch.contiguous(memory_format=memory_format)
+                with torch.autocast(device_.type, dtype=dtype) if dtype else contextlib.nullcontext():
+                    result = training_step(batch)
+                _update(result.objectives, groups, optimizers, settings, ranks, step, label, guard)
                 _sync_buffers(trainable, ranks)
                 step += 1
                 progress.update(1)
-                if step % settings["log_every"] == 0 and ranks.main:
-                    values = {key: float(value) for key, value in result.logs.items()}
-                    log.write(step, epoch, values)
-                    progress.set_postfix({key: f"{value:.4g}" for key, value in values.items()})
+                if step % settings["log_every"] == 0:
+                    guard.check(ranks, step, resume_path)  # the one host sync of the loop
+                    if ranks.main:
+                        values = {key: float(value) for key, value in result.logs.items()}
+                        log.write(step, epoch, values)
+                        progress.set_postfix({key: f"{value:.4g}" for key, value in values.items()})
+            guard.check(ranks, step, resume_path)  # never save weights a non-finite loss has touched
             train_seconds += time.perf_counter() - epoch_start
             if ranks.main:
                 atomic_save({"fingerprint": fingerprint, "model": trainable.state_dict(),
                              "optimizers": {group: opt.state_dict() for group, opt in optimizers.items()},
-                             "epoch": epoch + 1, "step": step, "train_seconds": train_seconds}, resume_path)
+                             "epoch": epoch + 1, "step": step, "train_seconds": train_seconds,
+                             "curve": log.state()}, resume_path)
         progress.close()
+        trainable.to(memory_format=torch.contiguous_format)  # hand back (and save) the usual layout
         meta = {"name": label, "train_seconds": train_seconds, "steps": step, "epochs": epochs, "seed": seed,
-                "world_size": ranks.world_size, "settings": dict(settings), **hardware_info(device_)}
+                "world_size": ranks.world_size, "settings": dict(settings), **hardware_info(device_),
+                "precision": "bf16" if dtype else "fp32"}
         if ranks.main:
             save_model(output, export if export is not None else trainable, meta)
             resume_path.unlink(missing_ok=True)
@@ -298,37 +413,82 @@ def fit(
         ranks.close()
 
 
+class _FiniteGuard:
+    """Tracks on the device whether each objective stayed finite; `check` reads it back (one sync) and stops.
+
+    Since the last check the first non-finite step and its value are kept per group with torch.where, so the
+    error names the exact step without copying any loss to the host on the steps in between.
+    """
+
+    def __init__(self, names: list[str], device: torch.device, per_epoch: int, label: str):
+        self.names, self.per_epoch, self.label = names, per_epoch, label
+        self.first_bad = torch.full((len(names),), -1, dtype=torch.long, device=device)  # (G,) step or -1
+        self.bad_value = torch.zeros(len(names), dtype=torch.float32, device=device)  # (G,)
+        self.checked_step = 0
+
+    def record(self, step: int, values: list[torch.Tensor | None]) -> None:
+        for index, value in enumerate(values):
+            if value is None:
+                continue
+            value = value.detach().float().reshape(())
+            new = (self.first_bad[index] < 0) & ~torch.isfinite(value)
+            self.first_bad[index] = torch.where(new, step, self.first_bad[index])
+            self.bad_value[index] = torch.where(new, value, self.bad_value[index])
+
+    def check(self, ranks: _Distributed, step: int, resume_path: Path) -> None:
+        # Every rank checks at the same steps; a step that is bad on any rank stops all of them.
+        bad = (self.first_bad >= 0).float()
+        agreed = ranks.all_min((1.0 - bad).to(ranks.comm_device)).cpu()  # (G,) 1 where finite on every rank
+        first_bad, bad_value = self.first_bad.tolist(), self.bad_value.tolist()
+        checked, self.checked_step = self.checked_step, step
+        for index, group in enumerate(self.names):
+            if agreed[index] >= 1:
+                continue
+            at = first_bad[index]
+            where = f"at step {at} (epoch {at // self.per_epoch})" if at >= 0 else \
+                f"on another process between steps {checked} and {step}"
+            kept = _set_aside(resume_path) if ranks.main else None
+            raise NonFiniteLossError(
+                f"{self.label}: objective {group!r} is {bad_value[index] if at >= 0 else float('nan')} {where}, "
+                f"found when checking steps {checked}-{step}. "
+                + (f"The last good weights (end of the last finished epoch) are kept in {kept} for inspection; "
+                   "they will not be resumed, since an unchanged rerun would meet the same loss. "
+                   if kept else "No epoch finished, so no weights were kept. ")
+                + "Lower the learning rate or set train.grad_clip and rerun: training starts over from step 0."
+            )
+
+
+def _set_aside(resume_path: Path) -> Path | None:
+    """Rename the resume file so no rerun resumes into the same non-finite loss; keep it for inspection."""
+    if not resume_path.exists():
+        return None
+    kept = resume_path.with_name(resume_path.name.removesuffix(".resume.pt") + ".nonfinite")
+    os.replace(resume_path, kept)
+    return kept
+
+
 def _update(
     objectives: dict[str, torch.Tensor | None], groups: dict[str, list[nn.Parameter]],
     optimizers: dict[str, torch.optim.Adam], settings: dict[str, Any], ranks: _Distributed,
-    step: int, epoch: int, label: str, resume_path: Path,
+    step: int, label: str, guard: _FiniteGuard,
 ) -> None:
     """Route each objective's gradient to its own group only, average over ranks, step that group's Adam.
 
     Why not DistributedDataParallel: DDP reduces whatever one backward() left in .grad, but here several
     objectives each update their own group from one shared graph (VAE/GAN), via torch.autograd.grad; so the
-    gradients are averaged with one all_reduce per group, and the ranks agree first (one MIN all_reduce) on
-    which groups update this step and on whether every loss is finite.
+    gradients are averaged with one all_reduce per group, and with several processes the ranks agree first
+    (one MIN all_reduce) on which groups update this step. Finiteness is recorded on the device (`guard`).
     """
     names = list(groups)
     unknown = set(objectives) - set(names)
     if unknown:
         raise ValueError(f"{label}: training_step returned objectives {sorted(unknown)} with no parameter group")
     active = [objectives.get(group) is not None for group in names]
-    values = [objectives[group].detach().float().cpu() if flag else torch.zeros(())
-              for group, flag in zip(names, active, strict=True)]
-    finite = torch.stack([torch.isfinite(value).float() for value in values])  # (G,)
-    flags = torch.cat([finite, torch.tensor(active, dtype=torch.float32)])  # (2G,)
-    agreed = ranks.all_min(flags.to(ranks.comm_device)).cpu()
-    for index, group in enumerate(names):
-        if active[index] and agreed[index] < 1:
-            value = float(values[index]) if finite[index] < 1 else float("nan")
-            raise NonFiniteLossError(
-                f"{label}: objective {group!r} is {value} at step {step} (epoch {epoch}); kept the last good "
-                f"checkpoint {resume_path if resume_path.exists() else '(none yet)'}: lower the learning rate or "
-                "set train.grad_clip, then rerun to resume"
-            )
-    updating = [group for index, group in enumerate(names) if agreed[len(names) + index] >= 1]
+    guard.record(step, [objectives.get(group) for group in names])
+    if ranks.enabled:
+        agreed = ranks.all_min(torch.tensor(active, dtype=torch.float32).to(ranks.comm_device)).cpu()
+        active = [bool(flag >= 1) for flag in agreed]
+    updating = [group for flag, group in zip(active, names, strict=True) if flag]
     for position, group in enumerate(updating):
         params = groups[group]
         grads = torch.autograd.grad(objectives[group], params, retain_graph=position < len(updating) - 1,

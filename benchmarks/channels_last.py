@@ -1,0 +1,50 @@
+"""Channels-last against NCHW for fp32 training steps on this CPU: median of interleaved steps, one run.
+
+Interleaving the two layouts step by step keeps the ratio fair on a machine shared with other jobs.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/channels_last.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from workflow.config import load_params
+
+from benchmarks.train import RawStep, build
+
+JOBS = [("vae", 64, None), ("lapcvae", 64, 0), ("vaegan", 64, None)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args()
+    params, device = load_params(), torch.device("cpu")
+    for kind, resolution, level in JOBS:
+        images = torch.rand(args.batch_size, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
+        steps = {}
+        for channels_last in (False, True):
+            trainable, _ = build(kind, params, resolution, level)
+            # autocast_dtype stays None without native bf16, so fast=True differs from fast=False only in layout
+            # and the per-step host copy.
+            steps[channels_last] = RawStep(trainable, device, fast=channels_last)
+            steps[channels_last](images)  # warm-up
+        seconds: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(args.repeats):
+            for channels_last, step in steps.items():
+                start = time.perf_counter()
+                step(images)
+                seconds[channels_last].append(time.perf_counter() - start)
+        nchw, last = statistics.median(seconds[False]), statistics.median(seconds[True])
+        print(f"{kind} {resolution} px{'' if level is None else f' level {level}'}: NCHW "
+              f"{args.batch_size / nchw:.1f} img/s, channels-last {args.batch_size / last:.1f} img/s, "
+              f"ratio {nchw / last:.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
