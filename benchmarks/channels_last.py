@@ -12,9 +12,9 @@ import statistics
 import time
 
 import torch
-from workflow.config import load_params
 
 from benchmarks.train import RawStep, build
+from core.params import load_params
 
 JOBS = [("vae", 64, None), ("lapcvae", 64, 0), ("vaegan", 64, None)]
 
