@@ -196,3 +196,16 @@ def test_vae_loss_is_pixel_sse_plus_weighted_kl_in_nats(kl_weight: float) -> Non
     kl = 0.5 * (mean**2 + log_var.exp() - log_var - 1).sum(dim=1)  # (4,) KL(N(mean, var) || N(0, I)) in nats
     assert loss.item() == pytest.approx((sse + kl_weight * kl).mean().item(), rel=1e-5)
     assert torch.allclose(model.rate(images), kl, rtol=1e-5)  # evaluate's rate is the same KL, per image
+
+
+def test_paper_vaegan_trains_with_rmsprop_and_weight_decay() -> None:
+    from models.training import _make_optimizers
+
+    params = load_params("config/paper.yaml")
+    settings = {**params["train"], **params["vaegan"]["64"]["train"]}
+    optimizers = _make_optimizers(tiny_vaegan(), settings)
+    assert set(optimizers) == {"encoder", "decoder", "discriminator"}
+    for optimizer in optimizers.values():
+        assert isinstance(optimizer, torch.optim.RMSprop)
+        assert optimizer.defaults["weight_decay"] == 1e-5 and optimizer.defaults["lr"] == 0.025 / 64
+    assert params["vaegan"]["64"]["discriminate_reconstructions"] is False
