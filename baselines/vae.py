@@ -51,22 +51,33 @@ class EncoderDecoderModel(nn.Module):
         return self.decoder(mean).clamp(0.0, 1.0)  # (N, 3, H, W)
 
     @torch.no_grad()
+    def rate(self, images: torch.Tensor) -> torch.Tensor:
+        """(N,) KL(q(z|x) || N(0, I)) in nats per image: the bits the code spends on each image (x ln 2)."""
+        mean, log_var = self.encoder(images)
+        return kl_diagonal_gaussians(mean.float(), log_var.float())
+
+    @torch.no_grad()
     def sample(self, n: int, seed: int) -> torch.Tensor:
         device = next(self.parameters()).device
         return self.decoder(sample_prior(n, self.latent_dim, seed, device)).clamp(0.0, 1.0)  # (n, 3, H, W)
 
 
 class VAE(EncoderDecoderModel):
-    """Convolutional VAE: Gaussian likelihood with unit variance on [0, 1] pixels and a N(0, I) prior."""
+    """Convolutional VAE with a N(0, I) prior and the loss every VAE-family model here shares:
+    sum of squared errors over the [0, 1] pixels of an image + kl_weight * KL in nats (per image, batch mean)."""
 
     kind = "vae"
 
-    def __init__(self, *, resolution: int, latent_dim: int, widths: list[int]):
+    def __init__(self, *, resolution: int, latent_dim: int, widths: list[int], kl_weight: float):
         super().__init__()
         check_conv_stack(resolution, widths, self.kind)
         if latent_dim < 1:
             raise ValueError(f"vae: latent_dim must be positive, got {latent_dim}")
-        self.config = {"resolution": resolution, "latent_dim": latent_dim, "widths": list(widths)}
+        if kl_weight < 0:
+            raise ValueError(f"vae: kl_weight must be >= 0, got {kl_weight}; set vae.<res>.kl_weight")
+        self.config = {"resolution": resolution, "latent_dim": latent_dim, "widths": list(widths),
+                       "kl_weight": kl_weight}
+        self.kl_weight = kl_weight
         self.resolution = resolution
         self.latent_dim = latent_dim
         self.encoder = ConvEncoder(in_channels=3, size=resolution, widths=list(widths), latent_dim=latent_dim)
@@ -76,8 +87,9 @@ class VAE(EncoderDecoderModel):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> VAE:
+        # Checkpoints written before kl_weight was a parameter trained with a weight of 1.
         return cls(resolution=int(config["resolution"]), latent_dim=int(config["latent_dim"]),
-                   widths=[int(width) for width in config["widths"]])
+                   widths=[int(width) for width in config["widths"]], kl_weight=float(config.get("kl_weight", 1.0)))
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], resolution: int) -> VAE:
@@ -91,10 +103,11 @@ class VAE(EncoderDecoderModel):
         mean, log_var = self.encoder(images)  # (B, latent_dim) each
         latents = reparameterize(mean, log_var)
         decoded = self.decoder(latents)  # (B, 3, H, W)
-        # Gaussian log-likelihood with unit variance: the sum of squared errors per image (constants dropped).
+        # Sum of squared errors per image on [0, 1] pixels: -log N(x; dec(z), sigma^2 I) up to a constant and
+        # the factor 1 / (2 sigma^2), which kl_weight absorbs (kl_weight = 2 sigma^2).
         reconstruction = (decoded.float() - images).pow(2).flatten(1).sum(dim=1).mean()
-        kl = kl_diagonal_gaussians(mean.float(), log_var.float()).mean()  # KL to N(0, I), Eq. 5's prior
-        loss = reconstruction + kl
+        kl = kl_diagonal_gaussians(mean.float(), log_var.float()).mean()  # KL to N(0, I) in nats, Eq. 5's prior
+        loss = reconstruction + self.kl_weight * kl
         return StepResult(
             objectives={"vae": loss},
             logs={"loss": loss.detach(), "reconstruction": reconstruction.detach(), "kl": kl.detach()},
@@ -119,7 +132,7 @@ def lapcvae_parameter_count(params: Mapping[str, Any], resolution: int) -> int:
 
 def count_widths(resolution: int, latent_dim: int, widths: list[int]) -> int:
     """Parameters of a VAE with these widths."""
-    return parameter_count(lambda: VAE(resolution=resolution, latent_dim=latent_dim, widths=widths))
+    return parameter_count(lambda: VAE(resolution=resolution, latent_dim=latent_dim, widths=widths, kl_weight=1.0))
 
 
 def scaled_widths(widths: list[int], multiplier: float) -> list[int]:
@@ -166,4 +179,5 @@ def vae_config(params: Mapping[str, Any], resolution: int) -> dict[str, Any]:
         "resolution": resolution,
         "latent_dim": vae_latent_dim(params, resolution),
         "widths": match_vae_widths(params, resolution),
+        "kl_weight": float(params["vae"][str(resolution)]["kl_weight"]),
     }

@@ -2,7 +2,7 @@
 similarity metric") and the authors' code (github.com/andersbll/autoencoding_beyond_pixels, model/aegan.py).
 
 Three parameter groups, three objectives (Larsen et al., Algorithm 1):
-- encoder:       L_prior + L_llike^Dis_l
+- encoder:       kl_weight * L_prior + L_llike^Dis_l   (kl_weight = 1 in Larsen et al.)
 - decoder:       gamma * L_llike^Dis_l - (1 - gamma) * L_GAN   (the authors' weighting of the two terms)
 - discriminator: L_GAN, on real images, reconstructions and decoded prior samples.
 L_llike^Dis_l is a unit-variance Gaussian log-likelihood (sum of squared errors) of the discriminator's
@@ -82,7 +82,8 @@ class VAEGAN(EncoderDecoderModel):
 
     def __init__(
         self, *, resolution: int, latent_dim: int, widths: list[int], dis_hidden: int, dis_layer: int,
-        gamma: float, balance: Mapping[str, Any],
+        gamma: float, balance: Mapping[str, Any], kl_weight: float = 1.0,
+        discriminate_reconstructions: bool = True, real_weight: float = 1.0,
     ):
         super().__init__()
         check_conv_stack(resolution, widths, self.kind)
@@ -91,7 +92,12 @@ class VAEGAN(EncoderDecoderModel):
         self.config = {
             "resolution": resolution, "latent_dim": latent_dim, "widths": list(widths),
             "dis_hidden": dis_hidden, "dis_layer": dis_layer, "gamma": gamma, "balance": dict(balance),
+            "kl_weight": kl_weight, "discriminate_reconstructions": discriminate_reconstructions,
+            "real_weight": real_weight,
         }
+        self.kl_weight = kl_weight
+        self.discriminate_reconstructions = discriminate_reconstructions
+        self.real_weight = real_weight
         self.latent_dim = latent_dim
         self.gamma = gamma
         self.balance = dict(balance)
@@ -109,13 +115,18 @@ class VAEGAN(EncoderDecoderModel):
             resolution=int(config["resolution"]), latent_dim=int(config["latent_dim"]),
             widths=[int(width) for width in config["widths"]], dis_hidden=int(config["dis_hidden"]),
             dis_layer=int(config["dis_layer"]), gamma=float(config["gamma"]), balance=dict(config["balance"]),
+            # Checkpoints written before these were parameters: weight 1, reconstructions discriminated.
+            kl_weight=float(config.get("kl_weight", 1.0)),
+            discriminate_reconstructions=bool(config.get("discriminate_reconstructions", True)),
+            real_weight=float(config.get("real_weight", 1.0)),
         )
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], resolution: int) -> VAEGAN:
         settings = params["vaegan"][str(resolution)]
         return cls.from_config({"resolution": resolution, **{key: settings[key] for key in (
-            "latent_dim", "widths", "dis_hidden", "dis_layer", "gamma", "balance")}})
+            "latent_dim", "widths", "dis_hidden", "dis_layer", "gamma", "balance", "kl_weight",
+            "discriminate_reconstructions", "real_weight")}})
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {
@@ -154,19 +165,23 @@ class VAEGAN(EncoderDecoderModel):
         dis_l = feature_likelihood(reconstructed_features, real_features.detach())
 
         # GAN terms: decoded from detached latents (no GAN gradient reaches the encoder); real and generated
-        # images share the discriminator's batch, as in the authors' code.
-        gan_reconstructions = self.decoder(latents.detach())  # (B, 3, H, W)
+        # images share the discriminator's batch, as in the authors' code. Their CelebA run discriminated prior
+        # samples only (discriminate_ae_recon=False); Larsen et al.'s Algorithm 1 also reconstructions.
         prior_samples = self.decoder(torch.randn_like(latents))  # (B, 3, H, W)
-        logits, _ = self.discriminator(torch.cat([images, gan_reconstructions, prior_samples]))  # (3B,)
-        real_logits, reconstruction_logits, prior_logits = logits.split(batch)
+        generated = [prior_samples]
+        if self.discriminate_reconstructions:
+            generated.insert(0, self.decoder(latents.detach()))  # (B, 3, H, W)
+        logits, _ = self.discriminator(torch.cat([images, *generated]))  # ((1 + G) B,)
+        real_logits, generated_logits = logits[:batch], logits[batch:]
         real_bce = real_cross_entropy(real_logits)
-        generated_bce = fake_cross_entropy(reconstruction_logits) + fake_cross_entropy(prior_logits)
-        # L_GAN as a loss: -[log D(x) + log(1 - D(Dec(z))) + log(1 - D(Dec(Enc(x))))]
-        gan = real_bce + generated_bce
-        fake_bce = 0.5 * generated_bce  # mean over all generated images, the authors' "fake cost"
+        fake_bce = fake_cross_entropy(generated_logits)  # mean over all generated images, the authors' "fake cost"
+        # L_GAN as a loss, real and generated images weighted real_weight / 1 - real_weight (the authors'
+        # real_vs_gen_weight): -[w log D(x) + (1 - w) mean log(1 - D(Dec(z)))]
+        generated_bce = (1.0 - self.real_weight) * fake_bce
+        gan = self.real_weight * real_bce + generated_bce
 
         update_decoder, update_discriminator = self._updates(real_bce.detach().item(), fake_bce.detach().item())
-        encoder_loss = kl + dis_l
+        encoder_loss = self.kl_weight * kl + dis_l
         # The decoder's -L_GAN also flows into the discriminator's weights; the training loop applies each
         # objective's gradient to its own group only (models/interface.py), so it updates the decoder alone.
         decoder_loss = self.gamma * dis_l - (1.0 - self.gamma) * generated_bce

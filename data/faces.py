@@ -1,11 +1,14 @@
 """Procedural faces: one 178x218 RGB image and its attributes, a pure function of (seed, index).
 
 `draw_face(seed, index)` samples a `FaceSpec` from ``np.random.default_rng([seed, index])``, draws the head with
-PIL over a patterned background (posed by rotating the drawing coordinates about the face centre), then applies
-gradient lighting and skin/sensor noise in numpy. The geometry follows CelebA's aligned faces (eyes near row
-111, mouth near row 152, centred on column 89), and pose, scale and offset are bounded so that hair, ears and
-chin stay inside the authors' crop (rows 40:188, columns 15:163). Fine detail that blur destroys is there on purpose:
-hair strands, eyelashes, stubble, noise texture and striped or checked backgrounds.
+PIL over an out-of-focus background (posed by rotating the drawing coordinates about the face centre), then
+applies the lens's slight blur, gradient lighting, rounded shading of the head and weak sensor noise in numpy.
+The geometry follows CelebA's aligned faces (eyes near row 111, mouth near row 152, centred on column 89), and
+pose, scale and offset are bounded so that hair, ears and chin stay inside the authors' crop (rows 40:188,
+columns 15:163). Fine detail that blur destroys is there on purpose, where photographs of faces have it: hair
+strands, eyelashes, stubble, glasses. Backgrounds are defocused like CelebA's (stripes, checks and blotches
+blurred by a Gaussian of `background_blur` px), so the finest pyramid band holds about as much of the variance
+as in natural photographs (docs/faces.md, measured with `python -m data.statistics`).
 """
 
 from __future__ import annotations
@@ -87,6 +90,8 @@ class FaceSpec:
     light_strength: float
     brightness: float
     noise: float
+    background_blur: float  # pixels (Gaussian radius of the defocused background)
+    shading: float  # darkening of the head's rim relative to its centre (a lit, rounded surface)
 
     def attributes(self) -> dict[str, int]:
         on = {
@@ -150,11 +155,12 @@ def sample_spec(rng: np.random.Generator) -> FaceSpec:
         # Pose and scale stay small enough that hair, ears and chin remain inside the authors' crop box.
         angle=float(np.clip(rng.normal(0.0, 4.0), -MAX_ANGLE, MAX_ANGLE)), scale=float(rng.uniform(0.92, 1.04)),
         offset=tuple(np.clip(rng.normal(0.0, 2.0, 2), -MAX_OFFSET, MAX_OFFSET).tolist()),
-        pattern=str(rng.choice(PATTERNS, p=[0.3, 0.3, 0.2, 0.2])), pattern_period=float(rng.uniform(3.0, 9.0)),
+        pattern=str(rng.choice(PATTERNS, p=[0.3, 0.3, 0.2, 0.2])), pattern_period=float(rng.uniform(8.0, 24.0)),
         pattern_angle=float(rng.uniform(0, np.pi)), background=(_colour(rng), _colour(rng)),
         clothes=_colour(rng, 20, 230), accessory=_colour(rng, 30, 250),
         light_angle=float(rng.uniform(0, 2 * np.pi)), light_strength=light_strength,
-        brightness=float(rng.uniform(0.85, 1.1)), noise=float(rng.uniform(2.0, 6.0)),
+        brightness=float(rng.uniform(0.85, 1.1)), noise=float(rng.uniform(0.5, 1.5)),
+        background_blur=float(rng.uniform(3.0, 7.0)), shading=float(rng.uniform(0.15, 0.35)),
     )
 
 
@@ -392,7 +398,7 @@ def draw_head(spec: FaceSpec, rng: np.random.Generator, image: Image.Image) -> N
 
 
 def draw_background(spec: FaceSpec, rng: np.random.Generator) -> np.ndarray:
-    """(H, W, 3) float32 background: plain, stripes, checks or block noise between two colours."""
+    """(H, W, 3) float32 background in focus: plain, stripes, checks or blotches between two colours."""
     first, second = (np.asarray(colour, np.float32) for colour in spec.background)
     rows, cols = _ROWS, _COLS
     period = spec.pattern_period
@@ -401,9 +407,12 @@ def draw_background(spec: FaceSpec, rng: np.random.Generator) -> np.ndarray:
         weight = ((cols * np.cos(theta) + rows * np.sin(theta)) / period) % 1.0 < 0.5
     elif spec.pattern == "checks":
         weight = ((rows // round(period) + cols // round(period)) % 2).astype(bool)
-    elif spec.pattern == "noise":
-        block = rng.random((IMAGE_HEIGHT // 2 + 1, IMAGE_WIDTH // 2 + 1), dtype=np.float32)
-        weight = block.repeat(2, 0).repeat(2, 1)[:IMAGE_HEIGHT, :IMAGE_WIDTH]
+    elif spec.pattern == "noise":  # blotches: coarse random values, smoothly interpolated (foliage, crowds)
+        cells = max(2, round(period))
+        coarse = rng.random((IMAGE_HEIGHT // cells + 2, IMAGE_WIDTH // cells + 2), dtype=np.float32)
+        blotches = Image.fromarray(coarse).resize((coarse.shape[1] * cells, coarse.shape[0] * cells),
+                                                 Image.Resampling.BILINEAR)
+        weight = np.asarray(blotches)[:IMAGE_HEIGHT, :IMAGE_WIDTH]
     else:
         weight = rows / IMAGE_HEIGHT  # a plain vertical gradient
     weight = np.asarray(weight, np.float32)[..., None]  # (H, W, 1)
@@ -415,13 +424,20 @@ def draw_background(spec: FaceSpec, rng: np.random.Generator) -> np.ndarray:
 def render(spec: FaceSpec, rng: np.random.Generator) -> np.ndarray:
     """(218, 178, 3) uint8 RGB image of `spec`."""
     canvas = Image.fromarray(draw_background(spec, rng).astype(np.uint8))
+    canvas = canvas.filter(ImageFilter.GaussianBlur(spec.background_blur))  # the camera focuses on the face
     draw_head(spec, rng, canvas)
-    if spec.blurry:
-        canvas = canvas.filter(ImageFilter.GaussianBlur(1.6))
+    # A lens and sensor are never pixel-sharp; blurry faces get a stronger blur.
+    canvas = canvas.filter(ImageFilter.GaussianBlur(1.6 if spec.blurry else 0.6))
     image = np.asarray(canvas, dtype=np.float32)
     along = ((_COLS - CENTRE[0]) * np.cos(spec.light_angle) + (_ROWS - CENTRE[1]) * np.sin(spec.light_angle)) / 110
-    image *= (spec.brightness * (1.0 + spec.light_strength * along))[..., None]  # gradient lighting
-    # Skin texture / sensor noise: uniform with standard deviation spec.noise (cheaper to draw than Gaussian).
+    # Rounded shading: the head's rim turns away from the light, so it darkens with the distance from the face
+    # centre (an ellipse about the face's size), smoothly, without an edge.
+    cx, cy = CENTRE[0] + spec.offset[0], CENTRE[1] + spec.offset[1]
+    half_width, half_height = 1.3 * spec.scale * spec.face_width, 1.3 * spec.scale * spec.face_height
+    rim = ((_COLS - cx) / half_width) ** 2 + ((_ROWS - cy) / half_height) ** 2
+    shade = 1.0 - spec.shading * np.minimum(rim, 1.5)
+    image *= (spec.brightness * (1.0 + spec.light_strength * along) * shade)[..., None]  # lighting and shading
+    # Weak sensor noise: uniform with standard deviation spec.noise (cheaper to draw than Gaussian).
     noise = rng.random(image.shape, dtype=np.float32)
     noise -= 0.5
     noise *= spec.noise * np.sqrt(12.0)

@@ -2,7 +2,12 @@
 
 Every metric is computed on the reconstruction as a saved image would hold it: clamped to [0, 1] and quantised
 to 8 bits (round(x * 255)), so the numbers match `reconstructions.npy` exactly. The paper's metric is the
-per-image square root of the MSE with pixels in [0, 255]; PSNR, SSIM and a sharpness ratio are added.
+per-image square root of the MSE with pixels in [0, 255]; PSNR, SSIM, per-band R^2 and the rate are added:
+- r2_h{k}: how much of the original's Laplacian band h_k (Eq. 6) the reconstruction reproduces, aligned:
+  1 - |h_k(x_hat) - h_k(x)|^2 / |h_k(x)|^2. 1 is exact, 0 is no detail at all (a flat band), below 0 is detail
+  in the wrong place. Unlike an energy ratio it cannot be fooled by high-frequency noise.
+- rate: KL(q(z|x) || p(z)) in nats per image, the model's `rate(x)` (LapCVAE: summed over levels against the
+  prior each level trained with; NaN for models without a posterior).
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from models.pyramid import laplacian_pyramid
 logger = logging.getLogger(__name__)
 
 MODELS = tuple(registry.names())  # Table 1's row order (core/registry.py)
-PER_IMAGE_COLUMNS = ("image", "rmse", "psnr", "ssim", "sharpness")
+R2_BANDS = 2  # h_0 and h_1: the bands LapCVAE's two finest levels must reconstruct
+PER_IMAGE_COLUMNS = ("image", "rmse", "psnr", "ssim", *(f"r2_h{k}" for k in range(R2_BANDS)), "rate")
 PIXEL_MAX = 255.0
 
 
@@ -84,18 +90,21 @@ def ssim_per_image(reference: torch.Tensor, reconstruction: torch.Tensor) -> tor
     )
 
 
-def sharpness_ratio(reference: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-    """(N,) energy of the reconstruction's finest Laplacian band h_0 (Eq. 6) over the reference's.
+def band_r2(reference: torch.Tensor, reconstruction: torch.Tensor, bands: int = R2_BANDS) -> torch.Tensor:
+    """(N, bands) R^2 of the reconstruction's Laplacian bands h_0..h_{bands-1} against the reference's.
 
-    1.0: as much fine detail as the input; below 1: blurrier; NaN for a perfectly flat reference image.
+    R^2_k = 1 - |h_k(x_hat) - h_k(x)|^2 / |h_k(x)|^2 per image, summed over pixels and channels, on the quantised
+    reconstruction; NaN where the reference's band is all zero (a flat image).
     """
     _check_pair(reference, reconstruction)
-    reference_detail = laplacian_pyramid(reference.double(), 2)[0]  # (N, 3, H, W), h_0
-    reconstruction_detail = laplacian_pyramid(quantise(reconstruction.double()), 2)[0]
-    reference_energy = reference_detail.pow(2).sum(dim=(1, 2, 3))  # (N,)
-    reconstruction_energy = reconstruction_detail.pow(2).sum(dim=(1, 2, 3))
-    ratio = reconstruction_energy / reference_energy
-    return torch.where(reference_energy > 0, ratio, torch.full_like(ratio, math.nan)).float()
+    reference_bands = laplacian_pyramid(reference.double(), bands + 1)[:bands]  # [h_0, ..], (N, 3, h, w) each
+    reconstruction_bands = laplacian_pyramid(quantise(reconstruction.double()), bands + 1)[:bands]
+    scores = []
+    for original, rebuilt in zip(reference_bands, reconstruction_bands, strict=True):
+        energy = original.pow(2).sum(dim=(1, 2, 3))  # (N,)
+        error = (rebuilt - original).pow(2).sum(dim=(1, 2, 3))
+        scores.append(torch.where(energy > 0, 1.0 - error / energy, torch.full_like(energy, math.nan)))
+    return torch.stack(scores, dim=1).float()  # (N, bands)
 
 
 def bootstrap_mean_ci(
@@ -133,13 +142,22 @@ def count_flops(function: Callable[[torch.Tensor], Any], example: torch.Tensor) 
 
 
 def per_image_metrics(reference: torch.Tensor, reconstruction: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every per-image metric of one batch, each (N,) on the CPU."""
+    """Every per-image distortion metric of one batch, each (N,) on the CPU."""
+    r2 = band_r2(reference, reconstruction).cpu()  # (N, R2_BANDS)
     return {
         "rmse": rmse_per_image(reference, reconstruction).cpu(),
         "psnr": psnr_per_image(reference, reconstruction).cpu(),
         "ssim": ssim_per_image(reference, reconstruction).cpu(),
-        "sharpness": sharpness_ratio(reference, reconstruction).cpu(),
+        **{f"r2_h{k}": r2[:, k] for k in range(R2_BANDS)},
     }
+
+
+def rate_per_image(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """(N,) the model's KL in nats per image (`model.rate`), NaN for models that have none."""
+    rate = getattr(model, "rate", None)
+    if rate is None:
+        return torch.full((images.shape[0],), math.nan)
+    return rate(images).float().cpu()
 
 
 def pyramid_train_seconds(checkpoint: str | Path, own_seconds: float | None) -> float | None:
@@ -191,6 +209,7 @@ def evaluate_model(
             reconstruction = model.reconstruct(reference)
             for name, values in per_image_metrics(reference, reconstruction).items():
                 columns[name].append(values)
+            columns["rate"].append(rate_per_image(model, reference))
             reconstructions[start:start + len(reference)] = to_uint8(reconstruction)
     table = pd.DataFrame({name: torch.cat(values).double().numpy() for name, values in columns.items()})
     table.insert(0, "image", np.arange(len(test_images)))
@@ -208,7 +227,8 @@ def summarise(per_image: pd.DataFrame, bootstrap_samples: int, seed: int) -> dic
         "rmse_ci95": list(bootstrap_mean_ci(rmse, bootstrap_samples, seed)),
         "psnr_mean": float(finite_psnr.mean()),
         "ssim_mean": float(per_image["ssim"].mean()),
-        "sharpness_mean": float(per_image["sharpness"].mean()),
+        **{f"r2_h{k}_mean": float(per_image[f"r2_h{k}"].mean()) for k in range(R2_BANDS)},
+        "rate_mean": float(per_image["rate"].mean()),  # nats per image; NaN for models without a posterior
     }
 
 

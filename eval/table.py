@@ -21,8 +21,8 @@ from eval.paper import PAPER_TABLE1
 logger = logging.getLogger(__name__)
 
 BASELINE = "vae"  # every model's per-image RMSE is tested against the VAE's at the same resolution
-SUMMARY_COLUMNS = ("n_test", "rmse_mean", "rmse_std", "psnr_mean", "ssim_mean", "sharpness_mean", "parameters",
-                   "flops_per_image", "train_seconds", "eval_seconds")
+SUMMARY_COLUMNS = ("n_test", "rmse_mean", "rmse_std", "psnr_mean", "ssim_mean", "r2_h0_mean", "r2_h1_mean",
+                   "rate_mean", "parameters", "flops_per_image", "train_seconds", "eval_seconds")
 
 
 def read_summary(path: Path) -> dict[str, Any]:

@@ -248,6 +248,27 @@ class LapCVAE(nn.Module):
         return self.to_full_size(composed[0]).clamp(0.0, 1.0)
 
     @torch.no_grad()
+    def rate(self, x: torch.Tensor) -> torch.Tensor:
+        """(N,) KL in nats per image, summed over the levels this model holds: sum_k KL(q_k || p_k).
+
+        p_k is the prior each level trained against (Eq. 12): N(0, I) at level K and in the without-M variant,
+        else M_k applied to q_{k+1}'s re-encoding of what levels k+1..K reconstruct from posterior means, the
+        same prior `LevelTrainable` uses.
+        """
+        pyramid = laplacian_pyramid(x, self.levels)
+        total = torch.zeros(x.shape[0], device=x.device)
+
+        def posterior_means(k: int, upsampled: torch.Tensor | None, prior: Gaussian | None) -> torch.Tensor:
+            nonlocal total
+            mean, log_var = self.encode_level(k, pyramid[k], upsampled)
+            prior_args = () if prior is None else (prior[0].float(), prior[1].float())
+            total = total + kl_diagonal_gaussians(mean.float(), log_var.float(), *prior_args)
+            return mean
+
+        self.coarse_to_fine(self.first_level, posterior_means, reencode_levels=range(self.first_level + 1, self.levels))
+        return total
+
+    @torch.no_grad()
     def sample(self, n: int, seed: int) -> torch.Tensor:
         """Figure 2: z_K ~ N(0, I), decode, re-encode, M_k gives the next prior, ... -> (n, 3, H, W) in [0, 1]."""
         generator = torch.Generator().manual_seed(seed)

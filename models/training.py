@@ -185,13 +185,18 @@ def _check_inputs(trainable: Any, train_images: np.ndarray, settings: dict[str, 
                          "check the prepared data file")
 
 
-def _make_optimizers(trainable: nn.Module, lr: float) -> dict[str, torch.optim.Adam]:
-    """One Adam per group; a trainable may set `optimizer_settings = {group: {"lr": .., "betas": (.., ..)}}`."""
+OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}  # settings["optimizer"]
+
+
+def _make_optimizers(trainable: nn.Module, settings: dict[str, Any]) -> dict[str, torch.optim.Optimizer]:
+    """One optimizer per group (settings `optimizer`, default Adam, with `lr` and `weight_decay`); a trainable may
+    set `optimizer_settings = {group: {"lr": .., ...}}`."""
     overrides = getattr(trainable, "optimizer_settings", {})
+    optimizer = OPTIMIZERS[settings.get("optimizer", "adam")]
     optimizers = {}
     for group, params in trainable.parameter_groups().items():
-        options = {"lr": lr, **overrides.get(group, {})}
-        optimizers[group] = torch.optim.Adam(params, **options)
+        options = {"lr": settings["lr"], "weight_decay": settings.get("weight_decay", 0.0), **overrides.get(group, {})}
+        optimizers[group] = optimizer(params, **options)
     return optimizers
 
 
@@ -339,7 +344,7 @@ def fit(
     try:
         trainable.to(device_)
         ranks.broadcast_state(trainable)
-        optimizers = _make_optimizers(trainable, settings["lr"])
+        optimizers = _make_optimizers(trainable, settings)
         groups = {group: list(params) for group, params in trainable.parameter_groups().items()}
         host_images = np.array(train_images)  # (N, 3, H, W) uint8, read once
         fingerprint = _fingerprint(settings, seed, label, groups, host_images, ranks.world_size, trainable, export)

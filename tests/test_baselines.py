@@ -179,3 +179,33 @@ def test_balancing_rule_updates_both_when_both_would_be_skipped() -> None:
     model = tiny_vaegan(balance={"enabled": True, "margin": -100.0, "equilibrium": 0.68})
     objectives = model.training_step(smooth_images(4, 16)).objectives
     assert objectives["decoder"] is not None and objectives["discriminator"] is not None
+
+
+@pytest.mark.parametrize("kl_weight", [0.0, 0.01, 1.0])
+def test_vae_loss_is_pixel_sse_plus_weighted_kl_in_nats(kl_weight: float) -> None:
+    """The scale every VAE-family loss shares: SSE over [0, 1] pixels per image + kl_weight * KL (nats), batch mean."""
+    torch.manual_seed(0)
+    model = VAE.from_config({"resolution": 16, "latent_dim": 8, "widths": [8, 16], "kl_weight": kl_weight})
+    images = smooth_images(4, 16)
+    torch.manual_seed(1)
+    loss = model.training_step(images).objectives["vae"]
+    torch.manual_seed(1)  # the same reparameterisation noise, by hand
+    mean, log_var = model.encoder(images)
+    decoded = model.decoder(mean + torch.exp(0.5 * log_var) * torch.randn(mean.shape))
+    sse = ((decoded - images) ** 2).sum(dim=(1, 2, 3))  # (4,)
+    kl = 0.5 * (mean**2 + log_var.exp() - log_var - 1).sum(dim=1)  # (4,) KL(N(mean, var) || N(0, I)) in nats
+    assert loss.item() == pytest.approx((sse + kl_weight * kl).mean().item(), rel=1e-5)
+    assert torch.allclose(model.rate(images), kl, rtol=1e-5)  # evaluate's rate is the same KL, per image
+
+
+def test_paper_vaegan_trains_with_rmsprop_and_weight_decay() -> None:
+    from models.training import _make_optimizers
+
+    params = load_params("config/paper.yaml")
+    settings = {**params["train"], **params["vaegan"]["64"]["train"]}
+    optimizers = _make_optimizers(tiny_vaegan(), settings)
+    assert set(optimizers) == {"encoder", "decoder", "discriminator"}
+    for optimizer in optimizers.values():
+        assert isinstance(optimizer, torch.optim.RMSprop)
+        assert optimizer.defaults["weight_decay"] == 1e-5 and optimizer.defaults["lr"] == 0.025 / 64
+    assert params["vaegan"]["64"]["discriminate_reconstructions"] is False

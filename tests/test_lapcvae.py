@@ -143,3 +143,19 @@ def test_config_round_trip_and_bad_input() -> None:
         model.partial_sample(images(1), fixed_levels=4, n=2, seed=0)
     with pytest.raises(ValueError, match="trained_levels"):
         LapCVAE.from_config({**model.config, "trained_levels": 4})
+
+
+@pytest.mark.parametrize("use_m", [True, False])
+def test_rate_sums_every_levels_kl_against_its_prior(use_m: bool) -> None:
+    model = tiny_model(use_m=use_m).eval()
+    x = images(3)
+    coarsest_only = tiny_model(use_m=use_m, trained_levels=1).eval()
+    coarsest_only.load_state_dict(model.state_dict(), strict=False)
+    with torch.no_grad():
+        rate, coarse_rate = model.rate(x), coarsest_only.rate(x)  # (3,) each
+        b_K = x
+        for _ in range(model.coarsest):
+            b_K = downsample(b_K)
+        mean, log_var = model.encode_level(model.coarsest, b_K, None)
+    assert torch.allclose(coarse_rate, kl_diagonal_gaussians(mean, log_var), rtol=1e-5)  # level K: N(0, I)
+    assert (rate > coarse_rate).all()  # finer levels add their own KL

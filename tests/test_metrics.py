@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from eval.metrics import (
+    band_r2,
     bootstrap_mean_ci,
     count_flops,
     count_parameters,
     psnr_per_image,
     rmse_per_image,
-    sharpness_ratio,
     ssim_per_image,
 )
 
@@ -80,16 +80,21 @@ def test_ssim_is_one_for_identical_images_and_lower_for_noisy_ones():
     assert (ssim_per_image(images, noisy) < 0.9).all()
 
 
-def test_sharpness_is_one_for_the_image_itself_and_below_one_when_blurred():
+def test_band_r2_is_one_for_the_image_itself_lower_when_blurred_and_at_most_zero_when_grey():
     images = uint8_images(3, 16)
-    assert torch.allclose(sharpness_ratio(images, images.clone()), torch.ones(3), atol=1e-6)
+    assert torch.allclose(band_r2(images, images.clone()), torch.ones(3, 2), atol=1e-6)
     blurred = F.avg_pool2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), 3, stride=1)  # (3, 3, 16, 16)
-    assert (sharpness_ratio(images, blurred) < 0.5).all()
+    blurred_r2 = band_r2(images, blurred)  # (3, 2)
+    assert (blurred_r2[:, 0] < 0.5).all() and (blurred_r2[:, 0] < blurred_r2[:, 1]).all()  # h0 suffers most
+    grey = torch.full_like(images, 128 / 255)
+    assert (band_r2(images, grey) <= 1e-6).all()  # no detail: every band scores 0
+    noise = (images + 0.3 * torch.randn(images.shape, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    assert (band_r2(images, noise)[:, 0] < 0).all()  # unaligned detail scores below a flat band
 
 
-def test_sharpness_is_nan_for_a_flat_reference():
+def test_band_r2_is_nan_for_a_flat_reference():
     flat = torch.full((1, 3, 8, 8), 0.5)
-    assert torch.isnan(sharpness_ratio(flat, uint8_images(1, 8))).all()
+    assert torch.isnan(band_r2(flat, uint8_images(1, 8))).all()
 
 
 def test_bootstrap_interval_contains_the_mean_and_is_seeded():

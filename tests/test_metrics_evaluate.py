@@ -79,11 +79,12 @@ def test_evaluate_writes_reconstructions_metrics_samples_and_summary(tmp_path, s
 
     # The per-image RMSE is that of the saved uint8 reconstruction, in test order.
     per_image = pd.read_csv(per_image_path)
-    assert list(per_image.columns) == ["image", "rmse", "psnr", "ssim", "sharpness"]
+    assert list(per_image.columns) == ["image", "rmse", "psnr", "ssim", "r2_h0", "r2_h1", "rate"]
     assert per_image["image"].tolist() == list(range(N_TEST))
     difference = reconstructions.astype(np.float64) - test_images
     np.testing.assert_allclose(per_image["rmse"], np.sqrt((difference**2).mean(axis=(1, 2, 3))), rtol=1e-5)
-    assert (per_image["sharpness"] < 1).all()  # the stand-in blurs
+    assert (per_image["r2_h0"] < 1).all()  # the stand-in blurs
+    assert per_image["rate"].isna().all()  # it has no posterior
 
     samples = np.load(out_dir / "samples.npy")
     expected_samples = np.round(model.sample(3, seed=7).numpy() * 255).astype(np.uint8)
