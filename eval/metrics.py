@@ -141,24 +141,6 @@ def per_image_metrics(reference: torch.Tensor, reconstruction: torch.Tensor) -> 
     }
 
 
-def pyramid_train_seconds(checkpoint: str | Path, own_seconds: float | None) -> float | None:
-    """Training time of the whole model a checkpoint holds.
-
-    A LapCVAE is trained one job per level (level{k}.pt holds levels k..K), and M retraining starts from the
-    finished pyramid, so their time is the sum over the jobs that built them; a baseline's is its own job's.
-    """
-    checkpoint = Path(checkpoint)
-    if own_seconds is None or not (checkpoint.name.startswith("level") or checkpoint.name == "retrained_m.pt"):
-        return own_seconds
-    level = 0 if checkpoint.name == "retrained_m.pt" else int(checkpoint.stem.removeprefix("level"))
-    total = own_seconds if checkpoint.name == "retrained_m.pt" else 0.0
-    for path in sorted(checkpoint.parent.glob("level*.pt")):
-        if int(path.stem.removeprefix("level")) >= level:
-            seconds = torch.load(path, map_location="cpu", weights_only=True).get("meta", {}).get("train_seconds")
-            total += seconds or 0.0
-    return total
-
-
 def load_images(path: str | Path, resolution: int) -> np.ndarray:
     """Memory-map a prepared uint8 split (N, 3, res, res)."""
     return load_image_array(path, resolution)

@@ -24,7 +24,6 @@ from eval.metrics import (
     count_parameters,
     evaluate_model,
     load_images,
-    pyramid_train_seconds,
     summarise,
     to_uint8,
 )
@@ -34,7 +33,7 @@ from eval.plotting import (
 )
 from eval.report import build_report, render_html, render_markdown, write_text_atomically
 from eval.table import build_table1, metrics_json
-from models.checkpoint import load_model
+from models.checkpoint import load_model, pyramid_train_seconds
 from models.training import resolve_device
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
@@ -79,7 +78,7 @@ def evaluate_main(argv: list[str] | None = None) -> None:
         "flops_per_image": count_flops(model.reconstruct, one_image),
         "eval_seconds": eval_seconds,
         "eval_device": str(device),
-        "train_seconds": pyramid_train_seconds(args.checkpoint, meta.get("train_seconds")),
+        "train_seconds": pyramid_train_seconds(meta),
         "checkpoint": str(args.checkpoint),
         "meta": meta,
     }
