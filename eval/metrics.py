@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -158,26 +157,6 @@ def rate_per_image(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     if rate is None:
         return torch.full((images.shape[0],), math.nan)
     return rate(images).float().cpu()
-
-
-def pyramid_train_seconds(checkpoint: str | Path, own_seconds: float | None) -> float | None:
-    """Training time of the whole model a checkpoint holds.
-
-    A LapCVAE is trained one job per level (level{k}.pt holds levels k..K), and M retraining starts from the
-    finished pyramid, so their time is the sum over the jobs that built them; a baseline's is its own job's.
-    """
-    checkpoint = Path(checkpoint)
-    if own_seconds is None or not (checkpoint.name.startswith("level") or checkpoint.name == "retrained_m.pt"):
-        return own_seconds
-    level = 0 if checkpoint.name == "retrained_m.pt" else int(checkpoint.stem.removeprefix("level"))
-    total = own_seconds if checkpoint.name == "retrained_m.pt" else 0.0
-    for path in sorted(checkpoint.parent.glob("level*.pt")):
-        if not re.fullmatch(r"level\d+\.pt", path.name):  # e.g. a stray level1.pt.resume.pt
-            continue
-        if int(path.stem.removeprefix("level")) >= level:
-            seconds = torch.load(path, map_location="cpu", weights_only=True).get("meta", {}).get("train_seconds")
-            total += seconds or 0.0
-    return total
 
 
 def expected_checkpoint(model: str, resolution: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,29 +57,64 @@ def paired_wilcoxon(model_rmse: pd.Series, baseline_rmse: pd.Series) -> dict[str
             "rmse_median_diff_vs_vae": float(np.median(differences))}
 
 
-def build_table1(params: dict[str, Any], eval_dir: str | Path, per_image_dir: str | Path) -> pd.DataFrame:
+Inputs = dict[tuple[str, str], tuple[Path, Path]]  # (resolution, model) -> (summary.json, per-image CSV)
+
+
+def inputs_from_files(summaries: Sequence[str | Path], per_image: Sequence[str | Path]) -> Inputs:
+    """Pair each `evaluate` summary with its per-image CSV (same order); the summary names its model and size.
+
+    Every file must exist: a missing one is an error, not a row silently left out.
+    """
+    if len(summaries) != len(per_image):
+        raise ValueError(f"got {len(summaries)} summaries but {len(per_image)} per-image CSVs; pass one of each "
+                         "per evaluated model, in the same order")
+    inputs: Inputs = {}
+    for summary_path, per_image_path in zip(map(Path, summaries), map(Path, per_image), strict=True):
+        for path in (summary_path, per_image_path):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} does not exist: run `lapcvae evaluate` for that model first")
+        summary = read_summary(summary_path)
+        inputs[(str(summary["resolution"]), summary["model"])] = (summary_path, per_image_path)
+    return inputs
+
+
+def inputs_from_folders(params: dict[str, Any], eval_dir: str | Path, per_image_dir: str | Path) -> Inputs:
+    """The evaluated models found under `eval_dir` (layout of the pipeline); models not evaluated are skipped."""
+    eval_dir, per_image_dir = Path(eval_dir), Path(per_image_dir)
+    inputs: Inputs = {}
+    for resolution in map(str, params["data"]["resolutions"]):
+        for model in MODELS:
+            summary_path = eval_dir / resolution / model / "summary.json"
+            if summary_path.is_file():
+                inputs[(resolution, model)] = (summary_path, per_image_dir / f"{resolution}_{model}.csv")
+            else:
+                logger.info("no %s; %s at %s px left out of Table 1", summary_path, model, resolution)
+    return inputs
+
+
+def build_table1(params: dict[str, Any], eval_dir: str | Path | None = None, per_image_dir: str | Path | None = None,
+                 *, inputs: Inputs | None = None) -> pd.DataFrame:
     """One row per evaluated model and resolution (resolutions of params, models in Table 1's order).
 
+    The models are `inputs` (see inputs_from_files), or those found under eval_dir / per_image_dir.
     Columns: resolution, model, the summary numbers of `evaluate`, rmse_ci95_lo/hi, the paired Wilcoxon test
     against the VAE (NaN for the VAE itself or when no VAE was evaluated) and the paper's published RMSE.
     """
-    eval_dir, per_image_dir = Path(eval_dir), Path(per_image_dir)
+    if inputs is None:
+        inputs = inputs_from_folders(params, eval_dir, per_image_dir)
     rows = []
     for resolution in map(str, params["data"]["resolutions"]):
-        baseline_path = per_image_dir / f"{resolution}_{BASELINE}.csv"
-        baseline = read_per_image(baseline_path) if (eval_dir / resolution / BASELINE / "summary.json").is_file() \
-            else None
+        baseline = read_per_image(inputs[(resolution, BASELINE)][1]) if (resolution, BASELINE) in inputs else None
         for model in MODELS:
-            summary_path = eval_dir / resolution / model / "summary.json"
-            if not summary_path.is_file():
-                logger.info("no %s; %s at %s px left out of Table 1", summary_path, model, resolution)
+            if (resolution, model) not in inputs:
                 continue
+            summary_path, per_image_path = inputs[(resolution, model)]
             summary = read_summary(summary_path)
             row: dict[str, Any] = {"resolution": int(resolution), "model": model}
             row.update({column: summary.get(column) for column in SUMMARY_COLUMNS})
             row["rmse_ci95_lo"], row["rmse_ci95_hi"] = summary["rmse_ci95"]
             if baseline is not None and model != BASELINE:
-                row.update(paired_wilcoxon(read_per_image(per_image_dir / f"{resolution}_{model}.csv"), baseline))
+                row.update(paired_wilcoxon(read_per_image(per_image_path), baseline))
             else:
                 row.update({"wilcoxon_statistic": np.nan, "wilcoxon_p": np.nan, "rmse_median_diff_vs_vae": np.nan})
             paper = PAPER_TABLE1.get(resolution, {}).get(model, {})
@@ -86,7 +122,8 @@ def build_table1(params: dict[str, Any], eval_dir: str | Path, per_image_dir: st
             row["paper_rmse_std"] = paper.get("rmse_std", np.nan)
             rows.append(row)
     if not rows:
-        raise FileNotFoundError(f"no {eval_dir}/<res>/<model>/summary.json found: run `lapcvae evaluate` first")
+        raise FileNotFoundError(f"no evaluated model found ({eval_dir or 'no summaries given'}): run "
+                                "`lapcvae evaluate` first")
     return pd.DataFrame(rows)
 
 

@@ -56,6 +56,24 @@ def save_model(path: str | Path, model: nn.Module, meta: dict[str, Any] | None =
     )
 
 
+def add_meta(path: str | Path, **values: Any) -> None:
+    """Add entries to a written checkpoint's `meta` (atomically: the file stays whole)."""
+    checkpoint = load_checkpoint(path)
+    checkpoint["meta"] = {**checkpoint.get("meta", {}), **values}
+    atomic_save(checkpoint, path)
+
+
+def pyramid_train_seconds(meta: dict[str, Any]) -> float | None:
+    """Training time of the whole model a checkpoint holds, from its own metadata.
+
+    A LapCVAE is trained one job per level (level{k}.pt holds levels k..K), and M retraining starts from the
+    finished pyramid: each of those jobs records in `pyramid_train_seconds` its own time plus that of the
+    checkpoint it was built on (workflow/commands/train.py), so no sibling file is read. A baseline's time is
+    its own job's (`train_seconds`).
+    """
+    return meta.get("pyramid_train_seconds", meta.get("train_seconds"))
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

@@ -43,6 +43,10 @@ def test_greedy_levels_chain_and_keep_the_coarser_weights(setup: dict[str, Path]
     coarse, whole = load_checkpoint(level1), load_checkpoint(level0)
     assert coarse["config"]["trained_levels"] == 1 and whole["config"]["trained_levels"] == 2
     assert (coarse["meta"]["epochs"], whole["meta"]["epochs"]) == (2, 1)  # level_epochs, finest first
+    # Training time accumulates down the pyramid in the metadata: level 0's covers both level jobs.
+    assert coarse["meta"]["pyramid_train_seconds"] == coarse["meta"]["train_seconds"]
+    assert whole["meta"]["pyramid_train_seconds"] == pytest.approx(
+        whole["meta"]["train_seconds"] + coarse["meta"]["train_seconds"])
     for key, value in coarse["state_dict"].items():
         assert torch.equal(whole["state_dict"][key], value), key  # level 1 stayed frozen while level 0 trained
     assert level0.with_name("level0.log.csv").read_text().startswith("step,epoch,loss,recon,kl")
@@ -71,6 +75,9 @@ def test_retrain_m_changes_only_the_m_networks(setup: dict[str, Path]) -> None:
                     "--data", str(setup["data"]), "--out", str(out)])
     before, after = load_checkpoint(level0)["state_dict"], load_checkpoint(out)["state_dict"]
     changed = {key for key in before if not torch.equal(before[key], after[key])}
+    retrained_meta, whole_meta = load_checkpoint(out)["meta"], load_checkpoint(level0)["meta"]
+    assert retrained_meta["pyramid_train_seconds"] == pytest.approx(
+        retrained_meta["train_seconds"] + whole_meta["pyramid_train_seconds"])
     assert changed and all("prior_net" in key for key in changed)
 
 

@@ -12,7 +12,6 @@ import torch
 import yaml
 from torch import nn
 
-from eval import metrics
 from models import checkpoint
 from workflow.commands.evaluate import evaluate_main
 
@@ -123,12 +122,6 @@ def test_evaluate_of_a_diverged_model_leaves_nothing_half_written(tmp_path, stan
     assert not (tmp_path / "p.csv").exists()
 
 
-def test_lapcvae_training_time_sums_the_level_jobs(tmp_path):
-    folder = tmp_path / "lapcvae"
-    folder.mkdir()
-    for level, seconds in enumerate([5.0, 7.0, 11.0]):
-        torch.save({"meta": {"train_seconds": seconds}}, folder / f"level{level}.pt")
-    assert metrics.pyramid_train_seconds(folder / "level0.pt", 5.0) == 23.0
-    assert metrics.pyramid_train_seconds(folder / "level1.pt", 7.0) == 18.0
-    assert metrics.pyramid_train_seconds(folder / "retrained_m.pt", 3.0) == 26.0
-    assert metrics.pyramid_train_seconds(tmp_path / "vae" / "model.pt", 4.0) == 4.0
+def test_training_time_is_read_from_the_checkpoint_metadata() -> None:
+    assert checkpoint.pyramid_train_seconds({"train_seconds": 5.0, "pyramid_train_seconds": 23.0}) == 23.0
+    assert checkpoint.pyramid_train_seconds({"train_seconds": 4.0}) == 4.0  # a baseline: its own job

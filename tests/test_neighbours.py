@@ -77,8 +77,9 @@ def test_neighbours_command_writes_tables_summary_and_figure(tmp_path: Path):
     override.write_text(yaml.safe_dump({"eval": {"neighbours": {"samples": n_samples, "k": k, "chunk": 16,
                                                                 "figure_rows": 2}}}))
     out_dir, figure = tmp_path / "neighbours", tmp_path / "figures" / "fig6_neighbours_16.png"
-    neighbours_main(["--params", str(override), "--res", str(size), "--eval-dir", str(tmp_path / "eval"),
-                     "--train", str(tmp_path / "train.npy"), "--test", str(tmp_path / "test.npy"),
+    samples = [str(tmp_path / "eval" / str(size) / model / "samples.npy") for model in ("lapcvae", "vae")]
+    neighbours_main(["--params", str(override), "--res", str(size), "--samples", *samples, "--models", "lapcvae",
+                     "vae", "--train", str(tmp_path / "train.npy"), "--test", str(tmp_path / "test.npy"),
                      "--out-dir", str(out_dir), "--figure", str(figure)])
 
     lapcvae = pd.read_csv(out_dir / "16_lapcvae.csv")

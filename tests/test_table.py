@@ -86,3 +86,17 @@ def test_per_image_csvs_of_different_test_sets_are_refused(tmp_path):
     write_model(tmp_path, 64, "lapcvae", np.array([19.0, 21.5]))
     with pytest.raises(ValueError, match="same split"):
         build_table1(PARAMS, tmp_path / "eval", tmp_path / "per_image")
+
+
+def test_table_command_reads_exactly_the_files_it_is_given(tmp_path):
+    write_model(tmp_path, 64, "vae", np.array([20.0, 21.0, 22.0]))
+    write_model(tmp_path, 64, "lapcvae_nom", np.array([19.0, 21.5, 20.0]))
+    summaries = [str(tmp_path / "eval" / "64" / model / "summary.json") for model in ("vae", "lapcvae_nom")]
+    per_image = [str(tmp_path / "per_image" / f"64_{model}.csv") for model in ("vae", "lapcvae_nom")]
+    table_main(["--summaries", *summaries, "--per-image", *per_image, "--out-dir", str(tmp_path / "metrics")])
+    assert pd.read_csv(tmp_path / "metrics" / "table1.csv")["model"].tolist() == ["vae", "lapcvae_nom"]
+    # A declared input that is missing is an error, not a model silently left out of Table 1.
+    missing = str(tmp_path / "eval" / "64" / "vaegan" / "summary.json")
+    with pytest.raises(FileNotFoundError, match="vaegan"):
+        table_main(["--summaries", *summaries, missing, "--per-image", *per_image, per_image[0],
+                    "--out-dir", str(tmp_path / "metrics2")])

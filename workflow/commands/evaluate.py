@@ -25,7 +25,6 @@ from eval.metrics import (
     evaluate_model,
     expected_checkpoint,
     load_images,
-    pyramid_train_seconds,
     summarise,
     to_uint8,
 )
@@ -34,8 +33,8 @@ from eval.plotting import (
     MODELS,
 )
 from eval.report import build_report, render_html, render_markdown, write_text_atomically
-from eval.table import build_table1, metrics_json
-from models.checkpoint import load_model
+from eval.table import build_table1, inputs_from_files, metrics_json
+from models.checkpoint import load_model, pyramid_train_seconds
 from models.training import resolve_device
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
@@ -80,7 +79,7 @@ def evaluate_main(argv: list[str] | None = None) -> None:
         "flops_per_image": count_flops(model.reconstruct, one_image),
         "eval_seconds": eval_seconds,
         "eval_device": str(device),
-        "train_seconds": pyramid_train_seconds(args.checkpoint, meta.get("train_seconds")),
+        "train_seconds": pyramid_train_seconds(meta),
         "checkpoint": str(args.checkpoint),
         "meta": meta,
     }
@@ -95,12 +94,20 @@ def table_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lapcvae table",
                                      description=doc_summary("eval.table", paragraph=True))
     add_params_arguments(parser)
-    parser.add_argument("--eval-dir", required=True, help="holds {res}/{model}/summary.json, e.g. results/eval")
-    parser.add_argument("--per-image-dir", required=True, help="holds {res}_{model}.csv, e.g. "
-                                                               "results/metrics/per_image")
+    parser.add_argument("--summaries", nargs="+", help="every model's summary.json (what the rule declares)")
+    parser.add_argument("--per-image", nargs="+", help="their per-image CSVs, in the same order")
+    parser.add_argument("--eval-dir", help="instead of --summaries: holds {res}/{model}/summary.json, e.g. "
+                                           "results/eval (models not evaluated are left out)")
+    parser.add_argument("--per-image-dir", help="with --eval-dir: holds {res}_{model}.csv, e.g. "
+                                                "results/metrics/per_image")
     parser.add_argument("--out-dir", required=True, help="where table1.csv and metrics.json go, e.g. results/metrics")
     args = parser.parse_args(argv)
-    table = build_table1(params_from_args(args), args.eval_dir, args.per_image_dir)
+    if args.summaries:
+        table = build_table1(params_from_args(args), inputs=inputs_from_files(args.summaries, args.per_image or []))
+    elif args.eval_dir and args.per_image_dir:
+        table = build_table1(params_from_args(args), args.eval_dir, args.per_image_dir)
+    else:
+        parser.error("pass --summaries and --per-image (or --eval-dir and --per-image-dir)")
     out_dir = Path(args.out_dir)
     atomic_write_csv(out_dir / "table1.csv", table)
     atomic_write_json(out_dir / "metrics.json", metrics_json(table))
@@ -113,7 +120,10 @@ def neighbours_main(argv: list[str] | None = None) -> None:
                                      description=doc_summary("eval.neighbours", paragraph=True))
     add_params_arguments(parser)
     parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
-    parser.add_argument("--eval-dir", required=True, help="holds {res}/{model}/samples.npy, e.g. results/eval")
+    parser.add_argument("--samples", nargs="+", help="each model's samples.npy (what the rule declares)")
+    parser.add_argument("--models", nargs="+", choices=MODELS, help="the models of --samples, in the same order")
+    parser.add_argument("--eval-dir", help="instead of --samples: holds {res}/{model}/samples.npy, e.g. results/eval "
+                                           "(models not evaluated are left out)")
     parser.add_argument("--train", required=True, help="e.g. data/prepared/64/train.npy")
     parser.add_argument("--test", required=True, help="e.g. data/prepared/64/test.npy")
     parser.add_argument("--out-dir", required=True, help="e.g. results/neighbours")
@@ -124,10 +134,18 @@ def neighbours_main(argv: list[str] | None = None) -> None:
     train = load_images(args.train, args.res)
     test = load_images(args.test, args.res)
     queries: dict[str, np.ndarray] = {}
-    for name in MODELS:
-        path = Path(args.eval_dir) / str(args.res) / name / "samples.npy"
-        if path.is_file():
-            queries[name] = np.asarray(load_images(path, args.res)[:settings["samples"]])
+    if args.samples:
+        if len(args.samples) != len(args.models or []):
+            parser.error("pass one --models name per --samples file, in the same order")
+        for name, path in zip(args.models, args.samples, strict=True):
+            queries[name] = np.asarray(load_images(path, args.res)[:settings["samples"]])  # missing file: error
+    elif args.eval_dir:
+        for name in MODELS:
+            path = Path(args.eval_dir) / str(args.res) / name / "samples.npy"
+            if path.is_file():
+                queries[name] = np.asarray(load_images(path, args.res)[:settings["samples"]])
+    else:
+        parser.error("pass --samples and --models (or --eval-dir)")
     if not queries:
         raise FileNotFoundError(f"no {args.eval_dir}/{args.res}/<model>/samples.npy found: run `lapcvae evaluate` "
                                 "for at least one model first")

@@ -7,18 +7,28 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from baselines.train import BASELINES, build_baseline, load_train_images
 from core import registry
 from core.params import deep_merge, train_settings
-from models.checkpoint import load_model
+from models.checkpoint import add_meta, load_checkpoint, load_model, pyramid_train_seconds
 from models.lapcvae import LapCVAE, LevelTrainable, PriorRetrainer
 from models.train_lapcvae import VARIANTS, build_level_model, level_settings, load_images, resolution_params
 from models.training import derive_seed, fit
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)
+
+
+def record_pyramid_seconds(checkpoint: str | Path, seconds: float) -> None:
+    """Store the training time of the whole pyramid a checkpoint holds (its job's plus the one it built on).
+
+    Only the main process writes (the one that saved the checkpoint under torchrun).
+    """
+    if int(os.environ.get("RANK", "0")) == 0:
+        add_meta(checkpoint, pyramid_train_seconds=seconds)
 
 
 def train_level_main(argv: list[str] | None = None) -> None:
@@ -34,9 +44,12 @@ def train_level_main(argv: list[str] | None = None) -> None:
     params = params_from_args(args)
     model = build_level_model(params, args.res, args.variant, args.level, args.coarser)
     images = load_images(args.data, args.res)
-    fit(LevelTrainable(model, args.level), images, settings=level_settings(params, args.res, args.level),
-        seed=derive_seed(params["seed"], "lapcvae-train", args.res, args.variant, args.level), output=args.out,
-        export=model, device=params["device"], name=f"{args.res}/{args.variant}/level{args.level}")
+    meta = fit(LevelTrainable(model, args.level), images, settings=level_settings(params, args.res, args.level),
+               seed=derive_seed(params["seed"], "lapcvae-train", args.res, args.variant, args.level),
+               output=args.out, export=model, device=params["device"],
+               name=f"{args.res}/{args.variant}/level{args.level}")
+    coarser_seconds = pyramid_train_seconds(load_checkpoint(args.coarser)["meta"]) if args.coarser else 0.0
+    record_pyramid_seconds(args.out, meta["train_seconds"] + (coarser_seconds or 0.0))
 
 
 def retrain_m_main(argv: list[str] | None = None) -> None:
@@ -56,9 +69,10 @@ def retrain_m_main(argv: list[str] | None = None) -> None:
     retrain = params["lapcvae"]["retrain_m"]
     settings = deep_merge(train_settings(params, "lapcvae", args.res),
                           {"epochs": retrain["epochs"], "lr": retrain["lr"]})
-    fit(PriorRetrainer(model), load_images(args.data, args.res), settings=settings,
-        seed=derive_seed(params["seed"], "lapcvae-retrain-m", args.res), output=args.out, export=model,
-        device=params["device"], name=f"{args.res}/lapcvae/retrain_m")
+    meta = fit(PriorRetrainer(model), load_images(args.data, args.res), settings=settings,
+               seed=derive_seed(params["seed"], "lapcvae-retrain-m", args.res), output=args.out, export=model,
+               device=params["device"], name=f"{args.res}/lapcvae/retrain_m")
+    record_pyramid_seconds(args.out, meta["train_seconds"] + (pyramid_train_seconds(model.meta) or 0.0))
 
 
 def train_baseline_main(argv: list[str] | None = None) -> None:

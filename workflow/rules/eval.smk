@@ -38,12 +38,10 @@ rule table:
     log:
         "logs/table.log",
     params:
-        eval_dir=folder("input", "summaries", up=3),
-        per_image_dir=folder("input", "per_image"),
         out_dir=folder("output", "table"),
         fingerprint=fingerprint_of("table"),
     shell:
-        "lapcvae table --params $LAPCVAE_PARAMS --eval-dir {params.eval_dir} --per-image-dir {params.per_image_dir}"
+        "lapcvae table --params $LAPCVAE_PARAMS --summaries {input.summaries} --per-image {input.per_image}"
         " --out-dir {params.out_dir} 2>&1 | tee {log}"
 
 
@@ -60,7 +58,7 @@ rule neighbours:
     log:
         "logs/neighbours_{res}.log",
     params:
-        eval_dir=folder("input", "samples", up=3),
+        models=MODELS,
         out_dir=folder("output", "tables"),
         fingerprint=fingerprint_of("neighbours"),
     threads: RESOURCES["eval"]["threads"]
@@ -68,7 +66,7 @@ rule neighbours:
         **EVAL_RESOURCES,
     shell:
         "OMP_NUM_THREADS={threads} lapcvae neighbours --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --eval-dir {params.eval_dir} --train {input.train} --test {input.test} --out-dir {params.out_dir}"
+        " --samples {input.samples} --models {params.models} --train {input.train} --test {input.test} --out-dir {params.out_dir}"
         " --figure {output.figure} 2>&1 | tee {log}"
 
 
