@@ -156,7 +156,10 @@ def pyramid_train_seconds(checkpoint: str | Path, own_seconds: float | None) -> 
         return own_seconds
     level = 0 if checkpoint.name == "retrained_m.pt" else int(checkpoint.stem.removeprefix("level"))
     total = own_seconds if checkpoint.name == "retrained_m.pt" else 0.0
-    for path in sorted(checkpoint.parent.glob("level*.pt")):
+    # The coarsest level is shared by both variants and lives in lapcvae/ (workflow.pipeline.level_checkpoint).
+    found = {int(path.stem.removeprefix("level")): path for folder in (checkpoint.parent.parent / "lapcvae",
+             checkpoint.parent) for path in sorted(folder.glob("level*.pt"))}
+    for path in found.values():
         if int(path.stem.removeprefix("level")) >= level:
             seconds = torch.load(path, map_location="cpu", weights_only=True).get("meta", {}).get("train_seconds")
             total += seconds or 0.0

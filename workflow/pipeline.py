@@ -39,6 +39,15 @@ def checkpoint(results: str, res: int | str, model: str) -> str:
     return f"{results}/models/{res}/{model}/level0.pt"
 
 
+def level_checkpoint(results: str, res: int | str, variant: str, level: int, levels_count: int) -> str:
+    """The checkpoint holding levels `level`..K of a LapCVAE variant.
+
+    The coarsest level has no M, so both variants share one job and one checkpoint, the with-M variant's.
+    """
+    owner = "lapcvae" if level == levels_count - 1 else variant
+    return f"{results}/models/{res}/{owner}/level{level}.pt"
+
+
 def training_log(checkpoint_path: str) -> str:
     """Per-step losses the training loop writes beside each checkpoint (for dvc plots and the curves)."""
     return checkpoint_path.removesuffix(".pt") + ".log.csv"
@@ -51,7 +60,9 @@ def training_checkpoints(params: Mapping[str, Any]) -> list[str]:
         for model in BASELINES:
             paths.append(checkpoint(results, res, model))
         for variant in LAPCVAE_VARIANTS:
-            paths += [f"{results}/models/{res}/{variant}/level{k}.pt" for k in range(levels(params, res))]
+            count = levels(params, res)
+            paths += [path for k in range(count)
+                      if (path := level_checkpoint(results, res, variant, k, count)) not in paths]
         paths.append(checkpoint(results, res, "lapcvae_retrained_m"))
     return paths
 
@@ -84,10 +95,10 @@ PARAMS_USED = {
     "generate_faces": ["data.synthetic"],
     "fetch_celeba": ["data.celeba"],
     "prepare": ["data"],
-    "train_level": ["train", "lapcvae.{res}"],
-    "retrain_m": ["train", "lapcvae.{res}", "lapcvae.retrain_m"],
+    "train_level": ["budget", "train", "lapcvae.{res}"],
+    "retrain_m": ["budget", "train", "lapcvae.{res}", "lapcvae.retrain_m"],
     # The VAE's widths are matched to LapCVAE's parameter count, so LapCVAE's settings matter to it.
-    "train_baseline": ["train", "{baseline}.{res}", "lapcvae.{res}"],
+    "train_baseline": ["budget", "train", "{baseline}.{res}", "lapcvae.{res}"],
     "evaluate": ["eval"],
     "table": ["eval"],
     "neighbours": ["eval.neighbours"],

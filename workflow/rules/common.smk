@@ -7,7 +7,7 @@ import yaml
 
 from workflow.config import ParamsError, validate
 from workflow.pipeline import (
-    BASELINES, LAPCVAE_VARIANTS, MODELS, checkpoint, export_params, expose_cli, figures, final_targets, job_fingerprint,
+    BASELINES, LAPCVAE_VARIANTS, MODELS, checkpoint, level_checkpoint, export_params, expose_cli, figures, final_targets, job_fingerprint,
     levels, resolutions,
 )
 
@@ -66,7 +66,7 @@ def coarser_level(wildcards):
     level = int(wildcards.level)
     if level + 1 >= LAPCVAE_LEVELS[wildcards.res]:
         return []
-    return f"{RESULTS}/models/{wildcards.res}/{wildcards.variant}/level{level + 1}.pt"
+    return level_checkpoint(RESULTS, wildcards.res, wildcards.variant, level + 1, LAPCVAE_LEVELS[wildcards.res])
 
 
 def figure_output(name, number, caption):
