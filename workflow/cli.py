@@ -23,6 +23,8 @@ COMMANDS = {
     "partial-sample": ("models.cli:partial_sample_main", "keep an image's coarse LapCVAE levels, sample the rest"),
     # eval/
     "evaluate": ("eval.metrics:main", "per-image metrics, reconstructions and samples of one model"),
+    "references": ("eval.references:main", "Table 1's reference rows: mean face, PCA, LapCVAE's coarsest level"),
+    "training-cost": ("eval.cost:main", "training time, images seen and training FLOPs of one trained model"),
     "table": ("eval.table:main", "gather Table 1 and metrics.json from the per-model metrics"),
     "neighbours": ("eval.neighbours:main", "nearest training images of a model's samples (Figure 6)"),
     "figures": ("eval.figures:main", "Figures 4, 5, 7, 8 and training curves"),
