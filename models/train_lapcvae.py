@@ -78,6 +78,10 @@ def build_level_model(params: dict[str, Any], resolution: int, variant: str, lev
         found = dict(checkpoint.get("config") or {})
         if level + 1 == coarsest and "use_m" in found:
             found["use_m"] = model.config["use_m"]  # the coarsest level alone has no M: the variants share it
+        if isinstance(found.get("kl_weights"), list) and len(found["kl_weights"]) == len(expected["kl_weights"]):
+            # Levels 0..level are not in the coarser checkpoint: their weights did not shape it (greedy tuning
+            # changes them after it was trained).
+            found["kl_weights"] = [*expected["kl_weights"][:level + 1], *found["kl_weights"][level + 1:]]
         if checkpoint.get("kind") != "lapcvae" or found != expected:
             raise ValueError(f"--coarser {coarser} was trained with another configuration "
                              f"({checkpoint.get('config')}) than level {level + 1} of {variant} at {resolution} px "

@@ -20,6 +20,8 @@ from workflow.config import fingerprint
 MODELS = ["vae", "vaegan", "lapcvae_nom", "lapcvae", "lapcvae_retrained_m"]
 LAPCVAE_VARIANTS = ["lapcvae", "lapcvae_nom"]
 BASELINES = ["vae", "vaegan"]
+# Table 1's reference rows (eval/references.py), computed on the same split: what a model must beat.
+REFERENCES = ["mean_face", "pca", "lapcvae_coarsest"]
 
 
 def resolutions(params: Mapping[str, Any]) -> list[int]:
@@ -46,6 +48,15 @@ def level_checkpoint(results: str, res: int | str, variant: str, level: int, lev
     """
     owner = "lapcvae" if level == levels_count - 1 else variant
     return f"{results}/models/{res}/{owner}/level{level}.pt"
+
+
+def training_jobs(results: str, res: int | str, model: str, levels_count: int) -> list[str]:
+    """Every training job's checkpoint that built a model (its training cost is their sum, eval.cost)."""
+    if model in BASELINES:
+        return [checkpoint(results, res, model)]
+    variant = "lapcvae" if model == "lapcvae_retrained_m" else model
+    paths = [level_checkpoint(results, res, variant, k, levels_count) for k in range(levels_count)]
+    return paths + ([checkpoint(results, res, model)] if model == "lapcvae_retrained_m" else [])
 
 
 def training_log(checkpoint_path: str) -> str:
@@ -100,7 +111,9 @@ PARAMS_USED = {
     # The VAE's widths are matched to LapCVAE's parameter count, so LapCVAE's settings matter to it.
     "train_baseline": ["budget", "train", "{baseline}.{res}", "lapcvae.{res}"],
     "evaluate": ["eval"],
-    "table": ["eval"],
+    "references": ["eval", "lapcvae.{res}.latent_dims"],
+    "training_cost": [],
+    "table": ["eval", "seeds"],
     "neighbours": ["eval.neighbours"],
     "figures": ["eval"],
     "edit_coarse": ["editing"],
@@ -118,6 +131,8 @@ CODE_USED = {
     "retrain_m": ["models"],
     "train_baseline": ["models", "baselines"],
     "evaluate": ["models", "baselines", "eval"],
+    "references": ["models", "eval"],
+    "training_cost": ["models", "baselines", "eval"],
     "table": ["eval"],
     "neighbours": ["eval"],
     "figures": ["models", "eval"],

@@ -7,7 +7,7 @@ import yaml
 
 from workflow.config import ParamsError, validate
 from workflow.pipeline import (
-    BASELINES, LAPCVAE_VARIANTS, MODELS, checkpoint, level_checkpoint, export_params, expose_cli, figures, final_targets, job_fingerprint,
+    BASELINES, LAPCVAE_VARIANTS, MODELS, REFERENCES, checkpoint, level_checkpoint, training_jobs, export_params, expose_cli, figures, final_targets, job_fingerprint,
     levels, resolutions,
 )
 
