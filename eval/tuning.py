@@ -106,8 +106,8 @@ def train_baseline(params: dict[str, Any], model: str, resolution: int, train_im
     torch.manual_seed(derive_seed(params["seed"], f"{model}-init", resolution))
     network = build_baseline(params, model, resolution)
     fit(network, train_images, settings=train_settings(params, model, resolution),
-        seed=derive_seed(params["seed"], f"{model}-train", resolution), output=out, device="cpu",
-        name=f"tune {model}@{resolution}")
+        seed=derive_seed(params["seed"], f"{model}-train", resolution), output=out, device=params["device"],
+        name=f"{model}@{resolution}")
     return network.cpu().eval()
 
 
@@ -121,7 +121,7 @@ def train_level(params: dict[str, Any], resolution: int, level: int, coarser: Pa
     model = build_level_model(params, resolution, "lapcvae", level, coarser)
     fit(LevelTrainable(model, level), train_images, settings=level_settings(params, resolution, level),
         seed=derive_seed(params["seed"], "lapcvae-train", resolution, "lapcvae", level), output=out,
-        export=model, device="cpu", name=f"tune lapcvae@{resolution} level {level}")
+        export=model, device=params["device"], name=f"lapcvae@{resolution} level {level}")
     return model.cpu().eval()
 
 

@@ -25,6 +25,8 @@ COMMANDS = {
     "evaluate": ("eval.metrics:main", "per-image metrics, reconstructions and samples of one model"),
     "references": ("eval.references:main", "Table 1's reference rows: mean face, PCA, LapCVAE's coarsest level"),
     "training-cost": ("eval.cost:main", "training time, images seen and training FLOPs of one trained model"),
+    "tune": ("eval.tuning:main", "tune every model's regularisation weights on the validation split"),
+    "rate-distortion": ("eval.rate_distortion:main", "retrain over a KL-weight grid: test RMSE against rate"),
     "table": ("eval.table:main", "gather Table 1 and metrics.json from the per-model metrics"),
     "neighbours": ("eval.neighbours:main", "nearest training images of a model's samples (Figure 6)"),
     "figures": ("eval.figures:main", "Figures 4, 5, 7, 8 and training curves"),
