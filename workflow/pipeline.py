@@ -124,7 +124,7 @@ PARAMS_USED = {
     "export_study": ["human_study"],
     "analyze_study": [],
     # The report prints the merged params, so every section it shows is part of its fingerprint.
-    "report": ["data", "train", "lapcvae", "vae", "vaegan", "eval", "human_study"],
+    "report": ["data", "seeds", "budget", "train", "lapcvae", "vae", "vaegan", "tune", "eval", "human_study"],
 }
 CODE_USED = {
     "generate_faces": ["data"],
