@@ -57,7 +57,7 @@ def candidates(current: float, factors: Sequence[float], upper: float | None = N
     """The candidate values of one weight: current x each factor (clipped to `upper`, duplicates dropped)."""
     if current <= 0:
         raise ValueError(f"cannot search around a weight of {current}: set a positive starting value")
-    values = [current * factor for factor in factors]
+    values = [float(f"{current * factor:.4g}") for factor in factors]  # 1e-06, not 1.0000000000000002e-06
     if upper is not None:
         values = [min(value, upper) for value in values]
     return list(dict.fromkeys(values))
@@ -127,7 +127,7 @@ def train_level(params: dict[str, Any], resolution: int, level: int, coarser: Pa
 
 def _search(label: str, path: Sequence[str | int], values: Sequence[float],
             run: Callable[[float, Path], float], out_dir: Path, trials: list[dict[str, Any]],
-            model: str) -> float:
+            model: str, current: float) -> float:
     """Try each value (run(value, trial_dir) -> validation RMSE), record the trials, return the best value."""
     scores = []
     for index, value in enumerate(values):
@@ -137,7 +137,10 @@ def _search(label: str, path: Sequence[str | int], values: Sequence[float],
         trials.append({"model": model, "key": ".".join(map(str, path)), "trial": index, "value": value,
                        "val_rmse": score, "seconds": time.perf_counter() - started, "chosen": False})
         logger.info("tune %s = %.4g: validation RMSE %.3f", ".".join(map(str, path)), value, score)
-    best = int(np.nanargmin(scores))
+    # Ties (e.g. a level whose weight does not matter at this budget) go to the value nearest the current one:
+    # no move without evidence.
+    best = min((index for index, score in enumerate(scores) if score == np.nanmin(scores)),
+               key=lambda index: abs(np.log(values[index] / current)))
     trials[len(trials) - len(values) + best]["chosen"] = True
     return values[best]
 
@@ -172,8 +175,10 @@ def tune(params: Mapping[str, Any], resolution: int, train_images: np.ndarray, v
                                              trial_dir / "model.pt")
                     return validation_rmse(network, val_images)
 
-                values = candidates(float(_get(tuned, path)), factors(model), upper)
-                best = _search(f"{model}-{key}", path, values, run, out_dir / "trials" / res, trials, model)
+                current = float(_get(tuned, path))
+                values = candidates(current, factors(model), upper)
+                best = _search(f"{model}-{key}", path, values, run, out_dir / "trials" / res, trials, model,
+                               current)
                 tuned = _set(tuned, path, best)
                 chosen[".".join(path)] = best
         elif model == "lapcvae":
@@ -194,7 +199,7 @@ def tune(params: Mapping[str, Any], resolution: int, train_images: np.ndarray, v
                 path = ("lapcvae", res, "kl_weights", level)
                 values = candidates(float(weights[level]), factors("lapcvae"))
                 weights[level] = _search(f"lapcvae-level{level}", path, values, run, out_dir / "trials" / res,
-                                         trials, "lapcvae")
+                                         trials, "lapcvae", float(weights[level]))
                 coarser = checkpoints[weights[level]]  # the next finer level trains on the chosen one
             chosen[f"lapcvae.{res}.kl_weights"] = weights
         else:
