@@ -79,9 +79,9 @@ def scaled(params: Mapping[str, Any], model: str, resolution: int, factor: float
     updated = copy.deepcopy(dict(params))
     section = updated[model][str(resolution)]
     if model == "lapcvae":
-        section["kl_weights"] = [weight * factor for weight in section["kl_weights"]]
+        section["kl_weights"] = [float(f"{weight * factor:.4g}") for weight in section["kl_weights"]]
     elif "kl_weight" in section:
-        section["kl_weight"] = section["kl_weight"] * factor
+        section["kl_weight"] = float(f"{section['kl_weight'] * factor:.4g}")
     else:
         return None
     return updated
@@ -140,6 +140,7 @@ def plot(table: pd.DataFrame, resolution: int, path: str | Path) -> None:
         for _, row in rows.iterrows():
             axes.annotate(f"x{row['factor']:g}", (row["rate_nats"], row["rmse_mean"]), fontsize=7,
                           textcoords="offset points", xytext=(3, 3))
+    axes.ticklabel_format(useOffset=False)
     axes.set_xlabel("rate: KL(q || prior), nats per test image")
     axes.set_ylabel("test RMSE (0-255)")
     axes.set_title(f"Rate-distortion, {resolution}x{resolution}")
