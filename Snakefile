@@ -21,6 +21,8 @@ wildcard_constraints:
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/protocol.smk"
+include: "workflow/rules/tune.smk"
 include: "workflow/rules/editing.smk"
 include: "workflow/rules/study.smk"
 include: "workflow/rules/report.smk"

@@ -114,6 +114,22 @@ _STRICT_TYPES = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
 _Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=_STRICT_TYPES)
 
 
+def _check_budget(params: Mapping[str, Any]) -> None:
+    """The budget rule: every model's (and every LapCVAE level's) epochs are `budget.epochs`, set nowhere else."""
+    places = ["train.epochs"] if "epochs" in params.get("train", {}) else []
+    for model in registry.params_sections():
+        for key, section in params.get(model, {}).items():
+            if not (str(key).isdigit() and isinstance(section, Mapping)):
+                continue
+            if "epochs" in section.get("train", {}):
+                places.append(f"{model}.{key}.train.epochs")
+            if "level_epochs" in section:
+                places.append(f"{model}.{key}.level_epochs")
+    if places:
+        raise ParamsError(f"{places[0]}: every model trains for budget.epochs epochs (each LapCVAE level too), so "
+                          f"that the comparison is fair; remove {', '.join(places)} and set budget.epochs instead")
+
+
 def validate(params: Mapping[str, Any]) -> dict[str, Any]:
     """Validate merged params; raise ParamsError naming the first offending key."""
     _check_finite(params, [])
@@ -132,6 +148,7 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
             hint = "; write a whole number without a decimal point"
         raise ParamsError(f"{_key_path(location)}: {error.message}{hint}")
     _check_per_level_lists(params)
+    _check_budget(params)
     return dict(params)
 
 
@@ -144,8 +161,14 @@ def load_params(*overrides: str | Path, base: str | Path = DEFAULT_PARAMS) -> di
 
 
 def train_settings(params: Mapping[str, Any], model: str, resolution: int) -> dict[str, Any]:
-    """The shared loop's settings for one model at one resolution: `train` with the model's own overrides."""
-    return deep_merge(params["train"], params[model][str(resolution)].get("train", {}))
+    """The shared loop's settings for one model at one resolution: `train` with the model's own overrides.
+
+    Epochs come from the budget rule alone: `budget.epochs` passes over the training images for every model,
+    and for each LapCVAE level.
+    """
+    settings = deep_merge(params["train"], params[model][str(resolution)].get("train", {}))
+    settings["epochs"] = int(params["budget"]["epochs"])
+    return settings
 
 
 def fingerprint(value: Any) -> str:

@@ -88,9 +88,14 @@ def params_sections() -> list[str]:
 
 
 # ----- artefact layout (paths relative to paths.results, or under `results` when given) ------------------------
-def level_checkpoint(results: str, res: int | str, name: str, level: int | str) -> str:
-    """Level `level`'s checkpoint of a per-level model: it holds levels level..K."""
-    return f"{results}/models/{res}/{name}/level{level}.pt"
+def level_checkpoint(results: str, res: int | str, name: str, level: int | str, levels: int | None = None) -> str:
+    """Level `level`'s checkpoint of a per-level model: it holds levels level..K.
+
+    With `levels` given, the coarsest level (level == levels - 1) is the shared one: it has no M (its prior is
+    N(0, I), Eq. 5), so every LapCVAE variant builds on the one trained by `retrain_source()`.
+    """
+    owner = retrain_source() if levels is not None and int(level) == levels - 1 else name
+    return f"{results}/models/{res}/{owner}/level{level}.pt"
 
 
 def checkpoint(results: str, res: int | str, name: str) -> str:
@@ -110,10 +115,18 @@ def retrain_source() -> str:
 
 
 def checkpoints(results: str, res: int | str, name: str, levels: int) -> list[str]:
-    """Every checkpoint a model's training jobs write (per-level models: level0.pt .. level{levels - 1}.pt)."""
+    """Every checkpoint a model's training jobs write (per-level models: level0.pt .. level{levels - 1}.pt, the
+    coarsest one shared)."""
     if spec(name).trained_by == TRAIN_PER_LEVEL:
-        return [level_checkpoint(results, res, name, k) for k in range(levels)]
+        return [level_checkpoint(results, res, name, k, levels) for k in range(levels)]
     return [checkpoint(results, res, name)]
+
+
+def training_jobs(results: str, res: int | str, name: str, levels: int) -> list[str]:
+    """Every training job's checkpoint that built a model (its training cost is their sum, eval.cost)."""
+    if spec(name).trained_by == RETRAIN_M:
+        return [*checkpoints(results, res, retrain_source(), levels), checkpoint(results, res, name)]
+    return checkpoints(results, res, name, levels)
 
 
 def training_log(checkpoint_path: str) -> str:

@@ -15,6 +15,10 @@ resolutions, resize method, SHA-256 of each array).
 - Split: the paper's random 80/20 split of all images, ignoring CelebA's official partition: a permutation
   from params.seed, n_test = floor(test_fraction * N + 0.5) (half rounds up), the rest train. Full CelebA:
   floor(0.2 * 202,599 + 0.5) = floor(40,520.3) = 40,520 test, 162,079 train.
+- Validation: the next n_val = floor(validation_fraction * n_train_pool + 0.5) images of the same permutation
+  are carved out of those training images into `val.npy`; `train.npy` holds the rest. Models train on
+  `train.npy`, every tuning choice is scored on `val.npy`, and only evaluation reads `test.npy`. The test
+  split is the same with or without a validation split (it is the permutation's first n_test images).
 - Workers write straight into the arrays (np.lib.format.open_memmap) inside `<out>.tmp-<pid>`, renamed into
   place at the end, so the full dataset is never in memory, and a corrupt image stops the step with its name
   and leaves nothing behind.
@@ -45,7 +49,7 @@ from data.celeba_format import ATTRIBUTES_FILE, EXTRAS_FILE, IMAGE_DIR, read_att
 
 logger = logging.getLogger(__name__)
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
 RESIZE_METHOD = "crop, then antialiased bicubic resize (torch uint8 interpolate, PIL's BICUBIC filter)"
 CHUNK = 64  # images per task sent to a worker, resized as one batch
 MIN_TEST_IMAGES = 2  # a spread (Table 1's +-) and a bootstrap interval need two test images at least
@@ -69,14 +73,28 @@ def n_test_images(total: int, test_fraction: float) -> int:
     return int(np.floor(test_fraction * total + 0.5))
 
 
-def split_indices(total: int, test_fraction: float, seed: int) -> dict[str, np.ndarray]:
-    """{'train': sorted indices, 'test': sorted indices}, disjoint, covering range(total), fixed by `seed`."""
+def split_indices(total: int, test_fraction: float, seed: int,
+                  validation_fraction: float = 0.0) -> dict[str, np.ndarray]:
+    """{'train', 'test'[, 'val']: sorted indices}, disjoint, covering range(total), fixed by `seed`.
+
+    'val' (only when validation_fraction > 0) is carved from the training images, after the test split is
+    drawn, so the test split does not depend on validation_fraction.
+    """
     n_test = n_test_images(total, test_fraction)
     if n_test < 1 or n_test >= total:
         raise ValueError(f"{total} images with data.test_fraction {test_fraction} give {n_test} test and "
                          f"{total - n_test} training images; both need at least one (use more images)")
     order = np.random.default_rng(seed).permutation(total)
-    return {"train": np.sort(order[n_test:]), "test": np.sort(order[:n_test])}
+    splits = {"train": np.sort(order[n_test:]), "test": np.sort(order[:n_test])}
+    if validation_fraction > 0:
+        n_val = n_test_images(total - n_test, validation_fraction)
+        if n_val < 1 or n_val >= total - n_test:
+            raise ValueError(f"{total - n_test} training images with data.validation_fraction {validation_fraction} "
+                             f"give {n_val} validation images; both parts need at least one (use more images or "
+                             "another fraction)")
+        splits["val"] = np.sort(order[n_test:n_test + n_val])
+        splits["train"] = np.sort(order[n_test + n_val:])
+    return splits
 
 
 def read_crop(path: Path, crop: Crop, odd_sizes: list[tuple[str, int, int]] | None = None) -> np.ndarray:
@@ -125,10 +143,10 @@ _arrays: dict[tuple[int, str], np.ndarray] = {}
 _settings: dict[str, object] = {}
 
 
-def _open_arrays(staging: str, resolutions: Sequence[int], crop: Crop) -> None:
-    _settings.update(crop=crop, resolutions=tuple(resolutions))
+def _open_arrays(staging: str, resolutions: Sequence[int], crop: Crop, splits: Sequence[str]) -> None:
+    _settings.update(crop=crop, resolutions=tuple(resolutions), splits=tuple(splits))
     for size in resolutions:
-        for split in SPLITS:
+        for split in _settings["splits"]:
             _arrays[(size, split)] = np.load(Path(staging) / str(size) / f"{split}.npy", mmap_mode="r+")
 
 
@@ -137,10 +155,10 @@ def _open_arrays(staging: str, resolutions: Sequence[int], crop: Crop) -> None:
 MIN_IMAGES_PER_WORKER = 5000
 
 
-def _init_worker(staging: str, resolutions: Sequence[int], crop: Crop) -> None:
+def _init_worker(staging: str, resolutions: Sequence[int], crop: Crop, splits: Sequence[str]) -> None:
     """A pool process: one torch thread, since the processes are the parallelism (more would oversubscribe)."""
     torch.set_num_threads(1)
-    _open_arrays(staging, resolutions, crop)
+    _open_arrays(staging, resolutions, crop, splits)
 
 
 def _process(job: tuple[str, int, list[str]]) -> tuple[int, list[tuple[str, int, int]]]:
@@ -197,7 +215,7 @@ def _preallocate(path: Path) -> None:
 def _jobs(paths: list[Path], splits: dict[str, np.ndarray]) -> list[tuple[str, int, list[str]]]:
     """Chunks of CHUNK consecutive rows of one split each."""
     return [(split, start, [str(paths[index]) for index in splits[split][start : start + CHUNK]])
-            for split in SPLITS for start in range(0, len(splits[split]), CHUNK)]
+            for split in SPLITS if split in splits for start in range(0, len(splits[split]), CHUNK)]
 
 
 def file_sha256(path: Path, chunk_size: int = 1 << 22) -> str:
@@ -240,8 +258,11 @@ def _attribute_table(raw: Path, names: list[str]) -> tuple[list[str], dict[str, 
 
 def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequence[int], test_fraction: float,
             seed: int, source: str, workers: int = 1, min_images_per_worker: int = MIN_IMAGES_PER_WORKER,
-            batch_size: int | None = None) -> dict:
-    """Build the prepared dataset in `out` (replaced atomically); returns the manifest."""
+            batch_size: int | None = None, validation_fraction: float = 0.0) -> dict:
+    """Build the prepared dataset in `out` (replaced atomically); returns the manifest.
+
+    validation_fraction > 0 also writes `val.npy`, carved from the training images (see split_indices).
+    """
     raw, out = Path(raw), Path(out)
     image_dir = raw / IMAGE_DIR
     paths = sorted(image_dir.glob("*.jpg"))
@@ -252,15 +273,16 @@ def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequen
         workers = max(1, len(paths) // min_images_per_worker)
         logger.info("%d images: preparing them in %d process(es), which is faster here", len(paths), workers)
     names = [path.name for path in paths]
-    splits = split_indices(len(paths), test_fraction, seed)
+    splits = split_indices(len(paths), test_fraction, seed, validation_fraction)
     check_split_sizes(splits, batch_size)
+    split_names = [split for split in SPLITS if split in splits]
     columns, attributes = _attribute_table(raw, names)
     resolutions = [int(size) for size in resolutions]
 
     with atomic_directory(out) as staging:
         for size in resolutions:
             (staging / str(size)).mkdir()
-            for split in SPLITS:
+            for split in split_names:
                 shape = (len(splits[split]), 3, size, size)  # (N, C, H, W)
                 np.lib.format.open_memmap(staging / str(size) / f"{split}.npy", mode="w+", dtype=np.uint8,
                                           shape=shape).flush()
@@ -271,12 +293,12 @@ def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequen
             if workers > 1:
                 context = multiprocessing.get_context("spawn")
                 with context.Pool(workers, initializer=_init_worker,
-                                  initargs=(str(staging), resolutions, crop)) as pool:
+                                  initargs=(str(staging), resolutions, crop, split_names)) as pool:
                     for done, odd in pool.imap_unordered(_process, jobs):
                         progress.update(done)
                         odd_sizes += odd
             else:
-                _open_arrays(str(staging), resolutions, crop)
+                _open_arrays(str(staging), resolutions, crop, split_names)
                 try:
                     for job in jobs:
                         done, odd = _process(job)
@@ -289,7 +311,7 @@ def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequen
         with open(staging / "attributes.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["split", "row", "image_id", *columns])
-            for split in SPLITS:
+            for split in split_names:
                 for row, index in enumerate(splits[split]):
                     name = names[index]
                     writer.writerow([split, row, name, *(attributes[name][column] for column in columns)])
@@ -299,7 +321,8 @@ def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequen
             "raw": str(raw),
             "seed": seed,
             "test_fraction": test_fraction,
-            "counts": {"total": len(paths), **{split: len(splits[split]) for split in SPLITS}},
+            "validation_fraction": validation_fraction,
+            "counts": {"total": len(paths), **{split: len(splits[split]) for split in split_names}},
             "crop": {"top": crop.top, "left": crop.left, "size": crop.size},
             "resolutions": resolutions,
             "resize": RESIZE_METHOD,
@@ -310,7 +333,7 @@ def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequen
                     "dtype": "uint8",
                     "sha256": file_sha256(staging / str(size) / f"{split}.npy"),
                 }
-                for size in resolutions for split in SPLITS
+                for size in resolutions for split in split_names
             },
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -26,7 +26,7 @@ import yaml
 from core.params import REPO_ROOT
 from eval.paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_RESOLUTION
 from eval.plotting import DISPLAY_NAMES, MODELS
-from eval.table import paired_wilcoxon
+from eval.table import MIN_SEEDS, REFERENCES, paired_wilcoxon
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ METRICS = (
     ("rmse_mean", "rmse", "RMSE", "lower"),
     ("psnr_mean", "psnr", "PSNR", "higher"),
     ("ssim_mean", "ssim", "SSIM", "higher"),
-    ("sharpness_mean", "sharpness", "sharpness ratio", "closer to 1"),  # 1: as sharp as the input
+    ("r2_h0_mean", "r2_h0", "R² of band h0", "higher"),  # aligned finest detail: 1 exact, <= 0 none
 )
 CSS = """
 body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -133,8 +133,11 @@ def engineering(value: Any) -> str:
     return f"{value:.0f}"
 
 
+REFERENCE_DISPLAY_NAMES = {"mean_face": "mean face", "pca": "PCA", "lapcvae_coarsest": "LapCVAE coarsest level"}
+
+
 def display(model: str) -> str:
-    return DISPLAY_NAMES.get(model, model)
+    return DISPLAY_NAMES.get(model, REFERENCE_DISPLAY_NAMES.get(model, model))
 
 
 def read_json(path: Path, how_to_make: str) -> Any:
@@ -212,7 +215,8 @@ def metric_winners(rows: pd.DataFrame, res: int, per_image_dir: Path) -> list[st
         p = paired_p(badness(best_values, judged), badness(second_values, judged))
         verdict = "significant" if p < SIGNIFICANCE else "not significant"
         sentences.append(f"{sentence}; paired Wilcoxon signed-rank test p = {p_value(p)} ({verdict} at "
-                         f"{SIGNIFICANCE:.0%}).")
+                         f"{SIGNIFICANCE:.0%} for these trained networks; claims about methods are tested "
+                         "across seeds below).")
     return sentences
 
 
@@ -228,30 +232,38 @@ def lapcvae_versus_vae(rows: pd.DataFrame, res: int, per_image_dir: Path) -> str
     claim = ("The paper reports a lower RMSE for LapCVAE than for the VAE"
              + (f" ({paper['lapcvae']['rmse_mean']:.2f} vs {paper['vae']['rmse_mean']:.2f} on CelebA)"
                 if {"vae", "lapcvae"} <= set(paper) else "") + " and sharper reconstructions.")
-    p = lapcvae.get("wilcoxon_p")
-    # The signed-rank test is about the paired per-image differences, so their median gives the direction.
-    median_difference = lapcvae.get("rmse_median_diff_vs_vae")
-    difference = lapcvae["rmse_mean"] - vae["rmse_mean"] if pd.isna(median_difference) else median_difference
-    if p is None or pd.isna(p):
-        outcome = "no paired test is available, so no conclusion is drawn"
-    elif p >= SIGNIFICANCE:
-        outcome = "the difference is not significant, so this run neither confirms nor refutes the claim"
-    elif difference < 0:
-        outcome = "LapCVAE beats the VAE on RMSE here, as the paper claims"
+    # Only a test across training seeds compares the methods; a per-image test compares two trained networks.
+    seed_p, seed_test = lapcvae.get("seed_p_vs_vae"), lapcvae.get("seed_test_vs_vae")
+    seed_difference = lapcvae.get("seed_rmse_diff_vs_vae")
+    n_seeds = int(lapcvae.get("n_seeds", 1)) if not pd.isna(lapcvae.get("n_seeds", 1)) else 1
+    if seed_p is None or pd.isna(seed_p):
+        outcome = (f"with {n_seeds} training seed(s) the claim is not testable here (the protocol tests claims "
+                   f"across at least {MIN_SEEDS} seeds), so no conclusion is drawn")
+    elif seed_p >= SIGNIFICANCE:
+        outcome = (f"across {n_seeds} seeds the difference is not significant ({seed_test}, p = "
+                   f"{p_value(seed_p)}), so this run neither confirms nor refutes the claim")
+    elif seed_difference < 0:
+        outcome = (f"LapCVAE beats the VAE on RMSE here, as the paper claims ({seed_test}, p = "
+                   f"{p_value(seed_p)})")
     else:
-        outcome = "the VAE beats LapCVAE on RMSE here, contrary to the paper's claim"
-    text = (f"{claim} Here: LapCVAE {number(lapcvae['rmse_mean'])} vs VAE {number(vae['rmse_mean'])} "
-            f"(median per-image difference {number(median_difference)}, Wilcoxon "
-            f"p = {p_value(p)}): {outcome}.")
-    if "sharpness_mean" in by_model.columns:
-        sharper = "LapCVAE" if lapcvae["sharpness_mean"] > vae["sharpness_mean"] else "the VAE"
-        text += (" Sharpness ratio (1 = as sharp as the input): LapCVAE "
-                 f"{number(lapcvae['sharpness_mean'], 3)}, VAE {number(vae['sharpness_mean'], 3)}, so "
-                 f"{sharper} keeps more fine detail")
-        lap_values = read_per_image(per_image_dir, res, "lapcvae", "sharpness")
-        vae_values = read_per_image(per_image_dir, res, "vae", "sharpness")
-        text += (f" (Wilcoxon p = {p_value(paired_p(lap_values, vae_values))})."
-                 if lap_values is not None and vae_values is not None else ".")
+        outcome = (f"the VAE beats LapCVAE on RMSE here, contrary to the paper's claim ({seed_test}, p = "
+                   f"{p_value(seed_p)})")
+    p = lapcvae.get("wilcoxon_p")
+    median_difference = lapcvae.get("rmse_median_diff_vs_vae")
+    networks = ("" if p is None or pd.isna(p) else
+                f"; for these two trained networks the median per-image difference is {number(median_difference)} "
+                f"(Wilcoxon p = {p_value(p)}, which describes the networks, not the methods)")
+    text = (f"{claim} Here: LapCVAE {number(lapcvae['rmse_mean'])} vs VAE {number(vae['rmse_mean'])}"
+            f"{networks}: {outcome}.")
+    if "r2_h0_mean" in by_model.columns:
+        sharper = "LapCVAE" if lapcvae["r2_h0_mean"] > vae["r2_h0_mean"] else "the VAE"
+        text += (" Aligned fine detail, R² of the finest Laplacian band h0 (1 = exact, <= 0 = none): LapCVAE "
+                 f"{number(lapcvae['r2_h0_mean'], 3)}, VAE {number(vae['r2_h0_mean'], 3)}, so "
+                 f"{sharper} keeps more aligned fine detail on this run")
+        lap_values = read_per_image(per_image_dir, res, "lapcvae", "r2_h0")
+        vae_values = read_per_image(per_image_dir, res, "vae", "r2_h0")
+        text += (f" (per-image Wilcoxon p = {p_value(paired_p(lap_values, vae_values))}, which describes the "
+                 "two networks)." if lap_values is not None and vae_values is not None else ".")
     return text
 
 
@@ -262,10 +274,83 @@ def reading_section(table: pd.DataFrame, per_image_dir: Path, source: str) -> li
                                 "with the paper, not values.", note=True))
     for res in sorted(table["resolution"].unique()):
         rows = table[table["resolution"] == res]
-        sentences = metric_winners(rows, int(res), per_image_dir)
-        sentences.append(lapcvae_versus_vae(rows, int(res), per_image_dir))
+        models = rows[~rows["model"].isin(REFERENCES)]  # the reference rows are yardsticks, not contenders
+        sentences = metric_winners(models, int(res), per_image_dir)
+        sentences.append(lapcvae_versus_vae(models, int(res), per_image_dir))
+        sentences += reference_sentences(rows)
         blocks.append(Heading(3, f"{res}x{res}"))
         blocks.append(Bullets(sentences))
+    return blocks
+
+
+def reference_sentences(rows: pd.DataFrame) -> list[str]:
+    """Whether each model beats the reference rows (mean face, PCA of the same code size, coarsest level)."""
+    by_model = rows.set_index("model")
+    references = [name for name in REFERENCES if name in by_model.index]
+    if not references:
+        return []
+    sentences = []
+    for model in by_model.index:
+        if model in REFERENCES:
+            continue
+        rmse = by_model.loc[model, "rmse_mean"]
+        def named(names: list[str]) -> str:
+            return ", ".join(f"{display(name)} ({number(by_model.loc[name, 'rmse_mean'])})" for name in names)
+
+        beaten = [name for name in references if rmse < by_model.loc[name, "rmse_mean"]]
+        missed = [name for name in references if rmse >= by_model.loc[name, "rmse_mean"]]
+        sentences.append(f"{display(model)} (RMSE {number(rmse)}) beats: {named(beaten) or 'no reference row'}; "
+                         f"does not beat: {named(missed) or 'none'} (mean RMSE; the claims table tests this "
+                         "across seeds).")
+    return sentences
+
+
+def claims_section(claims_path: Path) -> list[Block]:
+    """The comparison's claims, each with the cross-seed test that supports or contradicts it (eval.table)."""
+    blocks: list[Block] = [Heading(2, "Claims tested across training seeds")]
+    if not claims_path.is_file():
+        return [*blocks, Paragraph(f"No {claims_path} (rerun `lapcvae table`).", note=True)]
+    claims = pd.read_csv(claims_path)
+    rows = [[f"{record['resolution']}x{record['resolution']}", str(record["claim"]), str(record["n_seeds"]),
+             number(record.get("mean_diff"), 3), p_value(record.get("p_value")),
+             str(record.get("test") if not pd.isna(record.get("test")) else ""), str(record["verdict"])]
+            for record in claims.to_dict(orient="records")]
+    blocks.append(Table(["Resolution", "Claim", "Seeds", "Mean difference", "p", "Test", "Verdict"], rows,
+                        "Each claim compares per-seed means (the first model minus the second; R^2 higher is "
+                        f"better, RMSE lower). A paired t test over seeds needs at least {MIN_SEEDS} seeds; with "
+                        f"fewer the claim is 'not testable'. Verdicts use p < {SIGNIFICANCE}."))
+    return blocks
+
+
+def protocol_section(params: Mapping[str, Any], results: Path, prepared: Path) -> list[Block]:
+    """How the models were compared (README "How models are compared"), with this run's numbers."""
+    manifest_path = prepared / "manifest.json"
+    counts = json.loads(manifest_path.read_text()).get("counts", {}) if manifest_path.is_file() else {}
+    seeds = params.get("seeds") or [params["seed"]]
+    items = [
+        f"Splits: {counts.get('train', MISSING)} training, {counts.get('val', MISSING)} validation, "
+        f"{counts.get('test', MISSING)} test images; models train on the training images, every tuning choice "
+        "is scored on validation, only evaluation reads the test split.",
+        f"Budget rule: every model, and every LapCVAE level, trains {params.get('budget', {}).get('epochs', MISSING)} "
+        "epochs over the training images (budget.epochs); Table 1 gives each model's training time and FLOPs.",
+        f"Seeds: {len(seeds)} ({', '.join(map(str, seeds))}); claims are tested across seeds "
+        f"(paired t test, at least {MIN_SEEDS} seeds).",
+        "Reference rows: the mean training face, PCA fitted on the training images with as many components as "
+        "LapCVAE has latent dimensions, and LapCVAE's coarsest level alone upsampled to full size.",
+    ]
+    blocks: list[Block] = [Heading(2, "Protocol"), Bullets(items)]
+    tuning = sorted((results / "tuning").glob("*.json"))
+    if not tuning:
+        blocks.append(Paragraph("No tuning results (results/tuning/): the weights in params.yaml were not chosen "
+                                "by `snakemake tune` in this results tree.", note=True))
+    for path in tuning:
+        chosen = read_json(path, "rerun `snakemake tune`")
+        blocks.append(Table(["Weight", "Chosen value", "Validation RMSE"],
+                            [[key, str(value), number(chosen.get("val_rmse_of_chosen", {}).get(key))]
+                             for key, value in chosen.get("chosen", {}).items()],
+                            f"Tuned at {chosen.get('resolution')} px on the validation split, "
+                            f"{chosen.get('trials_per_weight')} trials per weight, {chosen.get('epochs')} epochs "
+                            f"each ({path.name})."))
     return blocks
 
 
@@ -279,24 +364,50 @@ def table1_section(table: pd.DataFrame) -> list[Block]:
     blocks.append(Table(["Resolution", "Model", "RMSE mean ± std", "Network parameters (as published)"],
                         paper_rows, "THE PAPER'S published numbers (Dorta et al. 2017, Table 1, CelebA), not "
                         "measured by this suite. * trained with this error metric."))
-    header = ["Model", "RMSE mean ± std", "RMSE 95% CI", "PSNR (dB)", "SSIM", "Sharpness", "Parameters",
-              "FLOPs / image", "Median ΔRMSE vs VAE", "Wilcoxon p vs VAE", "Paper RMSE"]
+    optional = [(column, label, digits) for column, label, digits in OPTIONAL_TABLE1_COLUMNS
+                if column in table.columns and table[column].notna().any()]
+    header = ["Model", "RMSE mean ± std", "RMSE across seeds", "RMSE 95% CI", "PSNR (dB)", "SSIM",
+              *[label for _, label, _ in optional], "Parameters", "FLOPs / image", "Training (s)",
+              "Training FLOPs", "ΔRMSE vs VAE (seeds)", "p vs VAE (seeds)", "Paper RMSE"]
     for res in sorted(table["resolution"].unique()):
         rows = []
         for record in table[table["resolution"] == res].to_dict(orient="records"):
             rows.append([
-                display(record["model"]),
+                display(record["model"]) + (" (reference)" if record["model"] in REFERENCES else ""),
                 f"{number(record['rmse_mean'])} ± {number(record['rmse_std'])}",
+                across_seeds(record, "rmse_mean"),
                 f"[{number(record.get('rmse_ci95_lo'))}, {number(record.get('rmse_ci95_hi'))}]",
                 number(record.get("psnr_mean")), number(record.get("ssim_mean"), 3),
-                number(record.get("sharpness_mean"), 3), engineering(record.get("parameters")),
-                engineering(record.get("flops_per_image")), number(record.get("rmse_median_diff_vs_vae")),
-                p_value(record.get("wilcoxon_p")), number(record.get("paper_rmse_mean")),
+                *[across_seeds(record, column, digits) for column, _, digits in optional],
+                engineering(record.get("parameters")), engineering(record.get("flops_per_image")),
+                number(record.get("train_seconds"), 1), engineering(record.get("train_flops")),
+                number(record.get("seed_rmse_diff_vs_vae")),
+                p_value(record.get("seed_p_vs_vae")) if not pd.isna(record.get("seed_p_vs_vae", float("nan")))
+                else ("not testable" if isinstance(record.get("seed_test_vs_vae"), str)
+                      and record["seed_test_vs_vae"].startswith("not testable") else MISSING),
+                number(record.get("paper_rmse_mean")),
             ])
         blocks.append(Table(header, rows, f"Ours, {res}x{res}: RMSE on the [0, 255] scale over the test "
-                            "split, bootstrap 95% interval of the mean, paired Wilcoxon signed-rank test of "
-                            "per-image RMSE against the VAE."))
+                            "split (mean ± std over test images; across seeds: mean ± std of the seeds' means, "
+                            "and the number of seeds), 95% interval of the mean (bootstrap over images with one "
+                            "seed, t over seeds with several), training time and FLOPs (every training job of "
+                            "the model), and the paired test across seeds of mean RMSE against the VAE."))
     return blocks
+
+
+# Columns shown in Table 1 when the table has them (per-band R^2 and rate come from eval.metrics when it has them).
+OPTIONAL_TABLE1_COLUMNS = (("r2_h0_mean", "R² h0", 3), ("r2_h1_mean", "R² h1", 3), ("r2_h0", "R² h0", 3),
+                           ("r2_h1", "R² h1", 3), ("rate_mean", "Rate (nats)", 1), ("rate", "Rate (nats)", 1),
+                           ("rate_nats", "Rate (nats)", 1))
+
+
+def across_seeds(record: Mapping[str, Any], column: str, digits: int = 2) -> str:
+    """'mean ± std (n)' over seeds, or the single value with one seed."""
+    value, spread = record.get(column), record.get(f"{column}_seed_std")
+    n_seeds = record.get("n_seeds")
+    if spread is None or pd.isna(spread):
+        return number(value, digits)
+    return f"{number(value, digits)} ± {number(spread, digits)} ({int(n_seeds)})"
 
 
 def check_png(path: Path) -> None:
@@ -437,7 +548,9 @@ def build_report(params: Mapping[str, Any], results: Path, prepared: Path) -> li
         Heading(1, "LapCVAE benchmark: comparison report"),
         Paragraph("LapCVAE (Dorta et al., CVMP 2017) against the VAE and VAE/GAN baselines. Numbers labelled "
                   "as the paper's are copied from the paper; every other number is measured by this suite."),
+        *protocol_section(params, results, prepared),
         *reading_section(table, results / "metrics" / "per_image", params["data"]["source"]),
+        *claims_section(results / "metrics" / "claims.csv"),
         *table1_section(table),
         *figures_section(results / "figures", resolutions),
         *neighbours_section(results / "neighbours", resolutions),

@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 # variant -> use_m, for every per-level model of the registry
 VARIANTS = {name: bool(registry.spec(name).options.get("use_m"))
             for name in registry.trained_by(registry.TRAIN_PER_LEVEL)}
+# The coarsest level has no M (its prior is N(0, I), Eq. 5), so both variants build on one trained copy of it,
+# the one of this variant: results/models/{res}/lapcvae/level{K}.pt.
+SHARED_COARSEST_VARIANT = registry.retrain_source()
 
 
 def load_images(path: str | Path, resolution: int) -> np.ndarray:
@@ -45,16 +48,11 @@ def resolution_params(params: dict[str, Any], resolution: int) -> dict[str, Any]
 
 
 def level_settings(params: dict[str, Any], resolution: int, level: int) -> dict[str, Any]:
-    """The training loop's settings for one level: `train`, LapCVAE's overrides, then `level_epochs[level]`."""
-    settings = train_settings(params, "lapcvae", resolution)
-    level_epochs = resolution_params(params, resolution).get("level_epochs")
-    if level_epochs is not None:
-        levels = resolution_params(params, resolution)["levels"]
-        if len(level_epochs) != levels:
-            raise ValueError(f"lapcvae.{resolution}.level_epochs has {len(level_epochs)} entries but levels is "
-                             f"{levels}; give one per level, finest first")
-        settings["epochs"] = level_epochs[level]
-    return settings
+    """The training loop's settings for one level: `train`, LapCVAE's overrides; budget.epochs for every level."""
+    levels = resolution_params(params, resolution)["levels"]
+    if not 0 <= level < levels:
+        raise ValueError(f"level {level} is outside 0..{levels - 1} for {resolution} px")
+    return train_settings(params, "lapcvae", resolution)
 
 
 def build_level_model(params: dict[str, Any], resolution: int, variant: str, level: int,
@@ -69,13 +67,24 @@ def build_level_model(params: dict[str, Any], resolution: int, variant: str, lev
                          "coarsest first)")
     if level == coarsest and coarser is not None:
         raise ValueError(f"--level {level} is the coarsest level: it trains alone, drop --coarser")
+    if level == coarsest and not VARIANTS[variant]:
+        raise ValueError(f"--level {level} is the coarsest level, which has no M: both variants share one "
+                         f"(one job, one checkpoint); train it with --variant {SHARED_COARSEST_VARIANT} and pass "
+                         f"that checkpoint as --coarser of {variant}'s level {level - 1}")
     torch.manual_seed(derive_seed(params["seed"], "lapcvae-init", resolution, level))
     model = LapCVAE.from_params(level_params, resolution, use_m=VARIANTS[variant],
                                 trained_levels=coarsest + 1 - level)
     if coarser is not None:
         checkpoint = load_checkpoint(coarser)
         expected = {**model.config, "trained_levels": coarsest - level}
-        if checkpoint.get("kind") != "lapcvae" or checkpoint.get("config") != expected:
+        found = dict(checkpoint.get("config") or {})
+        if level + 1 == coarsest and "use_m" in found:
+            found["use_m"] = model.config["use_m"]  # the coarsest level alone has no M: the variants share it
+        if isinstance(found.get("kl_weights"), list) and len(found["kl_weights"]) == len(expected["kl_weights"]):
+            # Levels 0..level are not in the coarser checkpoint: their weights did not shape it (greedy tuning
+            # changes them after it was trained).
+            found["kl_weights"] = [*expected["kl_weights"][:level + 1], *found["kl_weights"][level + 1:]]
+        if checkpoint.get("kind") != "lapcvae" or found != expected:
             raise ValueError(f"--coarser {coarser} was trained with another configuration "
                              f"({checkpoint.get('config')}) than level {level + 1} of {variant} at {resolution} px "
                              f"needs ({expected}); retrain the coarser levels with these params")

@@ -14,7 +14,8 @@ from workflow.commands.train import train_baseline_main as main
 
 TINY = {
     "device": "cpu",
-    "train": {"epochs": 1, "batch_size": 4, "log_every": 1},
+    "budget": {"epochs": 1},
+    "train": {"batch_size": 4, "log_every": 1},
     "vaegan": {"64": {"widths": [4, 8, 8, 8], "latent_dim": 8, "dis_hidden": 8}},
 }
 

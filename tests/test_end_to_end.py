@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from core.params import load_params
-from workflow.pipeline import MODELS, figures, training_checkpoints
+from workflow.pipeline import MODELS, REFERENCES, figures, training_checkpoints
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ def smoke_copy(destination: Path) -> Path:
 
 def check_artefacts(root: Path) -> None:
     table = pd.read_csv(root / "results/metrics/table1.csv")
-    expected = {(model, res) for model in MODELS for res in SMOKE["data"]["resolutions"]}
+    expected = {(model, res) for model in (*REFERENCES, *MODELS) for res in SMOKE["data"]["resolutions"]}
     assert set(zip(table["model"], table["resolution"], strict=True)) == expected
     assert all(math.isfinite(value) for value in table["rmse_mean"])
     html = (root / "results/report.html").read_text()

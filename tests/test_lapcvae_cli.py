@@ -15,13 +15,14 @@ from workflow.commands.sample import paired_rows, partial_sample_main, reconstru
 from workflow.commands.train import retrain_m_main, train_level_main
 
 TINY = {"levels": 2, "latent_dims": [4, 3], "kl_weights": [0.1, 1.0], "widths": [4, 8], "feature_size": 2,
-        "m_hidden": 6, "train": {"epochs": 1, "batch_size": 4, "log_every": 1}, "level_epochs": [1, 2]}
+        "m_hidden": 6, "train": {"batch_size": 4, "log_every": 1}}
 
 
 @pytest.fixture()
 def setup(tmp_path: Path) -> dict[str, Path]:
     params = tmp_path / "tiny.yaml"
-    params.write_text(yaml.safe_dump({"lapcvae": {"16": TINY, "retrain_m": {"epochs": 1, "lr": 0.01}}}))
+    params.write_text(yaml.safe_dump({"budget": {"epochs": 2},
+                                      "lapcvae": {"16": TINY, "retrain_m": {"epochs": 1, "lr": 0.01}}}))
     data = tmp_path / "train.npy"
     np.save(data, np.random.default_rng(0).integers(0, 256, (8, 3, 16, 16), dtype=np.uint8))
     return {"params": params, "data": data, "models": tmp_path / "models"}
@@ -42,7 +43,7 @@ def test_greedy_levels_chain_and_keep_the_coarser_weights(setup: dict[str, Path]
     level0 = train(setup, 0)
     coarse, whole = load_checkpoint(level1), load_checkpoint(level0)
     assert coarse["config"]["trained_levels"] == 1 and whole["config"]["trained_levels"] == 2
-    assert (coarse["meta"]["epochs"], whole["meta"]["epochs"]) == (2, 1)  # level_epochs, finest first
+    assert (coarse["meta"]["epochs"], whole["meta"]["epochs"]) == (2, 2)  # budget.epochs at every level
     # Training time accumulates down the pyramid in the metadata: level 0's covers both level jobs.
     assert coarse["meta"]["pyramid_train_seconds"] == coarse["meta"]["train_seconds"]
     assert whole["meta"]["pyramid_train_seconds"] == pytest.approx(
@@ -60,11 +61,19 @@ def test_coarser_rules(setup: dict[str, Path]) -> None:
     with pytest.raises(ValueError, match="drop --coarser"):
         train(setup, 1, coarser=True)
     train(setup, 1, coarser=False)
+    with pytest.raises(ValueError, match="share one"):
+        train(setup, 1, variant="lapcvae_nom", coarser=False)  # the coarsest level is trained once, with M's job
     nom = setup["models"] / "lapcvae_nom"
     nom.mkdir(parents=True)
     (nom / "level1.pt").write_bytes((setup["models"] / "lapcvae" / "level1.pt").read_bytes())
+    whole_nom = load_model(train(setup, 0, variant="lapcvae_nom"))  # the shared coarsest level seeds it
+    assert not whole_nom.use_m
+    shared = load_checkpoint(setup["models"] / "lapcvae" / "level1.pt")["state_dict"]
+    assert all(torch.equal(whole_nom.state_dict()[key], value) for key, value in shared.items())
+    (nom / "level0.pt").rename(nom / "other.pt")
+    (nom / "level1.pt").write_bytes((nom / "other.pt").read_bytes())  # two levels: not level 1's checkpoint
     with pytest.raises(ValueError, match="another configuration"):
-        train(setup, 0, variant="lapcvae_nom")  # a with-M level cannot seed the without-M variant
+        train(setup, 0, variant="lapcvae_nom")
 
 
 def test_retrain_m_changes_only_the_m_networks(setup: dict[str, Path]) -> None:

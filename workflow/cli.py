@@ -23,8 +23,12 @@ COMMANDS = {
     "reconstruct": ("sample:reconstruct_main", "reconstruct images with any checkpoint"),
     "sample": ("sample:sample_main", "sample images from any checkpoint"),
     "partial-sample": ("sample:partial_sample_main", "keep an image's coarse LapCVAE levels, sample the rest"),
-    # workflow/commands/evaluate.py, editing.py, study.py
+    # workflow/commands/evaluate.py, protocol.py, editing.py, study.py
     "evaluate": ("evaluate:evaluate_main", "per-image metrics, reconstructions and samples of one model"),
+    "references": ("protocol:references_main", "Table 1's reference rows: mean face, PCA, LapCVAE's coarsest level"),
+    "training-cost": ("protocol:training_cost_main", "training time, images seen and training FLOPs of one model"),
+    "tune": ("protocol:tune_main", "tune every model's regularisation weights on the validation split"),
+    "rate-distortion": ("protocol:rate_distortion_main", "retrain over a KL-weight grid: test RMSE against rate"),
     "table": ("evaluate:table_main", "gather Table 1 and metrics.json from the per-model metrics"),
     "neighbours": ("evaluate:neighbours_main", "nearest training images of a model's samples (Figure 6)"),
     "figures": ("evaluate:figures_main", "Figures 4, 5, 7, 8 and training curves"),

@@ -23,6 +23,8 @@ MODELS = registry.names()
 LAPCVAE_VARIANTS = registry.trained_by(registry.TRAIN_PER_LEVEL)
 BASELINES = registry.trained_by(registry.TRAIN_ONE_JOB)
 RETRAINED = registry.trained_by(registry.RETRAIN_M)
+# Table 1's reference rows (eval/references.py), computed on the same split: what a model must beat.
+REFERENCES = ["mean_face", "pca", "lapcvae_coarsest"]
 __all__ = ["checkpoint", "training_log"]  # re-exported for the rules
 
 
@@ -37,8 +39,9 @@ def levels(params: Mapping[str, Any], res: int | str) -> int:
 def training_checkpoints(params: Mapping[str, Any]) -> list[str]:
     """Every checkpoint the training jobs write: one-job models, then per-level models, then M retraining."""
     results = params["paths"]["results"]
-    return [path for res in resolutions(params) for model in [*BASELINES, *LAPCVAE_VARIANTS, *RETRAINED]
-            for path in registry.checkpoints(results, res, model, levels(params, res))]
+    trained = [*BASELINES, *LAPCVAE_VARIANTS, *RETRAINED]
+    return list(dict.fromkeys(path for res in resolutions(params) for model in trained
+                              for path in registry.checkpoints(results, res, model, levels(params, res))))
 
 
 def figures(params: Mapping[str, Any]) -> list[str]:
@@ -69,12 +72,17 @@ PARAMS_USED = {
     "generate_faces": ["data.synthetic"],
     "fetch_celeba": ["data.celeba"],
     "prepare": ["data"],
-    "train_level": ["train", "lapcvae.{res}"],
-    "retrain_m": ["train", "lapcvae.{res}", "lapcvae.retrain_m"],
+    "train_level": ["budget", "train", "lapcvae.{res}"],
+    "retrain_m": ["budget", "train", "lapcvae.{res}", "lapcvae.retrain_m"],
     # plus the model's own section and its registry `params_also` (see params_used)
-    "train_baseline": ["train"],
+    "train_baseline": ["budget", "train"],
     "evaluate": ["eval"],
-    "table": ["eval"],
+    "references": ["eval", "lapcvae.{res}.latent_dims"],
+    "training_cost": [],
+    "tune_resolution": ["tune", "budget", "train", "vae.{res}", "vaegan.{res}", "lapcvae.{res}"],
+    "rate_distortion_resolution": ["rate_distortion", "budget", "train", "vae.{res}", "vaegan.{res}",
+                                   "lapcvae.{res}"],
+    "table": ["eval", "seeds"],
     "neighbours": ["eval.neighbours"],
     "figures": ["eval"],
     "edit_coarse": ["editing"],
@@ -82,7 +90,7 @@ PARAMS_USED = {
     "export_study": ["human_study"],
     "analyze_study": [],
     # The report prints the merged params, so every section it shows is part of its fingerprint.
-    "report": ["data", "train", *registry.params_sections(), "eval", "human_study"],
+    "report": ["data", "seeds", "budget", "train", *registry.params_sections(), "tune", "eval", "human_study"],
 }
 CODE_USED = {
     "generate_faces": ["data"],
@@ -92,6 +100,10 @@ CODE_USED = {
     "retrain_m": ["models"],
     "train_baseline": ["models", "baselines"],
     "evaluate": ["models", "baselines", "eval"],
+    "references": ["models", "eval"],
+    "training_cost": ["models", "baselines", "eval"],
+    "tune_resolution": ["models", "baselines", "eval"],
+    "rate_distortion_resolution": ["models", "baselines", "eval"],
     "table": ["eval"],
     "neighbours": ["eval"],
     "figures": ["models", "eval"],

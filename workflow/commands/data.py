@@ -66,6 +66,7 @@ def prepare_main(argv: list[str] | None = None) -> None:
     data = params["data"]
     manifest = prepare(args.raw, args.out, crop=Crop(**data["crop"]), resolutions=data["resolutions"],
                        test_fraction=data["test_fraction"], seed=params["seed"], source=data["source"],
-                       workers=max(1, args.workers), batch_size=params["train"]["batch_size"])
+                       workers=max(1, args.workers), batch_size=params["train"]["batch_size"],
+                       validation_fraction=data["validation_fraction"])
     counts = manifest["counts"]
-    print(f"{counts['train']} train / {counts['test']} test images in {args.out}")
+    print(f"{counts['train']} train / {counts.get('val', 0)} validation / {counts['test']} test images in {args.out}")

@@ -33,7 +33,7 @@ from eval.plotting import (
     MODELS,
 )
 from eval.report import build_report, render_html, render_markdown, write_text_atomically
-from eval.table import build_table1, inputs_from_files, metrics_json
+from eval.table import build_table1, claims_table, metrics_json, paths_of, per_seed_table, run_seeds
 from models.checkpoint import load_model, pyramid_train_seconds
 from models.training import resolve_device
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
@@ -91,25 +91,24 @@ def evaluate_main(argv: list[str] | None = None) -> None:
 
 
 def table_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae table",
-                                     description=doc_summary("eval.table", paragraph=True))
+    parser = argparse.ArgumentParser(prog="lapcvae table", description=doc_summary("eval.table", paragraph=True))
     add_params_arguments(parser)
-    parser.add_argument("--summaries", nargs="+", help="every model's summary.json (what the rule declares)")
-    parser.add_argument("--per-image", nargs="+", help="their per-image CSVs, in the same order")
-    parser.add_argument("--eval-dir", help="instead of --summaries: holds {res}/{model}/summary.json, e.g. "
-                                           "results/eval (models not evaluated are left out)")
-    parser.add_argument("--per-image-dir", help="with --eval-dir: holds {res}_{model}.csv, e.g. "
-                                                "results/metrics/per_image")
+    parser.add_argument("--eval-dir", required=True, nargs="+",
+                        help="holds {res}/{model}/summary.json, e.g. results/eval; one per seed for several seeds")
+    parser.add_argument("--per-image-dir", required=True, nargs="+", help="holds {res}_{model}.csv, e.g. "
+                        "results/metrics/per_image; one per seed, in the order of --eval-dir")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="the training seed of each --eval-dir (default: params seeds)")
     parser.add_argument("--out-dir", required=True, help="where table1.csv and metrics.json go, e.g. results/metrics")
     args = parser.parse_args(argv)
-    if args.summaries:
-        table = build_table1(params_from_args(args), inputs=inputs_from_files(args.summaries, args.per_image or []))
-    elif args.eval_dir and args.per_image_dir:
-        table = build_table1(params_from_args(args), args.eval_dir, args.per_image_dir)
-    else:
-        parser.error("pass --summaries and --per-image (or --eval-dir and --per-image-dir)")
+    params = params_from_args(args)
+    table = build_table1(params, args.eval_dir, args.per_image_dir, args.seeds)
+    seeds = args.seeds or run_seeds(params, len(args.eval_dir))
+    long = per_seed_table(params, paths_of(args.eval_dir), paths_of(args.per_image_dir), seeds)
     out_dir = Path(args.out_dir)
     atomic_write_csv(out_dir / "table1.csv", table)
+    atomic_write_csv(out_dir / "table1_seeds.csv", long.drop(columns=["per_image"]))
+    atomic_write_csv(out_dir / "claims.csv", claims_table(long))
     atomic_write_json(out_dir / "metrics.json", metrics_json(table))
     print(table[["resolution", "model", "rmse_mean", "rmse_std", "wilcoxon_p", "paper_rmse_mean"]]
           .to_string(index=False))

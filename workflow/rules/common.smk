@@ -6,10 +6,11 @@ from pathlib import Path
 import yaml
 
 from core.params import ParamsError, validate
-from core.registry import level_checkpoint, retrain_source, training_log
+from core.registry import level_checkpoint, retrain_source, training_jobs, training_log
 from workflow.locks import clear_stale_locks
 from workflow.pipeline import (
-    BASELINES, LAPCVAE_VARIANTS, MODELS, RETRAINED, checkpoint, export_params, expose_cli, figures, final_targets, job_fingerprint,
+    BASELINES, LAPCVAE_VARIANTS, MODELS, REFERENCES, RETRAINED, checkpoint, export_params, expose_cli, figures,
+    final_targets, job_fingerprint,
     levels, resolutions,
 )
 
@@ -78,7 +79,7 @@ def coarser_level(wildcards):
     level = int(wildcards.level)
     if level + 1 >= LAPCVAE_LEVELS[wildcards.res]:
         return []
-    return level_checkpoint(RESULTS, wildcards.res, wildcards.variant, level + 1)
+    return level_checkpoint(RESULTS, wildcards.res, wildcards.variant, level + 1, LAPCVAE_LEVELS[wildcards.res])
 
 
 def figure_output(name, number, caption):

@@ -40,6 +40,7 @@ rule prepare:
         f"{RAW}/{config['data']['source']}",
     output:
         train=expand(f"{PREP}/{{res}}/train.npy", res=RES),
+        val=expand(f"{PREP}/{{res}}/val.npy", res=RES),
         test=expand(f"{PREP}/{{res}}/test.npy", res=RES),
         attributes=f"{PREP}/attributes.csv",
         manifest=f"{PREP}/manifest.json",

@@ -32,8 +32,12 @@ rule table:
     input:
         summaries=expand(f"{RESULTS}/eval/{{res}}/{{model}}/summary.json", res=RES, model=MODELS),
         per_image=expand(f"{RESULTS}/metrics/per_image/{{res}}_{{model}}.csv", res=RES, model=MODELS),
+        references=expand(f"{RESULTS}/eval/{{res}}/{{name}}/summary.json", res=RES, name=REFERENCES),
+        costs=expand(f"{RESULTS}/eval/{{res}}/{{model}}/cost.json", res=RES, model=MODELS),
     output:
         table=report(f"{RESULTS}/metrics/table1.csv", caption="../report/table1.rst", category="Table 1"),
+        seeds=f"{RESULTS}/metrics/table1_seeds.csv",
+        claims=f"{RESULTS}/metrics/claims.csv",
         metrics=f"{RESULTS}/metrics/metrics.json",
     log:
         "logs/table.log",

@@ -1,0 +1,92 @@
+"""What training a model cost: wall time, training images seen and training FLOPs, for Table 1.
+
+A model is built by one or more training jobs (a LapCVAE: one job per level, coarsest first, plus the M
+retraining for `lapcvae_retrained_m`; a baseline: one job). For each job's checkpoint:
+
+- images seen = steps x min(batch_size, N), from the checkpoint's meta (the loop drops partial batches);
+- FLOPs per image = FlopCounterMode's count (2 per multiply-add) of one training step, forward *and* the
+  backward passes the loop runs (torch.autograd.grad of each objective with respect to its own parameter
+  group), on a batch of 2 random images, halved. Frozen coarser LapCVAE levels cost their forward pass only,
+  and each of VAE/GAN's three objectives is differentiated, as in models.training._update. The optimizer's
+  element-wise update is left out (a few FLOPs per parameter per step, negligible beside the convolutions).
+- train FLOPs = sum over jobs of FLOPs per image x images seen; train seconds = sum of the jobs' times.
+
+    lapcvae training-cost --checkpoints results/models/64/lapcvae/level3.pt ... level0.pt \\
+        --out results/eval/64/lapcvae/cost.json
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from models.checkpoint import load_model
+
+logger = logging.getLogger(__name__)
+
+FLOP_BATCH = 2  # batch norm needs more than one image per batch in training mode
+
+
+def trainable_for(checkpoint: str | Path) -> tuple[nn.Module, int]:
+    """(the Trainable its job trained, image resolution) of one training job's checkpoint."""
+    from models.lapcvae import LevelTrainable, PriorRetrainer
+
+    model = load_model(checkpoint, torch.device("cpu"))
+    resolution = int(model.config["resolution"])
+    if model.kind != "lapcvae":
+        return model, resolution
+    if Path(checkpoint).name == "retrained_m.pt":
+        return PriorRetrainer(model), resolution
+    return LevelTrainable(model, model.first_level), resolution
+
+
+def training_step_flops(trainable: nn.Module, resolution: int, seed: int = 0) -> int:
+    """FLOPs of one training step (forward and backward of every objective) per image."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(FLOP_BATCH, 3, resolution, resolution, generator=generator)  # (B, 3, H, W) in [0, 1]
+    torch.manual_seed(seed)  # reparameterisation noise
+    groups = trainable.parameter_groups()
+    trainable.train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        result = trainable.training_step(images)
+        active = [(group, loss) for group, loss in result.objectives.items() if loss is not None]
+        for position, (group, loss) in enumerate(active):
+            torch.autograd.grad(loss, list(groups[group]), retain_graph=position < len(active) - 1,
+                                allow_unused=True)
+    return int(counter.get_total_flops()) // FLOP_BATCH
+
+
+def images_seen(meta: dict[str, Any], train_count: int | None = None) -> int:
+    """Training images the job's steps went through: steps x the batch size the loop used."""
+    settings = meta.get("settings", {})
+    batch = int(settings.get("batch_size", 0))
+    if train_count is not None:
+        batch = min(batch, train_count)
+    return int(meta.get("steps", 0)) * batch  # under torchrun the ranks share each batch: still one batch a step
+
+
+def training_cost(checkpoints: list[str | Path]) -> dict[str, Any]:
+    """Cost of the model that the training jobs of `checkpoints` built, summed, with one entry per job."""
+    if not checkpoints:
+        raise ValueError("training-cost needs the checkpoints of the model's training jobs (--checkpoints)")
+    jobs = []
+    for checkpoint in checkpoints:
+        trainable, resolution = trainable_for(checkpoint)
+        meta = dict(getattr(getattr(trainable, "model", trainable), "meta", {}))
+        flops = training_step_flops(trainable, resolution)
+        seen = images_seen(meta)
+        jobs.append({"checkpoint": str(checkpoint), "train_seconds": meta.get("train_seconds"),
+                     "epochs": meta.get("epochs"), "steps": meta.get("steps"), "images_seen": seen,
+                     "flops_per_image": flops, "train_flops": flops * seen})
+    return {
+        "train_seconds": sum(job["train_seconds"] or 0.0 for job in jobs),
+        "images_seen": sum(job["images_seen"] for job in jobs),
+        "train_flops": sum(job["train_flops"] for job in jobs),
+        "jobs": jobs,
+    }

@@ -1,0 +1,150 @@
+"""Rate-distortion: VAE-family models compared at equal rate, not at whatever rate their KL weight gave.
+
+Each model is retrained with its KL weight(s) multiplied by each factor of `rate_distortion.grid` (VAE:
+`vae.{res}.kl_weight`, VAE/GAN: `vaegan.{res}.kl_weight`, when params has them; LapCVAE: every level's
+`kl_weights`, with M), under the same budget rule as Table 1 (budget.epochs over train.npy), and measured on
+the test split: distortion = mean per-image RMSE (0-255, quantised, as Table 1) and rate = the KL divergence
+of the posterior from the prior in nats per image (`rate_per_image`). Writes a CSV and a plot of RMSE
+against rate, one line per model.
+
+    lapcvae rate-distortion --res 64 --train data/prepared/64/train.npy --test data/prepared/64/test.npy \\
+        --out-csv results/metrics/rate_distortion_64.csv --figure results/figures/rate_distortion_64.png
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from eval.tuning import train_baseline, train_level, validation_rmse
+from models.blocks import kl_diagonal_gaussians
+from models.pyramid import laplacian_pyramid
+
+logger = logging.getLogger(__name__)
+
+SWEPT_MODELS = ("vae", "vaegan", "lapcvae")
+
+
+@torch.no_grad()
+def rate_per_image(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """(N,) KL(q(z | x) || p(z)) in nats of each image, summed over latent dimensions (and LapCVAE's levels).
+
+    images: (N, 3, H, W) in [0, 1]. VAE and VAE/GAN: q from the encoder, p = N(0, I). LapCVAE: level k's
+    posterior q_k(z_k | h_k, u(x_{k+1})) against its prior, N(0, I) at the coarsest level and without M,
+    else M_k applied to q_{k+1}'s re-encoding of what levels k+1..K reconstruct (the prior of Eq. 12, as in
+    training), the coarser levels running on posterior means.
+    """
+    model.eval()
+    if getattr(model, "kind", None) != "lapcvae":
+        mean, log_var = model.encoder(images)  # (N, n_z) each
+        return kl_diagonal_gaussians(mean.double(), log_var.double())
+    pyramid = laplacian_pyramid(images, model.levels)
+    first = model.first_level
+    state = model.coarse_to_fine(first, model._posterior_means(pyramid),
+                                 reencode_levels=range(first + 1, model.levels))
+    total = torch.zeros(len(images), dtype=torch.float64)
+    for k in range(first, model.levels):
+        upsampled = None if k == model.coarsest else model._upsample_to(state.composed[k + 1 - first], k)
+        mean, log_var = model.encode_level(k, pyramid[k], upsampled)  # (N, n_z[k]) each
+        prior: tuple[torch.Tensor, ...] = ()
+        if model.use_m and k < model.coarsest:
+            prior = tuple(part.double() for part in model.level(k).prior(state.reencoded[k + 1]))  # Eq. 13
+        total += kl_diagonal_gaussians(mean.double(), log_var.double(), *prior).cpu()
+    return total
+
+
+def mean_rate(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> float:
+    """Mean rate in nats per image over uint8 (N, 3, H, W) images."""
+    rates = [rate_per_image(model, torch.from_numpy(np.array(images[start:start + batch_size])).float() / 255.0)
+             for start in range(0, len(images), batch_size)]
+    return float(torch.cat(rates).mean())
+
+
+def scaled(params: Mapping[str, Any], model: str, resolution: int, factor: float) -> dict[str, Any] | None:
+    """params with `model`'s KL weight(s) at `resolution` times `factor`; None if the model has none."""
+    updated = copy.deepcopy(dict(params))
+    section = updated[model][str(resolution)]
+    if model == "lapcvae":
+        section["kl_weights"] = [float(f"{weight * factor:.4g}") for weight in section["kl_weights"]]
+    elif "kl_weight" in section:
+        section["kl_weight"] = float(f"{section['kl_weight'] * factor:.4g}")
+    else:
+        return None
+    return updated
+
+
+def train_lapcvae(params: dict[str, Any], resolution: int, train_images: np.ndarray, out_dir: Path) -> nn.Module:
+    """The whole LapCVAE (with M), level by level, coarsest first."""
+    coarser: Path | None = None
+    model = None
+    for level in range(params["lapcvae"][str(resolution)]["levels"] - 1, -1, -1):
+        out = out_dir / f"level{level}.pt"
+        model = train_level(params, resolution, level, coarser, train_images, out)
+        coarser = out
+    return model
+
+
+def sweep(params: Mapping[str, Any], resolution: int, train_images: np.ndarray, test_images: np.ndarray,
+          work_dir: str | Path, models: Sequence[str] = SWEPT_MODELS) -> pd.DataFrame:
+    """One row per (model, factor): the weights used, test RMSE, rate (nats per image), training seconds."""
+    rows = []
+    for model in models:
+        for factor in params["rate_distortion"]["grid"]:
+            trial = scaled(params, model, resolution, factor)
+            if trial is None:
+                logger.warning("%s has no KL weight at %d px (%s.%d.kl_weight): left out of the sweep", model,
+                               resolution, model, resolution)
+                break
+            out_dir = Path(work_dir) / model / f"x{factor:g}"
+            started = time.perf_counter()
+            if model == "lapcvae":
+                network = train_lapcvae(trial, resolution, train_images, out_dir)
+                weights = trial["lapcvae"][str(resolution)]["kl_weights"]
+            else:
+                network = train_baseline(trial, model, resolution, train_images, out_dir / "model.pt")
+                weights = trial[model][str(resolution)]["kl_weight"]
+            seconds = time.perf_counter() - started
+            rows.append({"model": model, "factor": factor, "kl_weights": str(weights),
+                         "rmse_mean": validation_rmse(network, test_images),
+                         "rate_nats": mean_rate(network, test_images), "train_seconds": seconds})
+            logger.info("%s x%g: RMSE %.2f at %.1f nats", model, factor, rows[-1]["rmse_mean"],
+                        rows[-1]["rate_nats"])
+    return pd.DataFrame(rows, columns=["model", "factor", "kl_weights", "rmse_mean", "rate_nats", "train_seconds"])
+
+
+def plot(table: pd.DataFrame, resolution: int, path: str | Path) -> None:
+    """RMSE against rate, one line per model, points labelled with their KL-weight factor; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5, 4))
+    for model, rows in table.groupby("model", sort=False):
+        rows = rows.sort_values("rate_nats")
+        axes.plot(rows["rate_nats"], rows["rmse_mean"], marker="o", label=model)
+        for _, row in rows.iterrows():
+            axes.annotate(f"x{row['factor']:g}", (row["rate_nats"], row["rmse_mean"]), fontsize=7,
+                          textcoords="offset points", xytext=(3, 3))
+    axes.ticklabel_format(useOffset=False)
+    axes.set_xlabel("rate: KL(q || prior), nats per test image")
+    axes.set_ylabel("test RMSE (0-255)")
+    axes.set_title(f"Rate-distortion, {resolution}x{resolution}")
+    axes.legend()
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(temporary, dpi=120)
+    plt.close(figure)
+    os.replace(temporary, path)

@@ -1,0 +1,46 @@
+"""The budget rule: budget.epochs sets every model's and every LapCVAE level's epochs, and nothing else may."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from workflow.config import ParamsError, load_params, train_settings, validate
+
+from models.train_lapcvae import level_settings
+from workflow.pipeline import level_checkpoint, training_checkpoints, training_jobs
+
+
+@pytest.mark.parametrize("overrides", [(), ("config/smoke.yaml",), ("config/paper.yaml",)])
+def test_every_model_and_level_trains_budget_epochs(overrides):
+    params = load_params(*overrides)
+    params["budget"]["epochs"] = 7
+    for res in params["data"]["resolutions"]:
+        for model in ("vae", "vaegan"):
+            assert train_settings(params, model, res)["epochs"] == 7
+        for level in range(params["lapcvae"][str(res)]["levels"]):
+            assert level_settings(params, res, level)["epochs"] == 7
+
+
+@pytest.mark.parametrize("place", ["train", "vae", "level_epochs"])
+def test_epochs_set_elsewhere_are_rejected(place):
+    params = copy.deepcopy(load_params())
+    if place == "train":
+        params["train"]["epochs"] = 3
+    elif place == "vae":
+        params["vae"]["64"]["train"] = {"epochs": 3}
+    else:
+        params["lapcvae"]["64"]["level_epochs"] = [1, 2, 3, 4]
+    with pytest.raises(ParamsError, match="budget.epochs"):
+        validate(params)
+
+
+def test_the_coarsest_level_is_one_checkpoint_for_both_variants():
+    params = load_params()
+    results = params["paths"]["results"]
+    paths = training_checkpoints(params)
+    assert len(paths) == len(set(paths))
+    assert f"{results}/models/64/lapcvae_nom/level3.pt" not in paths
+    assert level_checkpoint(results, 64, "lapcvae_nom", 3, 4) == f"{results}/models/64/lapcvae/level3.pt"
+    nom = training_jobs(results, 64, "lapcvae_nom", 4)
+    assert nom[-1] == f"{results}/models/64/lapcvae/level3.pt" and nom[0].endswith("lapcvae_nom/level0.pt")

@@ -1,0 +1,62 @@
+"""Tuning: same number of trials per weight, scored on validation, the best trial chosen; LapCVAE greedy."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from workflow.config import load_params
+
+from eval.tuning import candidate_factors, candidates, override_file, tune, validation_rmse
+from models.checkpoint import load_model
+
+
+@pytest.fixture(scope="module")
+def tiny_params():
+    params = copy.deepcopy(load_params())
+    params["device"] = "cpu"
+    params["train"].update(batch_size=4, log_every=1, lr=0.01)
+    params["lapcvae"]["16"] = {"levels": 2, "latent_dims": [4, 3], "kl_weights": [0.1, 1.0], "widths": [4, 8],
+                               "feature_size": 2, "m_hidden": 6, "train": {}}
+    params["vaegan"]["16"] = {**params["vaegan"]["64"], "widths": [4, 8, 8], "latent_dim": 4, "dis_hidden": 8,
+                              "dis_layer": 1, "gamma": 0.01, "train": {}}
+    # Two trials per weight; LapCVAE's second candidate is a KL weight of 10^4, which collapses the posterior.
+    params["tune"] = {"resolutions": [16], "trials": 2, "span": 1.0, "epochs": 2,
+                      "grid": {"lapcvae": [1.0, 1e4], "vaegan": [1.0, 10.0]}}
+    return params
+
+
+def test_candidates_are_log_spaced_around_the_current_value():
+    assert candidate_factors(3, 1.0) == pytest.approx([0.1, 1.0, 10.0])
+    assert candidates(0.5, [0.1, 1.0, 10.0], upper=1.0) == pytest.approx([0.05, 0.5, 1.0])
+    with pytest.raises(ValueError, match="positive"):
+        candidates(0.0, [1.0])
+
+
+def test_tune_picks_the_best_validation_trial_greedily(tiny_params, tmp_path):
+    rng = np.random.default_rng(0)
+    base = rng.integers(60, 200, size=(1, 3, 16, 16))
+    images = np.clip(base + rng.integers(-40, 41, size=(16, 3, 16, 16)), 0, 255).astype(np.uint8)
+    train, val = images[:12], images[12:]
+    trials, chosen = tune(tiny_params, 16, train, val, tmp_path, models=("lapcvae", "vaegan"))
+    # The same number of trials for every tuned weight: 2 per LapCVAE level, 2 for VAE/GAN's gamma.
+    assert trials.groupby("key").size().to_dict() == {"lapcvae.16.kl_weights.0": 2, "lapcvae.16.kl_weights.1": 2,
+                                                      "vaegan.16.gamma": 2}
+    assert list(trials["key"][:4]) == ["lapcvae.16.kl_weights.1"] * 2 + ["lapcvae.16.kl_weights.0"] * 2  # coarse first
+    for _, group in trials.groupby("key"):
+        assert group["chosen"].sum() == 1
+        assert group.loc[group["chosen"], "val_rmse"].iloc[0] == group["val_rmse"].min()
+    weights = chosen["lapcvae.16.kl_weights"]
+    picked = trials[trials["chosen"]].set_index("key")["value"]
+    assert weights == [picked["lapcvae.16.kl_weights.0"], picked["lapcvae.16.kl_weights.1"]]
+    assert weights[1] == 1.0  # a KL weight of 10^4 at the coarsest level loses on validation
+    # The recorded score is the validation RMSE of the trial's checkpoint.
+    finest = sorted(tmp_path.glob("trials/16/lapcvae-level0-trial*/level0.pt"))
+    assert len(finest) == 2
+    model = load_model(finest[0])
+    first = trials[trials["key"] == "lapcvae.16.kl_weights.0"].iloc[0]
+    torch.manual_seed(0)
+    assert validation_rmse(model, val) == pytest.approx(first["val_rmse"])
+    assert override_file(chosen)["lapcvae"]["16"]["kl_weights"] == weights

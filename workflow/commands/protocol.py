@@ -1,0 +1,107 @@
+"""`lapcvae references`, `training-cost`, `tune`, `rate-distortion`: the comparison protocol's command lines.
+
+Library: eval/references.py, eval/cost.py, eval/tuning.py, eval/rate_distortion.py (README, "How models are
+compared"). Each `*_main(argv)` parses its options and calls library functions with plain arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import yaml
+
+from data.arrays import load_image_array
+from eval import cost, rate_distortion, references, tuning
+from eval.cost import training_cost
+from eval.metrics import atomic_write_csv, atomic_write_json, atomic_write_text
+from eval.rate_distortion import plot, sweep
+from eval.references import build_references, evaluate_reference
+from eval.tuning import override_file, tune
+from workflow.commands import add_params_arguments, params_from_args
+
+logger = logging.getLogger(__name__)
+
+
+def references_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae references", description=references.__doc__.splitlines()[0])
+    add_params_arguments(parser)
+    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    parser.add_argument("--train", required=True, help="prepared training split, e.g. data/prepared/64/train.npy")
+    parser.add_argument("--test", required=True, help="prepared test split, e.g. data/prepared/64/test.npy")
+    parser.add_argument("--coarsest", default=None, help="LapCVAE's coarsest level, .../lapcvae/level{K}.pt")
+    parser.add_argument("--eval-dir", required=True, help="writes {res}/{name}/summary.json here, e.g. results/eval")
+    parser.add_argument("--per-image-dir", required=True, help="writes {res}_{name}.csv, e.g. "
+                                                               "results/metrics/per_image")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    train_images = load_image_array(args.train, args.res)
+    test_images = load_image_array(args.test, args.res)
+    latent = sum(params["lapcvae"][str(args.res)]["latent_dims"])
+    for name, reference in build_references(params, args.res, train_images, args.coarsest).items():
+        per_image, summary = evaluate_reference(reference, test_images, params["eval"]["batch_size"],
+                                                params["eval"]["bootstrap_samples"], params["seed"])
+        summary = {"model": name, "kind": "reference", "resolution": args.res, **summary,
+                   "parameters": None, "flops_per_image": None, "train_seconds": None,
+                   "latent_dims": {"mean_face": 0, "pca": latent}.get(name),
+                   "n_train": len(train_images)}
+        atomic_write_csv(Path(args.per_image_dir) / f"{args.res}_{name}.csv", per_image)
+        atomic_write_json(Path(args.eval_dir) / str(args.res) / name / "summary.json", summary)
+        logger.info("%s at %d px: RMSE %.2f on %d test images", name, args.res, summary["rmse_mean"],
+                    summary["n_test"])
+
+
+def training_cost_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae training-cost", description=cost.__doc__.splitlines()[0])
+    parser.add_argument("--checkpoints", nargs="+", required=True,
+                        help="every training job's checkpoint of one model (LapCVAE: each level{k}.pt, ...)")
+    parser.add_argument("--out", required=True, help="JSON to write, e.g. results/eval/64/lapcvae/cost.json")
+    args = parser.parse_args(argv)
+    measured = training_cost(args.checkpoints)
+    atomic_write_json(args.out, measured)
+    logger.info("%s: %.3g training FLOPs, %d images seen, %.1f s", args.out, measured["train_flops"],
+                measured["images_seen"], measured["train_seconds"])
+
+
+def tune_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae tune", description=tuning.__doc__.splitlines()[0])
+    add_params_arguments(parser)
+    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    parser.add_argument("--train", required=True, help="training images, e.g. data/prepared/64/train.npy")
+    parser.add_argument("--val", required=True, help="validation images, e.g. data/prepared/64/val.npy")
+    parser.add_argument("--out-dir", required=True, help="writes {res}.csv, {res}.json, {res}.yaml here")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    trials, chosen = tune(params, args.res, load_image_array(args.train, args.res),
+                          load_image_array(args.val, args.res), args.out_dir)
+    out_dir = Path(args.out_dir)
+    atomic_write_csv(out_dir / f"{args.res}.csv", trials)
+    scores = {key: float(trials[(trials["key"].str.startswith(key)) & trials["chosen"]]["val_rmse"].iloc[-1])
+              for key in chosen}
+    atomic_write_json(out_dir / f"{args.res}.json", {
+        "resolution": args.res, "epochs": params["tune"]["epochs"], "trials_per_weight": params["tune"]["trials"],
+        "scored_on": "validation split (val.npy), RMSE 0-255 of the quantised reconstruction",
+        "chosen": chosen, "val_rmse_of_chosen": scores})
+    header = (f"# Chosen by `lapcvae tune` on the validation split ({len(trials)} trials, "
+              f"{params['tune']['epochs']} epochs each); merge with --params or copy into params.yaml.\n")
+    atomic_write_text(out_dir / f"{args.res}.yaml", header + yaml.safe_dump(override_file(chosen), sort_keys=False))
+    logger.info("tuned %d px: %s", args.res, chosen)
+
+
+def rate_distortion_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae rate-distortion",
+                                     description=rate_distortion.__doc__.splitlines()[0])
+    add_params_arguments(parser)
+    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    parser.add_argument("--train", required=True, help="training images, e.g. data/prepared/64/train.npy")
+    parser.add_argument("--test", required=True, help="test images, e.g. data/prepared/64/test.npy")
+    parser.add_argument("--work-dir", required=True, help="where the swept models' checkpoints go")
+    parser.add_argument("--out-csv", required=True, help="e.g. results/metrics/rate_distortion_64.csv")
+    parser.add_argument("--figure", required=True, help="e.g. results/figures/rate_distortion_64.png")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    table = sweep(params, args.res, load_image_array(args.train, args.res), load_image_array(args.test, args.res),
+                  args.work_dir)
+    atomic_write_csv(args.out_csv, table)
+    plot(table, args.res, args.figure)

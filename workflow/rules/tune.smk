@@ -1,0 +1,61 @@
+# Tuning and the rate-distortion sweep (README "How models are compared"); neither is part of `all`:
+#   snakemake tune --cores all              -> results/tuning/{res}.{csv,json,yaml}
+#   snakemake rate_distortion --cores all   -> results/metrics/rate_distortion_{res}.csv, results/figures/...png
+TUNE_RES = [str(res) for res in config["tune"]["resolutions"]]
+RD_RES = [str(res) for res in config["rate_distortion"]["resolutions"]]
+
+
+rule tune_resolution:
+    conda:
+        CONDA_ENV
+    input:
+        train=f"{PREP}/{{res}}/train.npy",
+        val=f"{PREP}/{{res}}/val.npy",
+    output:
+        trials=f"{RESULTS}/tuning/{{res}}.csv",
+        chosen=f"{RESULTS}/tuning/{{res}}.json",
+        override=f"{RESULTS}/tuning/{{res}}.yaml",
+    log:
+        "logs/tune_{res}.log",
+    params:
+        out_dir=folder("output", "trials"),
+        fingerprint=fingerprint_of("tune_resolution"),
+    threads: RESOURCES["train"]["threads"]
+    resources:
+        **TRAIN_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} lapcvae tune --params $LAPCVAE_PARAMS --res {wildcards.res} --train {input.train}"
+        " --val {input.val} --out-dir {params.out_dir} 2>&1 | tee {log}"
+
+
+rule tune:
+    input:
+        expand(f"{RESULTS}/tuning/{{res}}.json", res=TUNE_RES),
+
+
+rule rate_distortion_resolution:
+    conda:
+        CONDA_ENV
+    input:
+        train=f"{PREP}/{{res}}/train.npy",
+        test=f"{PREP}/{{res}}/test.npy",
+    output:
+        table=f"{RESULTS}/metrics/rate_distortion_{{res}}.csv",
+        figure=f"{RESULTS}/figures/rate_distortion_{{res}}.png",
+    log:
+        "logs/rate_distortion_{res}.log",
+    params:
+        work_dir=lambda w: f"{RESULTS}/rate_distortion/{w.res}",
+        fingerprint=fingerprint_of("rate_distortion_resolution"),
+    threads: RESOURCES["train"]["threads"]
+    resources:
+        **TRAIN_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} lapcvae rate-distortion --params $LAPCVAE_PARAMS --res {wildcards.res}"
+        " --train {input.train} --test {input.test} --work-dir {params.work_dir} --out-csv {output.table}"
+        " --figure {output.figure} 2>&1 | tee {log}"
+
+
+rule rate_distortion:
+    input:
+        expand(f"{RESULTS}/metrics/rate_distortion_{{res}}.csv", res=RD_RES),
