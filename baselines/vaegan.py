@@ -83,10 +83,12 @@ class VAEGAN(EncoderDecoderModel):
     def __init__(
         self, *, resolution: int, latent_dim: int, widths: list[int], dis_hidden: int, dis_layer: int,
         gamma: float, balance: Mapping[str, Any], kl_weight: float = 1.0,
-        discriminate_reconstructions: bool = True, real_weight: float = 1.0,
+        discriminate_reconstructions: bool = True, real_weight: float = 0.5,
     ):
         super().__init__()
         check_conv_stack(resolution, widths, self.kind)
+        if not 0.0 < real_weight < 1.0:
+            raise ValueError(f"vaegan: real_weight must lie in (0, 1) (generated images get 1 - it), got {real_weight}")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"vaegan: gamma must lie in [0, 1] (Dis_l's weight vs the GAN), got {gamma}")
         self.config = {
@@ -115,10 +117,11 @@ class VAEGAN(EncoderDecoderModel):
             resolution=int(config["resolution"]), latent_dim=int(config["latent_dim"]),
             widths=[int(width) for width in config["widths"]], dis_hidden=int(config["dis_hidden"]),
             dis_layer=int(config["dis_layer"]), gamma=float(config["gamma"]), balance=dict(config["balance"]),
-            # Checkpoints written before these were parameters: weight 1, reconstructions discriminated.
+            # Checkpoints written before these were parameters: KL weight 1, reconstructions discriminated, real
+            # and generated images weighted equally.
             kl_weight=float(config.get("kl_weight", 1.0)),
             discriminate_reconstructions=bool(config.get("discriminate_reconstructions", True)),
-            real_weight=float(config.get("real_weight", 1.0)),
+            real_weight=float(config.get("real_weight", 0.5)),
         )
 
     @classmethod

@@ -34,7 +34,9 @@ def write_eval(results: Path, lapcvae_gain: float) -> None:
         per_image = pd.DataFrame({"image": np.arange(N_TEST), "rmse": rmse[model],
                                   "psnr": 20 * np.log10(255 / rmse[model]),
                                   "ssim": rng.uniform(0.5, 0.9, N_TEST),
-                                  "sharpness": 0.4 + 0.2 * index + rng.normal(0, 0.05, N_TEST)})
+                                  "r2_h0": 0.2 * index + rng.normal(0, 0.05, N_TEST),
+                                  "r2_h1": 0.3 + 0.2 * index + rng.normal(0, 0.05, N_TEST),
+                                  "rate": 300.0 + 10 * index + rng.normal(0, 5, N_TEST)})
         per_image_path = results / "metrics" / "per_image" / f"{RES}_{model}.csv"
         per_image_path.parent.mkdir(parents=True, exist_ok=True)
         per_image.to_csv(per_image_path, index=False)
