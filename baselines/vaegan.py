@@ -83,7 +83,7 @@ class VAEGAN(EncoderDecoderModel):
     def __init__(
         self, *, resolution: int, latent_dim: int, widths: list[int], dis_hidden: int, dis_layer: int,
         gamma: float, balance: Mapping[str, Any], kl_weight: float = 1.0,
-        discriminate_reconstructions: bool = True, real_weight: float = 0.5,
+        discriminate_reconstructions: bool = True, real_weight: float = 0.5, pixel_weight: float = 0.0,
     ):
         super().__init__()
         check_conv_stack(resolution, widths, self.kind)
@@ -95,8 +95,9 @@ class VAEGAN(EncoderDecoderModel):
             "resolution": resolution, "latent_dim": latent_dim, "widths": list(widths),
             "dis_hidden": dis_hidden, "dis_layer": dis_layer, "gamma": gamma, "balance": dict(balance),
             "kl_weight": kl_weight, "discriminate_reconstructions": discriminate_reconstructions,
-            "real_weight": real_weight,
+            "real_weight": real_weight, "pixel_weight": pixel_weight,
         }
+        self.pixel_weight = pixel_weight
         self.kl_weight = kl_weight
         self.discriminate_reconstructions = discriminate_reconstructions
         self.real_weight = real_weight
@@ -122,6 +123,7 @@ class VAEGAN(EncoderDecoderModel):
             kl_weight=float(config.get("kl_weight", 1.0)),
             discriminate_reconstructions=bool(config.get("discriminate_reconstructions", True)),
             real_weight=float(config.get("real_weight", 0.5)),
+            pixel_weight=float(config.get("pixel_weight", 0.0)),
         )
 
     @classmethod
@@ -129,7 +131,7 @@ class VAEGAN(EncoderDecoderModel):
         settings = params["vaegan"][str(resolution)]
         return cls.from_config({"resolution": resolution, **{key: settings[key] for key in (
             "latent_dim", "widths", "dis_hidden", "dis_layer", "gamma", "balance", "kl_weight",
-            "discriminate_reconstructions", "real_weight")}})
+            "discriminate_reconstructions", "real_weight", "pixel_weight")}})
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {
@@ -166,6 +168,8 @@ class VAEGAN(EncoderDecoderModel):
         _, features = self._frozen_discriminator(torch.cat([images, reconstructions]))
         real_features, reconstructed_features = features.split(batch)
         dis_l = feature_likelihood(reconstructed_features, real_features.detach())
+        if self.pixel_weight > 0:  # a CPU-budget adaptation (not Larsen et al.'s): the common pixel SSE as well
+            dis_l = dis_l + self.pixel_weight * (reconstructions.float() - images).pow(2).flatten(1).sum(dim=1).mean()
 
         # GAN terms: decoded from detached latents (no GAN gradient reaches the encoder); real and generated
         # images share the discriminator's batch, as in the authors' code. Their CelebA run discriminated prior
