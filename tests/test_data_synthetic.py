@@ -128,7 +128,7 @@ def test_fine_detail_is_there():
 def test_faces_have_photographic_statistics():
     """docs/faces.md: the old generator measured slope -2.36 and 18.5% of the variance in h_0 at 64 px, natural
     photographs -2.98 and 8.6%; the faces must stay on the photographs' side of the old values."""
-    from data.statistics import finest_band_share, spectrum_slope, synthetic_faces
+    from benchmarks.face_statistics import finest_band_share, spectrum_slope, synthetic_faces
 
     faces = synthetic_faces(24, 64)
     assert spectrum_slope(faces) < -2.5
