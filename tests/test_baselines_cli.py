@@ -15,7 +15,10 @@ from models.checkpoint import load_model
 TINY = {
     "device": "cpu",
     "train": {"epochs": 1, "batch_size": 4, "log_every": 1},
-    "vaegan": {"64": {"widths": [4, 8, 8, 8], "latent_dim": 8, "dis_hidden": 8}},
+    # params.yaml gives both baselines their own batch size and epochs; these override them.
+    "vae": {"64": {"train": {"epochs": 1, "batch_size": 4}}},
+    "vaegan": {"64": {"widths": [4, 8, 8, 8], "latent_dim": 8, "dis_hidden": 8,
+                      "train": {"epochs": 1, "batch_size": 4}}},
 }
 
 
