@@ -83,18 +83,21 @@ class VAEGAN(EncoderDecoderModel):
     def __init__(
         self, *, resolution: int, latent_dim: int, widths: list[int], dis_hidden: int, dis_layer: int,
         gamma: float, balance: Mapping[str, Any], kl_weight: float = 1.0,
-        discriminate_reconstructions: bool = True, real_weight: float = 1.0,
+        discriminate_reconstructions: bool = True, real_weight: float = 0.5, pixel_weight: float = 0.0,
     ):
         super().__init__()
         check_conv_stack(resolution, widths, self.kind)
+        if not 0.0 < real_weight < 1.0:
+            raise ValueError(f"vaegan: real_weight must lie in (0, 1) (generated images get 1 - it), got {real_weight}")
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"vaegan: gamma must lie in [0, 1] (Dis_l's weight vs the GAN), got {gamma}")
         self.config = {
             "resolution": resolution, "latent_dim": latent_dim, "widths": list(widths),
             "dis_hidden": dis_hidden, "dis_layer": dis_layer, "gamma": gamma, "balance": dict(balance),
             "kl_weight": kl_weight, "discriminate_reconstructions": discriminate_reconstructions,
-            "real_weight": real_weight,
+            "real_weight": real_weight, "pixel_weight": pixel_weight,
         }
+        self.pixel_weight = pixel_weight
         self.kl_weight = kl_weight
         self.discriminate_reconstructions = discriminate_reconstructions
         self.real_weight = real_weight
@@ -115,10 +118,12 @@ class VAEGAN(EncoderDecoderModel):
             resolution=int(config["resolution"]), latent_dim=int(config["latent_dim"]),
             widths=[int(width) for width in config["widths"]], dis_hidden=int(config["dis_hidden"]),
             dis_layer=int(config["dis_layer"]), gamma=float(config["gamma"]), balance=dict(config["balance"]),
-            # Checkpoints written before these were parameters: weight 1, reconstructions discriminated.
+            # Checkpoints written before these were parameters: KL weight 1, reconstructions discriminated, real
+            # and generated images weighted equally.
             kl_weight=float(config.get("kl_weight", 1.0)),
             discriminate_reconstructions=bool(config.get("discriminate_reconstructions", True)),
-            real_weight=float(config.get("real_weight", 1.0)),
+            real_weight=float(config.get("real_weight", 0.5)),
+            pixel_weight=float(config.get("pixel_weight", 0.0)),
         )
 
     @classmethod
@@ -126,7 +131,7 @@ class VAEGAN(EncoderDecoderModel):
         settings = params["vaegan"][str(resolution)]
         return cls.from_config({"resolution": resolution, **{key: settings[key] for key in (
             "latent_dim", "widths", "dis_hidden", "dis_layer", "gamma", "balance", "kl_weight",
-            "discriminate_reconstructions", "real_weight")}})
+            "discriminate_reconstructions", "real_weight", "pixel_weight")}})
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         return {
@@ -163,6 +168,8 @@ class VAEGAN(EncoderDecoderModel):
         _, features = self._frozen_discriminator(torch.cat([images, reconstructions]))
         real_features, reconstructed_features = features.split(batch)
         dis_l = feature_likelihood(reconstructed_features, real_features.detach())
+        if self.pixel_weight > 0:  # a CPU-budget adaptation (not Larsen et al.'s): the common pixel SSE as well
+            dis_l = dis_l + self.pixel_weight * (reconstructions.float() - images).pow(2).flatten(1).sum(dim=1).mean()
 
         # GAN terms: decoded from detached latents (no GAN gradient reaches the encoder); real and generated
         # images share the discriminator's batch, as in the authors' code. Their CelebA run discriminated prior

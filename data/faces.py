@@ -8,7 +8,7 @@ pose, scale and offset are bounded so that hair, ears and chin stay inside the a
 columns 15:163). Fine detail that blur destroys is there on purpose, where photographs of faces have it: hair
 strands, eyelashes, stubble, glasses. Backgrounds are defocused like CelebA's (stripes, checks and blotches
 blurred by a Gaussian of `background_blur` px), so the finest pyramid band holds about as much of the variance
-as in natural photographs (docs/faces.md, measured with `python -m data.statistics`).
+as in natural photographs (docs/faces.md, measured with `python benchmarks/face_statistics.py`).
 """
 
 from __future__ import annotations

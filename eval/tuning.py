@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from core.params import train_settings
 from eval.metrics import rmse_per_image
 
 logger = logging.getLogger(__name__)

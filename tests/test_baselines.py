@@ -209,3 +209,18 @@ def test_paper_vaegan_trains_with_rmsprop_and_weight_decay() -> None:
         assert isinstance(optimizer, torch.optim.RMSprop)
         assert optimizer.defaults["weight_decay"] == 1e-5 and optimizer.defaults["lr"] == 0.025 / 64
     assert params["vaegan"]["64"]["discriminate_reconstructions"] is False
+
+
+def test_vaegan_pixel_weight_adds_the_pixel_sse_to_the_reconstruction_terms() -> None:
+    images = smooth_images(4, 16)
+    losses = {}
+    for pixel_weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = VAEGAN.from_config({**tiny_vaegan().config, "pixel_weight": pixel_weight})
+        torch.manual_seed(1)
+        losses[pixel_weight] = model.training_step(images).objectives["encoder"].item()
+    torch.manual_seed(1)  # the same reparameterisation noise, by hand
+    mean, log_var = model.encoder(images)
+    reconstructions = model.decoder(mean + torch.exp(0.5 * log_var) * torch.randn(mean.shape))
+    sse = ((reconstructions - images) ** 2).sum(dim=(1, 2, 3)).mean().item()
+    assert losses[1.0] - losses[0.0] == pytest.approx(sse, rel=1e-4)

@@ -16,7 +16,9 @@ TINY = {
     "device": "cpu",
     "budget": {"epochs": 1},
     "train": {"batch_size": 4, "log_every": 1},
-    "vaegan": {"64": {"widths": [4, 8, 8, 8], "latent_dim": 8, "dis_hidden": 8}},
+    # params.yaml gives both baselines their own batch size; these override it.
+    "vae": {"64": {"train": {"batch_size": 4}}},
+    "vaegan": {"64": {"widths": [4, 8, 8, 8], "latent_dim": 8, "dis_hidden": 8, "train": {"batch_size": 4}}},
 }
 
 

@@ -115,14 +115,25 @@ def test_faces_stay_inside_the_authors_crop_box():
 
 
 def test_fine_detail_is_there():
-    """Blur must be measurable: a 2-px blur removes a good share of each face's gradient energy."""
+    """Blur must be measurable: a 2-px blur removes a good share of each face's gradient energy (hair, lashes,
+    glasses; the backgrounds are out of focus, so less than the pixel-noise textures of earlier versions did)."""
     from PIL import ImageFilter
 
     for index in range(4):
         pixels, _ = draw_face(0, index)
         blurred = np.asarray(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(2)), float)
         sharp_energy = np.abs(np.diff(pixels.astype(float), axis=1)).mean()
-        assert np.abs(np.diff(blurred, axis=1)).mean() < 0.6 * sharp_energy
+        assert np.abs(np.diff(blurred, axis=1)).mean() < 0.8 * sharp_energy
+
+
+def test_faces_have_photographic_statistics():
+    """docs/faces.md: the old generator measured slope -2.36 and 18.5% of the variance in h_0 at 64 px, natural
+    photographs -2.98 and 8.6%; the faces must stay on the photographs' side of the old values."""
+    from benchmarks.face_statistics import finest_band_share, spectrum_slope, synthetic_faces
+
+    faces = synthetic_faces(24, 64)
+    assert spectrum_slope(faces) < -2.5
+    assert 0.04 < finest_band_share(faces) < 0.13
 
 
 def test_cli_writes_tree_and_preview(tmp_path):

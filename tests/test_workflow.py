@@ -110,7 +110,7 @@ def test_slurm_profile_submits_the_paper_dag() -> None:
 
 def test_fingerprints_rerun_only_what_a_change_concerns() -> None:
     params = load_params()
-    changed = deep_merge(params, {"vaegan": {"64": {"gamma": 0.5}}})
+    changed = deep_merge(params, {"vaegan": {"64": {"gamma": 0.25}}})
     vaegan = {"res": "64", "baseline": "vaegan"}
     assert job_fingerprint(params, "train_baseline", vaegan) != job_fingerprint(changed, "train_baseline", vaegan)
     for rule, wildcards in [

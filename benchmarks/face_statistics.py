@@ -1,4 +1,4 @@
-"""`python -m data.statistics`: how photographic the synthetic faces are (docs/faces.md).
+"""`python benchmarks/face_statistics.py`: how photographic the synthetic faces are (docs/faces.md).
 
 Two image statistics, measured on grey levels of (N, 3, S, S) uint8 images:
 - the slope of the radially averaged power spectrum in log-log coordinates (natural photographs: about -2 to -3;
@@ -6,7 +6,7 @@ Two image statistics, measured on grey levels of (N, 3, S, S) uint8 images:
 - the share of each image's variance in the finest Laplacian band h_0 (Eq. 6), the band LapCVAE's finest level
   must encode; pixel-frequency stripes, checks and noise inflate it with detail no latent code can hold.
 
-    python -m data.statistics [--count 200] [--size 64] [--seed 0] [--photos]
+    python benchmarks/face_statistics.py [--count 200] [--size 64] [--seed 0] [--photos]
 
 measures `count` synthetic faces (indices of the default run's test split), cropped with the authors' box and
 resized like `lapcvae prepare`, and with --photos also 148 px crops of scikit-image's natural photographs
@@ -88,7 +88,7 @@ def photo_crops(size: int) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m data.statistics", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="benchmarks/face_statistics.py", description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200, help="synthetic test faces to measure")
     parser.add_argument("--size", type=int, default=64, help="resolution they are measured at")
     parser.add_argument("--seed", type=int, default=0, help="params seed of the face set")
