@@ -152,7 +152,7 @@ def test_vaegan_reconstructions_improve_in_adversarial_training(tmp_path: Path) 
     model = tiny_vaegan(balance={"enabled": True, "margin": 0.35, "equilibrium": 0.68})
     images = smooth_images(4, 16)
     initial_error = (model.eval().reconstruct(images) - images).pow(2).mean()
-    history = fit_history(model, images, 150, 3e-3, tmp_path)
+    history = fit_history(model, images, 250, 3e-3, tmp_path)
     final_error = (model.eval().reconstruct(images) - images).pow(2).mean()
     assert final_error < initial_error / 2
     assert all(math.isfinite(step["gan"]) for step in history)

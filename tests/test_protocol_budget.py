@@ -5,10 +5,11 @@ from __future__ import annotations
 import copy
 
 import pytest
-from workflow.config import ParamsError, load_params, train_settings, validate
 
+from core.params import ParamsError, load_params, train_settings, validate
+from core.registry import level_checkpoint, training_jobs
 from models.train_lapcvae import level_settings
-from workflow.pipeline import level_checkpoint, training_checkpoints, training_jobs
+from workflow.pipeline import training_checkpoints
 
 
 @pytest.mark.parametrize("overrides", [(), ("config/smoke.yaml",), ("config/paper.yaml",)])

@@ -13,7 +13,7 @@ from models.lapcvae import LapCVAE, LevelTrainable
 
 def test_vae_training_step_costs_about_three_forward_passes(tmp_path):
     torch.manual_seed(0)
-    model = VAE(resolution=16, latent_dim=5, widths=[4, 8])
+    model = VAE(resolution=16, latent_dim=5, widths=[4, 8], kl_weight=1.0)
     forward = count_flops(model.reconstruct, torch.rand(1, 3, 16, 16))
     step = training_step_flops(model, 16)
     assert 2.5 * forward < step < 3.5 * forward  # backward ~ twice the forward

@@ -7,8 +7,8 @@ import copy
 import numpy as np
 import pytest
 import torch
-from workflow.config import load_params
 
+from core.params import load_params
 from eval.tuning import candidate_factors, candidates, override_file, tune, validation_rmse
 from models.checkpoint import load_model
 
@@ -41,9 +41,9 @@ def test_tune_picks_the_best_validation_trial_greedily(tiny_params, tmp_path):
     images = np.clip(base + rng.integers(-40, 41, size=(16, 3, 16, 16)), 0, 255).astype(np.uint8)
     train, val = images[:12], images[12:]
     trials, chosen = tune(tiny_params, 16, train, val, tmp_path, models=("lapcvae", "vaegan"))
-    # The same number of trials for every tuned weight: 2 per LapCVAE level, 2 for VAE/GAN's gamma.
+    # The same number of trials for every tuned weight: 2 per LapCVAE level, 2 each for VAE/GAN's gamma and KL.
     assert trials.groupby("key").size().to_dict() == {"lapcvae.16.kl_weights.0": 2, "lapcvae.16.kl_weights.1": 2,
-                                                      "vaegan.16.gamma": 2}
+                                                      "vaegan.16.gamma": 2, "vaegan.16.kl_weight": 2}
     assert list(trials["key"][:4]) == ["lapcvae.16.kl_weights.1"] * 2 + ["lapcvae.16.kl_weights.0"] * 2  # coarse first
     for _, group in trials.groupby("key"):
         assert group["chosen"].sum() == 1

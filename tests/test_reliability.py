@@ -37,7 +37,7 @@ CROP = Crop(top=40, left=15, size=148)
 
 
 def tiny_vae(resolution: int = 16) -> VAE:
-    return VAE(resolution=resolution, latent_dim=4, widths=[4, 8])
+    return VAE(resolution=resolution, latent_dim=4, widths=[4, 8], kl_weight=0.01)
 
 
 def tiny_lapcvae(resolution: int = 16) -> LapCVAE:
@@ -151,7 +151,7 @@ def test_file_size_limit_while_saving_a_checkpoint_is_one_clear_error(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
         try:
-            save_model({str(tmp_path / "model.pt")!r}, VAE(resolution=16, latent_dim=4, widths=[4, 8]))
+            save_model({str(tmp_path / "model.pt")!r}, VAE(resolution=16, latent_dim=4, widths=[4, 8], kl_weight=0.01))
         except OSError as error:
             sys.exit("OSError: " + str(error))
     """)

@@ -137,7 +137,7 @@ def test_a_celeba_zip_goes_through_the_dag_with_one_override_file(tmp_path: Path
     archive = build_zip(tmp_path / "img_align_celeba.zip")
     override = tmp_path / "celeba.yaml"
     override.write_text(yaml.safe_dump(
-        {"data": {"source": "celeba", "test_fraction": 0.34,  # 6 images: 2 test ones, the fewest prepare takes
+        {"data": {"source": "celeba", "test_fraction": 0.34, "validation_fraction": 0.25,  # 6 images: 2 test, 1 val
                   "celeba": {"archive": str(archive), "md5": md5_of(archive)}}}
     ))
     workdir = tmp_path / "run"
