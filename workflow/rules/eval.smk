@@ -42,10 +42,13 @@ rule table:
     log:
         "logs/table.log",
     params:
+        # Every file the table reads is declared above; the command takes their folders (one per training seed).
+        eval_dir=folder("input", "summaries", up=3),
+        per_image_dir=folder("input", "per_image"),
         out_dir=folder("output", "table"),
         fingerprint=fingerprint_of("table"),
     shell:
-        "lapcvae table --params $LAPCVAE_PARAMS --summaries {input.summaries} --per-image {input.per_image}"
+        "lapcvae table --params $LAPCVAE_PARAMS --eval-dir {params.eval_dir} --per-image-dir {params.per_image_dir}"
         " --out-dir {params.out_dir} 2>&1 | tee {log}"
 
 
