@@ -30,8 +30,8 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 SMOKE = load_params("config/smoke.yaml")
 
 
-def run(*command: str, cwd: Path) -> str:
-    result = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=900)
+def run(*command: str, cwd: Path, timeout: int = 900) -> str:
+    result = subprocess.run(command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result.stdout + result.stderr
 
@@ -75,14 +75,15 @@ def weights(root: Path) -> dict[str, dict[str, torch.Tensor]]:
 @pytest.fixture(scope="module")
 def dvc_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = smoke_copy(tmp_path_factory.mktemp("dvc"))
-    run("dvc", "repro", cwd=root)
+    # DVC runs its ~75 stages one after another, each starting Snakemake and a command (10-20 s apiece).
+    run("dvc", "repro", cwd=root, timeout=2700)
     return root
 
 
 def test_dvc_repro_runs_the_whole_study_and_then_nothing(dvc_run: Path) -> None:
     check_artefacts(dvc_run)
     assert "Nothing to be done" in run("snakemake", "-n", cwd=dvc_run)
-    second = run("dvc", "repro", cwd=dvc_run)
+    second = run("dvc", "repro", cwd=dvc_run, timeout=1800)
     assert "Running stage" not in second
     assert "rmse_mean" in run("dvc", "metrics", "show", cwd=dvc_run)
 
@@ -114,7 +115,7 @@ def test_snakemake_killed_mid_training_resumes_to_the_same_weights(dvc_run: Path
     # DVC right after Snakemake: it records what is there and trains nothing again (a retrained checkpoint
     # would differ in its recorded training time, so equal bytes mean no training).
     before = {path: hashlib.sha256((root / path).read_bytes()).hexdigest() for path in resumed}
-    output = run("dvc", "repro", cwd=root)
+    output = run("dvc", "repro", cwd=root, timeout=1800)
     assert "localrule train" not in output and "localrule retrain" not in output
     assert {path: hashlib.sha256((root / path).read_bytes()).hexdigest() for path in resumed} == before
 
