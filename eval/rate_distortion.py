@@ -27,8 +27,6 @@ import torch
 from torch import nn
 
 from eval.tuning import train_baseline, train_level, validation_rmse
-from models.blocks import kl_diagonal_gaussians
-from models.pyramid import laplacian_pyramid
 
 logger = logging.getLogger(__name__)
 
@@ -37,30 +35,10 @@ SWEPT_MODELS = ("vae", "vaegan", "lapcvae")
 
 @torch.no_grad()
 def rate_per_image(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """(N,) KL(q(z | x) || p(z)) in nats of each image, summed over latent dimensions (and LapCVAE's levels).
-
-    images: (N, 3, H, W) in [0, 1]. VAE and VAE/GAN: q from the encoder, p = N(0, I). LapCVAE: level k's
-    posterior q_k(z_k | h_k, u(x_{k+1})) against its prior, N(0, I) at the coarsest level and without M,
-    else M_k applied to q_{k+1}'s re-encoding of what levels k+1..K reconstruct (the prior of Eq. 12, as in
-    training), the coarser levels running on posterior means.
-    """
+    """(N,) KL(q(z | x) || p(z)) in nats of each image: the model's own `rate` (VAE and VAE/GAN against N(0, I),
+    LapCVAE summed over its levels against the prior each level trained with, Eq. 12). images in [0, 1]."""
     model.eval()
-    if getattr(model, "kind", None) != "lapcvae":
-        mean, log_var = model.encoder(images)  # (N, n_z) each
-        return kl_diagonal_gaussians(mean.double(), log_var.double())
-    pyramid = laplacian_pyramid(images, model.levels)
-    first = model.first_level
-    state = model.coarse_to_fine(first, model._posterior_means(pyramid),
-                                 reencode_levels=range(first + 1, model.levels))
-    total = torch.zeros(len(images), dtype=torch.float64)
-    for k in range(first, model.levels):
-        upsampled = None if k == model.coarsest else model._upsample_to(state.composed[k + 1 - first], k)
-        mean, log_var = model.encode_level(k, pyramid[k], upsampled)  # (N, n_z[k]) each
-        prior: tuple[torch.Tensor, ...] = ()
-        if model.use_m and k < model.coarsest:
-            prior = tuple(part.double() for part in model.level(k).prior(state.reencoded[k + 1]))  # Eq. 13
-        total += kl_diagonal_gaussians(mean.double(), log_var.double(), *prior).cpu()
-    return total
+    return model.rate(images).double().cpu()
 
 
 def mean_rate(model: nn.Module, images: np.ndarray, batch_size: int = 256) -> float:
