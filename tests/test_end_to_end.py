@@ -121,6 +121,6 @@ def test_snakemake_killed_mid_training_resumes_to_the_same_weights(dvc_run: Path
 
     # One model's parameter reruns only what depends on it.
     override = tmp_path / "gamma.yaml"
-    override.write_text(yaml.safe_dump({"vaegan": {"64": {"gamma": 0.5}}}))
+    override.write_text(yaml.safe_dump({"vaegan": {"64": {"gamma": 0.25}}}))
     dry_run = run("snakemake", "-n", "--configfile", str(override), cwd=root)
     assert "train_baseline" in dry_run and "train_level" not in dry_run and "retrain_m" not in dry_run
