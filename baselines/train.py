@@ -37,3 +37,22 @@ def build_baseline(params: Mapping[str, Any], model: str, resolution: int) -> nn
 def load_train_images(path: str | Path, resolution: int) -> np.ndarray:
     """The prepared uint8 training images (N, 3, res, res), memory-mapped."""
     return load_image_array(path, resolution)
+
+
+def train_baseline(params: Mapping[str, Any], model: str, resolution: int, images: np.ndarray,
+                   out: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Build `model` from params and train it with the shared loop into `out`; returns it and fit's metadata."""
+    import torch
+
+    from core.params import train_settings
+    from models.training import derive_seed, fit  # imported here so that `--help` stays fast
+
+    # Initial weights come from the params seed too, so that a rerun reaches the same weights.
+    torch.manual_seed(derive_seed(params["seed"], f"{model}-init", resolution))
+    network = build_baseline(params, model, resolution)
+    logger.info("%s at %d px: %d parameters, %d training images", model, resolution,
+                sum(parameter.numel() for parameter in network.parameters()), len(images))
+    summary = fit(network, images, settings=train_settings(params, registry.spec(model).params_section, resolution),
+                  seed=derive_seed(params["seed"], f"{model}-train", resolution), output=out,
+                  device=params["device"], name=f"{model}@{resolution}")
+    return network, summary

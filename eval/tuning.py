@@ -32,7 +32,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from core.params import train_settings
 from eval.metrics import rmse_per_image
 
 logger = logging.getLogger(__name__)
@@ -96,29 +95,17 @@ def short_budget(params: Mapping[str, Any], epochs: int) -> dict[str, Any]:
 def train_baseline(params: dict[str, Any], model: str, resolution: int, train_images: np.ndarray,
                    out: Path) -> nn.Module:
     """Train the VAE or VAE/GAN that `params` describes with the shared loop; returns it (eval mode)."""
-    from baselines.train import build_baseline
-    from models.training import derive_seed, fit
+    from baselines.train import train_baseline as train_one_job
 
-    torch.manual_seed(derive_seed(params["seed"], f"{model}-init", resolution))
-    network = build_baseline(params, model, resolution)
-    fit(network, train_images, settings=train_settings(params, model, resolution),
-        seed=derive_seed(params["seed"], f"{model}-train", resolution), output=out, device=params["device"],
-        name=f"{model}@{resolution}")
-    return network.cpu().eval()
+    return train_one_job(params, model, resolution, train_images, out)[0].cpu().eval()
 
 
 def train_level(params: dict[str, Any], resolution: int, level: int, coarser: Path | None,
                 train_images: np.ndarray, out: Path) -> nn.Module:
     """Train LapCVAE's level `level` (with M) on the coarser levels' checkpoint; returns levels level..K."""
-    from models.lapcvae import LevelTrainable
-    from models.train_lapcvae import build_level_model, level_settings
-    from models.training import derive_seed, fit
+    from models.train_lapcvae import train_level as train_one_level
 
-    model = build_level_model(params, resolution, "lapcvae", level, coarser)
-    fit(LevelTrainable(model, level), train_images, settings=level_settings(params, resolution, level),
-        seed=derive_seed(params["seed"], "lapcvae-train", resolution, "lapcvae", level), output=out,
-        export=model, device=params["device"], name=f"lapcvae@{resolution} level {level}")
-    return model.cpu().eval()
+    return train_one_level(params, resolution, "lapcvae", level, coarser, train_images, out)[0].cpu().eval()
 
 
 def _search(label: str, path: Sequence[str | int], values: Sequence[float],

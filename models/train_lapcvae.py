@@ -92,3 +92,17 @@ def build_level_model(params: dict[str, Any], resolution: int, variant: str, lev
         if unexpected or any(not key.startswith(f"level_vaes.{level}.") for key in missing):
             raise ValueError(f"--coarser {coarser} does not hold levels {level + 1}..{coarsest}; retrain them")
     return model
+
+
+def train_level(params: dict[str, Any], resolution: int, variant: str, level: int, coarser: str | Path | None,
+                images: np.ndarray, out: str | Path) -> tuple[LapCVAE, dict[str, Any]]:
+    """Train level `level` of a LapCVAE variant on its frozen coarser levels into `out` (greedy training,
+    coarsest first); returns levels level..K and fit's metadata."""
+    from models.lapcvae import LevelTrainable
+    from models.training import fit
+
+    model = build_level_model(params, resolution, variant, level, coarser)
+    meta = fit(LevelTrainable(model, level), images, settings=level_settings(params, resolution, level),
+               seed=derive_seed(params["seed"], "lapcvae-train", resolution, variant, level), output=out,
+               export=model, device=params["device"], name=f"{resolution}/{variant}/level{level}")
+    return model, meta

@@ -13,19 +13,18 @@ from pathlib import Path
 import yaml
 
 from data.arrays import load_image_array
-from eval import cost, rate_distortion, references, tuning
 from eval.cost import training_cost
 from eval.metrics import atomic_write_csv, atomic_write_json, atomic_write_text
 from eval.rate_distortion import plot, sweep
 from eval.references import build_references, evaluate_reference
 from eval.tuning import override_file, tune
-from workflow.commands import add_params_arguments, params_from_args
+from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)
 
 
 def references_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae references", description=references.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lapcvae references", description=doc_summary("eval.references"))
     add_params_arguments(parser)
     parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
     parser.add_argument("--train", required=True, help="prepared training split, e.g. data/prepared/64/train.npy")
@@ -53,7 +52,7 @@ def references_main(argv: list[str] | None = None) -> None:
 
 
 def training_cost_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae training-cost", description=cost.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lapcvae training-cost", description=doc_summary("eval.cost"))
     parser.add_argument("--checkpoints", nargs="+", required=True,
                         help="every training job's checkpoint of one model (LapCVAE: each level{k}.pt, ...)")
     parser.add_argument("--out", required=True, help="JSON to write, e.g. results/eval/64/lapcvae/cost.json")
@@ -65,7 +64,7 @@ def training_cost_main(argv: list[str] | None = None) -> None:
 
 
 def tune_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae tune", description=tuning.__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lapcvae tune", description=doc_summary("eval.tuning"))
     add_params_arguments(parser)
     parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
     parser.add_argument("--train", required=True, help="training images, e.g. data/prepared/64/train.npy")
@@ -91,7 +90,7 @@ def tune_main(argv: list[str] | None = None) -> None:
 
 def rate_distortion_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lapcvae rate-distortion",
-                                     description=rate_distortion.__doc__.splitlines()[0])
+                                     description=doc_summary("eval.rate_distortion"))
     add_params_arguments(parser)
     parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
     parser.add_argument("--train", required=True, help="training images, e.g. data/prepared/64/train.npy")

@@ -10,12 +10,11 @@ import logging
 import os
 from pathlib import Path
 
-from baselines.train import BASELINES, build_baseline, load_train_images
-from core import registry
+from baselines.train import BASELINES, load_train_images, train_baseline
 from core.params import deep_merge, train_settings
 from models.checkpoint import add_meta, load_checkpoint, load_model, pyramid_train_seconds
-from models.lapcvae import LapCVAE, LevelTrainable, PriorRetrainer
-from models.train_lapcvae import VARIANTS, build_level_model, level_settings, load_images, resolution_params
+from models.lapcvae import LapCVAE, PriorRetrainer
+from models.train_lapcvae import VARIANTS, load_images, resolution_params, train_level
 from models.training import derive_seed, fit
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
@@ -42,12 +41,9 @@ def train_level_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--coarser", default=None, help="checkpoint of level k+1 (required unless k = K)")
     args = parser.parse_args(argv)
     params = params_from_args(args)
-    model = build_level_model(params, args.res, args.variant, args.level, args.coarser)
-    images = load_images(args.data, args.res)
-    meta = fit(LevelTrainable(model, args.level), images, settings=level_settings(params, args.res, args.level),
-               seed=derive_seed(params["seed"], "lapcvae-train", args.res, args.variant, args.level),
-               output=args.out, export=model, device=params["device"],
-               name=f"{args.res}/{args.variant}/level{args.level}")
+    resolution_params(params, args.res)  # a missing params section is named before the data is read
+    _, meta = train_level(params, args.res, args.variant, args.level, args.coarser,
+                          load_images(args.data, args.res), args.out)
     coarser_seconds = pyramid_train_seconds(load_checkpoint(args.coarser)["meta"]) if args.coarser else 0.0
     record_pyramid_seconds(args.out, meta["train_seconds"] + (coarser_seconds or 0.0))
 
@@ -85,19 +81,6 @@ def train_baseline_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, type=Path, help="checkpoint to write, e.g. .../vae/model.pt")
     args = parser.parse_args(argv)
 
-    import torch
-
-    from models.training import derive_seed, fit  # imported here so `--help` stays fast
-
     params = params_from_args(args)
-    images = load_train_images(args.data, args.res)
-    # Initial weights come from the params seed too, so that a rerun reaches the same weights.
-    torch.manual_seed(derive_seed(params["seed"], f"{args.model}-init", args.res))
-    model = build_baseline(params, args.model, args.res)
-    logger.info("%s at %d px: %d parameters, %d training images", args.model, args.res,
-                sum(parameter.numel() for parameter in model.parameters()), len(images))
-    seed = derive_seed(params["seed"], f"{args.model}-train", args.res)
-    settings = train_settings(params, registry.spec(args.model).params_section, args.res)
-    summary = fit(model, images, settings=settings, seed=seed, output=args.out,
-                  device=params["device"], name=f"{args.model}@{args.res}")
+    _, summary = train_baseline(params, args.model, args.res, load_train_images(args.data, args.res), args.out)
     logger.info("trained %s: %s", args.out, summary)
