@@ -3,36 +3,46 @@
 The report is built once as a list of blocks (headings, paragraphs, tables, figures, preformatted text) and
 rendered twice: Markdown (figures linked by relative path) and HTML (figures embedded as base64 data URIs,
 inline CSS, no scripts, fonts or style sheets from elsewhere, so it opens offline).
+
+This module holds the report's content (its sections, in reading order, and `build_report`). The block types
+and cell formats are in `eval.report_blocks`, the renderers in `eval.report_render`, the provenance section in
+`eval.report_provenance`. A new section is a function returning a list of blocks, added to `build_report`.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import logging
-import os
-import platform
-import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
-import yaml
 
-from core.params import REPO_ROOT
 from eval.paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_RESOLUTION
-from eval.plotting import DISPLAY_NAMES, MODELS
+from eval.report_blocks import (
+    MISSING,
+    Block,
+    Bullets,
+    FigureBlock,
+    Heading,
+    Paragraph,
+    Table,
+    across_seeds,
+    display,
+    engineering,
+    number,
+    p_value,
+    read_json,
+)
+from eval.report_provenance import provenance_section
+from eval.report_render import render_html, render_markdown, write_text_atomically
 from eval.table import MIN_SEEDS, REFERENCES, paired_wilcoxon
 
 logger = logging.getLogger(__name__)
 
 SIGNIFICANCE = 0.05  # two-sided level at which a Wilcoxon p-value is called significant
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MISSING = "n/a"
 TABLE1_REQUIRED = ("resolution", "model", "rmse_mean", "rmse_std")
 # Figures in the paper's order: file stem (before _{res}.png) and caption.
 FIGURES = (
@@ -56,97 +66,6 @@ METRICS = (
     ("ssim_mean", "ssim", "SSIM", "higher"),
     ("r2_h0_mean", "r2_h0", "R² of band h0", "higher"),  # aligned finest detail: 1 exact, <= 0 none
 )
-CSS = """
-body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: right; }
-td { white-space: nowrap; }
-th:first-child, td:first-child { text-align: left; }
-th { background: #eee; }
-caption { caption-side: top; font-style: italic; text-align: left; padding-bottom: 0.3em; }
-figure { margin: 1.5em 0; }
-figure img { max-width: 100%; border: 1px solid #ddd; }
-figcaption { font-style: italic; font-size: 0.9em; }
-pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
-.note { color: #a15c00; }
-"""
-
-
-@dataclass
-class Heading:
-    level: int
-    text: str
-
-
-@dataclass
-class Paragraph:
-    text: str
-    note: bool = False  # a missing artefact or caveat, shown highlighted
-
-
-@dataclass
-class Bullets:
-    items: list[str]
-
-
-@dataclass
-class Table:
-    header: list[str]
-    rows: list[list[str]]
-    caption: str
-
-
-@dataclass
-class FigureBlock:
-    path: Path
-    caption: str
-
-
-@dataclass
-class Preformatted:
-    text: str
-
-
-Block = Heading | Paragraph | Bullets | Table | FigureBlock | Preformatted
-
-
-def number(value: Any, digits: int = 2) -> str:
-    """A table cell: the value with `digits` decimals, or n/a for a missing value."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return MISSING
-    return f"{float(value):.{digits}f}"
-
-
-def p_value(value: Any) -> str:
-    if value is None or pd.isna(value):
-        return MISSING
-    return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
-
-
-def engineering(value: Any) -> str:
-    """1234567 -> '1.23 M': parameter and FLOP counts at a glance."""
-    if value is None or pd.isna(value):
-        return MISSING
-    for divisor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= divisor:
-            return f"{value / divisor:.2f} {suffix}"
-    return f"{value:.0f}"
-
-
-REFERENCE_DISPLAY_NAMES = {"mean_face": "mean face", "pca": "PCA", "lapcvae_coarsest": "LapCVAE coarsest level"}
-
-
-def display(model: str) -> str:
-    return DISPLAY_NAMES.get(model, REFERENCE_DISPLAY_NAMES.get(model, model))
-
-
-def read_json(path: Path, how_to_make: str) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: {how_to_make}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); delete it and {how_to_make}") from error
 
 
 def read_table1(path: Path) -> pd.DataFrame:
@@ -401,15 +320,6 @@ OPTIONAL_TABLE1_COLUMNS = (("r2_h0_mean", "R² h0", 3), ("r2_h1_mean", "R² h1",
                            ("rate_nats", "Rate (nats)", 1))
 
 
-def across_seeds(record: Mapping[str, Any], column: str, digits: int = 2) -> str:
-    """'mean ± std (n)' over seeds, or the single value with one seed."""
-    value, spread = record.get(column), record.get(f"{column}_seed_std")
-    n_seeds = record.get("n_seeds")
-    if spread is None or pd.isna(spread):
-        return number(value, digits)
-    return f"{number(value, digits)} ± {number(spread, digits)} ({int(n_seeds)})"
-
-
 def check_png(path: Path) -> None:
     with path.open("rb") as handle:
         if handle.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
@@ -487,59 +397,6 @@ def human_study_section(table2: Path) -> list[Block]:
     return blocks
 
 
-def git_commit() -> str:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                                timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return result.stdout.strip() if result.returncode == 0 else "unknown"
-
-
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def hardware() -> list[str]:
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return [f"CPU: {cpu_name()} ({os.cpu_count()} logical cores)", f"GPU: {gpu}",
-            f"torch {torch.__version__}, Python {platform.python_version()}, {platform.platform()}"]
-
-
-def training_time_table(eval_dir: Path, resolutions: Sequence[int]) -> Table:
-    rows = []
-    for res in resolutions:
-        for model in MODELS:
-            path = eval_dir / str(res) / model / "summary.json"
-            if not path.is_file():
-                continue
-            summary = read_json(path, f"rerun `lapcvae evaluate` for {model}")
-            meta = summary.get("meta") or {}
-            rows.append([f"{res}x{res}", display(model), number(summary.get("train_seconds"), 1),
-                         str(meta.get("device", MISSING)), str(meta.get("steps", MISSING)),
-                         number(summary.get("eval_seconds"), 1), str(summary.get("eval_device", MISSING))])
-    return Table(["Resolution", "Model", "Training (s)", "Training device", "Steps", "Evaluation (s)",
-                  "Evaluation device"], rows, "Training and evaluation time per model (from summary.json).")
-
-
-def provenance_section(params: Mapping[str, Any], results: Path, prepared: Path) -> list[Block]:
-    resolutions = params["data"]["resolutions"]
-    blocks: list[Block] = [Heading(2, "Provenance"), Bullets([f"git commit: {git_commit()}", *hardware()]),
-                           training_time_table(results / "eval", resolutions), Heading(3, "Data manifest")]
-    manifest = prepared / "manifest.json"
-    if manifest.is_file():
-        blocks.append(Preformatted(json.dumps(read_json(manifest, "rerun `lapcvae prepare`"), indent=2)))
-    else:
-        blocks.append(Paragraph(f"No {manifest} (run `lapcvae prepare`).", note=True))
-    blocks += [Heading(3, "Parameters (merged)"), Preformatted(yaml.safe_dump(dict(params), sort_keys=False))]
-    return blocks
-
-
 def build_report(params: Mapping[str, Any], results: Path, prepared: Path) -> list[Block]:
     """Every block of the report, in reading order."""
     table = read_table1(results / "metrics" / "table1.csv")
@@ -559,70 +416,4 @@ def build_report(params: Mapping[str, Any], results: Path, prepared: Path) -> li
     ]
 
 
-def markdown_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(blocks: Sequence[Block], markdown_dir: Path) -> str:
-    """Markdown; figures are linked relative to the folder the .md file is written to."""
-    parts = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            parts.append(f"{'#' * block.level} {block.text}")
-        elif isinstance(block, Paragraph):
-            parts.append(f"> **Note:** {block.text}" if block.note else block.text)
-        elif isinstance(block, Bullets):
-            parts.append("\n".join(f"- {item}" for item in block.items))
-        elif isinstance(block, Table):
-            lines = [f"*{block.caption}*", "", "| " + " | ".join(map(markdown_cell, block.header)) + " |",
-                     "|" + "---|" * len(block.header)]
-            lines += ["| " + " | ".join(map(markdown_cell, row)) + " |" for row in block.rows]
-            parts.append("\n".join(lines))
-        elif isinstance(block, FigureBlock):
-            relative = Path(os.path.relpath(block.path.resolve(), markdown_dir.resolve())).as_posix()
-            parts.append(f"![{block.caption}]({relative})\n\n*{block.caption}*")
-        else:
-            parts.append(f"```\n{block.text.rstrip()}\n```")
-    return "\n\n".join(parts) + "\n"
-
-
-def render_html(blocks: Sequence[Block]) -> str:
-    """One self-contained HTML page: inline CSS, figures as data URIs, nothing fetched from elsewhere."""
-    escape = html.escape
-    parts = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            parts.append(f"<h{block.level}>{escape(block.text)}</h{block.level}>")
-        elif isinstance(block, Paragraph):
-            css_class = ' class="note"' if block.note else ""
-            parts.append(f"<p{css_class}>{escape(block.text)}</p>")
-        elif isinstance(block, Bullets):
-            parts.append("<ul>" + "".join(f"<li>{escape(item)}</li>" for item in block.items) + "</ul>")
-        elif isinstance(block, Table):
-            header = "".join(f"<th>{escape(cell)}</th>" for cell in block.header)
-            rows = "".join("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>"
-                           for row in block.rows)
-            parts.append(f"<table><caption>{escape(block.caption)}</caption><thead><tr>{header}</tr></thead>"
-                         f"<tbody>{rows}</tbody></table>")
-        elif isinstance(block, FigureBlock):
-            encoded = base64.b64encode(block.path.read_bytes()).decode("ascii")
-            parts.append(f'<figure><img src="data:image/png;base64,{encoded}" alt="{escape(block.caption)}">'
-                         f"<figcaption>{escape(block.caption)}</figcaption></figure>")
-        else:
-            parts.append(f"<pre>{escape(block.text)}</pre>")
-    body = "\n".join(parts)
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<title>LapCVAE benchmark: comparison report</title>"
-            f"<style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """UTF-8 text to a temporary file beside `path`, then renamed: readers never see half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: the rename is atomic
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+__all__ = ["build_report", "render_html", "render_markdown", "write_text_atomically"]

@@ -32,7 +32,8 @@ from eval.neighbours import TEST_REFERENCE, nearest_neighbours, neighbour_table,
 from eval.plotting import (
     MODELS,
 )
-from eval.report import build_report, render_html, render_markdown, write_text_atomically
+from eval.report import build_report
+from eval.report_render import render_html, render_markdown, write_text_atomically
 from eval.table import build_table1, claims_table, metrics_json, paths_of, per_seed_table, run_seeds
 from models.checkpoint import load_model, pyramid_train_seconds
 from models.training import resolve_device
