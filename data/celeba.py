@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from data.atomic import atomic_directory
+from core.atomic import atomic_directory
 from data.celeba_format import ATTRIBUTES_FILE, IMAGE_DIR, PARTITION_FILE
 
 logger = logging.getLogger(__name__)

@@ -8,9 +8,10 @@ Both the synthetic generator and fetch-celeba write the same tree, which `prepar
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+from core.atomic import write_text
 
 IMAGE_DIR = "img_align_celeba"
 ATTRIBUTES_FILE = "list_attr_celeba.txt"
@@ -34,19 +35,13 @@ def image_name(index: int) -> str:
     return f"{index + 1:06d}.jpg"
 
 
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def write_attributes(path: Path, names: Sequence[str], rows: Sequence[Mapping[str, int]]) -> None:
     """CelebA's list_attr_celeba.txt: count, attribute names, then `name  v1 v2 ...` with v in {1, -1}."""
     lines = [str(len(rows)), " ".join(ATTRIBUTE_NAMES)]
     for name, row in zip(names, rows, strict=True):
         values = " ".join(f"{row[attribute]:2d}" for attribute in ATTRIBUTE_NAMES)
         lines.append(f"{name} {values}")
-    _write_text(path, "\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def read_attributes(path: Path) -> dict[str, dict[str, int]]:
@@ -74,4 +69,4 @@ def read_attributes(path: Path) -> dict[str, dict[str, int]]:
 def write_partition(path: Path, names: Sequence[str], partitions: Sequence[int]) -> None:
     """CelebA's list_eval_partition.txt: `name partition` (0 train, 1 validation, 2 test)."""
     lines = [f"{name} {partition}" for name, partition in zip(names, partitions, strict=True)]
-    _write_text(path, "\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from data.atomic import atomic_directory
+from core.atomic import atomic_directory
 from data.celeba_format import ATTRIBUTES_FILE, EXTRAS_FILE, IMAGE_DIR, read_attributes
 
 logger = logging.getLogger(__name__)

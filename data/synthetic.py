@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from data.atomic import atomic_directory
+from core import atomic
+from core.atomic import atomic_directory
 from data.celeba_format import (
     ATTRIBUTES_FILE,
     EXTRAS_FILE,
@@ -114,8 +115,4 @@ def save_grid(image_dir: str | Path, path: str | Path, *, crop_box: tuple[int, i
     for position, tile in enumerate(tiles):
         row, column = divmod(position, columns)
         sheet[row * height : (row + 1) * height, column * width : (column + 1) * width] = tile
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    Image.fromarray(sheet).save(temporary, format="PNG", optimize=True)
-    os.replace(temporary, path)
+    atomic.save_image(Image.fromarray(sheet), path, format="PNG", optimize=True)

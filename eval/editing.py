@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 from tqdm import tqdm
 
+from core import atomic
 from eval.plotting import to_hwc_uint8
 from eval.poisson import PoissonSolver
 from models.pyramid import laplacian_pyramid, reconstruct
@@ -233,14 +232,7 @@ def save_png(image: np.ndarray | torch.Tensor, path: Path) -> None:
     array = np.asarray(image.cpu() if isinstance(image, torch.Tensor) else image)
     picture = Image.fromarray(array.astype(np.uint8) * 255) if array.ndim == 2 else Image.fromarray(
         to_hwc_uint8(array))
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        picture.save(temporary, format="PNG")
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic.save_image(picture, path, format="PNG")
 
 
 def write_outputs(result: EditResult, out_dir: str | Path) -> None:

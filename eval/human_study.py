@@ -16,9 +16,7 @@ import csv
 import json
 import logging
 import math
-import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -29,6 +27,7 @@ from PIL import Image
 from scipy.stats import binomtest
 from tqdm import tqdm
 
+from core.atomic import atomic_directory, write_text
 from data.arrays import load_image_array
 from eval.plotting import DISPLAY_NAMES, MODELS
 
@@ -168,19 +167,15 @@ def write_key(path: Path, pairs: Sequence[StudyPair]) -> None:
         writer.writerows(asdict(pair) for pair in pairs)
 
 
-def swap_in(staging: Path, out: Path) -> None:
-    """Replace `out` by the finished `staging` folder; files others put in `out` (responses) are kept."""
-    old = out.with_name(f".{out.name}.old")
-    if out.exists():
-        for entry in out.iterdir():
-            if entry.name not in EXPORT_ENTRIES:
-                logger.warning("keeping %s from the previous export; it may refer to the old key.csv", entry)
-                copy = shutil.copytree if entry.is_dir() else shutil.copy2
-                copy(entry, staging / entry.name)
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-    os.replace(staging, out)
-    shutil.rmtree(old, ignore_errors=True)
+def keep_others(out: Path, staging: Path) -> None:
+    """Copy into `staging` what others put in `out` (responses), so that replacing `out` keeps it."""
+    if not out.is_dir():
+        return
+    for entry in out.iterdir():
+        if entry.name not in EXPORT_ENTRIES:
+            logger.warning("keeping %s from the previous export; it may refer to the old key.csv", entry)
+            copy = shutil.copytree if entry.is_dir() else shutil.copy2
+            copy(entry, staging / entry.name)
 
 
 def export_study(
@@ -188,10 +183,7 @@ def export_study(
     display_size: int,
 ) -> None:
     """Write images/, key.csv and study.html into a temporary folder beside `out`, then rename it to `out`."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
-        staging.chmod(0o755)  # mkdtemp makes it private; the study folder is meant to be shared
+    with atomic_directory(out) as staging:
         (staging / "images").mkdir()
         for image_id, (source, row) in tqdm(sorted(plan.images.items()), desc="study images", unit="png"):
             image = originals[row] if source == ORIGINAL else reconstructions[source][row]  # (3, H, W)
@@ -199,10 +191,7 @@ def export_study(
             Image.fromarray(pixels).save(staging / image_path(image_id))
         write_key(staging / "key.csv", plan.pairs)
         (staging / "study.html").write_text(render_page(plan.pairs, display_size), encoding="utf-8")
-        swap_in(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        keep_others(out, staging)
     logger.info("wrote %d pairs and %d images to %s", len(plan.pairs), len(plan.images), out)
 
 
@@ -398,13 +387,6 @@ def table_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def write_table(out: Path, summary: Mapping[str, Any]) -> None:
     """table2.csv at `out` and table2.json beside it (None is an empty CSV cell and JSON null)."""
     rows = table_rows(summary)
@@ -412,5 +394,5 @@ def write_table(out: Path, summary: Mapping[str, Any]) -> None:
     lines += [",".join("" if row[column] is None else str(row[column]) for column in TABLE_COLUMNS)
               for row in rows]
     json_path = out.with_suffix(".json")
-    write_atomically(json_path, json.dumps(summary, indent=2) + "\n")
-    write_atomically(out, "\n".join(lines) + "\n")
+    write_text(json_path, json.dumps(summary, indent=2) + "\n")
+    write_text(out, "\n".join(lines) + "\n")

@@ -12,12 +12,9 @@ per-image square root of the MSE with pixels in [0, 255]; PSNR, SSIM, per-band R
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import math
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from tqdm import tqdm
 
-from core import registry
+from core import atomic, registry
 from data.arrays import load_image_array
 from models.pyramid import laplacian_pyramid
 
@@ -211,51 +208,10 @@ def summarise(per_image: pd.DataFrame, bootstrap_samples: int, seed: int) -> dic
     }
 
 
-def json_ready(value: Any) -> Any:
-    """Replace NaN/inf floats by None so that the file is strict JSON (dvc metrics, browsers)."""
-    if isinstance(value, dict):
-        return {key: json_ready(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-
-
-def atomic_write_json(path: str | Path, value: Any) -> None:
-    atomic_write_text(path, json.dumps(json_ready(value), indent=2, default=str) + "\n")
-
-
-def atomic_write_csv(path: str | Path, table: pd.DataFrame) -> None:
-    atomic_write_text(path, table.to_csv(index=False))
-
-
-def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp.npy")
-    np.save(temporary, array)
-    os.replace(temporary, path)
-
-
-@contextlib.contextmanager
-def atomic_npy_memmap(path: str | Path, shape: tuple[int, ...], dtype: type) -> Iterator[np.ndarray]:
-    """A .npy file filled in place through a memory map at a temporary path, renamed to `path` on success."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp.npy")
-    try:
-        array = np.lib.format.open_memmap(temporary, mode="w+", dtype=dtype, shape=shape)
-        yield array
-        array.flush()
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+# The writers live in core.atomic (the one atomic writer); these names stay for code that imports them from here.
+json_ready = atomic.json_ready
+atomic_write_text = atomic.write_text
+atomic_write_json = atomic.write_json
+atomic_write_csv = atomic.write_csv
+atomic_save_npy = atomic.save_npy
+atomic_npy_memmap = atomic.npy_memmap

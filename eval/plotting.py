@@ -12,7 +12,6 @@ no global state or display backend is involved and nothing needs closing.
 from __future__ import annotations
 
 import logging
-import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from core import registry
+from core import atomic, registry
 
 logger = logging.getLogger(__name__)
 
@@ -157,13 +156,6 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = DEFAULT_DPI) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"figure path {path} must end in .png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: the rename is atomic
-    try:
-        fig.savefig(temporary, format="png", dpi=dpi, facecolor="white")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    atomic.save_figure(fig, path, format="png", dpi=dpi, facecolor="white")
     logger.info("wrote %s", path)
     return path

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from core import atomic
 from eval.tuning import train_baseline, train_level, validation_rmse
 
 logger = logging.getLogger(__name__)
@@ -120,9 +120,7 @@ def plot(table: pd.DataFrame, resolution: int, path: str | Path) -> None:
     axes.set_title(f"Rate-distortion, {resolution}x{resolution}")
     axes.legend()
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=120)
-    plt.close(figure)
-    os.replace(temporary, path)
+    try:
+        atomic.save_figure(figure, path, format="png", dpi=120)
+    finally:
+        plt.close(figure)

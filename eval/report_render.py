@@ -10,6 +10,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.atomic import write_text
 from eval.report_blocks import Block, Bullets, FigureBlock, Heading, Paragraph, Table
 
 CSS = """
@@ -86,13 +87,4 @@ def render_html(blocks: Sequence[Block]) -> str:
             f"<style>{CSS}</style></head>\n<body>\n{body}\n</body></html>\n")
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """UTF-8 text to a temporary file beside `path`, then renamed: readers never see half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: the rename is atomic
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+write_text_atomically = write_text  # the name the report command used; the writer is core.atomic's

@@ -149,7 +149,7 @@ def test_missing_table_or_corrupt_figure_leaves_nothing_behind(tmp_path):
     with pytest.raises(FileNotFoundError, match="lapcvae table"):
         run_report(paths)
     assert not paths["md"].exists() and not paths["html"].exists()
-    assert not list(paths["results"].glob(".report*"))  # no temporary files either
+    assert not [path for path in paths["results"].rglob("*") if ".tmp" in path.name]  # no temporary files either
 
 
 def test_reading_says_when_the_claim_cannot_be_checked(tmp_path):

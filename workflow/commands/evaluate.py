@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.atomic import npy_memmap as atomic_npy_memmap
+from core.atomic import save_npy as atomic_save_npy
+from core.atomic import write_csv as atomic_write_csv
+from core.atomic import write_json as atomic_write_json
+from core.atomic import write_text as write_text_atomically
 from eval.figures import write_figures
 from eval.metrics import (
     PIXEL_MAX,
-    atomic_npy_memmap,
-    atomic_save_npy,
-    atomic_write_csv,
-    atomic_write_json,
     count_flops,
     count_parameters,
     evaluate_model,
@@ -33,7 +34,7 @@ from eval.plotting import (
     MODELS,
 )
 from eval.report import build_report
-from eval.report_render import render_html, render_markdown, write_text_atomically
+from eval.report_render import render_html, render_markdown
 from eval.table import build_table1, claims_table, metrics_json, paths_of, per_seed_table, run_seeds
 from models.checkpoint import load_model, pyramid_train_seconds
 from models.training import resolve_device

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import yaml
 
+from core.atomic import write_csv as atomic_write_csv
+from core.atomic import write_json as atomic_write_json
+from core.atomic import write_text as atomic_write_text
 from data.arrays import load_image_array
 from eval.cost import training_cost
-from eval.metrics import atomic_write_csv, atomic_write_json, atomic_write_text
 from eval.rate_distortion import plot, sweep
 from eval.references import build_references, evaluate_reference
 from eval.tuning import override_file, tune

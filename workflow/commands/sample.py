@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.utils import make_grid
 
+from core.atomic import save_image
+from core.atomic import save_npy as atomic_save_npy
 from data.arrays import load_image_array
 from models.checkpoint import load_model
 from models.training import resolve_device
@@ -60,20 +61,13 @@ def write_output(path: str | Path, images: torch.Tensor, grid_rows: torch.Tensor
                  nrow: int = 8) -> None:
     """Write `images` as .npy (uint8) or `grid_rows` (default `images`) as an image grid, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        if path.suffix == ".npy":
-            with temporary.open("wb") as handle:
-                np.save(handle, to_uint8(images))
-        else:
-            grid = make_grid((images if grid_rows is None else grid_rows).clamp(0, 1).cpu(), nrow=nrow,
-                             padding=2, pad_value=1.0)  # (3, H', W')
-            Image.fromarray(to_uint8(grid[None])[0].transpose(1, 2, 0)).save(
-                temporary, format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    if path.suffix == ".npy":
+        atomic_save_npy(path, to_uint8(images))
+        return
+    grid = make_grid((images if grid_rows is None else grid_rows).clamp(0, 1).cpu(), nrow=nrow,
+                     padding=2, pad_value=1.0)  # (3, H', W')
+    save_image(Image.fromarray(to_uint8(grid[None])[0].transpose(1, 2, 0)), path,
+               format=Image.registered_extensions().get(path.suffix.lower(), "PNG"))
 
 
 def paired_rows(inputs: torch.Tensor, outputs: torch.Tensor, per_row: int) -> torch.Tensor:
