@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from core import registry
+from core import datasets, registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -53,12 +53,16 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def load_schema() -> dict[str, Any]:
-    """The whole params schema: the top-level frame plus one fragment per section."""
+    """The whole params schema: the top-level frame, one fragment per section, one per data set."""
     frame = yaml.safe_load((SCHEMA_DIR / "params.schema.yaml").read_text())
     for fragment in sorted(SCHEMA_DIR.glob("*.schema.yaml")):
         section = fragment.name.removesuffix(".schema.yaml")
         if section != "params":
             frame["properties"][section] = yaml.safe_load(fragment.read_text())
+    # The data sets come from their registry: data.source names one, data.<name> holds its params.
+    data = frame["properties"]["data"]
+    data["properties"]["source"] = {"enum": datasets.names()}
+    data["properties"].update(datasets.schema_fragments())
     return frame
 
 
@@ -130,6 +134,14 @@ def _check_budget(params: Mapping[str, Any]) -> None:
                           f"that the comparison is fair; remove {', '.join(places)} and set budget.epochs instead")
 
 
+def _check_source(params: Mapping[str, Any]) -> None:
+    """The data set data.source names must have its section data.<name> when it takes params."""
+    source = params.get("data", {}).get("source")
+    if source in datasets.schema_fragments() and source not in params["data"]:
+        raise ParamsError(f"data.{source}: data.source is {source!r} but its section data.{source} is missing; "
+                          f"add it (see core/schemas/datasets/{source}.schema.yaml)")
+
+
 def validate(params: Mapping[str, Any]) -> dict[str, Any]:
     """Validate merged params; raise ParamsError naming the first offending key."""
     _check_finite(params, [])
@@ -149,6 +161,7 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
         raise ParamsError(f"{_key_path(location)}: {error.message}{hint}")
     _check_per_level_lists(params)
     _check_budget(params)
+    _check_source(params)
     return dict(params)
 
 

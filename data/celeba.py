@@ -20,7 +20,9 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from tqdm import tqdm
 
@@ -149,3 +151,10 @@ def fetch_celeba(out: str | Path, *, archive: str | None, url: str | None, md5: 
                     logger.info("%s not found beside the archive; prepare will go without it", name)
     logger.info("unpacked %d CelebA images into %s", count, out)
     return out
+
+
+def write_raw(out: Path, params: Mapping[str, Any], workers: int = 1) -> Path:
+    """The data-set writer (core/datasets.py): CelebA from where data.celeba says (`workers` is not used)."""
+    celeba = params["data"]["celeba"]
+    return fetch_celeba(out, archive=celeba["archive"], url=celeba["url"], md5=celeba["md5"],
+                        download=celeba["download"])

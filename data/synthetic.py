@@ -15,6 +15,7 @@ import csv
 import logging
 import multiprocessing
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,13 @@ def generate(out: str | Path, *, count: int, seed: int, jpeg_quality: int, worke
             writer.writerows(extras_row(index, spec) for index, spec in enumerate(specs))
     logger.info("wrote %d synthetic faces (seed %d) to %s", count, seed, out)
     return out
+
+
+def write_raw(out: Path, params: Mapping[str, Any], workers: int = 1) -> Path:
+    """The data-set writer (core/datasets.py): data.synthetic.count faces of seed `params.seed` in `out`."""
+    synthetic = params["data"]["synthetic"]
+    return generate(out, count=synthetic["count"], seed=params["seed"], jpeg_quality=synthetic["jpeg_quality"],
+                    workers=workers)
 
 
 def save_grid(image_dir: str | Path, path: str | Path, *, crop_box: tuple[int, int, int, int] | None = None,

@@ -15,6 +15,7 @@ COMMANDS = {
     # workflow/commands/data.py
     "generate-faces": ("data:generate_faces_main", "write the procedural synthetic faces as a CelebA-format tree"),
     "fetch-celeba": ("data:fetch_celeba_main", "check and unpack img_align_celeba.zip (local path, URL or download)"),
+    "raw-data": ("data:raw_data_main", "write any registered data set's CelebA-format tree (core/datasets.py)"),
     "prepare": ("data:prepare_main", "crop, resize and split into data/prepared/{res}/{train,test}.npy"),
     # workflow/commands/train.py and sample.py
     "train-level": ("train:train_level_main", "train one LapCVAE pyramid level"),

@@ -71,6 +71,7 @@ def final_targets(params: Mapping[str, Any]) -> list[str]:
 PARAMS_USED = {
     "generate_faces": ["data.synthetic"],
     "fetch_celeba": ["data.celeba"],
+    "raw_data": ["data.{source}"],  # any other data set of core/datasets.py: its section data.<name>
     "prepare": ["data"],
     "train_level": ["budget", "train", "lapcvae.{res}"],
     "retrain_m": ["budget", "train", "lapcvae.{res}", "lapcvae.retrain_m"],
@@ -95,6 +96,7 @@ PARAMS_USED = {
 CODE_USED = {
     "generate_faces": ["data"],
     "fetch_celeba": ["data"],
+    "raw_data": ["data"],
     "prepare": ["data"],
     "train_level": ["models"],
     "retrain_m": ["models"],

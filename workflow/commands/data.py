@@ -9,6 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from core import datasets
 from data.celeba import fetch_celeba
 from data.celeba_format import (
     IMAGE_DIR,
@@ -52,6 +53,24 @@ def fetch_celeba_main(argv: list[str] | None = None) -> None:
     out = fetch_celeba(args.out, archive=celeba["archive"], url=celeba["url"], md5=celeba["md5"],
                        download=celeba["download"])
     print(f"CelebA in {out}")
+
+
+def raw_data_main(argv: list[str] | None = None) -> None:
+    """`lapcvae raw-data --source NAME --out DIR`: the CelebA-format tree of any data set in core/datasets.py."""
+    listing = "; ".join(f"{name}: {spec.description}" for name, spec in datasets.DATASETS.items())
+    parser = argparse.ArgumentParser(prog="lapcvae raw-data",
+                                     description="Write a registered data set's CelebA-format raw tree, which "
+                                                 f"`lapcvae prepare` reads. Data sets: {listing}.")
+    add_params_arguments(parser)
+    parser.add_argument("--source", choices=datasets.names(), default=None,
+                        help="the data set (default: data.source)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/raw/<source>")
+    parser.add_argument("--workers", type=int, default=1, help="processes, where the writer uses them (default 1)")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    source = args.source or params["data"]["source"]
+    out = datasets.write_raw(source, args.out, params, workers=max(1, args.workers))
+    print(f"{source} in {out}")
 
 
 def prepare_main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,11 @@
-# Data: the synthetic faces (default) or CelebA, then crop, resize and the 80/20 split (paper section 5).
+# Data: the synthetic faces (default), CelebA or another data set of core/datasets.py, then crop, resize and the
+# 80/20 split (paper section 5).
+import re
+
+from core import datasets
+
+# The data sets written by the generic rule raw_data (all but the first two, which keep their own rules).
+GENERIC_SOURCES = "|".join(map(re.escape, datasets.written_by(datasets.GENERIC_RULE))) or "(?!)"
 
 rule generate_faces:
     conda:
@@ -31,6 +38,27 @@ rule fetch_celeba:
         runtime=RESOURCES["data"]["runtime"],
     shell:
         "lapcvae fetch-celeba --params $LAPCVAE_PARAMS --out {output} 2>&1 | tee {log}"
+
+
+# Any other data set (README, "Adding a data set"): its registered writer, through `lapcvae raw-data`.
+rule raw_data:
+    conda:
+        CONDA_ENV
+    output:
+        directory(f"{RAW}/{{source}}"),
+    wildcard_constraints:
+        source=GENERIC_SOURCES,
+    log:
+        "logs/raw_data_{source}.log",
+    params:
+        fingerprint=fingerprint_of("raw_data"),
+    threads: RESOURCES["data"]["threads"]
+    resources:
+        mem_mb=RESOURCES["data"]["mem_mb"],
+        runtime=RESOURCES["data"]["runtime"],
+    shell:
+        "lapcvae raw-data --params $LAPCVAE_PARAMS --source {wildcards.source} --out {output} --workers {threads} "
+        "2>&1 | tee {log}"
 
 
 rule prepare:
