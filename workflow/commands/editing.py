@@ -1,4 +1,4 @@
-"""`lapcvae edit-coarse`, `edit-region`: the image-editing command lines (library: eval/editing.py).
+"""`lapcvae edit-coarse`, `edit-region`: the image-editing command lines (library: eval/editing*.py).
 
 Each `*_main(argv)` parses its options and calls library functions with plain arguments.
 """
@@ -21,14 +21,16 @@ from eval.editing import (
     box_mask,
     coarse_edit,
     coarse_image,
+    paint_box,
+    region_resample,
+    skin_tone,
+)
+from eval.editing_figures import (
     edit_figure,
     load_edited_coarse,
     load_image,
     load_mask,
-    paint_box,
     pick_sunglasses_face,
-    region_resample,
-    skin_tone,
     write_outputs,
 )
 from eval.metrics import load_images

@@ -1,4 +1,4 @@
-"""`lapcvae export-study`, `analyze-study`: the human study's command lines (library: eval/human_study.py).
+"""`lapcvae export-study`, `analyze-study`: the human study's command lines (library: eval/study_*.py).
 
 Each `*_main(argv)` parses its options and calls library functions with plain arguments.
 """
@@ -9,16 +9,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from eval.human_study import (
-    analyze,
-    export_study,
-    load_study_inputs,
-    plan_study,
-    read_key,
-    read_responses,
-    table_rows,
-    write_table,
-)
+from eval.study_analysis import analyze, read_key, read_responses, table_rows, write_table
+from eval.study_export import export_study, load_study_inputs, plan_study
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)
