@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,3 +85,19 @@ def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path):
     with atomic.atomic_directory(tmp_path / "prepared"):
         pass
     assert sorted(path.name for path in tmp_path.iterdir()) == ["other.tmp-999", "prepared"]
+
+
+# Hand-rolled temporary-then-rename writes left in files this change did not own; route them through core.atomic
+# (models.checkpoint.atomic_save -> atomic.save_torch, the training log -> atomic.write_text / atomic_path) and
+# drop them from this list.
+NOT_YET_ROUTED = {"models/checkpoint.py", "models/training.py", "workflow/dvc_stages.py", "workflow/rules/common.smk"}
+
+
+def test_no_module_hand_rolls_its_own_rename():
+    root = Path(__file__).resolve().parent.parent
+    sources = [path for folder in ("core", "data", "models", "baselines", "eval", "workflow", "benchmarks")
+               for path in (root / folder).rglob("*") if path.suffix in (".py", ".smk")]
+    hand_rolled = sorted(str(path.relative_to(root)) for path in sources
+                         if path != root / "core/atomic.py" and re.search(r"os\.replace\(|os\.rename\(|mkstemp\(",
+                                                                           path.read_text()))
+    assert set(hand_rolled) <= NOT_YET_ROUTED, f"write through core.atomic instead: {hand_rolled}"
