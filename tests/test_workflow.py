@@ -1,9 +1,7 @@
-"""The workflow itself: the DAG Snakemake builds at each scale, lint, the DVC stages that follow it, params."""
+"""The workflow itself: the DAG Snakemake builds at each scale, lint, params (dvc.yaml: tests/test_dvc.py)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import subprocess
 import sys
@@ -13,7 +11,7 @@ import pytest
 import yaml
 
 from core.params import deep_merge, load_params
-from workflow.pipeline import job_fingerprint, training_checkpoints, training_log
+from workflow.pipeline import job_fingerprint
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -73,32 +71,6 @@ def test_invalid_params_stop_the_workflow_naming_the_key(tmp_path: Path) -> None
     result = run("snakemake", "-n", "--configfile", str(override), check=False)
     assert result.returncode != 0
     assert "lapcvae.64.kl_weights" in result.stdout + result.stderr
-
-
-def test_dvc_yaml_is_generated_from_the_current_dag() -> None:
-    result = run(sys.executable, "-m", "workflow.dvc_stages", "--check", check=False)
-    assert result.returncode == 0, result.stderr
-
-
-def _dvc_artefacts() -> tuple[set[str], set[str]]:
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    outs, plots = set(), set()
-    for stage in stages.values():
-        for section, into in (("outs", outs), ("metrics", outs), ("plots", plots)):
-            for entry in stage.get(section, []):
-                into.add(next(iter(entry)) if isinstance(entry, dict) else entry)
-    return outs, plots
-
-
-def test_dvc_and_snakemake_know_the_same_artefacts() -> None:
-    """Snakemake's own summary of its outputs (not the generator's code path) against dvc.yaml."""
-    summary = run("snakemake", "--detailed-summary").stdout
-    rows = csv.DictReader(io.StringIO(summary[summary.index("output_file"):]), delimiter="\t")
-    snakemake_outputs = {row["output_file"] for row in rows}
-    dvc_outs, dvc_plots = _dvc_artefacts()
-    assert dvc_outs == snakemake_outputs
-    expected_logs = {training_log(path) for path in training_checkpoints(load_params())}
-    assert dvc_plots == expected_logs
 
 
 def test_slurm_profile_submits_the_paper_dag() -> None:

@@ -98,7 +98,7 @@ def dvc_stages(root: Path) -> list[Stage]:
     with Repo(str(root)) as repo:
         return [
             Stage(
-                name=stage.addressing,
+                name=stage.name,
                 cmd=stage.cmd,
                 deps=[dep.def_path for dep in stage.deps if not isinstance(dep, ParamsDependency)],
                 params=[key for dep in stage.deps if isinstance(dep, ParamsDependency) for key in dep.params],

@@ -3,7 +3,7 @@
 # written, atomically, once training is complete.
 # The per-step curve `<checkpoint stem>.log.csv` is deliberately not declared (neither output nor log): Snakemake
 # deletes a job's declared files before rerunning it, and a resumed job appends to its curve from the resume step.
-# The loop writes it beside the checkpoint (workflow.pipeline.training_log); dvc.yaml tracks it as a plot.
+# The loop writes it beside the checkpoint (workflow.pipeline.training_log); DVC tracks it inside results/models/{res}.
 
 
 
