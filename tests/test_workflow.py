@@ -102,6 +102,17 @@ def test_fingerprints_rerun_only_what_a_change_concerns() -> None:
     )
 
 
+def test_evaluation_reruns_only_for_the_eval_settings_it_reads() -> None:
+    params = load_params()
+    job = ("evaluate", {"res": "64", "model": "vae"})
+    neighbours = deep_merge(params, {"eval": {"neighbours": {"k": 3}}})
+    assert job_fingerprint(params, *job) == job_fingerprint(neighbours, *job)
+    per_resolution = ("neighbours", {"res": "64"})
+    assert job_fingerprint(params, *per_resolution) != job_fingerprint(neighbours, *per_resolution)
+    samples = deep_merge(params, {"eval": {"samples": 8}})
+    assert job_fingerprint(params, *job) != job_fingerprint(samples, *job)
+
+
 def test_a_celeba_zip_goes_through_the_dag_with_one_override_file(tmp_path: Path) -> None:
     """The real-data path of the DAG (fetch_celeba -> prepare) on a tiny CelebA-format zip built here."""
     from test_data_celeba import NAMES, build_zip, md5_of

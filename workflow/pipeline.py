@@ -76,8 +76,8 @@ PARAMS_USED = {
     "retrain_m": ["budget", "train", "lapcvae.{res}", "lapcvae.retrain_m"],
     # plus the model's own section and its registry `params_also` (see params_used)
     "train_baseline": ["budget", "train"],
-    "evaluate": ["eval"],
-    "references": ["eval", "lapcvae.{res}.latent_dims"],
+    "evaluate": ["eval.batch_size", "eval.samples", "eval.bootstrap_samples"],
+    "references": ["eval.batch_size", "eval.bootstrap_samples", "lapcvae.{res}.latent_dims"],
     "training_cost": [],
     "tune_resolution": ["tune", "budget", "train", "vae.{res}", "vaegan.{res}", "lapcvae.{res}"],
     "rate_distortion_resolution": ["rate_distortion", "budget", "train", "vae.{res}", "vaegan.{res}",
