@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 CORES ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup run smoke test test-fast lint dvc-yaml bench bench-gpu clean
+.PHONY: setup run smoke test test-fast lint dvc-check bench bench-gpu clean
 
 # The venv is (re)installed whenever pyproject.toml changes; torch 2.14.1 / torchvision 0.29.1 are pinned there.
 $(STAMP): pyproject.toml
@@ -35,11 +35,11 @@ test-fast: setup
 lint: setup
 	ruff check .
 	snakemake --lint
-	python -m workflow.dvc_stages --check
+	python -m workflow.dvc_check
 
-## Regenerate dvc.yaml from the Snakemake DAG after changing rules or the code they run.
-dvc-yaml: setup
-	python -m workflow.dvc_stages
+## Compare the hand-written dvc.yaml with the Snakemake DAG (after changing rules, models or params sections).
+dvc-check: setup
+	python -m workflow.dvc_check
 
 bench: setup
 	for script in benchmarks/*.py; do python $$script || exit 1; done

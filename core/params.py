@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -182,6 +183,19 @@ def train_settings(params: Mapping[str, Any], model: str, resolution: int) -> di
     settings = deep_merge(params["train"], params[model][str(resolution)].get("train", {}))
     settings["epochs"] = int(params["budget"]["epochs"])
     return settings
+
+
+def study_resolution(params: Mapping[str, Any]) -> int:
+    """The resolution the human study compares at: `human_study.resolution` when the run computes it, else the
+    largest of `data.resolutions` (so that an override such as `-S data.resolutions='[64]'` runs as a whole)."""
+    wanted = int(params["human_study"]["resolution"])
+    computed = [int(res) for res in params["data"]["resolutions"]]
+    if wanted in computed:
+        return wanted
+    logging.getLogger(__name__).warning(
+        "human_study.resolution %d is not among data.resolutions %s: the study uses %d px (set "
+        "human_study.resolution to choose)", wanted, computed, max(computed))
+    return max(computed)
 
 
 def fingerprint(value: Any) -> str:

@@ -25,11 +25,14 @@ REGISTRY_MARK = "    # Add a model here"
 TOY_ENTRY = '    ModelSpec("toy", "Toy AE", "models.toy:ToyAutoencoder", "toy"),\n'
 
 
-def run(*command: str, cwd: Path) -> str:
+def run(*command: str, cwd: Path, fails: bool = False) -> str:
     """Run in the copy, with the copy's packages (not this checkout's) first on the import path."""
     env = {**ENV, "PYTHONPATH": str(cwd)}
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    if fails:
+        assert result.returncode != 0, f"{' '.join(command)} passed"
+    else:
+        assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result.stdout + result.stderr
 
 
@@ -66,9 +69,18 @@ def test_a_registered_model_joins_every_step_of_the_dag(tmp_path: Path) -> None:
     assert "results/eval/64/toy/summary.json" in plan  # evaluated, and so an input of Table 1
     assert "results/metrics/per_image/64_toy.csv" in plan
     assert "results/neighbours/64_toy.csv" in plan
-    # The dvc.yaml generator and the command line know it too.
-    run(sys.executable, "-m", "workflow.dvc_stages", cwd=root)
-    assert "results/models/64/toy/model.pt" in (root / "dvc.yaml").read_text()
+    # dvc.yaml: the model in the `models` var and its params section in the train and report stages (README);
+    # then DVC's stages match the DAG again.
+    assert "toy" in run(sys.executable, "-m", "workflow.dvc_check", fails=True, cwd=root)
+    dvc_file = root / "dvc.yaml"
+    text = dvc_file.read_text()
+    for old, new in [("lapcvae_retrained_m]", "lapcvae_retrained_m, toy]"),
+                     ('"vaegan.${item}"]', '"vaegan.${item}", "toy.${item}"]'),
+                     ("vaegan, lapcvae, tune", "vaegan, lapcvae, toy, tune")]:
+        assert old in text, f"dvc.yaml lost {old!r}, which README's 'Adding a model' refers to"
+        text = text.replace(old, new, 1)
+    dvc_file.write_text(text)
+    run(sys.executable, "-m", "workflow.dvc_check", cwd=root)
     assert "toy" in run("lapcvae", "evaluate", "--help", cwd=root)
 
 

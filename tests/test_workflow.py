@@ -1,9 +1,7 @@
-"""The workflow itself: the DAG Snakemake builds at each scale, lint, the DVC stages that follow it, params."""
+"""The workflow itself: the DAG Snakemake builds at each scale, lint, params (dvc.yaml: tests/test_dvc.py)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import subprocess
 import sys
@@ -13,7 +11,7 @@ import pytest
 import yaml
 
 from core.params import deep_merge, load_params
-from workflow.pipeline import job_fingerprint, training_checkpoints, training_log
+from workflow.pipeline import job_fingerprint
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -75,32 +73,6 @@ def test_invalid_params_stop_the_workflow_naming_the_key(tmp_path: Path) -> None
     assert "lapcvae.64.kl_weights" in result.stdout + result.stderr
 
 
-def test_dvc_yaml_is_generated_from_the_current_dag() -> None:
-    result = run(sys.executable, "-m", "workflow.dvc_stages", "--check", check=False)
-    assert result.returncode == 0, result.stderr
-
-
-def _dvc_artefacts() -> tuple[set[str], set[str]]:
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    outs, plots = set(), set()
-    for stage in stages.values():
-        for section, into in (("outs", outs), ("metrics", outs), ("plots", plots)):
-            for entry in stage.get(section, []):
-                into.add(next(iter(entry)) if isinstance(entry, dict) else entry)
-    return outs, plots
-
-
-def test_dvc_and_snakemake_know_the_same_artefacts() -> None:
-    """Snakemake's own summary of its outputs (not the generator's code path) against dvc.yaml."""
-    summary = run("snakemake", "--detailed-summary").stdout
-    rows = csv.DictReader(io.StringIO(summary[summary.index("output_file"):]), delimiter="\t")
-    snakemake_outputs = {row["output_file"] for row in rows}
-    dvc_outs, dvc_plots = _dvc_artefacts()
-    assert dvc_outs == snakemake_outputs
-    expected_logs = {training_log(path) for path in training_checkpoints(load_params())}
-    assert dvc_plots == expected_logs
-
-
 def test_slurm_profile_submits_the_paper_dag() -> None:
     output = run(
         "snakemake", "-n", "--forceall", "--profile", "profiles/slurm", "--configfile", "config/paper.yaml"
@@ -128,6 +100,17 @@ def test_fingerprints_rerun_only_what_a_change_concerns() -> None:
     assert job_fingerprint(params, "train_level", {**level, "level": "1"}) == job_fingerprint(
         finer, "train_level", {**level, "level": "1"}
     )
+
+
+def test_evaluation_reruns_only_for_the_eval_settings_it_reads() -> None:
+    params = load_params()
+    job = ("evaluate", {"res": "64", "model": "vae"})
+    neighbours = deep_merge(params, {"eval": {"neighbours": {"k": 3}}})
+    assert job_fingerprint(params, *job) == job_fingerprint(neighbours, *job)
+    per_resolution = ("neighbours", {"res": "64"})
+    assert job_fingerprint(params, *per_resolution) != job_fingerprint(neighbours, *per_resolution)
+    samples = deep_merge(params, {"eval": {"samples": 8}})
+    assert job_fingerprint(params, *job) != job_fingerprint(samples, *job)
 
 
 def test_a_celeba_zip_goes_through_the_dag_with_one_override_file(tmp_path: Path) -> None:

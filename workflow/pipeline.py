@@ -1,4 +1,4 @@
-"""What the DAG computes, as plain Python shared by the Snakefile and the dvc.yaml generator.
+"""What the DAG computes, as plain Python shared by the Snakefile and the dvc.yaml check (workflow/dvc_check.py).
 
 The Snakefile's rules say *how* each artefact is made; this module names *which* artefacts a configuration
 asks for, and which parameters each job depends on (its rerun fingerprint), so Snakemake and DVC cannot drift.
@@ -67,7 +67,7 @@ def final_targets(params: Mapping[str, Any]) -> list[str]:
 
 # What each rule's jobs depend on besides their input files: params keys ({wildcards} filled in) and the
 # code packages they run. A job reruns when the fingerprint of these changes (Snakemake's params trigger), and
-# dvc.yaml lists the same keys and folders as the stage's params and deps.
+# dvc.yaml lists the same keys and folders as each stage's params and deps (workflow/dvc_check.py checks).
 PARAMS_USED = {
     "generate_faces": ["data.synthetic"],
     "fetch_celeba": ["data.celeba"],
@@ -77,8 +77,8 @@ PARAMS_USED = {
     "retrain_m": ["budget", "train", "lapcvae.{res}", "lapcvae.retrain_m"],
     # plus the model's own section and its registry `params_also` (see params_used)
     "train_baseline": ["budget", "train"],
-    "evaluate": ["eval"],
-    "references": ["eval", "lapcvae.{res}.latent_dims"],
+    "evaluate": ["eval.batch_size", "eval.samples", "eval.bootstrap_samples"],
+    "references": ["eval.batch_size", "eval.bootstrap_samples", "lapcvae.{res}.latent_dims"],
     "training_cost": [],
     "tune_resolution": ["tune", "budget", "train", "vae.{res}", "vaegan.{res}", "lapcvae.{res}"],
     "rate_distortion_resolution": ["rate_distortion", "budget", "train", "vae.{res}", "vaegan.{res}",

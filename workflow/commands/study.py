@@ -9,6 +9,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from core.params import study_resolution
 from eval.study_analysis import analyze, read_key, read_responses, table_rows, write_table
 from eval.study_export import export_study, load_study_inputs, plan_study
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
@@ -31,7 +32,7 @@ def export_main(argv: list[str] | None = None) -> None:
     results = Path(params["paths"]["results"])
     originals, reconstructions = load_study_inputs(
         args.eval_dir or results / "eval", args.prepared or Path(params["paths"]["prepared"]),
-        study["resolution"], study["models"],
+        study_resolution(params), study["models"],
     )
     plan = plan_study(len(originals), study["models"], study["pairs"], params["seed"])
     export_study(args.out or results / "human_study", plan, originals, reconstructions, study["display_size"])

@@ -10,7 +10,7 @@ from core.registry import level_checkpoint, retrain_source, training_jobs, train
 from workflow.locks import clear_stale_locks
 from workflow.pipeline import (
     BASELINES, LAPCVAE_VARIANTS, MODELS, REFERENCES, RETRAINED, checkpoint, export_params, expose_cli, figures,
-    final_targets, job_fingerprint,
+    final_targets, job_fingerprint, training_checkpoints,
     levels, resolutions,
 )
 

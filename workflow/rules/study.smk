@@ -1,5 +1,7 @@
 # Human study (paper section 5.1.2, Table 2): pairs of reconstructions and an offline study page.
-STUDY_RES = str(config["human_study"]["resolution"])
+from core.params import study_resolution
+
+STUDY_RES = str(study_resolution(config))  # human_study.resolution, or the largest computed
 
 
 rule export_study:

@@ -3,7 +3,7 @@
 # written, atomically, once training is complete.
 # The per-step curve `<checkpoint stem>.log.csv` is deliberately not declared (neither output nor log): Snakemake
 # deletes a job's declared files before rerunning it, and a resumed job appends to its curve from the resume step.
-# The loop writes it beside the checkpoint (workflow.pipeline.training_log); dvc.yaml tracks it as a plot.
+# The loop writes it beside the checkpoint (workflow.pipeline.training_log); DVC tracks it inside results/models/{res}.
 
 
 
@@ -69,3 +69,14 @@ rule train_baseline:
     shell:
         "OMP_NUM_THREADS={threads} {params.launcher} train-baseline --params $LAPCVAE_PARAMS --model {wildcards.baseline}"
         " --res {wildcards.res} --data {input.data} --out {output} 2>&1 | tee {log.messages}"
+
+
+# One target per resolution that asks for every checkpoint trained at it: dvc.yaml's `train@{res}` stage runs
+# `snakemake models_{res}` (a DVC stage cannot list a number of levels that depends on params).
+for _res in RES:
+
+    rule:
+        name:
+            f"models_{_res}"
+        input:
+            [path for path in training_checkpoints(config) if path.startswith(f"{RESULTS}/models/{_res}/")],

@@ -1,0 +1,78 @@
+"""dvc.yaml against the Snakemake DAG (workflow/dvc_check.py): at the default params, under a params override as
+`dvc exp run -S` applies it, and with drift put in on purpose."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from core import registry
+from core.params import deep_merge, load_params
+from workflow.dvc_check import check, dvc_stages
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def repository_copy(destination: Path, params: dict | None = None) -> Path:
+    """The repository's files (as git sees them), optionally with other params in params.yaml."""
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, files):
+        if (REPO / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            (destination / name).write_bytes((REPO / name).read_bytes())
+    if params is not None:
+        (destination / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)  # DVC's repository is a git one here
+    return destination
+
+
+def test_dvc_yaml_is_templated_and_short() -> None:
+    text = (REPO / "dvc.yaml").read_text()
+    assert len(text.splitlines()) <= 400
+    stages = yaml.safe_load(text)["stages"]
+    # No resolution or model is spelled in a stage: they come from params.yaml and the `models` var.
+    body = yaml.safe_dump(stages)
+    for res in load_params()["data"]["resolutions"]:
+        assert f"/{res}/" not in body and f"_{res}" not in body
+    assert "${data.resolutions}" in stages["train"]["foreach"]
+    assert stages["evaluate"]["matrix"] == {"res": "${data.resolutions}", "model": "${models}"}
+
+
+def test_dvc_yaml_follows_the_snakemake_dag() -> None:
+    assert check(REPO) == []
+
+
+def test_a_resolution_override_gives_the_matching_stages(tmp_path: Path) -> None:
+    """What `dvc exp run -S data.resolutions='[64]'` sees, at the smoke scale: stages for 64 px only, still
+    matching the DAG Snakemake builds from the same params (the human study follows to 64 px)."""
+    params = deep_merge(load_params("config/smoke.yaml"), {"data": {"resolutions": [64]}})
+    root = repository_copy(tmp_path, params)
+    assert check(root) == []
+    names = {stage.name for stage in dvc_stages(root)}
+    assert {f"evaluate@64-{model}" for model in registry.names()} <= names
+    assert "train@64" in names and not any("128" in name for name in names)
+
+
+def test_the_check_names_each_kind_of_drift(tmp_path: Path) -> None:
+    root = repository_copy(tmp_path)
+    text = (root / "dvc.yaml").read_text()
+    for old, new in [
+        ("lapcvae_retrained_m]", "]"),  # a model missing from the matrix
+        ('"vaegan.${item}"]', "]"),  # a model's params missing from training
+        ('["${paths.results}/eval", "${paths.results}/metrics/per_image", core, eval]',
+         '["${paths.results}/eval", core, eval]'),  # a folder Table 1 reads
+        ("${paths.results}/figures/fig6_neighbours_${item}.png\n", "\n"),  # a target no longer asked for
+    ]:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    (root / "dvc.yaml").write_text(text)
+    errors = "\n".join(check(root))
+    assert "vars `models`" in errors
+    assert "results/eval/64/lapcvae_retrained_m (rule" not in errors  # no evaluate stage: its files have none
+    assert "results/eval/64/lapcvae_retrained_m/summary.json (rule evaluate) is an out of 0" in errors
+    assert "train@64: params miss ['vaegan.64." in errors
+    assert "file(s) that no dep holds: results/metrics/per_image/128_lapcvae.csv" in errors
+    assert "figures@64: its cmd does not build" in errors and "(rule neighbours)" in errors

@@ -1,0 +1,274 @@
+"""Check dvc.yaml against the Snakemake DAG, so that the two descriptions of the pipeline cannot drift apart.
+
+dvc.yaml is written by hand, templated over data.resolutions and the models; Snakemake's rules stay the one
+definition of how each artefact is made (every DVC stage runs `snakemake` on its targets). This compares DVC's
+rendering of dvc.yaml (DVC's Python API, with the folder's params.yaml) with Snakemake's dry run of the same
+params (`snakemake -n --forceall`, as printed) and reports every difference:
+  - artefacts: each file a Snakemake job writes belongs to exactly one DVC out (the file or a folder above it),
+    and each DVC out holds at least one of them;
+  - commands: each stage's `snakemake` targets (files, an aggregate rule such as `models_64`, or `--until RULE`)
+    build every job whose files the stage declares, and ask for nothing the stage does not declare;
+  - deps: every file those jobs read from other stages is a dep (the file or a folder above it), and every file
+    dep is read by one of them;
+  - code: the stage depends on `core` and the packages workflow/pipeline.py's CODE_USED gives its rules;
+  - params: the stage's params cover the same leaf keys as its jobs' rerun fingerprints (PARAMS_USED);
+  - the `models` var lists core/registry.py's models.
+
+    python -m workflow.dvc_check            # in the repository root (or give a folder); exit 1 on differences
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core import registry
+from workflow.pipeline import CODE_USED, params_used
+
+CODE_PACKAGES = ("core", "data", "models", "baselines", "eval", "workflow")
+SNAKEMAKE = ["snakemake", "--cores", "all"]
+
+
+@dataclass
+class Job:
+    """One job of Snakemake's dry run."""
+
+    rule: str
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    wildcards: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Stage:
+    """One stage of dvc.yaml as DVC renders it."""
+
+    name: str
+    cmd: str
+    deps: list[str]
+    params: list[str]
+    outs: list[str]
+
+
+def parse_dry_run(text: str) -> list[Job]:
+    """The jobs of `snakemake -n` output: `rule NAME:` blocks of indented `key: value` lines."""
+    jobs: list[Job] = []
+    current: Job | None = None
+    for line in text.splitlines():
+        start = re.fullmatch(r"(?:local)?rule (\w+):", line.strip())
+        if start and not line.startswith(" "):
+            current = Job(start.group(1))
+            jobs.append(current)
+        elif current is not None and line.startswith("    "):
+            key, _, value = line.strip().partition(": ")
+            if key in ("input", "output"):
+                setattr(current, f"{key}s", [item for item in value.split(", ") if item])
+            elif key == "wildcards":
+                current.wildcards = dict(item.split("=", 1) for item in value.split(", "))
+        else:
+            current = None
+    return jobs
+
+
+def snakemake_jobs(root: Path, targets: Iterable[str]) -> list[Job]:
+    """Every job Snakemake would run for `targets` with the folder's params, nothing built yet."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(["snakemake", "-n", "--forceall", *targets], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=600)
+    if result.returncode != 0:
+        raise RuntimeError(f"snakemake -n failed in {root}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return parse_dry_run(result.stdout + "\n" + result.stderr)
+
+
+def dvc_stages(root: Path) -> list[Stage]:
+    """dvc.yaml's stages with templates resolved, as `dvc repro` would run them."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return [
+            Stage(
+                name=stage.name,
+                cmd=stage.cmd,
+                deps=[dep.def_path for dep in stage.deps if not isinstance(dep, ParamsDependency)],
+                params=[key for dep in stage.deps if isinstance(dep, ParamsDependency) for key in dep.params],
+                outs=[out.def_path for out in stage.outs],
+            )
+            for stage in repo.index.stages
+        ]
+
+
+def covers(path: str, file: str) -> bool:
+    """Whether a DVC path (a file or a folder) holds `file`."""
+    return file == path or file.startswith(path.rstrip("/") + "/")
+
+
+def is_code(dep: str) -> bool:
+    return dep in CODE_PACKAGES or dep.endswith(".py")
+
+
+def code_deps(root: Path, packages: Iterable[str]) -> set[str]:
+    """Code deps of some packages: the folder, except `data`, which also holds the data (its modules instead)."""
+    deps: set[str] = set()
+    for package in packages:
+        if package == "data":
+            deps |= {path.relative_to(root).as_posix() for path in (root / "data").glob("*.py")}
+        else:
+            deps.add(package)
+    return deps
+
+
+def leaves(params: Mapping[str, Any], key: str) -> set[str]:
+    """The leaf keys under a dotted params key (itself if its value is not a mapping)."""
+    value: Any = params
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return {f"{key} (missing from params.yaml)"}
+        value = value[part]
+    if isinstance(value, Mapping):
+        return set().union(*(leaves(params, f"{key}.{child}") for child in value)) if value else {key}
+    return {key}
+
+
+def command_targets(cmd: str) -> tuple[list[str], list[str]] | None:
+    """(targets, --until rules) of a `snakemake --cores all ...` command, None for any other command."""
+    words = shlex.split(cmd)
+    if words[:len(SNAKEMAKE)] != SNAKEMAKE:
+        return None
+    targets, until, into = [], [], None
+    for word in words[len(SNAKEMAKE):]:
+        if word == "--until":
+            into = until
+        elif word.startswith("-"):
+            return None
+        else:
+            (into if into is not None else targets).append(word)
+    return targets, until
+
+
+def upstream(jobs: Iterable[int], all_jobs: list[Job], producer: Mapping[str, int]) -> set[int]:
+    """The jobs given and every job they (transitively) read from."""
+    seen: set[int] = set()
+    todo = list(jobs)
+    while todo:
+        index = todo.pop()
+        if index not in seen:
+            seen.add(index)
+            todo += [producer[path] for path in all_jobs[index].inputs if path in producer]
+    return seen
+
+
+def check(root: Path) -> list[str]:
+    """Every difference between dvc.yaml and the Snakemake DAG in `root` (empty if none)."""
+    root = root.resolve()
+    errors: list[str] = []
+    dvc_file = yaml.safe_load((root / "dvc.yaml").read_text())
+    models = next((entry["models"] for entry in dvc_file.get("vars", []) if isinstance(entry, dict)
+                   and "models" in entry), None)
+    if models != registry.names():
+        errors.append(f"dvc.yaml: vars `models` is {models}, core/registry.py has {registry.names()}: "
+                      "list the registry's models there, in its order")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    stages = dvc_stages(root)
+    commands = {}
+    for stage in stages:
+        commands[stage.name] = command_targets(stage.cmd)
+        if commands[stage.name] is None:
+            errors.append(f"{stage.name}: cmd {stage.cmd!r} is not `snakemake --cores all TARGET...` or "
+                          "`snakemake --cores all --until RULE...`")
+    aggregate = sorted({target for parsed in commands.values() if parsed for target in parsed[0]
+                        if "/" not in target and "." not in target})
+    jobs = snakemake_jobs(root, ["all", *aggregate])
+    producer = {path: index for index, job in enumerate(jobs) for path in job.outputs}
+
+    # Artefacts: each Snakemake output has one DVC out, each DVC out holds some output.
+    owner: dict[str, str] = {}
+    for path in producer:
+        holders = [stage.name for stage in stages for out in stage.outs if covers(out, path)]
+        if len(holders) != 1:
+            errors.append(f"{path} (rule {jobs[producer[path]].rule}) is an out of {len(holders)} DVC stages "
+                          f"{holders}: declare it in exactly one")
+        if holders:
+            owner[path] = holders[0]
+    for stage in stages:
+        for out in stage.outs:
+            if not any(covers(out, path) for path in producer):
+                errors.append(f"{stage.name}: out {out} is no file of the Snakemake DAG")
+
+    for stage in stages:
+        owned = {producer[path] for path, name in owner.items() if name == stage.name}
+        parsed = commands[stage.name]
+        if parsed is not None:
+            targets, until = parsed
+            asked: set[int] = set()
+            for target in targets:
+                if target in producer:
+                    asked.add(producer[target])
+                    if owner.get(target) != stage.name:
+                        errors.append(f"{stage.name}: cmd asks for {target}, which is not one of its outs")
+                else:
+                    rules = [index for index, job in enumerate(jobs) if job.rule == target and not job.outputs]
+                    if not rules:
+                        errors.append(f"{stage.name}: cmd target {target} is no file or aggregate rule of the DAG")
+                    for index in rules:
+                        asked.add(index)
+                        errors += [f"{stage.name}: cmd asks for {path} (via {target}), which is not one of its outs"
+                                   for path in jobs[index].inputs if owner.get(path) != stage.name]
+            for rule in until:
+                matching = [index for index, job in enumerate(jobs) if job.rule == rule]
+                if not matching or not set(matching) <= owned:
+                    errors.append(f"{stage.name}: --until {rule}: its jobs must write this stage's outs")
+                asked |= set(matching)
+            missing = owned - upstream(asked, jobs, producer)
+            errors += [f"{stage.name}: its cmd does not build {jobs[index].outputs} (rule {jobs[index].rule})"
+                       for index in sorted(missing)]
+
+        # Deps: what the stage's jobs read from elsewhere, and nothing else.
+        written = {path for index in owned for path in jobs[index].outputs}
+        read = {path for index in owned for path in jobs[index].inputs if path not in written}
+        file_deps = [dep for dep in stage.deps if not is_code(dep)]
+        unheld = sorted(path for path in read if not any(covers(dep, path) for dep in file_deps))
+        if unheld:
+            errors.append(f"{stage.name}: its jobs read {len(unheld)} file(s) that no dep holds: "
+                          + ", ".join(unheld[:4]) + (", ..." if len(unheld) > 4 else ""))
+        errors += [f"{stage.name}: dep {dep} holds nothing its jobs read" for dep in file_deps
+                   if not any(covers(dep, path) for path in read)]
+
+        rules = {jobs[index].rule for index in owned}
+        expected_code = code_deps(root, ["core", *(package for rule in rules for package in CODE_USED[rule])])
+        declared_code = {dep for dep in stage.deps if is_code(dep)}
+        if declared_code != expected_code:
+            errors.append(f"{stage.name}: code deps {sorted(declared_code)}, its rules {sorted(rules)} run "
+                          f"{sorted(expected_code)} (workflow/pipeline.py CODE_USED)")
+
+        expected_keys = {key for index in owned for key in params_used(jobs[index].rule, jobs[index].wildcards)}
+        expected = set().union(set(), *(leaves(params, key) for key in expected_keys))
+        declared = set().union(set(), *(leaves(params, key) for key in stage.params))
+        if declared != expected:
+            errors.append(f"{stage.name}: params miss {sorted(expected - declared)} and have extra "
+                          f"{sorted(declared - expected)} (its jobs' fingerprints: {sorted(expected_keys)})")
+    return errors
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", nargs="?", type=Path, default=Path.cwd(), help="repository folder (default: .)")
+    args = parser.parse_args(argv)
+    errors = check(args.root)
+    if errors:
+        sys.exit("dvc.yaml differs from the Snakemake DAG:\n  " + "\n  ".join(errors))
+    print(f"dvc.yaml follows the Snakemake DAG of {args.root}/params.yaml")
+
+
+if __name__ == "__main__":
+    main()
