@@ -398,7 +398,9 @@ def table1_section(table: pd.DataFrame) -> list[Block]:
 # Columns shown in Table 1 when the table has them (per-band R^2 and rate come from eval.metrics when it has them).
 OPTIONAL_TABLE1_COLUMNS = (("r2_h0_mean", "R² h0", 3), ("r2_h1_mean", "R² h1", 3), ("r2_h0", "R² h0", 3),
                            ("r2_h1", "R² h1", 3), ("rate_mean", "Rate (nats)", 1), ("rate", "Rate (nats)", 1),
-                           ("rate_nats", "Rate (nats)", 1))
+                           ("rate_nats", "Rate (nats)", 1),
+                           # Time to draw eval.samples prior samples (64 by default) in `evaluate`.
+                           ("sample_seconds", "Sampling (s per batch)", 2))
 
 
 def across_seeds(record: Mapping[str, Any], column: str, digits: int = 2) -> str:
