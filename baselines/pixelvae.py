@@ -77,21 +77,37 @@ class ConditionalPixelCNN(nn.Module):
     def forward(self, images: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         return self.from_projected(images, self.condition(condition))
 
-    def from_projected(self, images: torch.Tensor, projected: torch.Tensor,
-                       inside: torch.Tensor | None = None) -> torch.Tensor:
-        """As forward, with the 1x1 projection of the conditioning features already applied (B, hidden*L, H, W).
-
-        inside: (B, 1, H, W), 1 on pixels of the image and 0 on zero padding around it: hidden activations there
-        are zeroed after every layer, as a convolution's own zero padding would have them, so a padded crop of
-        the image gives the full image's outputs away from the crop's edges.
-        """
+    def from_projected(self, images: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
+        """As forward, with the 1x1 projection of the conditioning features already applied (B, hidden*L, H, W)."""
         biases = projected.chunk(len(self.layers), dim=1)
         hidden = F.relu(self.layers[0](images) + biases[0])  # (B, hidden, H, W)
         for layer, bias in zip(self.layers[1:], biases[1:], strict=True):
-            if inside is not None:
-                hidden = hidden * inside
             hidden = hidden + F.relu(layer(hidden) + bias)  # residual: depth without losing the input
         return self.to_mean(hidden)  # (B, 3, H, W)
+
+    def centre_mean(self, images: torch.Tensor, projected: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        """(N, 3): the output of `from_projected` at the bottom-centre pixel of crops of context + 1 rows and
+        2 context + 1 columns of the zero-padded image, each layer computed only where the next one reads it.
+        inside: (N, 1, R + 1, 2R + 1), 1 on the image's pixels and 0 on the padding around it: activations there
+        are zeroed after every layer, as a convolution's own zero padding of the full image would have them.
+
+        Unpadded ("valid") convolutions over the crop, with zero rows added below (which the masks never read),
+        shrink each layer's output by its kernel radius: rows above and columns either side. Same values as
+        the full computation there (tested through `PixelVAE.generate`), about a seventh of the work.
+        """
+        biases = projected.chunk(len(self.layers), dim=1)  # (N, hidden, R + 1, 2R + 1) each
+        hidden, top, side = images, 0, 0  # the crop of the full grid the current layer's outputs cover
+        for index, layer in enumerate(self.layers):
+            radius = layer.kernel_size[0] // 2
+            below = F.pad(hidden, (0, 0, 0, radius))  # rows below the centre: never read through the mask
+            out = F.conv2d(below, layer.weight * layer.mask, layer.bias)  # rows top + radius .., columns shrunk
+            top, side = top + radius, side + radius
+            rows, columns = slice(top, None), slice(side, inside.shape[-1] - side)
+            out = F.relu(out + biases[index][:, :, rows, columns])
+            # Layers after the first are residual: add their input over the same (shrunk) region.
+            hidden = out if index == 0 else hidden[:, :, radius:, radius:hidden.shape[-1] - radius] + out
+            hidden = hidden * inside[:, :, rows, columns]  # zero outside the image, as the full image's padding
+        return self.to_mean(hidden)[:, :, -1, hidden.shape[-1] // 2]  # (N, 3)
 
 
 class PixelVAE(nn.Module):
@@ -217,7 +233,7 @@ class PixelVAE(nn.Module):
                                                              ).reshape(-1, channels, rows_high, columns_wide)
 
             projected = self.pixelcnn.condition(crops(conditions))  # (k B, hidden * L, R + 1, 2R + 1)
-            mean = self.pixelcnn.from_projected(crops(images), projected, crops(inside))[:, :, reach, reach]
+            mean = self.pixelcnn.centre_mean(crops(images), projected, crops(inside))  # (k B, 3)
             mean = mean.float().view(len(rows), batch, 3)  # (k, B, 3)
             for index, (row, column) in enumerate(zip(rows, columns, strict=True)):
                 images[row + reach, column + reach] = (mean[index] + noise[:, :, row, column]).clamp(0.0, 1.0)
