@@ -57,6 +57,8 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
               curve_column="recon", options={"use_m": True}),
     ModelSpec("lapcvae_retrained_m", "LapCVAE, M retrained", "models.lapcvae:LapCVAE", "lapcvae",
               trained_by=RETRAIN_M, curve_column="loss", checkpoint_kind="lapcvae"),
+    # PixelVAE (Gulrajani et al. 2016): a VAE whose decoder conditions a PixelCNN; sampling is autoregressive.
+    ModelSpec("pixelvae", "PixelVAE", "baselines.pixelvae:PixelVAE", "pixelvae", curve_column="reconstruction"),
     # Add a model here (README, "Adding a model"), e.g. ModelSpec("mymodel", "My model", "models.mymodel:MyModel",
     # "mymodel"): it is then trained by `lapcvae train-baseline --model mymodel` and joins Table 1.
 ]}

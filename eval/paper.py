@@ -35,3 +35,8 @@ PAPER_TABLE2: dict[str, dict[str, float]] = {
 PAPER_TABLE2_RESOLUTION = 128
 PAPER_TABLE2_PARTICIPANTS = 4
 PAPER_TABLE2_PAIRS_PER_PARTICIPANT = 500
+
+# Section 5.1.2: PixelVAE (two-level, 64x64) has no reconstruction error in Table 1 because generating images
+# with it is costly, "around 40 minutes for a batch of 64 images" (on their GPU).
+PAPER_PIXELVAE_SAMPLING_MINUTES = 40
+PAPER_PIXELVAE_SAMPLING_BATCH = 64

@@ -19,7 +19,14 @@ from typing import Any
 
 import pandas as pd
 
-from eval.paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_RESOLUTION
+from eval.paper import (
+    PAPER_PIXELVAE_SAMPLING_BATCH,
+    PAPER_PIXELVAE_SAMPLING_MINUTES,
+    PAPER_TABLE1,
+    PAPER_TABLE2,
+    PAPER_TABLE2_RESOLUTION,
+)
+from eval.plotting import MODELS
 from eval.report_blocks import (
     MISSING,
     Block,
@@ -317,7 +324,51 @@ def table1_section(table: pd.DataFrame) -> list[Block]:
 # Columns shown in Table 1 when the table has them (per-band R^2 and rate come from eval.metrics when it has them).
 OPTIONAL_TABLE1_COLUMNS = (("r2_h0_mean", "R² h0", 3), ("r2_h1_mean", "R² h1", 3), ("r2_h0", "R² h0", 3),
                            ("r2_h1", "R² h1", 3), ("rate_mean", "Rate (nats)", 1), ("rate", "Rate (nats)", 1),
-                           ("rate_nats", "Rate (nats)", 1))
+                           ("rate_nats", "Rate (nats)", 1),
+                           # Time to draw eval.samples prior samples (64 by default) in `evaluate`.
+                           ("sample_seconds", "Sampling (s per batch)", 2))
+
+
+def sampling_and_fid_section(params: Mapping[str, Any], table: pd.DataFrame) -> list[Block]:
+    """Each model's time to draw a batch of samples (PixelVAE's is autoregressive) and, when the user supplied
+    the Inception weights (eval.fid.inception_weights), FID and KID against the test split (eval/fid.py)."""
+    from eval.fid import HOW_TO_GET_WEIGHTS  # here: this section is self-contained
+
+    samples = params["eval"]["samples"]
+    blocks: list[Block] = [Heading(2, "Sampling time and sample quality (FID, KID)")]
+    models = table[table["model"].isin(MODELS)]
+    has_fid = "fid_samples" in models.columns and models["fid_samples"].notna().any()
+    header = ["Resolution", "Model", f"Sampling {samples} images (s)"]
+    if has_fid:
+        header += ["FID samples", "KID samples (×1000)", "FID reconstructions", "KID reconstructions (×1000)"]
+    rows = []
+    for record in models.to_dict(orient="records"):
+        row = [f"{record['resolution']}x{record['resolution']}", display(record["model"]),
+               number(record.get("sample_seconds"), 2)]
+        if has_fid:
+            row += [number(record.get("fid_samples")), number(_thousandths(record.get("kid_samples_mean"))),
+                    number(record.get("fid_reconstructions")),
+                    number(_thousandths(record.get("kid_reconstructions_mean")))]
+        rows.append(row)
+    blocks.append(Table(header, rows, f"Wall time of `evaluate`'s call drawing eval.samples = {samples} prior "
+                        "samples on the evaluation device (summary.json's sample_seconds). PixelVAE draws them "
+                        "pixel by pixel; the paper reports about "
+                        f"{PAPER_PIXELVAE_SAMPLING_MINUTES} minutes for a batch of {PAPER_PIXELVAE_SAMPLING_BATCH} "
+                        "with the authors' PixelVAE on their GPU, the reason it has no RMSE in its Table 1."
+                        + (" FID and KID: against the test split, Inception-v3 pool features (torchmetrics); "
+                           "sets of a few dozen samples bias FID upwards, so compare models at the same "
+                           "eval.samples only." if has_fid else "")))
+    if not has_fid:
+        configured = (params["eval"].get("fid") or {}).get("inception_weights")
+        why = (f"eval.fid.inception_weights is set ({configured}) but no summary.json holds FID: rerun "
+               "`lapcvae evaluate`." if configured else "No FID or KID: they need the Inception-v3 weights file, "
+               "which this suite never downloads. To get them, " + HOW_TO_GET_WEIGHTS + ".")
+        blocks.append(Paragraph(why, note=True))
+    return blocks
+
+
+def _thousandths(value: Any) -> float | None:
+    return None if value is None or pd.isna(value) else 1000.0 * float(value)
 
 
 def check_png(path: Path) -> None:
@@ -409,6 +460,7 @@ def build_report(params: Mapping[str, Any], results: Path, prepared: Path) -> li
         *reading_section(table, results / "metrics" / "per_image", params["data"]["source"]),
         *claims_section(results / "metrics" / "claims.csv"),
         *table1_section(table),
+        *sampling_and_fid_section(params, table),
         *figures_section(results / "figures", resolutions),
         *neighbours_section(results / "neighbours", resolutions),
         *human_study_section(results / "human_study" / "table2.csv"),

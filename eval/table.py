@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 BASELINE = "vae"  # every model is tested against the VAE at the same resolution
 SUMMARY_COLUMNS = ("n_test", "rmse_mean", "rmse_std", "psnr_mean", "ssim_mean", "r2_h0_mean", "r2_h1_mean",
-                   "rate_mean", "parameters", "flops_per_image", "train_seconds", "eval_seconds")
+                   "rate_mean", "parameters", "flops_per_image", "train_seconds", "eval_seconds", "sample_seconds")
 COST_COLUMNS = ("train_seconds", "images_seen", "train_flops")  # eval.cost's cost.json
 REFERENCES = ("mean_face", "pca", "lapcvae_coarsest")  # eval.references: rows every model must beat
 MIN_SEEDS = 3  # fewer training seeds leave a cross-seed test without power: report it as not testable
@@ -92,9 +92,9 @@ def run_seeds(params: Mapping[str, Any], runs: int) -> list[int]:
 
 
 def numeric_columns(summary: Mapping[str, Any]) -> list[str]:
-    """Summary numbers that aggregate across seeds: Table 1's, plus per-band R^2 and rate when present."""
+    """Summary numbers that aggregate across seeds: Table 1's, plus per-band R^2, rate, FID and KID when present."""
     extra = [key for key, value in summary.items() if isinstance(value, int | float) and not isinstance(value, bool)
-             and (key.startswith("r2_") or key.startswith("rate")) and key not in SUMMARY_COLUMNS]
+             and key.startswith(("r2_", "rate", "fid_", "kid_")) and key not in SUMMARY_COLUMNS]
     return [*SUMMARY_COLUMNS, *extra]
 
 

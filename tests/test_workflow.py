@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from core.params import deep_merge, load_params
-from workflow.pipeline import job_fingerprint
+from workflow.pipeline import BASELINES, MODELS, job_fingerprint
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -52,8 +52,8 @@ def test_dry_run_lists_the_whole_study(configfile: str | None, source_rule: str)
     # with and without M, every level, every resolution; the coarsest level (no M) is one job for both variants
     assert counts["train_level"] == 2 * levels - n_res
     assert counts["retrain_m"] == n_res
-    assert counts["train_baseline"] == 2 * n_res  # VAE and VAE/GAN
-    assert counts["evaluate"] == 5 * n_res
+    assert counts["train_baseline"] == len(BASELINES) * n_res  # VAE, VAE/GAN, PixelVAE
+    assert counts["evaluate"] == len(MODELS) * n_res
     for rule in ("table", "report", "export_study"):
         assert counts[rule] == 1
     for rule in ("figures", "neighbours", "edit_coarse", "edit_region"):

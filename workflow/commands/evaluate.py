@@ -18,6 +18,7 @@ from core.atomic import save_npy as atomic_save_npy
 from core.atomic import write_csv as atomic_write_csv
 from core.atomic import write_json as atomic_write_json
 from core.atomic import write_text as write_text_atomically
+from eval.fid import sample_quality
 from eval.figures import write_figures
 from eval.metrics import (
     PIXEL_MAX,
@@ -66,8 +67,10 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     with atomic_npy_memmap(out_dir / "reconstructions.npy", test_images.shape, np.uint8) as reconstructions:
         per_image = evaluate_model(model, test_images, settings["batch_size"], device, reconstructions)
+    sampling_started = time.perf_counter()
     with torch.inference_mode():
         samples = to_uint8(model.sample(settings["samples"], seed=params["seed"]))  # same seed for every model
+    sample_seconds = time.perf_counter() - sampling_started  # one batch of eval.samples prior samples
     eval_seconds = time.perf_counter() - started
 
     one_image = torch.from_numpy(np.array(test_images[:1])).to(device).float() / PIXEL_MAX  # (1, 3, H, W)
@@ -80,11 +83,16 @@ def evaluate_main(argv: list[str] | None = None) -> None:
         "parameters": count_parameters(model),
         "flops_per_image": count_flops(model.reconstruct, one_image),
         "eval_seconds": eval_seconds,
+        "sample_seconds": sample_seconds,
+        "sample_count": int(settings["samples"]),
         "eval_device": str(device),
         "train_seconds": pyramid_train_seconds(meta),
         "checkpoint": str(args.checkpoint),
         "meta": meta,
     }
+    # FID and KID against the test split, when the user supplied the Inception weights (eval/fid.py).
+    summary.update(sample_quality(settings.get("fid") or {}, test_images, samples,
+                                  load_images(out_dir / "reconstructions.npy", args.res), params["seed"], device))
     atomic_save_npy(out_dir / "samples.npy", samples)
     atomic_write_csv(args.per_image, per_image)
     atomic_write_json(out_dir / "summary.json", summary)  # last: its presence means the rest is complete
