@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from core.params import REPO_ROOT
+from eval.ablations import report_section as ablations_report_section
 from eval.paper import PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE2_RESOLUTION
 from eval.plotting import DISPLAY_NAMES, MODELS
 from eval.table import MIN_SEEDS, REFERENCES, paired_wilcoxon
@@ -555,6 +556,7 @@ def build_report(params: Mapping[str, Any], results: Path, prepared: Path) -> li
         *figures_section(results / "figures", resolutions),
         *neighbours_section(results / "neighbours", resolutions),
         *human_study_section(results / "human_study" / "table2.csv"),
+        *ablations_report_section(results),  # eval/ablations.py: only when `snakemake ablations` ran
         *provenance_section(params, results, prepared),
     ]
 
