@@ -118,15 +118,19 @@ def test_conditioning_survives_a_checkpoint(tmp_path: Path) -> None:
 
 
 def test_time_to_target_reads_the_first_measurement_at_or_below_the_worse_final_loss() -> None:
-    def curve(points: list[tuple[float, int, float]]) -> list[dict[str, float]]:
-        return [{"train_seconds": s, "images_seen": n, "val_rmse": v} for s, n, v in points]
+    def curve(points: list[tuple[float, int, float]], jobs: list[str]) -> list[dict[str, float]]:
+        return [{"job": job, "train_seconds": s, "images_seen": n, "val_rmse": v}
+                for (s, n, v), job in zip(points, jobs, strict=True)]
 
     greedy = {"conditioning": "latents", "curve": curve([(0, 0, 40.0), (10, 100, 30.0), (30, 300, 20.0),
-                                                        (40, 400, 18.0)]),
-              "jobs": [{"job": "level1", "train_seconds": 15.0}, {"job": "level0", "train_seconds": 25.0},
-                       {"job": "retrain_m", "train_seconds": 5.0}]}
-    joint = {"conditioning": "latents", "curve": curve([(0, 0, 40.0), (5, 50, 25.0), (10, 100, 21.0)]),
-             "jobs": [{"job": "joint", "train_seconds": 10.0}, {"job": "retrain_m", "train_seconds": 5.0}]}
+                                                        (40, 400, 18.0)], ["level1", "level1", "level0", "level0"]),
+              "jobs": [{"job": "level1", "train_seconds": 15.0, "images_seen": 100, "flops_per_image": 1},
+                       {"job": "level0", "train_seconds": 25.0, "images_seen": 300, "flops_per_image": 4},
+                       {"job": "retrain_m", "train_seconds": 5.0, "images_seen": 10, "flops_per_image": 1}]}
+    joint = {"conditioning": "latents", "curve": curve([(0, 0, 40.0), (5, 50, 25.0), (10, 100, 21.0)],
+                                                       ["joint"] * 3),
+             "jobs": [{"job": "joint", "train_seconds": 10.0, "images_seen": 100, "flops_per_image": 5},
+                      {"job": "retrain_m", "train_seconds": 5.0, "images_seen": 10, "flops_per_image": 1}]}
     assert time_to_target(greedy["curve"], 21.0) == (30.0, 300)
     assert np.isnan(time_to_target(joint["curve"], 1.0)[0])
     row = compare_training(greedy, joint)
@@ -134,6 +138,8 @@ def test_time_to_target_reads_the_first_measurement_at_or_below_the_worse_final_
     assert (row["greedy_seconds_to_target"], row["joint_seconds_to_target"]) == (30.0, 10.0)
     assert row["seconds_ratio_greedy_over_joint"] == 3.0 and row["images_ratio_greedy_over_joint"] == 3.0
     assert (row["greedy_total_seconds"], row["joint_total_seconds"]) == (40.0, 10.0)  # retrain-M left out
+    # greedy reaches 21 at 300 images: 100 of level 1 at 1 FLOP, 200 of level 0 at 4; joint at 100 x 5
+    assert (row["greedy_flops_to_target"], row["joint_flops_to_target"]) == (900.0, 500.0)
 
 
 def test_ablations_target_dry_run_on_smoke_params() -> None:
