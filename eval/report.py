@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from eval.ablations import report_section as ablations_report_section
 from eval.paper import (
     PAPER_PIXELVAE_SAMPLING_BATCH,
     PAPER_PIXELVAE_SAMPLING_MINUTES,
@@ -464,6 +465,7 @@ def build_report(params: Mapping[str, Any], results: Path, prepared: Path) -> li
         *figures_section(results / "figures", resolutions),
         *neighbours_section(results / "neighbours", resolutions),
         *human_study_section(results / "human_study" / "table2.csv"),
+        *ablations_report_section(results),  # eval/ablations.py: only when `snakemake ablations` ran
         *provenance_section(params, results, prepared),
     ]
 

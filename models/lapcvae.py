@@ -4,10 +4,15 @@ Level k = 0..K (finest first, like `models.pyramid.laplacian_pyramid`) is one VA
 - encoder q_k(z_k | h_k, u(x_{k+1})): the level's high-frequency image and the upsampled reconstruction of the
   coarser levels, concatenated along channels (Eq. 9); the coarsest level sees b_K alone;
 - decoder p_k(h_k | z_k, z_{k+1}, ..., z_K): this level's latent and every coarser one, concatenated (Eq. 11);
+  `conditioning` chooses the decoder's condition at k < K: "latents" (Eq. 11, the default), "image" (Eq. 10: z_k
+  and a learned embedding of u(x_{k+1}) of the same size as z_{k+1..K}) or "both" (z_k..z_K and the embedding);
 - prior (Eq. 13): N(0, I) at level K; at k < K, N(R_k(mu_{k+1}), S_k(sigma_{k+1})) where M_k = (R_k, S_k) are
   shallow MLPs fed with q_{k+1}'s re-encoding of the image levels k+1..K generate (Figures 2 and 3). The
   "without M" variant (`use_m=False`) uses N(0, I) everywhere.
 Images are float in [0, 1]; high-frequency levels h_k (k < K) are signed, roughly in [-1, 1].
+
+`JointTrainable` trains every level at once (Eq. 12 summed over the levels, end to end), the alternative to
+greedy training (`LevelTrainable`) that the ablations compare (eval/ablations.py).
 
 A model may hold only its `trained_levels` coarsest levels (greedy training, coarsest first): the checkpoint
 written after training level k holds levels k..K; `level0.pt` is the whole model.
@@ -24,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from models.blocks import ConvDecoder, ConvEncoder, kl_diagonal_gaussians, reparameterize
+from models.blocks import ConvDecoder, ConvEncoder, conv_block, kl_diagonal_gaussians, reparameterize
 from models.interface import StepResult
 from models.pyramid import downsample, laplacian_pyramid, upsample
 
@@ -33,6 +38,8 @@ logger = logging.getLogger(__name__)
 Gaussian = tuple[torch.Tensor, torch.Tensor]  # (mean, log-variance), each (B, latent_dim)
 # (level k, u(x_{k+1}) or None at k = K, prior of z_k or None for N(0, I)) -> z_k (B, n_z[k])
 LatentChooser = Callable[[int, "torch.Tensor | None", "Gaussian | None"], torch.Tensor]
+# What level k's decoder is conditioned on besides z_k (section 4.1): coarser latents (Eq. 11), u(x_{k+1}) (Eq. 10).
+CONDITIONING = ("latents", "image", "both")
 
 
 @dataclass
@@ -88,19 +95,40 @@ def coarse_pyramid(images: torch.Tensor, levels: int, first: int) -> list[torch.
     return pyramid
 
 
+class ImageEmbedding(nn.Module):
+    """Eq. 10's decoder condition: u(x_{k+1}) (B, 3, s, s) -> (B, dim) features, a conv stack like the encoder's."""
+
+    def __init__(self, *, size: int, widths: list[int], dim: int):
+        super().__init__()
+        channels = [3, *widths]
+        self.features = nn.Sequential(*(conv_block(a, b) for a, b in zip(channels[:-1], channels[1:], strict=True)))
+        feature_size = size // 2 ** len(widths)
+        self.to_vector = nn.Linear(widths[-1] * feature_size * feature_size, dim)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.to_vector(self.features(image).flatten(1))  # (B, dim)
+
+
 class LevelVAE(nn.Module):
-    """Encoder q_k, decoder p_k and, where the level has a learned prior, M_k."""
+    """Encoder q_k, decoder p_k (with the embedding of u(x_{k+1}) it may be conditioned on) and, where the level
+    has a learned prior, M_k."""
 
     def __init__(self, *, size: int, coarsest: bool, latent_dims: list[int], widths: list[int],
-                 feature_size: int, m_hidden: int | None):
+                 feature_size: int, m_hidden: int | None, conditioning: str = "latents"):
         super().__init__()
         depth = level_depth(size, feature_size, len(widths))
         # Smaller levels keep the deepest (widest) blocks: coarse levels carry the face's layout.
         level_widths = widths[-depth:]
         self.encoder = ConvEncoder(in_channels=3 if coarsest else 6, size=size, widths=level_widths,
                                    latent_dim=latent_dims[0])
-        self.decoder = ConvDecoder(latent_dim=sum(latent_dims), size=size, widths=level_widths[::-1],
-                                   out_channels=3)
+        # Eq. 10 conditions on u(x_{k+1}): embedded to as many features as the coarser latents of Eq. 11, so that
+        # "image" gives the decoder an input of the same size as "latents".
+        coarser_dim = sum(latent_dims[1:])
+        self.image_embedding = None if coarsest or conditioning == "latents" else \
+            ImageEmbedding(size=size, widths=level_widths, dim=coarser_dim)
+        decoder_dim = latent_dims[0] + (0 if coarsest else
+                                        {"latents": 1, "image": 1, "both": 2}[conditioning] * coarser_dim)
+        self.decoder = ConvDecoder(latent_dim=decoder_dim, size=size, widths=level_widths[::-1], out_channels=3)
         self.prior_net = None if m_hidden is None else PriorNet(latent_dims[1], m_hidden, latent_dims[0])
 
     def prior(self, coarser: Gaussian) -> Gaussian:
@@ -115,8 +143,11 @@ class LapCVAE(nn.Module):
 
     def __init__(self, *, resolution: int, levels: int, latent_dims: list[int], kl_weights: list[float],
                  widths: list[int], feature_size: int, m_hidden: int, use_m: bool,
-                 trained_levels: int | None = None):
+                 trained_levels: int | None = None, conditioning: str = "latents"):
         super().__init__()
+        if conditioning not in CONDITIONING:
+            raise ValueError(f"conditioning={conditioning!r} is not one of {CONDITIONING}; set "
+                             "lapcvae.<res>.conditioning")
         trained_levels = levels if trained_levels is None else trained_levels
         if not 1 <= trained_levels <= levels:
             raise ValueError(f"trained_levels={trained_levels} must lie in 1..levels={levels}")
@@ -127,8 +158,9 @@ class LapCVAE(nn.Module):
         self.config: dict[str, Any] = {
             "resolution": resolution, "levels": levels, "latent_dims": list(latent_dims),
             "kl_weights": list(kl_weights), "widths": list(widths), "feature_size": feature_size,
-            "m_hidden": m_hidden, "use_m": use_m, "trained_levels": trained_levels,
+            "m_hidden": m_hidden, "use_m": use_m, "trained_levels": trained_levels, "conditioning": conditioning,
         }
+        self.conditioning = conditioning
         self.levels = levels
         self.coarsest = levels - 1  # K
         self.first_level = levels - trained_levels  # finest level this model holds
@@ -139,6 +171,7 @@ class LapCVAE(nn.Module):
             str(k): LevelVAE(
                 size=self.sizes[k], coarsest=k == self.coarsest, latent_dims=latent_dims[k:], widths=widths,
                 feature_size=feature_size, m_hidden=m_hidden if use_m and k < self.coarsest else None,
+                conditioning=conditioning,
             )
             for k in range(self.first_level, levels)
         })
@@ -153,6 +186,7 @@ class LapCVAE(nn.Module):
         """Build from a `params["lapcvae"][str(resolution)]` section."""
         keys = ("levels", "latent_dims", "kl_weights", "widths", "feature_size", "m_hidden")
         return cls(resolution=resolution, use_m=use_m, trained_levels=trained_levels,
+                   conditioning=level_params.get("conditioning", "latents"),
                    **{key: level_params[key] for key in keys})
 
     @property
@@ -170,9 +204,20 @@ class LapCVAE(nn.Module):
         inputs = h_k if k == self.coarsest else torch.cat([h_k, upsampled_coarse], dim=1)  # (B, 3 or 6, s, s)
         return self.level(k).encoder(inputs)
 
-    def decode_level(self, k: int, latents_k_to_K: list[torch.Tensor]) -> torch.Tensor:
-        """p_k (Eq. 11): [z_k, ..., z_K] (finest first) -> h_k (B, 3, s_k, s_k)."""
-        return self.level(k).decoder(torch.cat(latents_k_to_K, dim=1))
+    def decode_level(self, k: int, latents_k_to_K: list[torch.Tensor],
+                     upsampled_coarse: torch.Tensor | None = None) -> torch.Tensor:
+        """p_k: [z_k, ..., z_K] (finest first) and u(x_{k+1}) (None at k = K) -> h_k (B, 3, s_k, s_k).
+
+        Conditioned on z_{k+1..K} (Eq. 11, "latents"), on u(x_{k+1}) (Eq. 10, "image") or on both.
+        """
+        level = self.level(k)
+        inputs = latents_k_to_K[:1] if self.conditioning == "image" else list(latents_k_to_K)
+        if level.image_embedding is not None:
+            if upsampled_coarse is None:
+                raise ValueError(f"level {k}'s decoder is conditioned on u(x_{{k+1}}) ({self.conditioning!r}): "
+                                 "pass upsampled_coarse")
+            inputs.append(level.image_embedding(upsampled_coarse))  # (B, sum n_z[k+1..K])
+        return level.decoder(torch.cat(inputs, dim=1))
 
     def _upsample_to(self, image: torch.Tensor, k: int) -> torch.Tensor:
         """u(.) from the next coarser level's size to level k's size."""
@@ -204,7 +249,7 @@ class LapCVAE(nn.Module):
             if self.use_m and k + 1 in state.reencoded:
                 prior = self.level(k).prior(state.reencoded[k + 1])  # Eq. 13
             state.latents.insert(0, choose_latent(k, upsampled, prior))
-            high = self.decode_level(k, state.latents)  # (B, 3, s_k, s_k)
+            high = self.decode_level(k, state.latents, upsampled)  # (B, 3, s_k, s_k)
             state.composed.insert(0, high if upsampled is None else high + upsampled)  # Eq. 7
             if k in reencode_levels:
                 state.reencoded[k] = self.encode_level(k, high, upsampled)
@@ -346,17 +391,69 @@ class LevelTrainable(nn.Module):
             upsampled = model._upsample_to(coarse.composed[0], k)  # u(x_{k+1}) (B, 3, s_k, s_k)
             if model.use_m:
                 prior = model.level(k).prior(coarse.reencoded[k + 1])  # Eq. 13; M_k trains with level k
-        mean, log_var = model.encode_level(k, pyramid[k], upsampled)  # (B, n_z[k]) each
-        z = reparameterize(mean, log_var)
-        decoded = model.decode_level(k, [z, *coarse_latents])  # (B, 3, s_k, s_k)
-        # Eq. 12, first term: -log N(h_k; p_k(z), I/2) is, up to a constant, the sum of squared errors over the
-        # level's pixels, with images in [0, 1] (so h_k in about [-1, 1]); averaged over the batch.
-        reconstruction = (decoded.float() - pyramid[k]).pow(2).sum(dim=(1, 2, 3)).mean()
-        prior_args = () if prior is None else (prior[0].float(), prior[1].float())
-        kl = kl_diagonal_gaussians(mean.float(), log_var.float(), *prior_args).mean()
-        loss = reconstruction + model.kl_weights[k] * kl  # Eq. 12, negated and minimised
+        loss, reconstruction, kl, _ = level_loss(model, k, pyramid[k], upsampled, coarse_latents, prior)
         logs = {"loss": loss.detach(), "recon": reconstruction.detach(), "kl": kl.detach()}
         return StepResult(objectives={f"level{k}": loss}, logs=logs)
+
+
+def level_loss(
+    model: LapCVAE, k: int, h_k: torch.Tensor, upsampled: torch.Tensor | None, coarse_latents: list[torch.Tensor],
+    prior: Gaussian | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. 12 of level k, negated, averaged over the batch: (loss, reconstruction term, KL, posterior mean).
+
+    h_k (B, 3, s_k, s_k); upsampled: u(x_{k+1}) or None at k = K; coarse_latents: [z_{k+1}..z_K]; prior: M_k's
+    (mean, log-variance) or None for N(0, I).
+    """
+    mean, log_var = model.encode_level(k, h_k, upsampled)  # (B, n_z[k]) each
+    z = reparameterize(mean, log_var)
+    decoded = model.decode_level(k, [z, *coarse_latents], upsampled)  # (B, 3, s_k, s_k)
+    # Eq. 12, first term: -log N(h_k; p_k(z), I/2) is, up to a constant, the sum of squared errors over the
+    # level's pixels, with images in [0, 1] (so h_k in about [-1, 1]); averaged over the batch.
+    reconstruction = (decoded.float() - h_k).pow(2).sum(dim=(1, 2, 3)).mean()
+    prior_args = () if prior is None else (prior[0].float(), prior[1].float())
+    kl = kl_diagonal_gaussians(mean.float(), log_var.float(), *prior_args).mean()
+    return reconstruction + model.kl_weights[k] * kl, reconstruction, kl, mean  # Eq. 12, negated and minimised
+
+
+class JointTrainable(nn.Module):
+    """Trains every level of a LapCVAE at once, end to end: the sum over k of level k's Eq. 12 (same lambda_k).
+
+    The alternative to greedy training that section 5 compares against ("the total training time is doubled if
+    the greedy training procedure is used"). Each level sees what it sees under greedy training -- u(x_{k+1})
+    and z_{k+1..K} from the coarser levels' posterior means, and M_k of q_{k+1}'s re-encoding -- but nothing is
+    frozen: level k's loss also trains the coarser levels through those inputs. One parameter group, one Adam.
+    """
+
+    def __init__(self, model: LapCVAE):
+        super().__init__()
+        if model.first_level != 0:
+            raise ValueError("joint training needs a whole LapCVAE (trained_levels = levels)")
+        self.model = model
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"levels": list(self.model.parameters())}
+
+    def training_step(self, images: torch.Tensor) -> StepResult:
+        model = self.model
+        pyramid = laplacian_pyramid(images, model.levels)  # [h_0, ..., h_{K-1}, b_K]
+        state = PyramidState()
+        losses: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+        def posterior_means(k: int, upsampled: torch.Tensor | None, prior: Gaussian | None) -> torch.Tensor:
+            # state.latents holds [z_{k+1}..z_K] (posterior means) while z_k is chosen.
+            loss, reconstruction, kl, mean = level_loss(model, k, pyramid[k], upsampled, state.latents, prior)
+            losses[k] = (loss, reconstruction, kl)
+            return mean
+
+        reencode = range(1, model.levels) if model.use_m else ()
+        model.coarse_to_fine(0, posterior_means, reencode_levels=reencode, state=state)
+        total = torch.stack([losses[k][0] for k in range(model.levels)]).sum()  # Eq. 12 summed over the levels
+        logs = {"loss": total.detach()}
+        for k in range(model.levels):
+            logs[f"recon_level{k}"] = losses[k][1].detach()
+            logs[f"kl_level{k}"] = losses[k][2].detach()
+        return StepResult(objectives={"levels": total}, logs=logs)
 
 
 class PriorRetrainer(nn.Module):

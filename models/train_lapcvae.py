@@ -7,11 +7,13 @@
         --out results/models/64/lapcvae/retrained_m.pt
 
 Levels train coarsest first: the checkpoint of level k holds levels k..K and seeds the job of level k - 1.
+`train_joint` trains all levels in one job instead (the ablation of greedy training, eval/ablations.py).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,7 @@ def build_level_model(params: dict[str, Any], resolution: int, variant: str, lev
         checkpoint = load_checkpoint(coarser)
         expected = {**model.config, "trained_levels": coarsest - level}
         found = dict(checkpoint.get("config") or {})
+        found.setdefault("conditioning", "latents")  # checkpoints from before the option
         if level + 1 == coarsest and "use_m" in found:
             found["use_m"] = model.config["use_m"]  # the coarsest level alone has no M: the variants share it
         if isinstance(found.get("kl_weights"), list) and len(found["kl_weights"]) == len(expected["kl_weights"]):
@@ -95,14 +98,35 @@ def build_level_model(params: dict[str, Any], resolution: int, variant: str, lev
 
 
 def train_level(params: dict[str, Any], resolution: int, variant: str, level: int, coarser: str | Path | None,
-                images: np.ndarray, out: str | Path) -> tuple[LapCVAE, dict[str, Any]]:
+                images: np.ndarray, out: str | Path,
+                validate: Callable[[LapCVAE], dict[str, float]] | None = None,
+                validate_every: int = 0) -> tuple[LapCVAE, dict[str, Any]]:
     """Train level `level` of a LapCVAE variant on its frozen coarser levels into `out` (greedy training,
-    coarsest first); returns levels level..K and fit's metadata."""
+    coarsest first); returns levels level..K and fit's metadata. validate(model) -> values: see `fit`."""
     from models.lapcvae import LevelTrainable
     from models.training import fit
 
     model = build_level_model(params, resolution, variant, level, coarser)
     meta = fit(LevelTrainable(model, level), images, settings=level_settings(params, resolution, level),
                seed=derive_seed(params["seed"], "lapcvae-train", resolution, variant, level), output=out,
-               export=model, device=params["device"], name=f"{resolution}/{variant}/level{level}")
+               export=model, device=params["device"], name=f"{resolution}/{variant}/level{level}",
+               validate=None if validate is None else lambda: validate(model), validate_every=validate_every)
+    return model, meta
+
+
+def train_joint(params: dict[str, Any], resolution: int, images: np.ndarray, out: str | Path,
+                validate: Callable[[LapCVAE], dict[str, float]] | None = None,
+                validate_every: int = 0) -> tuple[LapCVAE, dict[str, Any]]:
+    """Train every level of LapCVAE (with M) in one job, end to end (`JointTrainable`: Eq. 12 summed over the
+    levels, the same kl_weights), for budget.epochs with LapCVAE's training settings; returns it and fit's meta."""
+    from models.lapcvae import JointTrainable
+    from models.training import fit
+
+    level_params = resolution_params(params, resolution)
+    torch.manual_seed(derive_seed(params["seed"], "lapcvae-joint-init", resolution))
+    model = LapCVAE.from_params(level_params, resolution, use_m=True)
+    meta = fit(JointTrainable(model), images, settings=train_settings(params, "lapcvae", resolution),
+               seed=derive_seed(params["seed"], "lapcvae-joint-train", resolution), output=out, export=model,
+               device=params["device"], name=f"{resolution}/lapcvae/joint",
+               validate=None if validate is None else lambda: validate(model), validate_every=validate_every)
     return model, meta

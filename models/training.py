@@ -25,7 +25,7 @@ import os
 import platform
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +324,7 @@ def _load_resume(path: Path, fingerprint: dict[str, str], device: torch.device) 
 def fit(
     trainable: nn.Module, train_images: np.ndarray, *, settings: dict[str, Any], seed: int, output: str | Path,
     export: nn.Module | None = None, device: str = "auto", name: str = "",
+    validate: Callable[[], dict[str, float]] | None = None, validate_every: int = 0,
 ) -> dict[str, Any]:
     """Train `trainable` (a models.interface.Trainable nn.Module) and save `export or trainable` to `output`.
 
@@ -331,6 +332,10 @@ def fit(
     Resumes from `<output>.resume.pt` if an earlier run of the same job (settings, model configuration, fixed
     weights, data) was interrupted; logs every `log_every` steps to `<output stem>.log.csv`. Returns the metadata
     stored in the checkpoint.
+
+    validate: called (trainable in eval mode, no autocast) before the first step, every `validate_every` steps
+    (0: at epoch ends only) and at the end; its values go to `<output stem>.val.csv` with the step, epoch, train
+    seconds and images seen so far (the time validation takes is not counted as training time).
     """
     _check_inputs(trainable, train_images, settings)
     settings = {**OPTIONAL_SETTINGS, **settings}
@@ -358,6 +363,8 @@ def fit(
             logger.info("%s: resuming from %s at epoch %d (step %d)", label, resume_path, start_epoch, step)
         log = _CsvLog(output.with_name(output.stem + ".log.csv"), state.get("curve") if state else None) \
             if ranks.main else None
+        val_log = _CsvLog(output.with_name(output.stem + ".val.csv"), state.get("val_curve") if state else None) \
+            if ranks.main and validate is not None else None
         # After loading: load_state_dict copies values into whatever layout the parameters have.
         trainable.to(memory_format=memory_format)
 
@@ -376,10 +383,26 @@ def fit(
         guard = _FiniteGuard(list(groups), device_, per_epoch, label)
         progress = tqdm(total=epochs * per_epoch, initial=step, desc=label, disable=not ranks.main,
                         dynamic_ncols=True)
+        def run_validation(epoch: int, seconds: float) -> float:
+            """Validate (rank 0), log, and return the seconds it took, which are not training time."""
+            if val_log is None:
+                return 0.0
+            started = time.perf_counter()
+            trainable.eval()
+            with torch.no_grad():
+                values = validate()
+            trainable.train()
+            val_log.write(step, epoch, {"train_seconds": seconds, "images_seen": step * min(batch_size, len(images)),
+                                        **{key: float(value) for key, value in values.items()}})
+            return time.perf_counter() - started
+
         trainable.train()
+        if state is None:
+            run_validation(0, 0.0)
         for epoch in range(start_epoch, epochs):
             torch.manual_seed(derive_seed(seed, "noise", epoch, ranks.rank))
             epoch_start = time.perf_counter()
+            validation_seconds = 0.0
             for indices in _batches(len(images), batch_size, seed, epoch):
                 shard = indices[ranks.rank:: ranks.world_size].to(device_)  # each rank a shard of every batch
                 batch = images[shard].float().div_(255.0)  # (b, 3, H, W) in [0, 1]
@@ -396,13 +419,18 @@ def fit(
                         values = {key: float(value) for key, value in result.logs.items()}
                         log.write(step, epoch, values)
                         progress.set_postfix({key: f"{value:.4g}" for key, value in values.items()})
+                if validate_every and step % validate_every == 0 and step % per_epoch:
+                    elapsed = train_seconds + time.perf_counter() - epoch_start - validation_seconds
+                    validation_seconds += run_validation(epoch, elapsed)
             guard.check(ranks, step, resume_path)  # never save weights a non-finite loss has touched
-            train_seconds += time.perf_counter() - epoch_start
+            train_seconds += time.perf_counter() - epoch_start - validation_seconds
+            run_validation(epoch, train_seconds)  # every epoch end, outside the timed epoch
             if ranks.main:
                 atomic_save({"fingerprint": fingerprint, "model": trainable.state_dict(),
                              "optimizers": {group: opt.state_dict() for group, opt in optimizers.items()},
                              "epoch": epoch + 1, "step": step, "train_seconds": train_seconds,
-                             "curve": log.state()}, resume_path)
+                             "curve": log.state(),
+                             **({"val_curve": val_log.state()} if val_log is not None else {})}, resume_path)
         progress.close()
         trainable.to(memory_format=torch.contiguous_format)  # hand back (and save) the usual layout
         meta = {"name": label, "train_seconds": train_seconds, "steps": step, "epochs": epochs, "seed": seed,
