@@ -45,6 +45,15 @@ def test_dvc_yaml_follows_the_snakemake_dag() -> None:
     assert check(REPO) == []
 
 
+def test_the_ablations_pipeline_follows_its_target_and_stays_out_of_dvc_repro() -> None:
+    """`snakemake ablations` has its own dvc.yaml: checked like the main one, and no stage of the main one
+    (what a plain `dvc repro` runs) writes ablation results."""
+    assert check(REPO, "workflow/ablations/dvc.yaml") == []
+    assert not any("ablations" in out for stage in dvc_stages(REPO) for out in stage.outs)
+    assert {stage.name for stage in dvc_stages(REPO, "workflow/ablations/dvc.yaml")} == {
+        f"ablations@{res}" for res in load_params()["ablations"]["resolutions"]}
+
+
 def test_a_resolution_override_gives_the_matching_stages(tmp_path: Path) -> None:
     """What `dvc exp run -S data.resolutions='[64]'` sees, at the smoke scale: stages for 64 px only, still
     matching the DAG Snakemake builds from the same params (the human study follows to 64 px)."""

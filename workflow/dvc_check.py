@@ -90,8 +90,8 @@ def snakemake_jobs(root: Path, targets: Iterable[str]) -> list[Job]:
     return parse_dry_run(result.stdout + "\n" + result.stderr)
 
 
-def dvc_stages(root: Path) -> list[Stage]:
-    """dvc.yaml's stages with templates resolved, as `dvc repro` would run them."""
+def dvc_stages(root: Path, dvc_file: str | None = "dvc.yaml") -> list[Stage]:
+    """The stages of one dvc.yaml (None: of all) with templates resolved, as `dvc repro` would run them."""
     from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
 
@@ -105,6 +105,7 @@ def dvc_stages(root: Path) -> list[Stage]:
                 outs=[out.def_path for out in stage.outs],
             )
             for stage in repo.index.stages
+            if dvc_file is None or Path(stage.dvcfile.path).resolve() == (root / dvc_file).resolve()
         ]
 
 
@@ -168,18 +169,23 @@ def upstream(jobs: Iterable[int], all_jobs: list[Job], producer: Mapping[str, in
     return seen
 
 
-def check(root: Path) -> list[str]:
-    """Every difference between dvc.yaml and the Snakemake DAG in `root` (empty if none)."""
+# Each DVC pipeline and the Snakemake target it mirrors: the default run, and the ablations (`snakemake
+# ablations`), kept in a dvc.yaml of their own so that a plain `dvc repro` does not start them.
+PIPELINES = {"dvc.yaml": "all", "workflow/ablations/dvc.yaml": "ablations"}
+
+
+def check(root: Path, dvc_file: str = "dvc.yaml") -> list[str]:
+    """Every difference between one dvc.yaml and its Snakemake target in `root` (empty if none)."""
     root = root.resolve()
     errors: list[str] = []
-    dvc_file = yaml.safe_load((root / "dvc.yaml").read_text())
-    models = next((entry["models"] for entry in dvc_file.get("vars", []) if isinstance(entry, dict)
+    dvc_yaml = yaml.safe_load((root / dvc_file).read_text())
+    models = next((entry["models"] for entry in dvc_yaml.get("vars", []) if isinstance(entry, dict)
                    and "models" in entry), None)
-    if models != registry.names():
+    if dvc_file == "dvc.yaml" and models != registry.names():
         errors.append(f"dvc.yaml: vars `models` is {models}, core/registry.py has {registry.names()}: "
                       "list the registry's models there, in its order")
     params = yaml.safe_load((root / "params.yaml").read_text())
-    stages = dvc_stages(root)
+    stages = dvc_stages(root, dvc_file)
     commands = {}
     for stage in stages:
         commands[stage.name] = command_targets(stage.cmd)
@@ -188,13 +194,15 @@ def check(root: Path) -> list[str]:
                           "`snakemake --cores all --until RULE...`")
     aggregate = sorted({target for parsed in commands.values() if parsed for target in parsed[0]
                         if "/" not in target and "." not in target})
-    jobs = snakemake_jobs(root, ["all", *aggregate])
+    jobs = snakemake_jobs(root, [PIPELINES[dvc_file], *aggregate])
     producer = {path: index for index, job in enumerate(jobs) for path in job.outputs}
 
-    # Artefacts: each Snakemake output has one DVC out, each DVC out holds some output.
+    # Artefacts: each Snakemake output has one DVC out, each DVC out holds some output. The files a second
+    # pipeline reads from the first (the prepared data) are the first's outs.
+    every = stages if dvc_file == "dvc.yaml" else dvc_stages(root, None)
     owner: dict[str, str] = {}
     for path in producer:
-        holders = [stage.name for stage in stages for out in stage.outs if covers(out, path)]
+        holders = [stage.name for stage in every for out in stage.outs if covers(out, path)]
         if len(holders) != 1:
             errors.append(f"{path} (rule {jobs[producer[path]].rule}) is an out of {len(holders)} DVC stages "
                           f"{holders}: declare it in exactly one")
@@ -264,10 +272,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", nargs="?", type=Path, default=Path.cwd(), help="repository folder (default: .)")
     args = parser.parse_args(argv)
-    errors = check(args.root)
-    if errors:
-        sys.exit("dvc.yaml differs from the Snakemake DAG:\n  " + "\n  ".join(errors))
-    print(f"dvc.yaml follows the Snakemake DAG of {args.root}/params.yaml")
+    for dvc_file, target in PIPELINES.items():
+        errors = check(args.root, dvc_file)
+        if errors:
+            sys.exit(f"{dvc_file} differs from the Snakemake DAG:\n  " + "\n  ".join(errors))
+        print(f"{dvc_file} follows the Snakemake target `{target}` of {args.root}/params.yaml")
 
 
 if __name__ == "__main__":
