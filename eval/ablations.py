@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -42,6 +41,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from core.atomic import atomic_path
 from core.params import deep_merge, train_settings
 from eval.cost import images_seen, training_step_flops
 from eval.metrics import atomic_write_csv, atomic_write_json, per_image_metrics, rate_per_image, rmse_per_image
@@ -98,9 +98,8 @@ def _cost(trainable: nn.Module, resolution: int, meta: Mapping[str, Any], checkp
 
 
 def _atomic_copy(source: Path, target: Path) -> None:
-    temporary = target.with_name(target.name + ".tmp")
-    shutil.copyfile(source, temporary)
-    os.replace(temporary, target)
+    with atomic_path(target) as temporary:
+        shutil.copyfile(source, temporary)
 
 
 def train_variant(params: Mapping[str, Any], resolution: int, variant: str, train_images: np.ndarray,

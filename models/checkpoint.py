@@ -8,9 +8,7 @@ A model checkpoint is a plain dict of tensors and primitives, so it loads with `
 from __future__ import annotations
 
 import errno
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +16,17 @@ import torch
 from torch import nn
 
 from core import registry
+from core.atomic import save_torch
 
 MODEL_KINDS = registry.checkpoint_kinds()  # checkpoint kind -> "module:Class"
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
+    """torch.save through the one atomic writer (core/atomic.py): a reader never sees half a file."""
     try:
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
+        save_torch(obj, path)
     except RuntimeError as error:  # torch's C++ writer reports a full disk as "basic_ios::clear: iostream error"
-        Path(temporary).unlink(missing_ok=True)
-        raise checkpoint_write_error(path, error) from error
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        raise checkpoint_write_error(Path(path), error) from error
 
 
 def checkpoint_write_error(path: Path, error: BaseException) -> OSError:
