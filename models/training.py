@@ -21,6 +21,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import os
 import platform
 import socket
@@ -43,7 +44,29 @@ SETTINGS_KEYS = ("lr", "batch_size", "epochs", "log_every", "bf16", "grad_clip")
 # Optional settings (older settings dicts without them keep working): train.compile wraps training_step in
 # torch.compile; off by default because on the default run's job sizes its compile time does not pay
 # (benchmarks/train.py --compile measures it).
-OPTIONAL_SETTINGS = {"compile": False}
+OPTIONAL_SETTINGS = {"compile": False, "schedule": None}
+# train.schedule: {warmup: fraction of all steps with a linear warm-up from 0, decay: constant | linear | cosine to
+# zero at the last step}; None keeps every learning rate constant. The factor depends on the global step alone, so
+# a resumed run continues on the same curve, and every parameter group of a model follows the same one.
+DECAYS = ("constant", "linear", "cosine")
+
+
+def lr_factor(schedule: dict[str, Any] | None, step: int, total_steps: int) -> float:
+    """The multiplier of every base learning rate at 0-based `step` of `total_steps` (train.schedule)."""
+    if not schedule:
+        return 1.0
+    decay = schedule.get("decay", "constant")
+    if decay not in DECAYS:
+        raise ValueError(f"train.schedule.decay {decay!r} is not one of {', '.join(DECAYS)}")
+    warmup = int(round(float(schedule.get("warmup", 0.0)) * total_steps))
+    if step < warmup:
+        return (step + 1) / warmup  # linear warm-up; never 0, so the first step moves
+    if decay == "constant" or total_steps <= warmup:
+        return 1.0
+    progress = (step - warmup) / (total_steps - warmup)  # 0 at the end of warm-up, -> 1 at the last step
+    if decay == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 class NonFiniteLossError(ValueError):
@@ -350,6 +373,9 @@ def fit(
         trainable.to(device_)
         ranks.broadcast_state(trainable)
         optimizers = _make_optimizers(trainable, settings)
+        # Before a resume state overwrites them with the scheduled rates of its last step.
+        base_lrs = {group: [options["lr"] for options in optimizer.param_groups]
+                    for group, optimizer in optimizers.items()}
         groups = {group: list(params) for group, params in trainable.parameter_groups().items()}
         host_images = np.array(train_images)  # (N, 3, H, W) uint8, read once
         fingerprint = _fingerprint(settings, seed, label, groups, host_images, ranks.world_size, trainable, export)
@@ -409,6 +435,10 @@ def fit(
                 batch = batch.contiguous(memory_format=memory_format)
                 with torch.autocast(device_.type, dtype=dtype) if dtype else contextlib.nullcontext():
                     result = training_step(batch)
+                factor = lr_factor(settings["schedule"], step, epochs * per_epoch)
+                for group, optimizer in optimizers.items():
+                    for options, base_lr in zip(optimizer.param_groups, base_lrs[group], strict=True):
+                        options["lr"] = base_lr * factor
                 _update(result.objectives, groups, optimizers, settings, ranks, step, label, guard)
                 _sync_buffers(trainable, ranks)
                 step += 1

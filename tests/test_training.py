@@ -303,3 +303,33 @@ def test_two_gloo_processes_end_with_identical_weights(tmp_path: Path) -> None:
     assert not all(torch.equal(rank0[key], initial[key]) for key in rank0)  # it trained
     saved = load_checkpoint(tmp_path / "level0.pt")  # written once, by rank 0
     assert saved["meta"]["world_size"] == 2
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
+    cosine = {"warmup": 0.1, "decay": "cosine"}
+    factors = [training.lr_factor(cosine, step, 100) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)  # 10 warm-up steps
+    assert factors[10] == pytest.approx(1.0) and factors[55] == pytest.approx(0.5)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False)) and factors[-1] < 0.001
+    assert training.lr_factor({"decay": "linear"}, 50, 100) == pytest.approx(0.5)
+    assert training.lr_factor(None, 50, 100) == 1.0
+    with pytest.raises(ValueError, match="decay"):
+        training.lr_factor({"decay": "step"}, 0, 10)
+
+
+def test_a_resumed_scheduled_run_matches_an_uninterrupted_one_bitwise(tmp_path: Path) -> None:
+    data = train_images()
+    settings = {**SETTINGS, "schedule": {"warmup": 0.25, "decay": "cosine"}}
+    trainable = level_trainable()
+    fit(trainable, data, settings=settings, seed=3, output=tmp_path / "a.pt", export=trainable.model, name="job")
+    constant = level_trainable()
+    fit(constant, data, settings=SETTINGS, seed=3, output=tmp_path / "c.pt", export=constant.model, name="job")
+    killed = StopsAtStep(level_trainable().model, 0, stop_at=steps_per_epoch(len(data), 4) + 2)
+    with pytest.raises(Interrupted):
+        fit(killed, data, settings=settings, seed=3, output=tmp_path / "b.pt", name="job")
+    restarted = level_trainable()
+    fit(restarted, data, settings=settings, seed=3, output=tmp_path / "b.pt", export=restarted.model, name="job")
+    scheduled, resumed = (load_checkpoint(tmp_path / name)["state_dict"] for name in ("a.pt", "b.pt"))
+    unscheduled = load_checkpoint(tmp_path / "c.pt")["state_dict"]
+    assert all(torch.equal(resumed[key], scheduled[key]) for key in scheduled)
+    assert any(not torch.equal(unscheduled[key], scheduled[key]) for key in scheduled)  # the schedule acted
