@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from core.atomic import atomic_path
 from models.checkpoint import atomic_save, save_model
 
 logger = logging.getLogger(__name__)
@@ -242,13 +243,10 @@ class _CsvLog:
         if self.columns is None:
             self.path.unlink(missing_ok=True)
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with temporary.open("w", newline="") as handle:
+        with atomic_path(self.path) as temporary, temporary.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(self.columns)
             writer.writerows(self.rows)
-        os.replace(temporary, self.path)
 
     def state(self) -> dict[str, Any]:
         return {"columns": self.columns or [], "rows": [list(row) for row in self.rows]}
@@ -526,7 +524,7 @@ def _set_aside(resume_path: Path) -> Path | None:
     if not resume_path.exists():
         return None
     kept = resume_path.with_name(resume_path.name.removesuffix(".resume.pt") + ".nonfinite")
-    os.replace(resume_path, kept)
+    resume_path.replace(kept)  # a move of a finished file, not a write
     return kept
 
 

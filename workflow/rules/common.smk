@@ -1,10 +1,10 @@
 # Shared by all the rules below: validated params, the resolved params file, resources, launchers.
 import hashlib
-import os
 from pathlib import Path
 
 import yaml
 
+from core.atomic import write_text
 from core.params import ParamsError, validate
 from core.registry import level_checkpoint, retrain_source, training_jobs, training_log
 from workflow.locks import clear_stale_locks
@@ -37,10 +37,7 @@ def _write_resolved_params(params):
     text = yaml.safe_dump(params, sort_keys=False)
     path = Path(".snakemake/lapcvae") / f"params-{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(text)
-        os.replace(temporary, path)
+        write_text(path, text)
     return str(path)
 
 
