@@ -6,7 +6,8 @@ aggregated over training seeds, with the comparison's claims tested across seeds
 and nested `metrics.json` ({"64": {"vae": {"rmse_mean": ...}}}) for `dvc metrics show`.
 
 Several seeds: pass one eval folder and one per-image folder per seed (--eval-dir D0 D1 D2 --per-image-dir
-P0 P1 P2 --seeds 0 1 2), e.g. the per-seed layout results/seed{s}/eval, results/seed{s}/metrics/per_image.
+P0 P1 P2 --seeds 0 1 2), as the `table` rule does for the DAG's per-seed layout (core/registry.py, seed_results):
+results/eval and results/metrics/per_image for the first seed, results/seeds/{s}/... for the others.
 """
 
 from __future__ import annotations
