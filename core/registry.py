@@ -10,12 +10,16 @@ Artefact paths are relative to `paths.results` and spelled only here:
     models/{res}/{name}/model.pt          a model trained by one job (`train_baseline`)
     models/{res}/{name}/level{level}.pt   a LapCVAE variant, one job per pyramid level; level0.pt is the whole model
     models/{res}/lapcvae/retrained_m.pt   LapCVAE with its M networks retrained (`retrain_m`)
+
+One training seed's artefacts (its checkpoints, eval/{res}/{model}/ and metrics/per_image/) live under that seed's
+results folder, `seed_results()`: `paths.results` itself for the first of params `seeds`, and
+`{results}/seeds/{seed}` (the same layout inside) for every further seed.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,6 +94,14 @@ def params_sections() -> list[str]:
 
 
 # ----- artefact layout (paths relative to paths.results, or under `results` when given) ------------------------
+def seed_results(results: str, seed: int | str, seeds: Sequence[int]) -> str:
+    """The results folder of one training seed: `results` for the first of `seeds` (so a one-seed study keeps the
+    layout above), `{results}/seeds/{seed}` for the others. Data, split and the data-only references are shared."""
+    if int(seed) not in [int(each) for each in seeds]:
+        raise ValueError(f"training seed {seed} is not one of params seeds {list(seeds)}")
+    return results if int(seed) == int(seeds[0]) else f"{results}/seeds/{seed}"
+
+
 def level_checkpoint(results: str, res: int | str, name: str, level: int | str, levels: int | None = None) -> str:
     """Level `level`'s checkpoint of a per-level model: it holds levels level..K.
 

@@ -23,7 +23,6 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from tqdm import tqdm
 
 from core import atomic, registry
@@ -72,6 +71,10 @@ def rmse_per_image(reference: torch.Tensor, reconstruction: torch.Tensor) -> tor
 
 def psnr_per_image(reference: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     """(N,) PSNR in dB of the quantised reconstruction (torchmetrics; inf for a perfect reconstruction)."""
+    # Imported here: torchmetrics pulls in torchvision and torch._dynamo, ~3x torch's own import time, which every
+    # job that imports this module (training cost, table, figures, report...) would pay.
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     _check_pair(reference, reconstruction)
     return peak_signal_noise_ratio(
         quantise(reconstruction), reference, data_range=1.0, reduction="none", dim=(1, 2, 3)
@@ -80,6 +83,8 @@ def psnr_per_image(reference: torch.Tensor, reconstruction: torch.Tensor) -> tor
 
 def ssim_per_image(reference: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     """(N,) SSIM (Gaussian 11x11 window, torchmetrics defaults) of the quantised reconstruction; images >= 11 px."""
+    from torchmetrics.functional.image import structural_similarity_index_measure  # see psnr_per_image
+
     _check_pair(reference, reconstruction)
     return structural_similarity_index_measure(
         quantise(reconstruction), reference, data_range=1.0, reduction="none"

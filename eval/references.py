@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -117,16 +118,22 @@ class PCACode(nn.Module):
 
 
 def build_references(params: dict[str, Any], resolution: int, train_images: np.ndarray,
-                     coarsest: str | Path | None) -> dict[str, nn.Module]:
-    """{name: an object with reconstruct(x)} for every reference the inputs allow (coarsest needs a checkpoint)."""
+                     coarsest: str | Path | None, names: Collection[str] = REFERENCES) -> dict[str, nn.Module]:
+    """{name: an object with reconstruct(x)} for each of `names` the inputs allow (coarsest needs a checkpoint)."""
+    unknown = set(names) - set(REFERENCES)
+    if unknown:
+        raise ValueError(f"unknown references {sorted(unknown)}; known: {', '.join(REFERENCES)}")
     latent = sum(params["lapcvae"][str(resolution)]["latent_dims"])
-    references: dict[str, nn.Module] = {"mean_face": MeanFace(mean_face(train_images))}
-    started = time.perf_counter()
-    mean, basis = fit_pca(train_images, latent)
-    logger.info("PCA with %d components on %d training images in %.1f s", len(basis), len(train_images),
-                time.perf_counter() - started)
-    references["pca"] = PCACode(mean, basis)
-    if coarsest is not None:
+    references: dict[str, nn.Module] = {}
+    if "mean_face" in names:
+        references["mean_face"] = MeanFace(mean_face(train_images))
+    if "pca" in names:
+        started = time.perf_counter()
+        mean, basis = fit_pca(train_images, latent)
+        logger.info("PCA with %d components on %d training images in %.1f s", len(basis), len(train_images),
+                    time.perf_counter() - started)
+        references["pca"] = PCACode(mean, basis)
+    if coarsest is not None and "lapcvae_coarsest" in names:
         model = load_model(coarsest, torch.device("cpu"))
         if getattr(model, "first_level", None) != getattr(model, "coarsest", -1):
             raise ValueError(f"--coarsest {coarsest} holds more than LapCVAE's coarsest level; pass level{{K}}.pt")

@@ -6,7 +6,8 @@ aggregated over training seeds, with the comparison's claims tested across seeds
 and nested `metrics.json` ({"64": {"vae": {"rmse_mean": ...}}}) for `dvc metrics show`.
 
 Several seeds: pass one eval folder and one per-image folder per seed (--eval-dir D0 D1 D2 --per-image-dir
-P0 P1 P2 --seeds 0 1 2), e.g. the per-seed layout results/seed{s}/eval, results/seed{s}/metrics/per_image.
+P0 P1 P2 --seeds 0 1 2), as the `table` rule does for the DAG's per-seed layout (core/registry.py, seed_results):
+results/eval and results/metrics/per_image for the first seed, results/seeds/{s}/... for the others.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import t as t_distribution
-from scipy.stats import ttest_rel, wilcoxon
 
 from eval.metrics import MODELS
 from eval.paper import PAPER_TABLE1
@@ -69,6 +68,8 @@ def read_per_image(path: Path) -> pd.Series:
 
 def paired_wilcoxon(model_rmse: pd.Series, baseline_rmse: pd.Series) -> dict[str, float]:
     """Wilcoxon signed-rank test of paired per-image RMSE (model - baseline) over the same test images."""
+    from scipy.stats import wilcoxon  # imported when used: scipy.stats costs every job importing this module ~2 s
+
     if not model_rmse.index.equals(baseline_rmse.index):
         raise ValueError("per-image metrics cover different test images; evaluate every model on the same split")
     differences = (model_rmse - baseline_rmse).to_numpy()  # (N,)
@@ -137,6 +138,8 @@ def seed_test(first: Mapping[int, float], second: Mapping[int, float], min_seeds
     `min_seeds` pairs no test is made (p = NaN, test says why): two trained networks are not two methods.
     The test is Student's paired t (two-sided) on the per-seed differences.
     """
+    from scipy.stats import ttest_rel  # see paired_wilcoxon
+
     if len(second) == 1 and len(first) > 1:
         second = {seed: next(iter(second.values())) for seed in first}
     if len(first) == 1 and len(second) > 1:
@@ -177,6 +180,8 @@ def build_table1(params: Mapping[str, Any], eval_dir: str | Path | Sequence[str 
     eval.table.seed_test) and, with one seed only, the per-image Wilcoxon test of the two trained networks
     (descriptive: it compares two networks, not two methods). Then the paper's published RMSE.
     """
+    from scipy.stats import t as t_distribution  # see paired_wilcoxon
+
     eval_dirs, per_image_dirs = paths_of(eval_dir), paths_of(per_image_dir)
     if len(eval_dirs) != len(per_image_dirs):
         raise ValueError(f"{len(eval_dirs)} eval folders but {len(per_image_dirs)} per-image folders: give one "

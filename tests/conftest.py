@@ -1,6 +1,132 @@
-"""Test-wide settings."""
+"""Test-wide settings, and the smoke-scale study that the end-to-end tests share (run once per session).
 
+The whole DAG at smoke scale costs minutes on 2 cores (about 60 jobs, each starting Python and torch), so the
+slow tests share two runs instead of each making their own:
+- `smoke_run`: `snakemake --cores 2` in a copy of the repository, killed (SIGKILL, whole process group) in the
+  middle of training and then run again with the same command, to completion. The kill-and-resume test checks
+  what the kill left and the resumed weights; the adding-a-model test starts its copy from this study's files.
+- `dvc_run`: `dvc repro` from scratch in another copy. DVC runs its stages one after another, mostly on one
+  core, so when a session needs both runs it starts DVC's in the background while Snakemake's runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
 import torch
+import yaml
+
+from core.params import load_params
 
 # The tests train tiny models: one thread avoids oversubscribing small CPUs (30x faster on 2 busy cores).
 torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+CORES = "2"  # the machine `make test` is sized for
+
+
+def run_command(*command: str, cwd: Path, timeout: int = 1800, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(command, cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result.stdout + result.stderr
+
+
+def copy_repository(destination: Path) -> Path:
+    """The repository's files as git sees them (tracked and untracked, not ignored), in a fresh git repository."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")
+    for name in filter(None, files):
+        source = REPO / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+    run_command("git", "init", "-q", cwd=destination)
+    return destination
+
+
+def smoke_copy(destination: Path) -> Path:
+    """A copy of the repository with the smoke params written into params.yaml."""
+    copy_repository(destination)
+    (destination / "params.yaml").write_text(yaml.safe_dump(load_params("config/smoke.yaml"), sort_keys=False))
+    return destination
+
+
+@dataclass
+class SmokeRun:
+    """A smoke study Snakemake built after a SIGKILL in the middle of training, and what the kill left."""
+
+    root: Path
+    report_before_rerun: bool  # the report existed when the kill came (the run finished too early to test)
+    locks_after_kill: int  # Snakemake lock files the killed run left
+    rerun_output: str  # what the same command printed the second time
+
+
+@dataclass
+class DvcStart:
+    root: Path
+    process: subprocess.Popen
+    log: Path
+
+
+def _start_dvc(root: Path) -> DvcStart:
+    log = root.parent / f"{root.name}.dvc-repro.log"
+    with log.open("w") as handle:
+        process = subprocess.Popen(["dvc", "repro"], cwd=root, env=ENV, stdout=handle, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    return DvcStart(root, process, log)
+
+
+@pytest.fixture(scope="session")
+def dvc_start(tmp_path_factory: pytest.TempPathFactory):
+    """`dvc repro` from scratch in its own smoke copy, started (not awaited); killed if the session ends first."""
+    started = _start_dvc(smoke_copy(tmp_path_factory.mktemp("dvc")))
+    yield started
+    if started.process.poll() is None:
+        os.killpg(started.process.pid, signal.SIGKILL)
+        started.process.wait()
+
+
+@pytest.fixture(scope="session")
+def dvc_run(dvc_start: DvcStart) -> Path:
+    """The smoke study as `dvc repro` builds it from scratch (about 60 stages, one Snakemake start each)."""
+    try:
+        dvc_start.process.wait(timeout=2700)
+    except subprocess.TimeoutExpired:
+        os.killpg(dvc_start.process.pid, signal.SIGKILL)
+        dvc_start.process.wait()
+    output = dvc_start.log.read_text()
+    assert dvc_start.process.returncode == 0, f"dvc repro:\n{output[-6000:]}"
+    return dvc_start.root
+
+
+@pytest.fixture(scope="session")
+def smoke_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
+    """The smoke study built by `snakemake --cores 2`, killed mid-training and run again to completion."""
+    if any("dvc_run" in item.fixturenames for item in request.session.items):
+        request.getfixturevalue("dvc_start")  # DVC's run shares the cores with this one rather than following it
+    root = smoke_copy(tmp_path_factory.mktemp("snakemake"))
+    process = subprocess.Popen(["snakemake", "--cores", CORES], cwd=root, env=ENV, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_levels = root / "results/models/64/lapcvae/level2.pt"  # two LapCVAE levels trained, more to come
+    deadline = time.monotonic() + 900
+    while not first_levels.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)  # the whole Snakemake process group, jobs included
+    process.wait()
+    report_before_rerun = (root / "results/report.html").exists()
+    locks = len(list((root / ".snakemake/locks").glob("*.lock")))
+    # As a user would: the same command again, no `--unlock` (the killed run's lock is removed as stale).
+    rerun_output = run_command("snakemake", "--cores", CORES, cwd=root, timeout=2700)
+    return SmokeRun(root, report_before_rerun, locks, rerun_output)

@@ -18,7 +18,7 @@ from core.atomic import write_text as atomic_write_text
 from data.arrays import load_image_array
 from eval.cost import training_cost
 from eval.rate_distortion import plot, sweep
-from eval.references import build_references, evaluate_reference
+from eval.references import REFERENCES, build_references, evaluate_reference
 from eval.tuning import override_file, tune
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
@@ -32,6 +32,9 @@ def references_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", required=True, help="prepared training split, e.g. data/prepared/64/train.npy")
     parser.add_argument("--test", required=True, help="prepared test split, e.g. data/prepared/64/test.npy")
     parser.add_argument("--coarsest", default=None, help="LapCVAE's coarsest level, .../lapcvae/level{K}.pt")
+    parser.add_argument("--only", nargs="+", choices=REFERENCES, default=None,
+                        help="write only these references, e.g. lapcvae_coarsest for a further training seed (the "
+                             "mean face and PCA depend on the data only)")
     parser.add_argument("--eval-dir", required=True, help="writes {res}/{name}/summary.json here, e.g. results/eval")
     parser.add_argument("--per-image-dir", required=True, help="writes {res}_{name}.csv, e.g. "
                                                                "results/metrics/per_image")
@@ -40,7 +43,8 @@ def references_main(argv: list[str] | None = None) -> None:
     train_images = load_image_array(args.train, args.res)
     test_images = load_image_array(args.test, args.res)
     latent = sum(params["lapcvae"][str(args.res)]["latent_dims"])
-    for name, reference in build_references(params, args.res, train_images, args.coarsest).items():
+    for name, reference in build_references(params, args.res, train_images, args.coarsest,
+                                            args.only or REFERENCES).items():
         per_image, summary = evaluate_reference(reference, test_images, params["eval"]["batch_size"],
                                                 params["eval"]["bootstrap_samples"], params["seed"])
         summary = {"model": name, "kind": "reference", "resolution": args.res, **summary,

@@ -6,7 +6,7 @@ import yaml
 
 from core.atomic import write_text
 from core.params import ParamsError, validate
-from core.registry import level_checkpoint, retrain_source, training_jobs, training_log
+from core.registry import level_checkpoint, retrain_source, seed_results, training_jobs, training_log
 from workflow.locks import clear_stale_locks
 from workflow.pipeline import (
     BASELINES, LAPCVAE_VARIANTS, MODELS, REFERENCES, RETRAINED, checkpoint, export_params, expose_cli, figures,
@@ -49,6 +49,13 @@ RESULTS = config["paths"]["results"]
 RES = [str(res) for res in resolutions(config)]
 RESOURCES = config["resources"]
 LAPCVAE_LEVELS = {res: levels(config, res) for res in RES}
+# Training seeds (params `seeds`; README "How models are compared"). Each has its own results folder (core/registry.py,
+# seed_results): the first seed's is RESULTS itself, so a one-seed study's rules, files and logs are what they always
+# were; every further seed gets its own copy of each rule that trains or scores a model, named <rule>_seed<seed>.
+# Data, the split and the data-only references are shared; figures, neighbours, editing and the study use the first.
+SEEDS = [int(seed) for seed in config["seeds"]]
+RUNS = {seed: seed_results(RESULTS, seed, SEEDS) for seed in SEEDS}
+SEED_REFERENCES = ["lapcvae_coarsest"]  # the reference rows that depend on a seed's training (eval/references.py)
 
 TRAIN_RESOURCES = dict(
     mem_mb=RESOURCES["train"]["mem_mb"], runtime=RESOURCES["train"]["runtime"], gpu=RESOURCES["train"]["gpus"]
@@ -56,6 +63,36 @@ TRAIN_RESOURCES = dict(
 EVAL_RESOURCES = dict(
     mem_mb=RESOURCES["eval"]["mem_mb"], runtime=RESOURCES["eval"]["runtime"], gpu=RESOURCES["eval"]["gpus"]
 )
+
+
+def seed_rule(name, seed):
+    """The name of a rule's copy for one training seed: the rule itself for the first seed."""
+    return name if seed == SEEDS[0] else f"{name}_seed{seed}"
+
+
+def seed_log(seed):
+    """What a further seed's log names carry, so that no two jobs share a log."""
+    return "" if seed == SEEDS[0] else f"_seed{seed}"
+
+
+def seed_config(seed):
+    """The merged params as a job of training seed `seed` sees them: `seed` replaced by the training seed."""
+    return config if seed == config["seed"] else {**config, "seed": seed}
+
+
+def seed_params(seed):
+    """Extra `--params` of a job of training seed `seed`: an override file `seed: <seed>`, merged over the
+    resolved params (nothing for the seed that `seed` already is)."""
+    if seed == config["seed"]:
+        return ""
+    path = Path(".snakemake/lapcvae") / f"seed-{seed}.yaml"
+    text = yaml.safe_dump({"seed": seed})
+    if not path.is_file() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    return f" --params {path}"
 
 
 def launcher(kind):
@@ -66,17 +103,26 @@ def launcher(kind):
     return "lapcvae"
 
 
-def whole_model(name):
+def whole_model(name, results=RESULTS):
     """The checkpoint a registry model is evaluated from, as a rule input (core/registry.py's layout)."""
-    return lambda wildcards: checkpoint(RESULTS, wildcards.res, name)
+    return lambda wildcards: checkpoint(results, wildcards.res, name)
 
 
-def coarser_level(wildcards):
+def whole_model_of(results=RESULTS):
+    """The checkpoint the {model} wildcard's model is evaluated from, under one seed's results folder."""
+    return lambda wildcards: checkpoint(results, wildcards.res, wildcards.model)
+
+
+def coarser_level(results=RESULTS):
     """Level k is conditioned on levels k+1..K (Figure 3): it needs their checkpoint, except at the top."""
-    level = int(wildcards.level)
-    if level + 1 >= LAPCVAE_LEVELS[wildcards.res]:
-        return []
-    return level_checkpoint(RESULTS, wildcards.res, wildcards.variant, level + 1, LAPCVAE_LEVELS[wildcards.res])
+
+    def coarser(wildcards):
+        level = int(wildcards.level)
+        if level + 1 >= LAPCVAE_LEVELS[wildcards.res]:
+            return []
+        return level_checkpoint(results, wildcards.res, wildcards.variant, level + 1, LAPCVAE_LEVELS[wildcards.res])
+
+    return coarser
 
 
 def figure_output(name, number, caption):
@@ -100,6 +146,8 @@ def folder(io, key, up=1):
     return infer
 
 
-def fingerprint_of(rule_name):
-    """The params value that reruns a job when the parameters or code it uses change (workflow/pipeline.py)."""
-    return lambda wildcards: job_fingerprint(config, rule_name, dict(wildcards))
+def fingerprint_of(rule_name, seed=None):
+    """The params value that reruns a job when the parameters or code it uses change (workflow/pipeline.py);
+    a job of a training seed other than `seed` sees that seed as its `seed`."""
+    params = config if seed is None else seed_config(seed)
+    return lambda wildcards: job_fingerprint(params, rule_name, dict(wildcards))

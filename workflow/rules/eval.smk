@@ -1,39 +1,47 @@
 # Evaluation (paper section 5.1): per-model metrics on the test split, Table 1, nearest neighbours, figures.
 
 
-rule evaluate:
-    conda:
-        CONDA_ENV
-    input:
-        model=lambda w: checkpoint(RESULTS, w.res, w.model),
-        test=f"{PREP}/{{res}}/test.npy",
-    output:
-        reconstructions=f"{RESULTS}/eval/{{res}}/{{model}}/reconstructions.npy",
-        samples=f"{RESULTS}/eval/{{res}}/{{model}}/samples.npy",
-        summary=f"{RESULTS}/eval/{{res}}/{{model}}/summary.json",
-        per_image=f"{RESULTS}/metrics/per_image/{{res}}_{{model}}.csv",
-    log:
-        "logs/evaluate_{res}_{model}.log",
-    params:
-        out_dir=folder("output", "summary"),
-        fingerprint=fingerprint_of("evaluate"),
-    threads: RESOURCES["eval"]["threads"]
-    resources:
-        **EVAL_RESOURCES,
-    shell:
-        "OMP_NUM_THREADS={threads} lapcvae evaluate --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --model {wildcards.model} --checkpoint {input.model} --test {input.test}"
-        " --out-dir {params.out_dir} --per-image {output.per_image} 2>&1 | tee {log}"
+for seed, results in RUNS.items():  # one copy per training seed (common.smk: seed_rule)
+
+    rule:
+        name:
+            seed_rule("evaluate", seed)
+        conda:
+            CONDA_ENV
+        input:
+            model=whole_model_of(results),
+            test=f"{PREP}/{{res}}/test.npy",
+        output:
+            reconstructions=f"{results}/eval/{{res}}/{{model}}/reconstructions.npy",
+            samples=f"{results}/eval/{{res}}/{{model}}/samples.npy",
+            summary=f"{results}/eval/{{res}}/{{model}}/summary.json",
+            per_image=f"{results}/metrics/per_image/{{res}}_{{model}}.csv",
+        log:
+            f"logs/evaluate_{{res}}_{{model}}{seed_log(seed)}.log",
+        params:
+            out_dir=folder("output", "summary"),
+            fingerprint=fingerprint_of("evaluate", seed),
+        threads: RESOURCES["eval"]["threads"]
+        resources:
+            **EVAL_RESOURCES,
+        shell:
+            f"OMP_NUM_THREADS={{threads}} lapcvae evaluate --params $LAPCVAE_PARAMS{seed_params(seed)}"
+            " --res {wildcards.res} --model {wildcards.model} --checkpoint {input.model} --test {input.test}"
+            " --out-dir {params.out_dir} --per-image {output.per_image} 2>&1 | tee {log}"
 
 
 rule table:
     conda:
         CONDA_ENV
     input:
-        summaries=expand(f"{RESULTS}/eval/{{res}}/{{model}}/summary.json", res=RES, model=MODELS),
-        per_image=expand(f"{RESULTS}/metrics/per_image/{{res}}_{{model}}.csv", res=RES, model=MODELS),
-        references=expand(f"{RESULTS}/eval/{{res}}/{{name}}/summary.json", res=RES, name=REFERENCES),
-        costs=expand(f"{RESULTS}/eval/{{res}}/{{model}}/cost.json", res=RES, model=MODELS),
+        # every training seed's results folder (common.smk: RUNS), first seed first
+        summaries=expand("{results}/eval/{res}/{model}/summary.json", results=RUNS.values(), res=RES, model=MODELS),
+        per_image=expand("{results}/metrics/per_image/{res}_{model}.csv", results=RUNS.values(), res=RES,
+                         model=MODELS),
+        references=[*expand(f"{RESULTS}/eval/{{res}}/{{name}}/summary.json", res=RES, name=REFERENCES),
+                    *expand("{results}/eval/{res}/{name}/summary.json", results=list(RUNS.values())[1:], res=RES,
+                            name=SEED_REFERENCES)],
+        costs=expand("{results}/eval/{res}/{model}/cost.json", results=RUNS.values(), res=RES, model=MODELS),
     output:
         table=report(f"{RESULTS}/metrics/table1.csv", caption="../report/table1.rst", category="Table 1"),
         seeds=f"{RESULTS}/metrics/table1_seeds.csv",
@@ -42,14 +50,15 @@ rule table:
     log:
         "logs/table.log",
     params:
-        # Every file the table reads is declared above; the command takes their folders (one per training seed).
-        eval_dir=folder("input", "summaries", up=3),
-        per_image_dir=folder("input", "per_image"),
+        # Every file the table reads is declared above; the command takes their folders, one per training seed.
+        eval_dir=[f"{results}/eval" for results in RUNS.values()],
+        per_image_dir=[f"{results}/metrics/per_image" for results in RUNS.values()],
+        seeds=SEEDS,
         out_dir=folder("output", "table"),
         fingerprint=fingerprint_of("table"),
     shell:
         "lapcvae table --params $LAPCVAE_PARAMS --eval-dir {params.eval_dir} --per-image-dir {params.per_image_dir}"
-        " --out-dir {params.out_dir} 2>&1 | tee {log}"
+        " --seeds {params.seeds} --out-dir {params.out_dir} 2>&1 | tee {log}"
 
 
 rule neighbours:

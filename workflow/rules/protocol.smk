@@ -27,19 +27,57 @@ rule references:
         " --per-image-dir {params.per_image_dir} 2>&1 | tee {log}"
 
 
-rule training_cost:
-    conda:
-        CONDA_ENV
-    input:
-        lambda w: training_jobs(RESULTS, w.res, w.model, LAPCVAE_LEVELS[w.res]),
-    output:
-        f"{RESULTS}/eval/{{res}}/{{model}}/cost.json",
-    log:
-        "logs/training_cost_{res}_{model}.log",
-    params:
-        fingerprint=fingerprint_of("training_cost"),
-    threads: RESOURCES["eval"]["threads"]
-    resources:
-        **EVAL_RESOURCES,
-    shell:
-        "OMP_NUM_THREADS={threads} lapcvae training-cost --checkpoints {input} --out {output} 2>&1 | tee {log}"
+# A further training seed's reference rows: only LapCVAE's coarsest level depends on training; the mean face and
+# PCA depend on the shared data and split and are computed once, with the first seed (above).
+for seed, results in list(RUNS.items())[1:]:
+
+    rule:
+        name:
+            seed_rule("references", seed)
+        conda:
+            CONDA_ENV
+        input:
+            train=f"{PREP}/{{res}}/train.npy",
+            test=f"{PREP}/{{res}}/test.npy",
+            coarsest=lambda w, results=results: level_checkpoint(results, w.res, "lapcvae", LAPCVAE_LEVELS[w.res] - 1,
+                                                                 LAPCVAE_LEVELS[w.res]),
+        output:
+            summaries=expand(f"{results}/eval/{{{{res}}}}/{{name}}/summary.json", name=SEED_REFERENCES),
+            per_image=expand(f"{results}/metrics/per_image/{{{{res}}}}_{{name}}.csv", name=SEED_REFERENCES),
+        log:
+            f"logs/references_{{res}}{seed_log(seed)}.log",
+        params:
+            eval_dir=folder("output", "summaries", up=3),
+            per_image_dir=folder("output", "per_image"),
+            names=SEED_REFERENCES,
+            fingerprint=fingerprint_of("references", seed),
+        threads: RESOURCES["eval"]["threads"]
+        resources:
+            **EVAL_RESOURCES,
+        shell:
+            f"OMP_NUM_THREADS={{threads}} lapcvae references --params $LAPCVAE_PARAMS{seed_params(seed)}"
+            " --res {wildcards.res} --train {input.train} --test {input.test} --coarsest {input.coarsest}"
+            " --only {params.names} --eval-dir {params.eval_dir} --per-image-dir {params.per_image_dir}"
+            " 2>&1 | tee {log}"
+
+
+for seed, results in RUNS.items():  # one copy per training seed (common.smk: seed_rule)
+
+    rule:
+        name:
+            seed_rule("training_cost", seed)
+        conda:
+            CONDA_ENV
+        input:
+            lambda w, results=results: training_jobs(results, w.res, w.model, LAPCVAE_LEVELS[w.res]),
+        output:
+            f"{results}/eval/{{res}}/{{model}}/cost.json",
+        log:
+            f"logs/training_cost_{{res}}_{{model}}{seed_log(seed)}.log",
+        params:
+            fingerprint=fingerprint_of("training_cost", seed),
+        threads: RESOURCES["eval"]["threads"]
+        resources:
+            **EVAL_RESOURCES,
+        shell:
+            "OMP_NUM_THREADS={threads} lapcvae training-cost --checkpoints {input} --out {output} 2>&1 | tee {log}"

@@ -4,71 +4,78 @@
 # The per-step curve `<checkpoint stem>.log.csv` is deliberately not declared (neither output nor log): Snakemake
 # deletes a job's declared files before rerunning it, and a resumed job appends to its curve from the resume step.
 # The loop writes it beside the checkpoint (workflow.pipeline.training_log); DVC tracks it inside results/models/{res}.
+# One copy of each rule per training seed (common.smk: seed_rule); the first seed's are the plain rules.
 
+for seed, results in RUNS.items():
 
+    rule:
+        name:
+            seed_rule("train_level", seed)
+        conda:
+            CONDA_ENV
+        input:
+            data=f"{PREP}/{{res}}/train.npy",
+            coarser=coarser_level(results),
+        output:
+            level_checkpoint(results, "{res}", "{variant}", "{level}"),
+        log:
+            messages=f"logs/train_level_{{res}}_{{variant}}_{{level}}{seed_log(seed)}.log",
+        params:
+            fingerprint=fingerprint_of("train_level", seed),
+            coarser=lambda w, input: f"--coarser {input.coarser}" if input.coarser else "",
+            launcher=launcher("train"),
+        threads: RESOURCES["train"]["threads"]
+        resources:
+            **TRAIN_RESOURCES,
+        shell:
+            f"OMP_NUM_THREADS={{threads}} {{params.launcher}} train-level --params $LAPCVAE_PARAMS{seed_params(seed)}"
+            " --res {wildcards.res} --variant {wildcards.variant} --level {wildcards.level} --data {input.data}"
+            " {params.coarser} --out {output} 2>&1 | tee {log.messages}"
 
-rule train_level:
-    conda:
-        CONDA_ENV
-    input:
-        data=f"{PREP}/{{res}}/train.npy",
-        coarser=coarser_level,
-    output:
-        level_checkpoint(RESULTS, "{res}", "{variant}", "{level}"),
-    log:
-        messages="logs/train_level_{res}_{variant}_{level}.log",
-    params:
-        fingerprint=fingerprint_of("train_level"),
-        coarser=lambda w, input: f"--coarser {input.coarser}" if input.coarser else "",
-        launcher=launcher("train"),
-    threads: RESOURCES["train"]["threads"]
-    resources:
-        **TRAIN_RESOURCES,
-    shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} train-level --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --variant {wildcards.variant} --level {wildcards.level} --data {input.data} {params.coarser}"
-        " --out {output} 2>&1 | tee {log.messages}"
+    rule:
+        name:
+            seed_rule("retrain_m", seed)
+        conda:
+            CONDA_ENV
+        input:
+            data=f"{PREP}/{{res}}/train.npy",
+            model=whole_model(retrain_source(), results),
+        output:
+            checkpoint(results, "{res}", RETRAINED[0]),
+        log:
+            messages=f"logs/retrain_m_{{res}}{seed_log(seed)}.log",
+        params:
+            fingerprint=fingerprint_of("retrain_m", seed),
+            launcher=launcher("train"),
+        threads: RESOURCES["train"]["threads"]
+        resources:
+            **TRAIN_RESOURCES,
+        shell:
+            f"OMP_NUM_THREADS={{threads}} {{params.launcher}} retrain-m --params $LAPCVAE_PARAMS{seed_params(seed)}"
+            " --res {wildcards.res} --checkpoint {input.model} --data {input.data} --out {output}"
+            " 2>&1 | tee {log.messages}"
 
-
-rule retrain_m:
-    conda:
-        CONDA_ENV
-    input:
-        data=f"{PREP}/{{res}}/train.npy",
-        model=whole_model(retrain_source()),
-    output:
-        checkpoint(RESULTS, "{res}", RETRAINED[0]),
-    log:
-        messages="logs/retrain_m_{res}.log",
-    params:
-        fingerprint=fingerprint_of("retrain_m"),
-        launcher=launcher("train"),
-    threads: RESOURCES["train"]["threads"]
-    resources:
-        **TRAIN_RESOURCES,
-    shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} retrain-m --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --checkpoint {input.model} --data {input.data} --out {output} 2>&1 | tee {log.messages}"
-
-
-rule train_baseline:
-    conda:
-        CONDA_ENV
-    input:
-        data=f"{PREP}/{{res}}/train.npy",
-    output:
-        f"{RESULTS}/models/{{res}}/{{baseline}}/model.pt",  # core/registry.py's layout of one-job models
-    log:
-        messages="logs/train_baseline_{baseline}_{res}.log",
-    params:
-        fingerprint=fingerprint_of("train_baseline"),
-        launcher=launcher("train"),
-    threads: RESOURCES["train"]["threads"]
-    resources:
-        **TRAIN_RESOURCES,
-    shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} train-baseline --params $LAPCVAE_PARAMS --model {wildcards.baseline}"
-        " --res {wildcards.res} --data {input.data} --out {output} 2>&1 | tee {log.messages}"
+    rule:
+        name:
+            seed_rule("train_baseline", seed)
+        conda:
+            CONDA_ENV
+        input:
+            data=f"{PREP}/{{res}}/train.npy",
+        output:
+            f"{results}/models/{{res}}/{{baseline}}/model.pt",  # core/registry.py's layout of one-job models
+        log:
+            messages=f"logs/train_baseline_{{baseline}}_{{res}}{seed_log(seed)}.log",
+        params:
+            fingerprint=fingerprint_of("train_baseline", seed),
+            launcher=launcher("train"),
+        threads: RESOURCES["train"]["threads"]
+        resources:
+            **TRAIN_RESOURCES,
+        shell:
+            f"OMP_NUM_THREADS={{threads}} {{params.launcher}} train-baseline --params $LAPCVAE_PARAMS{seed_params(seed)}"
+            " --model {wildcards.baseline} --res {wildcards.res} --data {input.data} --out {output}"
+            " 2>&1 | tee {log.messages}"
 
 
 # One target per resolution that asks for every checkpoint trained at it: dvc.yaml's `train@{res}` stage runs

@@ -1,0 +1,89 @@
+"""Training seeds (params `seeds`): the DAG trains and scores every model once per seed, Table 1 reads them all.
+
+The first seed keeps a one-seed study's paths; further seeds go under results/seeds/{seed}/ (core/registry.py).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.params import load_params
+from core.registry import checkpoint, seed_results
+from eval.references import build_references
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def dry_run(*configfiles: str) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(["snakemake", "-n", "--forceall", "-p", "--configfile", *configfiles], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1]
+    return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE)}
+
+
+def test_the_first_seed_keeps_the_one_seed_layout_and_further_seeds_get_their_own() -> None:
+    assert seed_results("results", 0, [0, 1, 2]) == "results"
+    assert seed_results("results", 2, [0, 1, 2]) == "results/seeds/2"
+    assert seed_results("out", 7, [7]) == "out"
+    with pytest.raises(ValueError, match="not one of params seeds"):
+        seed_results("results", 3, [0, 1, 2])
+
+
+def test_three_seeds_train_every_model_three_times_and_table1_reads_all_of_them() -> None:
+    params = load_params("config/smoke.yaml", "config/seeds3.yaml")
+    assert params["seeds"] == [0, 1, 2]
+    three = dry_run("config/smoke.yaml", "config/seeds3.yaml")
+    counts = job_counts(three)
+    n_res = len(params["data"]["resolutions"])
+    levels = sum(params["lapcvae"][str(res)]["levels"] for res in params["data"]["resolutions"])
+    single = {"train_level": 2 * levels - n_res, "train_baseline": 2 * n_res, "retrain_m": n_res,
+              "evaluate": 5 * n_res, "training_cost": 5 * n_res}  # one seed's jobs (tests/test_workflow.py)
+    for rule, count in single.items():
+        assert counts[rule] == count, f"{rule}: the first seed's jobs are those of a one-seed run"
+        for seed in (1, 2):
+            assert counts[f"{rule}_seed{seed}"] == count, f"{rule}: one copy of every job per further seed"
+    trained = sum(count for rule, count in counts.items() if rule.startswith(("train_", "retrain_m")))
+    assert trained == 3 * (single["train_level"] + single["train_baseline"] + single["retrain_m"])
+    # Data, split, the data-only references, figures, neighbours, editing and the study stay single.
+    for rule in ("generate_faces", "prepare", "table", "report", "export_study"):
+        assert counts[rule] == 1
+    for rule in ("references", "figures", "neighbours", "edit_coarse"):
+        assert counts[rule] == n_res
+    assert counts["references_seed1"] == counts["references_seed2"] == n_res  # LapCVAE's coarsest level alone
+    # The first seed's files are where they always were; the others under results/seeds/{seed}/.
+    assert checkpoint("results", 64, "vae") in three
+    assert "results/seeds/1/models/64/vae/model.pt" in three and "results/seeds/2/models/64/lapcvae/level0.pt" in three
+    # The table reads every seed's folders, in the order of `seeds`.
+    table = next(line for line in three.splitlines() if "lapcvae table" in line)
+    assert ("--eval-dir results/eval results/seeds/1/eval results/seeds/2/eval --per-image-dir "
+            "results/metrics/per_image results/seeds/1/metrics/per_image results/seeds/2/metrics/per_image "
+            "--seeds 0 1 2") in table
+    # Each further seed's jobs train with that seed.
+    seed2 = [line for line in three.splitlines() if "train-baseline" in line and "results/seeds/2/" in line]
+    assert seed2 and all(".snakemake/lapcvae/seed-2.yaml" in line for line in seed2)
+    first = [line for line in three.splitlines() if "train-baseline" in line and "results/seeds/" not in line]
+    assert first and not any("seed-" in line for line in first)
+
+
+def test_a_further_seed_computes_only_the_reference_that_depends_on_training() -> None:
+    params = load_params("config/smoke.yaml")
+    images = np.random.default_rng(0).integers(0, 256, size=(12, 3, 64, 64), dtype=np.uint8)
+    assert list(build_references(params, 64, images, None)) == ["mean_face", "pca"]
+    assert list(build_references(params, 64, images, None, names=["pca"])) == ["pca"]
+    assert build_references(params, 64, images, None, names=["lapcvae_coarsest"]) == {}
+    with pytest.raises(ValueError, match="unknown references"):
+        build_references(params, 64, images, None, names=["median_face"])
