@@ -333,7 +333,6 @@ OPTIONAL_TABLE1_COLUMNS = (("r2_h0_mean", "R² h0", 3), ("r2_h1_mean", "R² h1",
 def sampling_and_fid_section(params: Mapping[str, Any], table: pd.DataFrame) -> list[Block]:
     """Each model's time to draw a batch of samples (PixelVAE's is autoregressive) and, when the user supplied
     the Inception weights (eval.fid.inception_weights), FID and KID against the test split (eval/fid.py)."""
-    from eval.fid import HOW_TO_GET_WEIGHTS  # here: this section is self-contained
 
     samples = params["eval"]["samples"]
     blocks: list[Block] = [Heading(2, "Sampling time and sample quality (FID, KID)")]
@@ -363,7 +362,8 @@ def sampling_and_fid_section(params: Mapping[str, Any], table: pd.DataFrame) -> 
         configured = (params["eval"].get("fid") or {}).get("inception_weights")
         why = (f"eval.fid.inception_weights is set ({configured}) but no summary.json holds FID: rerun "
                "`lapcvae evaluate`." if configured else "No FID or KID: they need the Inception-v3 weights file, "
-               "which this suite never downloads. To get them, " + HOW_TO_GET_WEIGHTS + ".")
+               "which this suite never downloads: README, 'FID and KID', says where to get the file "
+               "(pt_inception-2015-12-05) and how to set eval.fid.inception_weights.")
         blocks.append(Paragraph(why, note=True))
     return blocks
 

@@ -30,9 +30,13 @@ def export_main(argv: list[str] | None = None) -> None:
     params = params_from_args(args)
     study = params["human_study"]
     results = Path(params["paths"]["results"])
+    prepared = args.prepared or Path(params["paths"]["prepared"])
+    # human_study.resolution when its test split exists (a run or a caller that computed it), else
+    # study_resolution's fallback to a computed resolution (e.g. under -S data.resolutions='[64]').
+    wanted = int(study["resolution"])
+    resolution = wanted if (prepared / str(wanted) / "test.npy").is_file() else study_resolution(params)
     originals, reconstructions = load_study_inputs(
-        args.eval_dir or results / "eval", args.prepared or Path(params["paths"]["prepared"]),
-        study_resolution(params), study["models"],
+        args.eval_dir or results / "eval", prepared, resolution, study["models"],
     )
     plan = plan_study(len(originals), study["models"], study["pairs"], params["seed"])
     export_study(args.out or results / "human_study", plan, originals, reconstructions, study["display_size"])

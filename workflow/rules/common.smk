@@ -88,10 +88,7 @@ def seed_params(seed):
     path = Path(".snakemake/lapcvae") / f"seed-{seed}.yaml"
     text = yaml.safe_dump({"seed": seed})
     if not path.is_file() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(text)
-        os.replace(temporary, path)
+        write_text(path, text)
     return f" --params {path}"
 
 
