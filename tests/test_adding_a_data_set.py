@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import copy_repository
 
 from core.params import ParamsError, deep_merge, load_params, validate
 
@@ -37,12 +38,7 @@ def run(*command: str, cwd: Path) -> str:
 
 def copy_with_toy_data_set(destination: Path) -> Path:
     """The repository (as git sees it) at smoke scale, 64 px only, with the toy data set added the README's way."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            (destination / name).write_bytes((REPO / name).read_bytes())
+    copy_repository(destination)
     # 1. the module with its writer
     (destination / "data/toyfaces.py").write_text((TOY / "toyfaces.py").read_text())
     # 2. one registry entry

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import CORES, SmokeRun
+from conftest import CORES, SmokeRun, copy_repository
 
 from core.params import deep_merge, load_params
 
@@ -41,12 +41,7 @@ def run(*command: str, cwd: Path, fails: bool = False) -> str:
 
 def copy_with_toy_model(destination: Path) -> Path:
     """The repository (as git sees it) at smoke scale, 64 px only, with the toy model added the README's way."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            (destination / name).write_bytes((REPO / name).read_bytes())
+    copy_repository(destination)
     # 1. the model file
     (destination / "models/toy.py").write_text((TOY / "toy.py").read_text())
     # 2. one registry entry

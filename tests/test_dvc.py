@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import yaml
+from conftest import copy_repository
 
 from core import registry
 from core.params import deep_merge, load_params
@@ -17,15 +17,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 def repository_copy(destination: Path, params: dict | None = None) -> Path:
     """The repository's files (as git sees them), optionally with other params in params.yaml."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (destination / name).parent.mkdir(parents=True, exist_ok=True)
-            (destination / name).write_bytes((REPO / name).read_bytes())
+    copy_repository(destination)
     if params is not None:
         (destination / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)  # DVC's repository is a git one here
     return destination
 
 

@@ -41,7 +41,8 @@ def write_params(path: Path, seed: int = 0, pairs: int = 50) -> Path:
 
 
 def export(root: Path, out: Path, params: Path) -> None:
-    export_main(["--params", str(params), "--eval-dir", str(root / "eval"), "--prepared", str(root / "prepared"),
+    export_main(["--params", str(params), "--resolution", str(RESOLUTION),
+                 "--eval-dir", str(root / "eval"), "--prepared", str(root / "prepared"),
                  "--out", str(out)])
 
 

@@ -39,7 +39,8 @@ def study(tmp_path: Path) -> Path:
     params = tmp_path / "p.yaml"
     params.write_text(yaml.safe_dump({"human_study": {
         "resolution": RESOLUTION, "models": ["vae", "lapcvae"], "pairs": PAIRS, "display_size": 64}}))
-    export_main(["--params", str(params), "--eval-dir", str(tmp_path / "eval"), "--prepared",
+    export_main(["--params", str(params), "--resolution", str(RESOLUTION),
+                 "--eval-dir", str(tmp_path / "eval"), "--prepared",
                  str(tmp_path / "prepared"), "--out", str(tmp_path / "study")])
     return tmp_path / "study"
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import copy_repository
 from PIL import Image
 
 from baselines.vae import VAE
@@ -307,12 +308,7 @@ def test_image_of_another_size_than_celeba_is_warned_about(tmp_path, caplog):
 def smoke_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The repository's files with the smoke params as params.yaml (like tests/test_end_to_end.py)."""
     root = tmp_path_factory.mktemp("repo")
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(REPO / name, root / name)
+    copy_repository(root)
     (root / "params.yaml").write_text(yaml.safe_dump(load_params("config/smoke.yaml"), sort_keys=False))
     return root
 

@@ -24,19 +24,17 @@ def export_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-dir", type=Path, help="folder of {res}/{model}/reconstructions.npy "
                         "(default: <paths.results>/eval)")
     parser.add_argument("--prepared", type=Path, help="folder of {res}/test.npy (default: paths.prepared)")
+    parser.add_argument("--resolution", type=int, help="resolution to compare at (default: human_study.resolution, "
+                        "or the largest of data.resolutions when the run does not compute it)")
     parser.add_argument("--out", type=Path, help="study folder to write "
                         "(default: <paths.results>/human_study)")
     args = parser.parse_args(argv)
     params = params_from_args(args)
     study = params["human_study"]
     results = Path(params["paths"]["results"])
-    prepared = args.prepared or Path(params["paths"]["prepared"])
-    # human_study.resolution when its test split exists (a run or a caller that computed it), else
-    # study_resolution's fallback to a computed resolution (e.g. under -S data.resolutions='[64]').
-    wanted = int(study["resolution"])
-    resolution = wanted if (prepared / str(wanted) / "test.npy").is_file() else study_resolution(params)
     originals, reconstructions = load_study_inputs(
-        args.eval_dir or results / "eval", prepared, resolution, study["models"],
+        args.eval_dir or results / "eval", args.prepared or Path(params["paths"]["prepared"]),
+        args.resolution or study_resolution(params), study["models"],
     )
     plan = plan_study(len(originals), study["models"], study["pairs"], params["seed"])
     export_study(args.out or results / "human_study", plan, originals, reconstructions, study["display_size"])

@@ -22,10 +22,11 @@ rule export_study:
         eval_dir=folder("input", "reconstructions", up=3),
         prepared=folder("input", "test", up=2),
         out_dir=folder("output", "key"),
+        resolution=STUDY_RES,  # the one its inputs are at
         fingerprint=fingerprint_of("export_study"),
     shell:
-        "lapcvae export-study --params $LAPCVAE_PARAMS --eval-dir {params.eval_dir} --prepared {params.prepared}"
-        " --out {params.out_dir} 2>&1 | tee {log}"
+        "lapcvae export-study --params $LAPCVAE_PARAMS --resolution {params.resolution} --eval-dir {params.eval_dir}"
+        " --prepared {params.prepared} --out {params.out_dir} 2>&1 | tee {log}"
 
 
 # Table 2 from the answers people gave: drop their CSV downloads into study_responses/ and rerun.
