@@ -23,8 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.kid import KernelInceptionDistance
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +84,10 @@ def fid_kid_from_features(real: torch.Tensor, generated: torch.Tensor, kid_subse
     if len(real) < 2 or len(generated) < 2:
         raise ValueError(f"FID needs at least 2 images per set, got {len(real)} real and {len(generated)} "
                          "generated; raise eval.samples")
+    # Imported here: torchmetrics costs several seconds of every job that imports this module (eval.metrics).
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
     identity = _Precomputed(real.shape[1])
     fid = FrechetInceptionDistance(feature=identity)
     fid.update(real, real=True)

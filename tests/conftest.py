@@ -5,8 +5,9 @@ slow tests share two runs instead of each making their own:
 - `smoke_run`: `snakemake --cores 2` in a copy of the repository, killed (SIGKILL, whole process group) in the
   middle of training and then run again with the same command, to completion. The kill-and-resume test checks
   what the kill left and the resumed weights; the adding-a-model test starts its copy from this study's files.
-- `dvc_run`: `dvc repro` from scratch in another copy. DVC runs its stages one after another, mostly on one
-  core, so when a session needs both runs it starts DVC's in the background while Snakemake's runs.
+- `dvc_run`: `dvc repro` from scratch in another copy, at 64 px only (DVC_OVERRIDES). DVC runs its stages one
+  after another, mostly on one core, so when a session needs both runs it starts DVC's in the background while
+  Snakemake's runs.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pytest
 import torch
 import yaml
 
-from core.params import load_params
+from core.params import deep_merge, load_params
 
 # The tests train tiny models: one thread avoids oversubscribing small CPUs (30x faster on 2 busy cores).
 torch.set_num_threads(1)
@@ -56,10 +57,21 @@ def copy_repository(destination: Path) -> Path:
     return destination
 
 
-def smoke_copy(destination: Path) -> Path:
-    """A copy of the repository with the smoke params written into params.yaml."""
+# DVC's from-scratch run builds the smoke study at 64 px only: its stages are templated over data.resolutions,
+# so this is the same dvc.yaml with half the stages. Snakemake's run (both resolutions) checks everything DVC
+# does at 128 px in `dvc repro` right after it; the 64 px weights are the ones the kill interrupts.
+DVC_OVERRIDES = {"data": {"resolutions": [64]}, "human_study": {"resolution": 64}}
+
+
+def smoke_params(overrides: dict | None = None) -> dict:
+    """The smoke params (config/smoke.yaml over params.yaml), with `overrides` merged over them."""
+    return deep_merge(load_params("config/smoke.yaml"), overrides or {})
+
+
+def smoke_copy(destination: Path, overrides: dict | None = None) -> Path:
+    """A copy of the repository with the smoke params (and `overrides`) written into params.yaml."""
     copy_repository(destination)
-    (destination / "params.yaml").write_text(yaml.safe_dump(load_params("config/smoke.yaml"), sort_keys=False))
+    (destination / "params.yaml").write_text(yaml.safe_dump(smoke_params(overrides), sort_keys=False))
     return destination
 
 
@@ -91,7 +103,7 @@ def _start_dvc(root: Path) -> DvcStart:
 @pytest.fixture(scope="session")
 def dvc_start(tmp_path_factory: pytest.TempPathFactory):
     """`dvc repro` from scratch in its own smoke copy, started (not awaited); killed if the session ends first."""
-    started = _start_dvc(smoke_copy(tmp_path_factory.mktemp("dvc")))
+    started = _start_dvc(smoke_copy(tmp_path_factory.mktemp("dvc"), DVC_OVERRIDES))
     yield started
     if started.process.poll() is None:
         os.killpg(started.process.pid, signal.SIGKILL)
@@ -100,7 +112,7 @@ def dvc_start(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def dvc_run(dvc_start: DvcStart) -> Path:
-    """The smoke study as `dvc repro` builds it from scratch (about 60 stages, one Snakemake start each)."""
+    """The smoke study at 64 px as `dvc repro` builds it from scratch (14 stages, one Snakemake start each)."""
     try:
         dvc_start.process.wait(timeout=2700)
     except subprocess.TimeoutExpired:
