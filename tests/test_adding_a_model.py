@@ -85,15 +85,17 @@ def test_a_registered_model_joins_every_step_of_the_dag(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_registered_model_reaches_table1_and_the_report(smoke_run: SmokeRun, tmp_path: Path) -> None:
-    """Added beside the models a smoke study already trained (tests/conftest.py), the toy model is trained and
-    evaluated, and joins Table 1 and the report; the models already trained are not trained again."""
+    """Added beside the models a smoke study already trained and evaluated (tests/conftest.py), the toy model is
+    trained and evaluated, and joins Table 1 and the report; the models already there are not trained again."""
     root = copy_with_toy_model(tmp_path)
-    # The data and the trained checkpoints only: every step after training (evaluation, Table 1, figures, report)
-    # runs here. copy2 keeps modification times, so the copied files stay up to date.
-    for folder in ("data", "results/models"):
+    # The data, the checkpoints and the evaluations, without Snakemake's records (.snakemake/ is not copied), so
+    # nothing copied reruns for a changed fingerprint: the toy's jobs run, then every step after evaluation
+    # (Table 1, neighbours, figures, editing, human study, report). copy2 keeps modification times.
+    for folder in ("data", "results/models", "results/eval", "results/metrics/per_image"):
         shutil.copytree(smoke_run.root / folder, root / folder, dirs_exist_ok=True)
     output = run("snakemake", "--cores", CORES, "results/report.html", cwd=root)
     assert "localrule train_baseline" in output and "localrule train_level" not in output
+    assert output.count("localrule evaluate:") == 1, "only the toy is evaluated: the others' files are there"
     table = pd.read_csv(root / "results/metrics/table1.csv")
     toy = table[table["model"] == "toy"]
     assert len(toy) == 1 and toy["rmse_mean"].notna().all() and (toy["rmse_mean"] > 0).all()
