@@ -96,7 +96,9 @@ def fake_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 class VAEGAN(EncoderDecoderModel):
     kind = "vaegan"
-    shared_backward = True  # encoder and decoder gradients from one backward pass (training_step); tests compare
+    # Encoder and decoder gradients from one backward pass (training_step); False: one pass per objective, the
+    # same gradients (tests and benchmarks/vaegan_backward.py compare).
+    shared_backward = True
 
     def __init__(
         self, *, resolution: int, latent_dim: int, widths: list[int], dis_hidden: int, dis_layer: int,
@@ -158,7 +160,7 @@ class VAEGAN(EncoderDecoderModel):
             "discriminator": list(self.discriminator.parameters()),
         }
 
-    def _frozen_discriminator(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _frozen_discriminator(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The discriminator with detached parameters: gradients reach its input, never its weights."""
         detached = {name: parameter.detach() for name, parameter in self.discriminator.named_parameters()}
         return functional_call(self.discriminator, detached, (images,), {"features_only": True})

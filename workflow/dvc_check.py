@@ -141,6 +141,25 @@ def leaves(params: Mapping[str, Any], key: str) -> set[str]:
     return {key}
 
 
+def models_var_errors(models: list[str], params: Mapping[str, Any], stage_names: set[str]) -> list[str]:
+    """The `models` var: core/registry.py's models in its order, each running at every resolution of params.yaml;
+    every other registry model has an `evaluate_<model>` stage of its own (over its params section's entries)."""
+    errors = []
+    if models != [name for name in registry.names() if name in models]:
+        errors.append(f"dvc.yaml: vars `models` is {models}: list core/registry.py's models ({registry.names()}) "
+                      "there, in its order")
+    resolutions = [int(res) for res in params["data"]["resolutions"]]
+    for name in registry.names():
+        if name in models and registry.resolutions_of(params, name) != resolutions:
+            errors.append(f"dvc.yaml: vars `models` lists {name}, which runs at {registry.resolutions_of(params, name)}"
+                          f" px only (its params section's entries): give it an `evaluate_{name}` stage over them, "
+                          "as `evaluate_pixelvae`, instead")
+        elif name not in models and f"evaluate_{name}" not in stage_names:
+            errors.append(f"dvc.yaml: {name} (core/registry.py) is neither in vars `models` nor has an "
+                          f"`evaluate_{name}` stage: add it to vars `models`, in the registry's order")
+    return errors
+
+
 def other_resolutions_of_partial_model(params: Mapping[str, Any], key: str, resolutions: set[str]) -> bool:
     """Whether a leaf key is `<section>.<res>...` of a model that does not run at every resolution, at a
     resolution other than `resolutions`."""
@@ -192,13 +211,9 @@ def check(root: Path, dvc_file: str = "dvc.yaml") -> list[str]:
     models = next((entry["models"] for entry in dvc_yaml.get("vars", []) if isinstance(entry, dict)
                    and "models" in entry), None)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    everywhere = [name for name in registry.names()
-                  if all(name in registry.models_at(params, res) for res in params["data"]["resolutions"])]
-    if dvc_file == "dvc.yaml" and models != everywhere:
-        errors.append(f"dvc.yaml: vars `models` is {models}, but the models of core/registry.py that run at every "
-                      f"resolution of params.yaml are {everywhere}: list those there, in the registry's order (a "
-                      "model that runs at only some resolutions gets an `evaluate_<model>` stage, as PixelVAE)")
     stages = dvc_stages(root, dvc_file)
+    if dvc_file == "dvc.yaml":
+        errors += models_var_errors(models or [], params, {stage.name.partition("@")[0] for stage in stages})
     commands = {}
     for stage in stages:
         commands[stage.name] = command_targets(stage.cmd)
