@@ -88,7 +88,9 @@ def resolutions_of(params: Mapping[str, Any], name: str) -> list[int]:
     """The resolutions model `name` trains and is evaluated at: those of `data.resolutions` that its params section
     has an entry for (PixelVAE: "64" only by default, the paper's; a profile may add "128"). Entries for other
     resolutions are ignored, so that an override such as `data.resolutions: [64]` runs as a whole."""
-    section = params.get(spec(name).params_section, {})
+    section = params.get(spec(name).params_section)
+    if section is None:  # a partial params tree (validated params always have the section): not restricted
+        return [int(res) for res in params["data"]["resolutions"]]
     return [int(res) for res in params["data"]["resolutions"] if str(res) in section]
 
 

@@ -181,16 +181,14 @@ def figures_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models-dir", type=Path, required=True, help="results/models")
     parser.add_argument("--test", type=Path, required=True, help="data/prepared/{res}/test.npy")
     parser.add_argument("--out-dir", type=Path, required=True, help="results/figures")
-    parser.add_argument("--models", nargs="+", default=None, choices=MODELS,
-                        help="models to show (default: every model that runs at --res, core/registry.py models_at)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                        help="models to show (default: all of Table 1; the workflow passes those that run at --res)")
     args = parser.parse_args(argv)
     params = params_from_args(args)
     if args.res <= 0:
         raise ValueError(f"--res must be a positive resolution such as 64, got {args.res}")
-    from core.registry import models_at
-
     written = write_figures(params, args.res, args.eval_dir, args.models_dir, args.test, args.out_dir,
-                            args.models or models_at(params, args.res))
+                            args.models)
     for path in written:
         print(path)
 

@@ -111,6 +111,7 @@ rule figures:
     params:
         eval_dir=folder("input", "samples", up=3),
         models_dir=folder("input", "lapcvae", up=3),
+        models=lambda w: models_at(config, w.res),
         out_dir=folder("output", "fig4"),
         fingerprint=fingerprint_of("figures"),
     threads: RESOURCES["eval"]["threads"]
@@ -118,5 +119,5 @@ rule figures:
         **EVAL_RESOURCES,
     shell:
         "OMP_NUM_THREADS={threads} lapcvae figures --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --eval-dir {params.eval_dir} --models-dir {params.models_dir} --test {input.test}"
+        " --eval-dir {params.eval_dir} --models-dir {params.models_dir} --models {params.models} --test {input.test}"
         " --out-dir {params.out_dir} 2>&1 | tee {log}"
