@@ -51,15 +51,32 @@ class Discriminator(nn.Module):
             nn.Linear(hidden, 1),
         )
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, features_only: bool = False) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """features_only: stop at conv `dis_layer` (the logit is None); what Dis_l needs, without the layers
+        above it (their output is unused there)."""
         x = images  # (B, 3, H, W)
         features = x
         for index, block in enumerate(self.convs):
             x = block[0](x)  # the convolution
             if index == self.dis_layer:
                 features = x  # (B, C_l, H_l, W_l)
+                if features_only:
+                    return None, features
             x = block[1:](x)  # its normalisation and activation
         return self.classify(x).squeeze(1), features  # (B,), (B, C_l, H_l, W_l)
+
+
+class ScaleGradient(torch.autograd.Function):
+    """Identity forward; multiplies the gradient flowing back through it by `scale`."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad * ctx.scale, None
 
 
 def feature_likelihood(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -79,6 +96,9 @@ def fake_cross_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 class VAEGAN(EncoderDecoderModel):
     kind = "vaegan"
+    # Encoder and decoder gradients from one backward pass (training_step); False: one pass per objective, the
+    # same gradients (tests and benchmarks/vaegan_backward.py compare).
+    shared_backward = True
 
     def __init__(
         self, *, resolution: int, latent_dim: int, widths: list[int], dis_hidden: int, dis_layer: int,
@@ -140,10 +160,10 @@ class VAEGAN(EncoderDecoderModel):
             "discriminator": list(self.discriminator.parameters()),
         }
 
-    def _frozen_discriminator(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _frozen_discriminator(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """The discriminator with detached parameters: gradients reach its input, never its weights."""
         detached = {name: parameter.detach() for name, parameter in self.discriminator.named_parameters()}
-        return functional_call(self.discriminator, detached, (images,))
+        return functional_call(self.discriminator, detached, (images,), {"features_only": True})
 
     def _updates(self, real_cost: float, fake_cost: float) -> tuple[bool, bool]:
         """The authors' balancing rule: (update decoder?, update discriminator?) from the BCE costs."""
@@ -162,9 +182,16 @@ class VAEGAN(EncoderDecoderModel):
         mean, log_var = self.encoder(images)  # (B, latent_dim) each
         latents = reparameterize(mean, log_var)
         kl = kl_diagonal_gaussians(mean.float(), log_var.float()).mean()  # L_prior
+        # One backward pass for encoder and decoder (their two passes shared the decoder's and the frozen
+        # discriminator's backward: the longest part of a step): the objective
+        #   shared = gamma * Dis_l - (1 - gamma) * generated + kl_weight * KL
+        # gives the decoder exactly its gradient, and the encoder gamma * dDis_l/dz through the decoder, which
+        # the 1 / gamma below rescales into the encoder's own kl_weight * KL + Dis_l. gamma 0: two objectives.
+        shared_pass = self.shared_backward and self.gamma > 0
+        decoder_input = ScaleGradient.apply(latents, 1.0 / self.gamma) if shared_pass else latents
 
         # L_llike^Dis_l for encoder and decoder: real and reconstructed features in one batch, as the authors.
-        reconstructions = self.decoder(latents)  # (B, 3, H, W)
+        reconstructions = self.decoder(decoder_input)  # (B, 3, H, W)
         _, features = self._frozen_discriminator(torch.cat([images, reconstructions]))
         real_features, reconstructed_features = features.split(batch)
         dis_l = feature_likelihood(reconstructed_features, real_features.detach())
@@ -188,10 +215,13 @@ class VAEGAN(EncoderDecoderModel):
         gan = self.real_weight * real_bce + generated_bce
 
         update_decoder, update_discriminator = self._updates(real_bce.detach().item(), fake_bce.detach().item())
-        encoder_loss = self.kl_weight * kl + dis_l
         # The decoder's -L_GAN also flows into the discriminator's weights; the training loop applies each
         # objective's gradient to its own group only (models/interface.py), so it updates the decoder alone.
         decoder_loss = self.gamma * dis_l - (1.0 - self.gamma) * generated_bce
+        if shared_pass:  # one tensor for both groups: the loop takes its gradient once (models/training.py)
+            encoder_loss = decoder_loss = decoder_loss + self.kl_weight * kl  # KL does not reach the decoder
+        else:
+            encoder_loss = self.kl_weight * kl + dis_l
         return StepResult(
             objectives={
                 "encoder": encoder_loss,

@@ -43,6 +43,16 @@ def std_ratio(model: torch.nn.Module, images: np.ndarray) -> float:
     return float((recon.flatten(1).std(dim=1) / reference.flatten(1).std(dim=1)).median())
 
 
+def mean_rate(model: torch.nn.Module, images: np.ndarray, batch: int = 256) -> float | None:
+    """Mean KL(q(z|x) || p(z)) in nats per validation image, or None for a model without `rate`."""
+    if not hasattr(model, "rate"):
+        return None
+    with torch.inference_mode():
+        rates = [model.rate(torch.from_numpy(np.array(images[start:start + batch])).float() / 255.0)
+                 for start in range(0, len(images), batch)]
+    return float(torch.cat(rates).float().mean())
+
+
 def train(params: dict[str, Any], model: str, resolution: int, images: np.ndarray, work: Path) -> torch.nn.Module:
     if model == "lapcvae":
         from models.train_lapcvae import train_level
@@ -81,7 +91,9 @@ def main() -> None:
     seconds = time.perf_counter() - start
     result = {"tag": args.tag, "model": args.model, "res": args.res, "set": args.set,
               "val_rmse": round(validation_rmse(network, val_images), 3),
-              "std_ratio": round(std_ratio(network, val_images), 3), "seconds": round(seconds, 1),
+              "std_ratio": round(std_ratio(network, val_images), 3),
+              "rate": None if (rate := mean_rate(network, val_images)) is None else round(rate, 1),
+              "seconds": round(seconds, 1),
               "parameters": sum(p.numel() for p in network.parameters()), "n_train": len(train_images)}
     line = json.dumps(result)
     print(line, flush=True)

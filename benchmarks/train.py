@@ -98,10 +98,14 @@ class RawStep:
                 if value is not None:
                     torch.isfinite(value.detach().float().cpu())
         updating = [group for group in self.groups if objectives.get(group) is not None]
-        for position, group in enumerate(updating):
-            grads = torch.autograd.grad(objectives[group], self.groups[group],
-                                        retain_graph=position < len(updating) - 1, allow_unused=True)
-            for param, grad in zip(self.groups[group], grads, strict=True):
+        passes: dict[int, list[str]] = {}  # groups sharing one objective tensor: one pass (as `_update`)
+        for group in updating:
+            passes.setdefault(id(objectives[group]), []).append(group)
+        for position, sharing in enumerate(passes.values()):
+            params = [param for group in sharing for param in self.groups[group]]
+            grads = torch.autograd.grad(objectives[sharing[0]], params, retain_graph=position < len(passes) - 1,
+                                        allow_unused=True)
+            for param, grad in zip(params, grads, strict=True):
                 param.grad = grad
         for group in updating:
             self.optimizers[group].step()

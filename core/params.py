@@ -93,11 +93,26 @@ def _check_per_level_lists(params: Mapping[str, Any]) -> None:
             raise ParamsError(
                 f"lapcvae.{key}.levels: {resolution} px cannot be halved {levels - 1} times evenly; use fewer levels"
             )
-        for model in registry.trained_by(registry.TRAIN_ONE_JOB):
-            section = registry.spec(model).params_section
-            if key not in params.get(section, {}):
-                raise ParamsError(f"{section}.{key}: data.resolutions lists {resolution} but {section} has no "
-                                  "settings")
+
+
+def _check_model_resolutions(params: Mapping[str, Any]) -> None:
+    """A model runs at the resolutions of data.resolutions its section has an entry for (core/registry.py,
+    models_at); a section with none of them would silently drop the model from every table: refuse it."""
+    resolutions = [int(res) for res in params.get("data", {}).get("resolutions", [])]
+    for section in registry.params_sections():
+        entries = [key for key in params.get(section, {}) if str(key).isdigit()]
+        if not any(int(key) in resolutions for key in entries):
+            raise ParamsError(f"{section}: has settings for {entries or 'no resolution'} but data.resolutions is "
+                              f"{resolutions}, so {section} would run nowhere; add a {section}.\"<res>\" entry for "
+                              "one of data.resolutions")
+    study = params.get("human_study", {})
+    if resolutions and study.get("models"):
+        res = study_resolution(params)
+        missing = [model for model in study["models"] if model not in registry.models_at(params, res)]
+        if missing:
+            raise ParamsError(f"human_study.models: {missing} do not run at the study's {res} px (their params "
+                              f"sections have no \"{res}\" entry); pick models that do, or another "
+                              "human_study.resolution")
 
 
 def _check_finite(value: Any, location: list[Any]) -> None:
@@ -161,6 +176,7 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
             hint = "; write a whole number without a decimal point"
         raise ParamsError(f"{_key_path(location)}: {error.message}{hint}")
     _check_per_level_lists(params)
+    _check_model_resolutions(params)
     _check_budget(params)
     _check_source(params)
     return dict(params)

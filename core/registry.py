@@ -84,6 +84,22 @@ def trained_by(rule: str) -> list[str]:
     return [name for name, model in MODELS.items() if model.trained_by == rule]
 
 
+def resolutions_of(params: Mapping[str, Any], name: str) -> list[int]:
+    """The resolutions model `name` trains and is evaluated at: those of `data.resolutions` that its params section
+    has an entry for (PixelVAE: "64" only by default, the paper's; a profile may add "128"). Entries for other
+    resolutions are ignored, so that an override such as `data.resolutions: [64]` runs as a whole."""
+    section = params.get(spec(name).params_section)
+    if section is None:  # a partial params tree (validated params always have the section): not restricted
+        return [int(res) for res in params["data"]["resolutions"]]
+    return [int(res) for res in params["data"]["resolutions"] if str(res) in section]
+
+
+def models_at(params: Mapping[str, Any], res: int | str) -> list[str]:
+    """Table 1's models that run at resolution `res`, in its order: the one answer to "which (res, model) pairs
+    does this configuration compute" for the Snakefile, dvc.yaml's check, evaluation, the report and the study."""
+    return [name for name in MODELS if int(res) in resolutions_of(params, name)]
+
+
 def display_names() -> dict[str, str]:
     return {name: model.display_name for name, model in MODELS.items()}
 

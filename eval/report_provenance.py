@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import yaml
 
+from core import registry
 from core.params import REPO_ROOT
 from eval.plotting import MODELS
 from eval.report_blocks import (
@@ -53,10 +54,12 @@ def hardware() -> list[str]:
             f"torch {torch.__version__}, Python {platform.python_version()}, {platform.platform()}"]
 
 
-def training_time_table(eval_dir: Path, resolutions: Sequence[int]) -> Table:
+def training_time_table(eval_dir: Path, resolutions: Sequence[int],
+                        params: Mapping[str, Any] | None = None) -> Table:
+    """params: show only the models that run at each resolution (core/registry.py models_at), not stale files."""
     rows = []
     for res in resolutions:
-        for model in MODELS:
+        for model in (MODELS if params is None else registry.models_at(params, res)):
             path = eval_dir / str(res) / model / "summary.json"
             if not path.is_file():
                 continue
@@ -72,7 +75,7 @@ def training_time_table(eval_dir: Path, resolutions: Sequence[int]) -> Table:
 def provenance_section(params: Mapping[str, Any], results: Path, prepared: Path) -> list[Block]:
     resolutions = params["data"]["resolutions"]
     blocks: list[Block] = [Heading(2, "Provenance"), Bullets([f"git commit: {git_commit()}", *hardware()]),
-                           training_time_table(results / "eval", resolutions), Heading(3, "Data manifest")]
+                           training_time_table(results / "eval", resolutions, params), Heading(3, "Data manifest")]
     manifest = prepared / "manifest.json"
     if manifest.is_file():
         blocks.append(Preformatted(json.dumps(read_json(manifest, "rerun `lapcvae prepare`"), indent=2)))

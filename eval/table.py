@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core import registry
 from eval.metrics import MODELS
 from eval.paper import PAPER_TABLE1
 
@@ -109,7 +110,8 @@ def per_seed_table(params: Mapping[str, Any], eval_dirs: Sequence[Path], per_ima
     rows = []
     for seed, eval_dir, per_image_dir in zip(seeds, eval_dirs, per_image_dirs, strict=True):
         for resolution in map(str, params["data"]["resolutions"]):
-            for model in (*MODELS, *REFERENCES):
+            # the models that run at this resolution (a model's files from a run with other params are no row)
+            for model in (*registry.models_at(params, resolution), *REFERENCES):
                 summary_path = eval_dir / resolution / model / "summary.json"
                 if not summary_path.is_file():
                     continue

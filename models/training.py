@@ -550,9 +550,13 @@ def _update(
         agreed = ranks.all_min(torch.tensor(active, dtype=torch.float32).to(ranks.comm_device)).cpu()
         active = [bool(flag >= 1) for flag in agreed]
     updating = [group for flag, group in zip(active, names, strict=True) if flag]
-    for position, group in enumerate(updating):
-        params = groups[group]
-        grads = torch.autograd.grad(objectives[group], params, retain_graph=position < len(updating) - 1,
+    # Groups that share one objective tensor (VAE/GAN's encoder and decoder) get their gradients from one pass.
+    passes: dict[int, list[str]] = {}
+    for group in updating:
+        passes.setdefault(id(objectives[group]), []).append(group)
+    for position, sharing in enumerate(passes.values()):
+        params = [param for group in sharing for param in groups[group]]
+        grads = torch.autograd.grad(objectives[sharing[0]], params, retain_graph=position < len(passes) - 1,
                                     allow_unused=True)
         for param, grad in zip(params, grads, strict=True):
             param.grad = grad  # None where the objective does not reach a parameter (the same on every rank)

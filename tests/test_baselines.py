@@ -115,6 +115,27 @@ def test_vaegan_gradients_go_only_where_they_should() -> None:
     assert not reaches(objectives["discriminator"], groups["encoder"])
 
 
+@pytest.mark.parametrize("gamma", [1e-6, 0.5, 1.0])
+def test_vaegan_shared_backward_gives_each_group_its_own_objectives_gradient(gamma: float) -> None:
+    """Encoder and decoder take their gradients from one objective tensor (one backward pass, the loop's
+    `_update`): each group must get exactly what its own objective (kl_weight KL + Dis_l for the encoder,
+    gamma Dis_l - (1 - gamma) L_GAN for the decoder) gives it in a pass of its own."""
+    images = smooth_images(4, 16)
+    model = VAEGAN.from_config({**tiny_vaegan(gamma=gamma).config, "pixel_weight": 1.0, "kl_weight": 0.3})
+    groups = model.parameter_groups()
+    found = {}
+    for shared in (True, False):
+        model.shared_backward = shared
+        torch.manual_seed(1)  # the same reparameterisation and prior noise in both passes
+        objectives = model.training_step(images).objectives
+        assert (objectives["encoder"] is objectives["decoder"]) == shared
+        found[shared] = {group: gradients(objectives[group], groups[group]) for group in ("encoder", "decoder")}
+    for group in ("encoder", "decoder"):
+        for one_pass, own_pass in zip(found[True][group], found[False][group], strict=True):
+            assert own_pass is not None and own_pass.abs().sum() > 0
+            torch.testing.assert_close(one_pass, own_pass, rtol=1e-4, atol=1e-6)
+
+
 def fit_history(model: torch.nn.Module, images: torch.Tensor, steps: int, lr: float,
                 folder: Path) -> list[dict[str, float]]:
     """Train with the shared loop, one full batch per epoch, and return its per-step log."""
@@ -218,7 +239,7 @@ def test_vaegan_pixel_weight_adds_the_pixel_sse_to_the_reconstruction_terms() ->
         torch.manual_seed(0)
         model = VAEGAN.from_config({**tiny_vaegan().config, "pixel_weight": pixel_weight})
         torch.manual_seed(1)
-        losses[pixel_weight] = model.training_step(images).objectives["encoder"].item()
+        losses[pixel_weight] = model.training_step(images).logs["dis_l"].item()
     torch.manual_seed(1)  # the same reparameterisation noise, by hand
     mean, log_var = model.encoder(images)
     reconstructions = model.decoder(mean + torch.exp(0.5 * log_var) * torch.randn(mean.shape))

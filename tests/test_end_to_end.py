@@ -17,7 +17,8 @@ import torch
 import yaml
 from conftest import DVC_OVERRIDES, SmokeRun, run_command, smoke_params
 
-from workflow.pipeline import MODELS, REFERENCES, figures, training_checkpoints
+from core.registry import models_at
+from workflow.pipeline import REFERENCES, figures, training_checkpoints
 
 pytestmark = pytest.mark.slow
 SMOKE = smoke_params()  # the Snakemake run's params
@@ -26,7 +27,8 @@ SMOKE_DVC = smoke_params(DVC_OVERRIDES)  # the DVC run's: 64 px only
 
 def check_artefacts(root: Path, params: dict) -> None:
     table = pd.read_csv(root / "results/metrics/table1.csv")
-    expected = {(model, res) for model in (*REFERENCES, *MODELS) for res in params["data"]["resolutions"]}
+    expected = {(model, res) for res in params["data"]["resolutions"]
+                for model in (*REFERENCES, *models_at(params, res))}  # core/registry.py: PixelVAE at 64 px only
     assert set(zip(table["model"], table["resolution"], strict=True)) == expected
     assert all(math.isfinite(value) for value in table["rmse_mean"])
     html = (root / "results/report.html").read_text()

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from core.params import deep_merge, load_params
+from core.registry import models_at
 from workflow.pipeline import BASELINES, MODELS, job_fingerprint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,8 +53,14 @@ def test_dry_run_lists_the_whole_study(configfile: str | None, source_rule: str)
     # with and without M, every level, every resolution; the coarsest level (no M) is one job for both variants
     assert counts["train_level"] == 2 * levels - n_res
     assert counts["retrain_m"] == n_res
-    assert counts["train_baseline"] == len(BASELINES) * n_res  # VAE, VAE/GAN, PixelVAE
-    assert counts["evaluate"] == len(MODELS) * n_res
+    # each model at the resolutions its params section has (core/registry.py models_at): PixelVAE at 64 px only
+    runs = {res: models_at(params, res) for res in params["data"]["resolutions"]}
+    assert counts["train_baseline"] == sum(len(set(BASELINES) & set(models)) for models in runs.values())
+    assert counts["evaluate"] == sum(len(models) for models in runs.values())
+    assert "results/models/64/pixelvae/model.pt" in output and "results/eval/64/pixelvae/summary.json" in output
+    if configfile in (None, "config/paper.yaml"):  # the paper's PixelVAE is 64 px only, and so is the default
+        assert runs[128] == [model for model in MODELS if model != "pixelvae"]
+        assert "/128/pixelvae" not in output and "128_pixelvae" not in output
     for rule in ("table", "report", "export_study"):
         assert counts[rule] == 1
     for rule in ("figures", "neighbours", "edit_coarse", "edit_region"):

@@ -12,7 +12,7 @@ params (`snakemake -n --forceall`, as printed) and reports every difference:
     dep is read by one of them;
   - code: the stage depends on `core` and the packages workflow/pipeline.py's CODE_USED gives its rules;
   - params: the stage's params cover the same leaf keys as its jobs' rerun fingerprints (PARAMS_USED);
-  - the `models` var lists core/registry.py's models.
+  - the `models` var lists core/registry.py's models that run at every resolution (core/registry.py models_at).
 
     python -m workflow.dvc_check            # in the repository root (or give a folder); exit 1 on differences
 """
@@ -141,6 +141,35 @@ def leaves(params: Mapping[str, Any], key: str) -> set[str]:
     return {key}
 
 
+def models_var_errors(models: list[str], params: Mapping[str, Any], stage_names: set[str]) -> list[str]:
+    """The `models` var: core/registry.py's models in its order, each running at every resolution of params.yaml;
+    every other registry model has an `evaluate_<model>` stage of its own (over its params section's entries)."""
+    errors = []
+    if models != [name for name in registry.names() if name in models]:
+        errors.append(f"dvc.yaml: vars `models` is {models}: list core/registry.py's models ({registry.names()}) "
+                      "there, in its order")
+    resolutions = [int(res) for res in params["data"]["resolutions"]]
+    for name in registry.names():
+        if name in models and registry.resolutions_of(params, name) != resolutions:
+            errors.append(f"dvc.yaml: vars `models` lists {name}, which runs at {registry.resolutions_of(params, name)}"
+                          f" px only (its params section's entries): give it an `evaluate_{name}` stage over them, "
+                          "as `evaluate_pixelvae`, instead")
+        elif name not in models and f"evaluate_{name}" not in stage_names:
+            errors.append(f"dvc.yaml: {name} (core/registry.py) is neither in vars `models` nor has an "
+                          f"`evaluate_{name}` stage: add it to vars `models`, in the registry's order")
+    return errors
+
+
+def other_resolutions_of_partial_model(params: Mapping[str, Any], key: str, resolutions: set[str]) -> bool:
+    """Whether a leaf key is `<section>.<res>...` of a model that does not run at every resolution, at a
+    resolution other than `resolutions`."""
+    section, _, rest = key.partition(".")
+    res = rest.partition(".")[0]
+    partial = {registry.spec(name).params_section for name in registry.names()
+               if registry.resolutions_of(params, name) != [int(r) for r in params["data"]["resolutions"]]}
+    return bool(resolutions) and section in partial and res.isdigit() and res not in resolutions
+
+
 def command_targets(cmd: str) -> tuple[list[str], list[str]] | None:
     """(targets, --until rules) of a `snakemake --cores all ...` command, None for any other command."""
     words = shlex.split(cmd)
@@ -181,11 +210,10 @@ def check(root: Path, dvc_file: str = "dvc.yaml") -> list[str]:
     dvc_yaml = yaml.safe_load((root / dvc_file).read_text())
     models = next((entry["models"] for entry in dvc_yaml.get("vars", []) if isinstance(entry, dict)
                    and "models" in entry), None)
-    if dvc_file == "dvc.yaml" and models != registry.names():
-        errors.append(f"dvc.yaml: vars `models` is {models}, core/registry.py has {registry.names()}: "
-                      "list the registry's models there, in its order")
     params = yaml.safe_load((root / "params.yaml").read_text())
     stages = dvc_stages(root, dvc_file)
+    if dvc_file == "dvc.yaml":
+        errors += models_var_errors(models or [], params, {stage.name.partition("@")[0] for stage in stages})
     commands = {}
     for stage in stages:
         commands[stage.name] = command_targets(stage.cmd)
@@ -262,6 +290,11 @@ def check(root: Path, dvc_file: str = "dvc.yaml") -> list[str]:
         expected_keys = {key for index in owned for key in params_used(jobs[index].rule, jobs[index].wildcards)}
         expected = set().union(set(), *(leaves(params, key) for key in expected_keys))
         declared = set().union(set(), *(leaves(params, key) for key in stage.params))
+        # A model that runs at only some resolutions has its whole section in a per-resolution stage (DVC cannot
+        # template a key that exists at some resolutions only): its entries at the stage's other resolutions
+        # may be declared too (a change there only reruns Snakemake, which finds nothing to do).
+        stage_res = {jobs[index].wildcards["res"] for index in owned if "res" in jobs[index].wildcards}
+        declared -= {key for key in declared - expected if other_resolutions_of_partial_model(params, key, stage_res)}
         if declared != expected:
             errors.append(f"{stage.name}: params miss {sorted(expected - declared)} and have extra "
                           f"{sorted(declared - expected)} (its jobs' fingerprints: {sorted(expected_keys)})")

@@ -41,6 +41,7 @@ def training_checkpoints(params: Mapping[str, Any]) -> list[str]:
     results = params["paths"]["results"]
     trained = [*BASELINES, *LAPCVAE_VARIANTS, *RETRAINED]
     return list(dict.fromkeys(path for res in resolutions(params) for model in trained
+                              if model in registry.models_at(params, res)
                               for path in registry.checkpoints(results, res, model, levels(params, res))))
 
 

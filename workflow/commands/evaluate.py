@@ -182,7 +182,7 @@ def figures_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test", type=Path, required=True, help="data/prepared/{res}/test.npy")
     parser.add_argument("--out-dir", type=Path, required=True, help="results/figures")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
-                        help="models to show (default: all five)")
+                        help="models to show (default: all of Table 1; the workflow passes those that run at --res)")
     args = parser.parse_args(argv)
     params = params_from_args(args)
     if args.res <= 0:

@@ -35,13 +35,16 @@ rule table:
         CONDA_ENV
     input:
         # every training seed's results folder (common.smk: RUNS), first seed first
-        summaries=expand("{results}/eval/{res}/{model}/summary.json", results=RUNS.values(), res=RES, model=MODELS),
-        per_image=expand("{results}/metrics/per_image/{res}_{model}.csv", results=RUNS.values(), res=RES,
-                         model=MODELS),
+        # every (res, model) pair the params compute (core/registry.py models_at), in every seed's folder
+        summaries=[f"{results}/eval/{res}/{model}/summary.json" for results in RUNS.values() for res in RES
+                   for model in models_at(config, res)],
+        per_image=[f"{results}/metrics/per_image/{res}_{model}.csv" for results in RUNS.values() for res in RES
+                   for model in models_at(config, res)],
         references=[*expand(f"{RESULTS}/eval/{{res}}/{{name}}/summary.json", res=RES, name=REFERENCES),
                     *expand("{results}/eval/{res}/{name}/summary.json", results=list(RUNS.values())[1:], res=RES,
                             name=SEED_REFERENCES)],
-        costs=expand("{results}/eval/{res}/{model}/cost.json", results=RUNS.values(), res=RES, model=MODELS),
+        costs=[f"{results}/eval/{res}/{model}/cost.json" for results in RUNS.values() for res in RES
+               for model in models_at(config, res)],
     output:
         table=report(f"{RESULTS}/metrics/table1.csv", caption="../report/table1.rst", category="Table 1"),
         seeds=f"{RESULTS}/metrics/table1_seeds.csv",
@@ -65,16 +68,18 @@ rule neighbours:
     conda:
         CONDA_ENV
     input:
-        samples=expand(f"{RESULTS}/eval/{{{{res}}}}/{{model}}/samples.npy", model=MODELS),
+        samples=lambda w: [f"{RESULTS}/eval/{w.res}/{model}/samples.npy" for model in models_at(config, w.res)],
         train=f"{PREP}/{{res}}/train.npy",
         test=f"{PREP}/{{res}}/test.npy",
     output:
-        tables=expand(f"{RESULTS}/neighbours/{{{{res}}}}_{{name}}.csv", name=[*MODELS, "test_reference", "summary"]),
+        # (and one {res}_{model}.csv per model of that resolution, which nothing downstream reads: outputs cannot
+        # depend on the resolution, and the models differ between resolutions)
+        tables=expand(f"{RESULTS}/neighbours/{{{{res}}}}_{{name}}.csv", name=["test_reference", "summary"]),
         figure=figure_output("fig6_neighbours", "Figure 6", "fig6"),
     log:
         "logs/neighbours_{res}.log",
     params:
-        models=MODELS,
+        models=lambda w: models_at(config, w.res),
         out_dir=folder("output", "tables"),
         fingerprint=fingerprint_of("neighbours"),
     threads: RESOURCES["eval"]["threads"]
@@ -90,8 +95,9 @@ rule figures:
     conda:
         CONDA_ENV
     input:
-        samples=expand(f"{RESULTS}/eval/{{{{res}}}}/{{model}}/samples.npy", model=MODELS),
-        reconstructions=expand(f"{RESULTS}/eval/{{{{res}}}}/{{model}}/reconstructions.npy", model=MODELS),
+        samples=lambda w: [f"{RESULTS}/eval/{w.res}/{model}/samples.npy" for model in models_at(config, w.res)],
+        reconstructions=lambda w: [f"{RESULTS}/eval/{w.res}/{model}/reconstructions.npy"
+                                   for model in models_at(config, w.res)],
         lapcvae=whole_model("lapcvae"),
         test=f"{PREP}/{{res}}/test.npy",
     output:
@@ -105,6 +111,7 @@ rule figures:
     params:
         eval_dir=folder("input", "samples", up=3),
         models_dir=folder("input", "lapcvae", up=3),
+        models=lambda w: models_at(config, w.res),
         out_dir=folder("output", "fig4"),
         fingerprint=fingerprint_of("figures"),
     threads: RESOURCES["eval"]["threads"]
@@ -112,5 +119,5 @@ rule figures:
         **EVAL_RESOURCES,
     shell:
         "OMP_NUM_THREADS={threads} lapcvae figures --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --eval-dir {params.eval_dir} --models-dir {params.models_dir} --test {input.test}"
+        " --eval-dir {params.eval_dir} --models-dir {params.models_dir} --models {params.models} --test {input.test}"
         " --out-dir {params.out_dir} 2>&1 | tee {log}"

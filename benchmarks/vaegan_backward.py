@@ -1,0 +1,47 @@
+"""VAE/GAN training steps as now (encoder and decoder gradients from one backward pass, VAEGAN.shared_backward)
+against one pass per objective (as before): median of interleaved steps, one run, default params.
+
+Interleaving the two step by step keeps the ratio fair on a machine shared with other jobs.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/vaegan_backward.py [--res 128] [--repeats 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from benchmarks.train import RawStep, build
+from core.params import load_params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--res", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=6)
+    args = parser.parse_args()
+    params = load_params()
+    batch = params["vaegan"][str(args.res)]["train"].get("batch_size", params["train"]["batch_size"])
+    images = torch.rand(batch, 3, args.res, args.res, generator=torch.Generator().manual_seed(0))
+    steps, seconds = {}, {}
+    for shared in (True, False):
+        model, _ = build("vaegan", params, args.res, None)
+        model.shared_backward = shared
+        steps[shared] = RawStep(model, torch.device("cpu"), fast=True)
+        steps[shared](images)  # warm-up
+        seconds[shared] = []
+    for _ in range(args.repeats):
+        for shared, step in steps.items():
+            start = time.perf_counter()
+            step(images)
+            seconds[shared].append(time.perf_counter() - start)
+    one, two = statistics.median(seconds[True]), statistics.median(seconds[False])
+    print(f"vaegan@{args.res}, batch {batch}: now {one:.3f} s/step, as before {two:.3f} s/step: {one / two:.2f}x "
+          "the time")
+
+
+if __name__ == "__main__":
+    main()
