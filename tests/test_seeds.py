@@ -7,17 +7,22 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from conftest import CORES, SmokeRun, run_command, smoke_copy
 
 from core import registry
 from core.params import load_params
-from core.registry import checkpoint, seed_results
+from core.registry import checkpoint, level_checkpoint, seed_results
 from eval.references import build_references
+from models.training import derive_seed
+from workflow.pipeline import levels
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -92,3 +97,24 @@ def test_a_further_seed_computes_only_the_reference_that_depends_on_training() -
     assert build_references(params, 64, images, None, names=["lapcvae_coarsest"]) == {}
     with pytest.raises(ValueError, match="unknown references"):
         build_references(params, 64, images, None, names=["median_face"])
+
+
+@pytest.mark.slow
+def test_each_seeds_jobs_train_with_their_own_seed(smoke_run: SmokeRun, tmp_path: Path) -> None:
+    """Run for real, not dry: every seed's coarsest LapCVAE level trains with that seed (checkpoint meta and
+    weights differ), the first seed's with the params seed. A dry run prints each rule's command as defined, which
+    looked right while every job ran the last seed's (a shell f-string over a loop variable)."""
+    root = smoke_copy(tmp_path / "seeds")
+    params = load_params("config/smoke.yaml")
+    for folder in (params["paths"]["raw"], params["paths"]["prepared"]):  # the smoke study's faces and split,
+        shutil.copytree(smoke_run.root / folder, root / folder)  # without Snakemake's records
+    seeds, level = [params["seed"], params["seed"] + 1], levels(params, 64) - 1
+    (root / "seeds.yaml").write_text(f"seeds: {seeds}\n")
+    paths = [level_checkpoint(seed_results(params["paths"]["results"], seed, seeds), 64, "lapcvae", level)
+             for seed in seeds]
+    run_command("snakemake", "--cores", CORES, *paths, "--configfile", "seeds.yaml", cwd=root)
+    trained = [torch.load(root / path, weights_only=False) for path in paths]
+    assert [each["meta"]["seed"] for each in trained] == [
+        derive_seed(seed, "lapcvae-train", 64, "lapcvae", level) for seed in seeds]
+    first, second = (each["state_dict"] for each in trained)
+    assert any(not torch.equal(first[name], second[name]) for name in first)

@@ -82,7 +82,12 @@ def seed_config(seed):
 
 def seed_params(seed):
     """Extra `--params` of a job of training seed `seed`: an override file `seed: <seed>`, merged over the
-    resolved params (nothing for the seed that `seed` already is)."""
+    resolved params (nothing for the seed that `seed` already is).
+
+    Rules pass it as a params value (`{params.seed_params}`), never inside their shell string: Snakemake compiles
+    a `shell:` f-string into the job's run function and evaluates it when the job runs, when a loop variable such
+    as `seed` holds its last value (every seed's jobs then trained with the last seed); params are evaluated
+    when the rule is defined."""
     if seed == config["seed"]:
         return ""
     path = Path(".snakemake/lapcvae") / f"seed-{seed}.yaml"

@@ -21,11 +21,12 @@ for seed, results in RUNS.items():  # one copy per training seed (common.smk: se
         params:
             out_dir=folder("output", "summary"),
             fingerprint=fingerprint_of("evaluate", seed),
+            seed_params=seed_params(seed),  # a value, not in the shell string: see seed_params
         threads: RESOURCES["eval"]["threads"]
         resources:
             **EVAL_RESOURCES,
         shell:
-            f"OMP_NUM_THREADS={{threads}} lapcvae evaluate --params $LAPCVAE_PARAMS{seed_params(seed)}"
+            "OMP_NUM_THREADS={threads} lapcvae evaluate --params $LAPCVAE_PARAMS{params.seed_params}"
             " --res {wildcards.res} --model {wildcards.model} --checkpoint {input.model} --test {input.test}"
             " --out-dir {params.out_dir} --per-image {output.per_image} 2>&1 | tee {log}"
 

@@ -51,11 +51,12 @@ for seed, results in list(RUNS.items())[1:]:
             per_image_dir=folder("output", "per_image"),
             names=SEED_REFERENCES,
             fingerprint=fingerprint_of("references", seed),
+            seed_params=seed_params(seed),  # a value, not in the shell string: see seed_params
         threads: RESOURCES["eval"]["threads"]
         resources:
             **EVAL_RESOURCES,
         shell:
-            f"OMP_NUM_THREADS={{threads}} lapcvae references --params $LAPCVAE_PARAMS{seed_params(seed)}"
+            "OMP_NUM_THREADS={threads} lapcvae references --params $LAPCVAE_PARAMS{params.seed_params}"
             " --res {wildcards.res} --train {input.train} --test {input.test} --coarsest {input.coarsest}"
             " --only {params.names} --eval-dir {params.eval_dir} --per-image-dir {params.per_image_dir}"
             " 2>&1 | tee {log}"

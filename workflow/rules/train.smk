@@ -22,13 +22,14 @@ for seed, results in RUNS.items():
             messages=f"logs/train_level_{{res}}_{{variant}}_{{level}}{seed_log(seed)}.log",
         params:
             fingerprint=fingerprint_of("train_level", seed),
+            seed_params=seed_params(seed),  # a value, not in the shell string: see seed_params
             coarser=lambda w, input: f"--coarser {input.coarser}" if input.coarser else "",
             launcher=launcher("train"),
         threads: RESOURCES["train"]["threads"]
         resources:
             **TRAIN_RESOURCES,
         shell:
-            f"OMP_NUM_THREADS={{threads}} {{params.launcher}} train-level --params $LAPCVAE_PARAMS{seed_params(seed)}"
+            "OMP_NUM_THREADS={threads} {params.launcher} train-level --params $LAPCVAE_PARAMS{params.seed_params}"
             " --res {wildcards.res} --variant {wildcards.variant} --level {wildcards.level} --data {input.data}"
             " {params.coarser} --out {output} 2>&1 | tee {log.messages}"
 
@@ -46,12 +47,13 @@ for seed, results in RUNS.items():
             messages=f"logs/retrain_m_{{res}}{seed_log(seed)}.log",
         params:
             fingerprint=fingerprint_of("retrain_m", seed),
+            seed_params=seed_params(seed),  # a value, not in the shell string: see seed_params
             launcher=launcher("train"),
         threads: RESOURCES["train"]["threads"]
         resources:
             **TRAIN_RESOURCES,
         shell:
-            f"OMP_NUM_THREADS={{threads}} {{params.launcher}} retrain-m --params $LAPCVAE_PARAMS{seed_params(seed)}"
+            "OMP_NUM_THREADS={threads} {params.launcher} retrain-m --params $LAPCVAE_PARAMS{params.seed_params}"
             " --res {wildcards.res} --checkpoint {input.model} --data {input.data} --out {output}"
             " 2>&1 | tee {log.messages}"
 
@@ -68,12 +70,13 @@ for seed, results in RUNS.items():
             messages=f"logs/train_baseline_{{baseline}}_{{res}}{seed_log(seed)}.log",
         params:
             fingerprint=fingerprint_of("train_baseline", seed),
+            seed_params=seed_params(seed),  # a value, not in the shell string: see seed_params
             launcher=launcher("train"),
         threads: RESOURCES["train"]["threads"]
         resources:
             **TRAIN_RESOURCES,
         shell:
-            f"OMP_NUM_THREADS={{threads}} {{params.launcher}} train-baseline --params $LAPCVAE_PARAMS{seed_params(seed)}"
+            "OMP_NUM_THREADS={threads} {params.launcher} train-baseline --params $LAPCVAE_PARAMS{params.seed_params}"
             " --model {wildcards.baseline} --res {wildcards.res} --data {input.data} --out {output}"
             " 2>&1 | tee {log.messages}"
 
