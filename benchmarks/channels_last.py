@@ -8,12 +8,12 @@ Interleaving the two layouts step by step keeps the ratio fair on a machine shar
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
-from benchmarks.train import RawStep, build
+# benchmarks/train.py (a script runs with its own folder on sys.path; benchmarks/ is not an installed package)
+from train import RawStep, build, interleaved_medians
+
 from core.params import load_params
 
 JOBS = [("vae", 64, None), ("lapcvae", 64, 0), ("vaegan", 64, None)]
@@ -33,14 +33,8 @@ def main() -> None:
             # autocast_dtype stays None without native bf16, so fast=True differs from fast=False only in layout
             # and the per-step host copy.
             steps[channels_last] = RawStep(trainable, device, fast=channels_last)
-            steps[channels_last](images)  # warm-up
-        seconds: dict[bool, list[float]] = {False: [], True: []}
-        for _ in range(args.repeats):
-            for channels_last, step in steps.items():
-                start = time.perf_counter()
-                step(images)
-                seconds[channels_last].append(time.perf_counter() - start)
-        nchw, last = statistics.median(seconds[False]), statistics.median(seconds[True])
+        medians = interleaved_medians(steps, images, args.repeats)
+        nchw, last = medians[False], medians[True]
         print(f"{kind} {resolution} px{'' if level is None else f' level {level}'}: NCHW "
               f"{args.batch_size / nchw:.1f} img/s, channels-last {args.batch_size / last:.1f} img/s, "
               f"ratio {nchw / last:.2f}", flush=True)

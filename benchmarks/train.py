@@ -19,10 +19,12 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +34,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from baselines.train import build_baseline
 from core.params import load_params
 from models.lapcvae import LapCVAE, LevelTrainable
-from models.training import autocast_dtype, fit, resolve_device, uses_channels_last
+from models.training import autocast_dtype, fit, resolve_device, set_gradients, uses_channels_last
 
 CONFIGS = {"default": (), "paper": ("config/paper.yaml",)}
 
@@ -98,15 +100,7 @@ class RawStep:
                 if value is not None:
                     torch.isfinite(value.detach().float().cpu())
         updating = [group for group in self.groups if objectives.get(group) is not None]
-        passes: dict[int, list[str]] = {}  # groups sharing one objective tensor: one pass (as `_update`)
-        for group in updating:
-            passes.setdefault(id(objectives[group]), []).append(group)
-        for position, sharing in enumerate(passes.values()):
-            params = [param for group in sharing for param in self.groups[group]]
-            grads = torch.autograd.grad(objectives[sharing[0]], params, retain_graph=position < len(passes) - 1,
-                                        allow_unused=True)
-            for param, grad in zip(params, grads, strict=True):
-                param.grad = grad
+        set_gradients(objectives, self.groups, updating)
         for group in updating:
             self.optimizers[group].step()
             for param in self.groups[group]:
@@ -124,6 +118,21 @@ def time_steps(step: RawStep, images: torch.Tensor, steps: int) -> tuple[float, 
         step(images)
     synchronize(step.device)
     return first, (time.perf_counter() - start) / steps
+
+
+def interleaved_medians(steps: dict[Any, RawStep], images: torch.Tensor, repeats: int) -> dict[Any, float]:
+    """Median seconds per step of each variant, timed one step of each in turn (after one warm-up step each), so
+    that the ratio stays fair on a machine shared with other jobs."""
+    for step in steps.values():
+        step(images)  # warm-up
+    seconds: dict[Any, list[float]] = {key: [] for key in steps}
+    for _ in range(repeats):
+        for key, step in steps.items():
+            start = time.perf_counter()
+            step(images)
+            synchronize(step.device)
+            seconds[key].append(time.perf_counter() - start)
+    return {key: statistics.median(values) for key, values in seconds.items()}
 
 
 def count_flops(trainable: nn.Module, images: torch.Tensor) -> float:

@@ -9,12 +9,12 @@ Interleaving the two step by step keeps the ratio fair on a machine shared with 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
-from benchmarks.train import RawStep, build
+# benchmarks/train.py (a script runs with its own folder on sys.path; benchmarks/ is not an installed package)
+from train import RawStep, build, interleaved_medians
+
 from core.params import load_params
 
 
@@ -26,19 +26,13 @@ def main() -> None:
     params = load_params()
     batch = params["vaegan"][str(args.res)]["train"].get("batch_size", params["train"]["batch_size"])
     images = torch.rand(batch, 3, args.res, args.res, generator=torch.Generator().manual_seed(0))
-    steps, seconds = {}, {}
+    steps = {}
     for shared in (True, False):
         model, _ = build("vaegan", params, args.res, None)
         model.shared_backward = shared
         steps[shared] = RawStep(model, torch.device("cpu"), fast=True)
-        steps[shared](images)  # warm-up
-        seconds[shared] = []
-    for _ in range(args.repeats):
-        for shared, step in steps.items():
-            start = time.perf_counter()
-            step(images)
-            seconds[shared].append(time.perf_counter() - start)
-    one, two = statistics.median(seconds[True]), statistics.median(seconds[False])
+    medians = interleaved_medians(steps, images, args.repeats)
+    one, two = medians[True], medians[False]
     print(f"vaegan@{args.res}, batch {batch}: now {one:.3f} s/step, as before {two:.3f} s/step: {one / two:.2f}x "
           "the time")
 

@@ -26,7 +26,7 @@ import os
 import platform
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -550,7 +550,21 @@ def _update(
         agreed = ranks.all_min(torch.tensor(active, dtype=torch.float32).to(ranks.comm_device)).cpu()
         active = [bool(flag >= 1) for flag in agreed]
     updating = [group for flag, group in zip(active, names, strict=True) if flag]
-    # Groups that share one objective tensor (VAE/GAN's encoder and decoder) get their gradients from one pass.
+    set_gradients(objectives, groups, updating)
+    for group in updating:
+        params = groups[group]
+        ranks.average([param.grad for param in params if param.grad is not None])
+        if settings["grad_clip"] is not None:
+            nn.utils.clip_grad_norm_(params, settings["grad_clip"])
+        optimizers[group].step()
+        for param in params:
+            param.grad = None
+
+
+def set_gradients(objectives: Mapping[str, torch.Tensor | None], groups: Mapping[str, list[nn.Parameter]],
+                  updating: list[str]) -> None:
+    """Each updating group's .grad from its own objective only. Groups that share one objective tensor (VAE/GAN's
+    encoder and decoder) get their gradients from one backward pass."""
     passes: dict[int, list[str]] = {}
     for group in updating:
         passes.setdefault(id(objectives[group]), []).append(group)
@@ -560,14 +574,6 @@ def _update(
                                     allow_unused=True)
         for param, grad in zip(params, grads, strict=True):
             param.grad = grad  # None where the objective does not reach a parameter (the same on every rank)
-    for group in updating:
-        params = groups[group]
-        ranks.average([param.grad for param in params if param.grad is not None])
-        if settings["grad_clip"] is not None:
-            nn.utils.clip_grad_norm_(params, settings["grad_clip"])
-        optimizers[group].step()
-        for param in params:
-            param.grad = None
 
 
 def _sync_buffers(trainable: nn.Module, ranks: _Distributed) -> None:
