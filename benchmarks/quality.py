@@ -91,6 +91,8 @@ def main() -> None:
     seconds = time.perf_counter() - start
     result = {"tag": args.tag, "model": args.model, "res": args.res, "set": args.set,
               "val_rmse": round(validation_rmse(network, val_images), 3),
+              # The same score on as many training images: a gap to val_rmse is overfitting, none underfitting.
+              "train_rmse": round(validation_rmse(network, train_images[:len(val_images)]), 3),
               "std_ratio": round(std_ratio(network, val_images), 3),
               "rate": None if (rate := mean_rate(network, val_images)) is None else round(rate, 1),
               "seconds": round(seconds, 1),

@@ -4,7 +4,8 @@ For each resolution, default (params.yaml) and paper (config/paper.yaml) widths,
 with levels k+1..K frozen, as in train-level; the VAE; the VAE/GAN), side by side in one run:
 - `fp32 img/s`: a raw eager step as the loop ran it before: NCHW, fp32, every loss copied to the host each step;
 - `fast img/s`: the same step the way `fit` runs it now: channels-last, bf16 autocast where the device computes
-  bf16 natively (CUDA, CPUs with AVX512-BF16/AMX), no per-step host copy (and torch.compile with --compile);
+  bf16 natively (CUDA, CPUs with AVX512-BF16/AMX), fused Adam, no per-step host copy (and torch.compile with
+  --compile);
 - the speed-up, the fast step's FLOP rate as a fraction of the fp32 and the bf16 torch.mm rates measured in this
   run (FLOPs of forward + backward counted by torch.utils.flop_counter.FlopCounterMode);
 - `fit/raw`: a whole `fit` call (`--fit-steps` steps, checkpoint included) in img/s over the fast raw step's.
@@ -34,7 +35,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from baselines.train import build_baseline
 from core.params import load_params
 from models.lapcvae import LapCVAE, LevelTrainable
-from models.training import autocast_dtype, fit, resolve_device, set_gradients, uses_channels_last
+from models.training import (
+    autocast_dtype,
+    fit,
+    make_optimizers,
+    resolve_device,
+    set_gradients,
+    uses_channels_last,
+)
 
 CONFIGS = {"default": (), "paper": ("config/paper.yaml",)}
 
@@ -88,7 +96,8 @@ class RawStep:
             torch.contiguous_format
         trainable.to(memory_format=self.memory_format)
         self.groups = {group: list(params) for group, params in trainable.parameter_groups().items()}
-        self.optimizers = {group: torch.optim.Adam(params, lr=1e-4) for group, params in self.groups.items()}
+        # Today's loop's optimizers: fused Adam on the fast path, the per-tensor one on the old path.
+        self.optimizers = make_optimizers(trainable, {"lr": 1e-4}, fused=fast)
         self.step_fn: Callable = torch.compile(trainable.training_step) if compile_step else trainable.training_step
 
     def __call__(self, images: torch.Tensor) -> None:

@@ -210,16 +210,24 @@ def _check_inputs(trainable: Any, train_images: np.ndarray, settings: dict[str, 
 
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}  # settings["optimizer"]
+# Optimizers with a fused kernel: one pass over each parameter instead of ~10 elementwise ops; on this 2-core CPU
+# the default VAE's step takes 0.68x the time (benchmarks/train.py). Same update rule, different rounding.
+FUSED = {"adam"}
 
 
-def _make_optimizers(trainable: nn.Module, settings: dict[str, Any]) -> dict[str, torch.optim.Optimizer]:
+def make_optimizers(
+    trainable: nn.Module, settings: dict[str, Any], *, fused: bool = True
+) -> dict[str, torch.optim.Optimizer]:
     """One optimizer per group (settings `optimizer`, default Adam, with `lr` and `weight_decay`); a trainable may
-    set `optimizer_settings = {group: {"lr": .., ...}}`."""
+    set `optimizer_settings = {group: {"lr": .., ...}}`. fused: use the fused kernel where FUSED has one."""
     overrides = getattr(trainable, "optimizer_settings", {})
-    optimizer = OPTIMIZERS[settings.get("optimizer", "adam")]
+    name = settings.get("optimizer", "adam")
+    optimizer = OPTIMIZERS[name]
     optimizers = {}
     for group, params in trainable.parameter_groups().items():
-        options = {"lr": settings["lr"], "weight_decay": settings.get("weight_decay", 0.0), **overrides.get(group, {})}
+        use_fused = fused and name in FUSED and all(param.device.type in ("cpu", "cuda") for param in params)
+        options = {"lr": settings["lr"], "weight_decay": settings.get("weight_decay", 0.0),
+                   **({"fused": True} if use_fused else {}), **overrides.get(group, {})}
         optimizers[group] = optimizer(params, **options)
     return optimizers
 
@@ -370,7 +378,7 @@ def fit(
     try:
         trainable.to(device_)
         ranks.broadcast_state(trainable)
-        optimizers = _make_optimizers(trainable, settings)
+        optimizers = make_optimizers(trainable, settings)
         # Before a resume state overwrites them with the scheduled rates of its last step.
         base_lrs = {group: [options["lr"] for options in optimizer.param_groups]
                     for group, optimizer in optimizers.items()}

@@ -220,11 +220,11 @@ def test_vae_loss_is_pixel_sse_plus_weighted_kl_in_nats(kl_weight: float) -> Non
 
 
 def test_paper_vaegan_trains_with_rmsprop_and_weight_decay() -> None:
-    from models.training import _make_optimizers
+    from models.training import make_optimizers
 
     params = load_params("config/paper.yaml")
     settings = {**params["train"], **params["vaegan"]["64"]["train"]}
-    optimizers = _make_optimizers(tiny_vaegan(), settings)
+    optimizers = make_optimizers(tiny_vaegan(), settings)
     assert set(optimizers) == {"encoder", "decoder", "discriminator"}
     for optimizer in optimizers.values():
         assert isinstance(optimizer, torch.optim.RMSprop)

@@ -238,6 +238,25 @@ def test_channels_last_training_hands_back_contiguous_weights(tmp_path: Path) ->
     assert all(param.is_contiguous() for param in trainable.parameters())
 
 
+def test_fit_uses_fused_adam_with_the_per_tensor_update_rule() -> None:
+    """The loop's Adam is the fused kernel, and ten steps of it land where the per-tensor Adam lands."""
+    weights = {}
+    for fused in (True, False):
+        trainable = level_trainable()
+        optimizers = training.make_optimizers(trainable, {"lr": 1e-2, "weight_decay": 1e-3}, fused=fused)
+        assert all(bool(optimizer.defaults["fused"]) is fused for optimizer in optimizers.values())
+        images = torch.from_numpy(train_images()).float() / 255.0
+        torch.manual_seed(1)
+        for _ in range(10):
+            objectives = trainable.training_step(images).objectives
+            training.set_gradients(objectives, {"level0": list(trainable.parameter_groups()["level0"])}, ["level0"])
+            optimizers["level0"].step()
+        weights[fused] = torch.cat([param.detach().flatten() for param in trainable.parameters()])
+    initial = torch.cat([param.detach().flatten() for param in level_trainable().parameters()])
+    assert (weights[True] - initial).abs().max() > 1e-2  # the steps moved the weights
+    assert torch.allclose(weights[True], weights[False], atol=1e-5)
+
+
 class TwoGroups(nn.Module):
     """Objective 'a' depends on both parameters; 'b' has its own objective or none (skipped)."""
 
