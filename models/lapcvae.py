@@ -53,11 +53,12 @@ class PyramidState:
 
 
 def level_depth(size: int, feature_size: int, max_blocks: int) -> int:
-    """Stride-2 blocks of a level of `size` px: halve down to `feature_size` px, at most `max_blocks` times."""
-    if size < feature_size or size % feature_size:
+    """Stride-2 blocks of a level of `size` px: halve down to `feature_size` px, at most `max_blocks` times; a
+    level no larger than `feature_size` keeps one block."""
+    if size % feature_size and feature_size % size:
         raise ValueError(f"a {size} px pyramid level cannot be halved down to feature_size={feature_size} px; "
-                         "set lapcvae.<res>.feature_size to a power of two no larger than the coarsest level")
-    return max(1, min(max_blocks, int(math.log2(size // feature_size))))
+                         "set lapcvae.<res>.feature_size to a power of two")
+    return max(1, min(max_blocks, int(math.log2(max(1, size // feature_size)))))
 
 
 def mlp(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:

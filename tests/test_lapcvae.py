@@ -159,3 +159,18 @@ def test_rate_sums_every_levels_kl_against_its_prior(use_m: bool) -> None:
         mean, log_var = model.encode_level(model.coarsest, b_K, None)
     assert torch.allclose(coarse_rate, kl_diagonal_gaussians(mean, log_var), rtol=1e-5)  # level K: N(0, I)
     assert (rate > coarse_rate).all()  # finer levels add their own KL
+
+
+@pytest.mark.parametrize("feature_size, depths", [(2, [2, 2, 1]), (4, [2, 1, 1]), (8, [1, 1, 1])])
+def test_levels_halve_down_to_feature_size_and_smaller_levels_keep_one_block(feature_size: int,
+                                                                            depths: list[int]) -> None:
+    from models.lapcvae import level_depth
+
+    # 16, 8 and 4 px levels with two widths: a level no larger than feature_size still encodes with one block.
+    assert [level_depth(size, feature_size, max_blocks=2) for size in (16, 8, 4)] == depths
+    model = LapCVAE(resolution=16, levels=3, latent_dims=[6, 5, 4], kl_weights=[0.01, 0.1, 1.0], widths=[4, 8],
+                    feature_size=feature_size, m_hidden=8, use_m=True)
+    x = images(2)
+    assert model.reconstruct(x).shape == x.shape
+    with pytest.raises(ValueError, match="feature_size"):
+        level_depth(16, 3, max_blocks=2)
