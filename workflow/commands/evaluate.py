@@ -18,6 +18,7 @@ from core.atomic import save_npy as atomic_save_npy
 from core.atomic import write_csv as atomic_write_csv
 from core.atomic import write_json as atomic_write_json
 from core.atomic import write_text as write_text_atomically
+from eval.cost import write_training_cost
 from eval.fid import sample_quality
 from eval.figures import write_figures
 from eval.metrics import (
@@ -54,7 +55,13 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test", required=True, help="prepared test split, e.g. data/prepared/64/test.npy")
     parser.add_argument("--out-dir", required=True, help="e.g. results/eval/64/lapcvae")
     parser.add_argument("--per-image", required=True, help="e.g. results/metrics/per_image/64_lapcvae.csv")
+    parser.add_argument("--training-checkpoints", nargs="+", default=None,
+                        help="with --cost: every training job's checkpoint of the model (LapCVAE: each "
+                             "level{k}.pt, ...), whose training cost (eval/cost.py) goes to --cost")
+    parser.add_argument("--cost", default=None, help="JSON to write, e.g. results/eval/64/lapcvae/cost.json")
     args = parser.parse_args(argv)
+    if (args.training_checkpoints is None) != (args.cost is None):
+        parser.error("--training-checkpoints and --cost go together: pass both (the training cost) or neither")
     params = params_from_args(args)
     settings = params["eval"]
     device = resolve_device(params["device"])
@@ -95,6 +102,10 @@ def evaluate_main(argv: list[str] | None = None) -> None:
                                   load_images(out_dir / "reconstructions.npy", args.res), params["seed"], device))
     atomic_save_npy(out_dir / "samples.npy", samples)
     atomic_write_csv(args.per_image, per_image)
+    if args.cost is not None:
+        # In this job rather than one of its own: a job costs seconds of imports; after the metrics and samples,
+        # which it leaves untouched (it seeds torch for its own FLOP count).
+        write_training_cost(args.training_checkpoints, args.cost)
     atomic_write_json(out_dir / "summary.json", summary)  # last: its presence means the rest is complete
     print(f"{args.model} {args.res}px: RMSE {summary['rmse_mean']:.2f} +- {summary['rmse_std']:.2f} "
           f"(95% CI {summary['rmse_ci95'][0]:.2f}-{summary['rmse_ci95'][1]:.2f}) on {summary['n_test']} images")
