@@ -20,8 +20,8 @@ from core.atomic import write_json as atomic_write_json
 from core.atomic import write_text as write_text_atomically
 from eval.cost import write_training_cost
 from eval.fid import sample_quality
-from eval.figures import write_figures
 from eval.metrics import (
+    MODELS,
     PIXEL_MAX,
     count_flops,
     count_parameters,
@@ -31,18 +31,13 @@ from eval.metrics import (
     summarise,
     to_uint8,
 )
-from eval.neighbours import TEST_REFERENCE, nearest_neighbours, neighbour_table, neighbours_figure, summary_table
-from eval.plotting import (
-    MODELS,
-)
-from eval.report import build_report
-from eval.report_render import render_html, render_markdown
-from eval.table import build_table1, claims_table, metrics_json, paths_of, per_seed_table, run_seeds
 from models.checkpoint import load_model, pyramid_train_seconds
 from models.training import resolve_device
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)
+# Each command imports the library modules only it uses (figures, neighbours, table, report): every job is a
+# fresh process, and matplotlib and friends cost `evaluate` (one job per model) a second of CPU each.
 
 
 def evaluate_main(argv: list[str] | None = None) -> None:
@@ -123,6 +118,8 @@ def table_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", required=True, help="where table1.csv and metrics.json go, e.g. results/metrics")
     args = parser.parse_args(argv)
     params = params_from_args(args)
+    from eval.table import build_table1, claims_table, metrics_json, paths_of, per_seed_table, run_seeds
+
     table = build_table1(params, args.eval_dir, args.per_image_dir, args.seeds)
     seeds = args.seeds or run_seeds(params, len(args.eval_dir))
     long = per_seed_table(params, paths_of(args.eval_dir), paths_of(args.per_image_dir), seeds)
@@ -136,6 +133,8 @@ def table_main(argv: list[str] | None = None) -> None:
 
 
 def neighbours_main(argv: list[str] | None = None) -> None:
+    from eval.neighbours import TEST_REFERENCE, nearest_neighbours, neighbour_table, neighbours_figure, summary_table
+
     parser = argparse.ArgumentParser(prog="lapcvae neighbours",
                                      description=doc_summary("eval.neighbours", paragraph=True))
     add_params_arguments(parser)
@@ -198,6 +197,8 @@ def figures_main(argv: list[str] | None = None) -> None:
     params = params_from_args(args)
     if args.res <= 0:
         raise ValueError(f"--res must be a positive resolution such as 64, got {args.res}")
+    from eval.figures import write_figures
+
     written = write_figures(params, args.res, args.eval_dir, args.models_dir, args.test, args.out_dir,
                             args.models)
     for path in written:
@@ -214,6 +215,9 @@ def report_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-html", type=Path, required=True, help="e.g. results/report.html")
     args = parser.parse_args(argv)
     params = params_from_args(args)
+    from eval.report import build_report
+    from eval.report_render import render_html, render_markdown
+
     blocks = build_report(params, args.results, args.prepared)
     markdown, page = render_markdown(blocks, args.out_md.parent), render_html(blocks)  # both before any write
     write_text_atomically(args.out_md, markdown)
