@@ -11,6 +11,9 @@ retraining for `lapcvae_retrained_m`; a baseline: one job). For each job's check
   element-wise update is left out (a few FLOPs per parameter per step, negligible beside the convolutions).
 - train FLOPs = sum over jobs of FLOPs per image x images seen; train seconds = sum of the jobs' times.
 
+Written by `lapcvae evaluate ... --training-checkpoints level3.pt ... level0.pt --cost .../cost.json` in the DAG
+(one job per model), or alone:
+
     lapcvae training-cost --checkpoints results/models/64/lapcvae/level3.pt ... level0.pt \\
         --out results/eval/64/lapcvae/cost.json
 """
@@ -25,6 +28,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from core.atomic import write_json
 from models.checkpoint import load_model
 
 logger = logging.getLogger(__name__)
@@ -90,3 +94,12 @@ def training_cost(checkpoints: list[str | Path]) -> dict[str, Any]:
         "train_flops": sum(job["train_flops"] for job in jobs),
         "jobs": jobs,
     }
+
+
+def write_training_cost(checkpoints: list[str | Path], out: str | Path) -> dict[str, Any]:
+    """training_cost of `checkpoints`, written to the JSON `out` (cost.json beside the model's summary.json)."""
+    measured = training_cost(checkpoints)
+    write_json(out, measured)
+    logger.info("%s: %.3g training FLOPs, %d images seen, %.1f s", out, measured["train_flops"],
+                measured["images_seen"], measured["train_seconds"])
+    return measured

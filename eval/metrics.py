@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
@@ -70,25 +71,58 @@ def rmse_per_image(reference: torch.Tensor, reconstruction: torch.Tensor) -> tor
 
 
 def psnr_per_image(reference: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-    """(N,) PSNR in dB of the quantised reconstruction (torchmetrics; inf for a perfect reconstruction)."""
-    # Imported here: torchmetrics pulls in torchvision and torch._dynamo, ~3x torch's own import time, which every
-    # job that imports this module (training cost, table, figures, report...) would pay.
-    from torchmetrics.functional.image import peak_signal_noise_ratio
+    """(N,) PSNR in dB of the quantised reconstruction, 10 log10(1 / MSE) on [0, 1] (inf for a perfect one).
 
+    The formula and float32 arithmetic of torchmetrics' peak_signal_noise_ratio(data_range=1, dim=(1, 2, 3)),
+    which this replaced (tests/test_metrics.py compares them): torchmetrics costs every job that imports it
+    ~7 s of CPU (it pulls in torchvision and torch._dynamo).
+    """
     _check_pair(reference, reconstruction)
-    return peak_signal_noise_ratio(
-        quantise(reconstruction), reference, data_range=1.0, reduction="none", dim=(1, 2, 3)
-    )
+    difference = quantise(reconstruction) - reference.to(reconstruction.dtype)  # (N, 3, H, W)
+    mse = (difference * difference).sum(dim=(1, 2, 3)) / difference[0].numel()  # (N,)
+    return -torch.log(mse) * (10.0 / math.log(10.0))  # 2 log(data_range) = 0
+
+
+SSIM_SIGMA = 1.5  # Wang et al. 2004's Gaussian window
+SSIM_WINDOW = 11  # int(3.5 sigma + 0.5) * 2 + 1 taps, as torchmetrics sizes it
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+def _ssim_window(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(SSIM_WINDOW,) normalised 1-D Gaussian; the 2-D window is its outer product with itself."""
+    distance = torch.arange((1 - SSIM_WINDOW) / 2, (1 + SSIM_WINDOW) / 2, 1, dtype=dtype, device=device)
+    gauss = torch.exp(-torch.pow(distance / SSIM_SIGMA, 2) / 2)
+    return gauss / gauss.sum()
 
 
 def ssim_per_image(reference: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-    """(N,) SSIM (Gaussian 11x11 window, torchmetrics defaults) of the quantised reconstruction; images >= 11 px."""
-    from torchmetrics.functional.image import structural_similarity_index_measure  # see psnr_per_image
+    """(N,) SSIM (Gaussian 11x11 window, sigma 1.5, K1 0.01, K2 0.03) of the quantised reconstruction.
 
+    Wang et al. 2004 per channel, averaged over every pixel and channel, with torchmetrics' conventions (which
+    this replaced; tests/test_metrics.py compares them): reflect padding of 5 px so the map is H x W, variances
+    clamped at 0. The Gaussian window is separable: two 1-D passes (22 taps) replace the 2-D one (121 taps).
+    Images >= 6 px (reflect padding).
+    """
     _check_pair(reference, reconstruction)
-    return structural_similarity_index_measure(
-        quantise(reconstruction), reference, data_range=1.0, reduction="none"
-    )
+    prediction = quantise(reconstruction)
+    target = reference.to(prediction.dtype)
+    channels, pad = prediction.shape[1], (SSIM_WINDOW - 1) // 2
+    window = _ssim_window(prediction.dtype, prediction.device)
+    # Contiguous kernels on channels-last input: oneDNN's fast depthwise path on CPUs (~3x torchmetrics' 2-D pass).
+    vertical = window.view(1, 1, -1, 1).expand(channels, 1, SSIM_WINDOW, 1).contiguous()
+    horizontal = window.view(1, 1, 1, -1).expand(channels, 1, 1, SSIM_WINDOW).contiguous()
+    prediction = F.pad(prediction, (pad, pad, pad, pad), mode="reflect")
+    target = F.pad(target, (pad, pad, pad, pad), mode="reflect")
+    stacked = torch.cat((prediction, target, prediction * prediction, target * target, prediction * target))
+    stacked = stacked.contiguous(memory_format=torch.channels_last)  # (5N, 3, H + 10, W + 10)
+    local = F.conv2d(F.conv2d(stacked, vertical, groups=channels), horizontal, groups=channels)  # (5N, 3, H, W)
+    mu_p, mu_t, mean_pp, mean_tt, mean_pt = local.split(len(reference))
+    mu_pp, mu_tt, mu_pt = mu_p.pow(2), mu_t.pow(2), mu_p * mu_t
+    var_p, var_t = (mean_pp - mu_pp).clamp(min=0.0), (mean_tt - mu_tt).clamp(min=0.0)
+    covariance = mean_pt - mu_pt
+    c1, c2 = SSIM_K1**2, SSIM_K2**2  # data range 1
+    ssim_map = ((2 * mu_pt + c1) * (2 * covariance + c2)) / ((mu_pp + mu_tt + c1) * (var_p + var_t + c2))
+    return ssim_map.reshape(len(ssim_map), -1).mean(-1)  # (N,)
 
 
 def band_r2(reference: torch.Tensor, reconstruction: torch.Tensor, bands: int = R2_BANDS) -> torch.Tensor:
@@ -96,12 +130,16 @@ def band_r2(reference: torch.Tensor, reconstruction: torch.Tensor, bands: int = 
 
     R^2_k = 1 - |h_k(x_hat) - h_k(x)|^2 / |h_k(x)|^2 per image, summed over pixels and channels, on the quantised
     reconstruction; NaN where the reference's band is all zero (a flat image).
+
+    The pyramids are float32 (3.5x faster than float64 on CPUs; the binomial weights are exact, so a band is off
+    by a few float32 roundings of values <= 1), the sums float64: R^2 within ~1e-6 of an all-float64 computation.
     """
     _check_pair(reference, reconstruction)
-    reference_bands = laplacian_pyramid(reference.double(), bands + 1)[:bands]  # [h_0, ..], (N, 3, h, w) each
-    reconstruction_bands = laplacian_pyramid(quantise(reconstruction.double()), bands + 1)[:bands]
+    reference_bands = laplacian_pyramid(reference.float(), bands + 1)[:bands]  # [h_0, ..], (N, 3, h, w) each
+    reconstruction_bands = laplacian_pyramid(quantise(reconstruction.double()).float(), bands + 1)[:bands]
     scores = []
-    for original, rebuilt in zip(reference_bands, reconstruction_bands, strict=True):
+    for original32, rebuilt32 in zip(reference_bands, reconstruction_bands, strict=True):
+        original, rebuilt = original32.double(), rebuilt32.double()
         energy = original.pow(2).sum(dim=(1, 2, 3))  # (N,)
         error = (rebuilt - original).pow(2).sum(dim=(1, 2, 3))
         scores.append(torch.where(energy > 0, 1.0 - error / energy, torch.full_like(energy, math.nan)))

@@ -25,6 +25,8 @@ import torch
 import yaml
 
 from core.params import deep_merge, load_params
+from core.registry import level_checkpoint
+from workflow.pipeline import levels
 
 # The tests train tiny models: one thread avoids oversubscribing small CPUs (30x faster on 2 busy cores).
 torch.set_num_threads(1)
@@ -131,7 +133,8 @@ def smoke_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     root = smoke_copy(tmp_path_factory.mktemp("snakemake"))
     process = subprocess.Popen(["snakemake", "--cores", CORES], cwd=root, env=ENV, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first_levels = root / "results/models/64/lapcvae/level2.pt"  # two LapCVAE levels trained, more to come
+    params = smoke_params()  # two LapCVAE levels trained (of at least 3), more to come
+    first_levels = root / level_checkpoint(params["paths"]["results"], 64, "lapcvae", levels(params, 64) - 2)
     deadline = time.monotonic() + 900
     while not first_levels.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.5)

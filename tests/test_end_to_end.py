@@ -8,6 +8,7 @@ both trained them (64 px, where the kill comes); neither tool may redo the other
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -31,6 +32,10 @@ def check_artefacts(root: Path, params: dict) -> None:
                 for model in (*REFERENCES, *models_at(params, res))}  # core/registry.py: PixelVAE at 64 px only
     assert set(zip(table["model"], table["resolution"], strict=True)) == expected
     assert all(math.isfinite(value) for value in table["rmse_mean"])
+    for res in params["data"]["resolutions"]:  # each model's training cost, written by its evaluate job
+        for model in models_at(params, res):
+            cost = json.loads((root / f"results/eval/{res}/{model}/cost.json").read_text())
+            assert cost["train_flops"] > 0 and cost["images_seen"] > 0 and cost["jobs"], f"{res} {model}: {cost}"
     html = (root / "results/report.html").read_text()
     assert "Table 1" in html
     assert html.count("data:image/png;base64,") >= len(figures(params))

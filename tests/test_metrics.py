@@ -80,6 +80,23 @@ def test_ssim_is_one_for_identical_images_and_lower_for_noisy_ones():
     assert (ssim_per_image(images, noisy) < 0.9).all()
 
 
+@pytest.mark.parametrize("size", [8, 16, 64])
+def test_psnr_and_ssim_equal_torchmetrics_which_they_replaced(size):
+    # Our own PSNR and SSIM (torchmetrics costs each job ~7 s of imports) against torchmetrics' defaults, on
+    # reconstructions that quantise, clamp and come in float64 like PCA's.
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    images = uint8_images(3, size)
+    noise = 0.1 * torch.randn(images.shape, generator=torch.Generator().manual_seed(3))
+    for reconstruction in (images + noise, (images + noise).double(), (0.5 * images + 0.3)):
+        quantised = torch.round(reconstruction.clamp(0, 1) * 255) / 255
+        expected_psnr = peak_signal_noise_ratio(quantised, images, data_range=1.0, reduction="none",
+                                                dim=(1, 2, 3))
+        expected_ssim = structural_similarity_index_measure(quantised, images, data_range=1.0, reduction="none")
+        assert torch.allclose(psnr_per_image(images, reconstruction), expected_psnr, rtol=1e-6, atol=1e-5)
+        assert torch.allclose(ssim_per_image(images, reconstruction), expected_ssim, rtol=0, atol=1e-6)
+
+
 def test_band_r2_is_one_for_the_image_itself_lower_when_blurred_and_at_most_zero_when_grey():
     images = uint8_images(3, 16)
     assert torch.allclose(band_r2(images, images.clone()), torch.ones(3, 2), atol=1e-6)

@@ -18,9 +18,10 @@ from core.atomic import save_npy as atomic_save_npy
 from core.atomic import write_csv as atomic_write_csv
 from core.atomic import write_json as atomic_write_json
 from core.atomic import write_text as write_text_atomically
+from eval.cost import write_training_cost
 from eval.fid import sample_quality
-from eval.figures import write_figures
 from eval.metrics import (
+    MODELS,
     PIXEL_MAX,
     count_flops,
     count_parameters,
@@ -30,18 +31,13 @@ from eval.metrics import (
     summarise,
     to_uint8,
 )
-from eval.neighbours import TEST_REFERENCE, nearest_neighbours, neighbour_table, neighbours_figure, summary_table
-from eval.plotting import (
-    MODELS,
-)
-from eval.report import build_report
-from eval.report_render import render_html, render_markdown
-from eval.table import build_table1, claims_table, metrics_json, paths_of, per_seed_table, run_seeds
 from models.checkpoint import load_model, pyramid_train_seconds
 from models.training import resolve_device
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)
+# Each command imports the library modules only it uses (figures, neighbours, table, report): every job is a
+# fresh process, and matplotlib and friends cost `evaluate` (one job per model) a second of CPU each.
 
 
 def evaluate_main(argv: list[str] | None = None) -> None:
@@ -54,7 +50,13 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test", required=True, help="prepared test split, e.g. data/prepared/64/test.npy")
     parser.add_argument("--out-dir", required=True, help="e.g. results/eval/64/lapcvae")
     parser.add_argument("--per-image", required=True, help="e.g. results/metrics/per_image/64_lapcvae.csv")
+    parser.add_argument("--training-checkpoints", nargs="+", default=None,
+                        help="with --cost: every training job's checkpoint of the model (LapCVAE: each "
+                             "level{k}.pt, ...), whose training cost (eval/cost.py) goes to --cost")
+    parser.add_argument("--cost", default=None, help="JSON to write, e.g. results/eval/64/lapcvae/cost.json")
     args = parser.parse_args(argv)
+    if (args.training_checkpoints is None) != (args.cost is None):
+        parser.error("--training-checkpoints and --cost go together: pass both (the training cost) or neither")
     params = params_from_args(args)
     settings = params["eval"]
     device = resolve_device(params["device"])
@@ -95,6 +97,10 @@ def evaluate_main(argv: list[str] | None = None) -> None:
                                   load_images(out_dir / "reconstructions.npy", args.res), params["seed"], device))
     atomic_save_npy(out_dir / "samples.npy", samples)
     atomic_write_csv(args.per_image, per_image)
+    if args.cost is not None:
+        # In this job rather than one of its own: a job costs seconds of imports; after the metrics and samples,
+        # which it leaves untouched (it seeds torch for its own FLOP count).
+        write_training_cost(args.training_checkpoints, args.cost)
     atomic_write_json(out_dir / "summary.json", summary)  # last: its presence means the rest is complete
     print(f"{args.model} {args.res}px: RMSE {summary['rmse_mean']:.2f} +- {summary['rmse_std']:.2f} "
           f"(95% CI {summary['rmse_ci95'][0]:.2f}-{summary['rmse_ci95'][1]:.2f}) on {summary['n_test']} images")
@@ -112,6 +118,8 @@ def table_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", required=True, help="where table1.csv and metrics.json go, e.g. results/metrics")
     args = parser.parse_args(argv)
     params = params_from_args(args)
+    from eval.table import build_table1, claims_table, metrics_json, paths_of, per_seed_table, run_seeds
+
     table = build_table1(params, args.eval_dir, args.per_image_dir, args.seeds)
     seeds = args.seeds or run_seeds(params, len(args.eval_dir))
     long = per_seed_table(params, paths_of(args.eval_dir), paths_of(args.per_image_dir), seeds)
@@ -125,6 +133,8 @@ def table_main(argv: list[str] | None = None) -> None:
 
 
 def neighbours_main(argv: list[str] | None = None) -> None:
+    from eval.neighbours import TEST_REFERENCE, nearest_neighbours, neighbour_table, neighbours_figure, summary_table
+
     parser = argparse.ArgumentParser(prog="lapcvae neighbours",
                                      description=doc_summary("eval.neighbours", paragraph=True))
     add_params_arguments(parser)
@@ -187,6 +197,8 @@ def figures_main(argv: list[str] | None = None) -> None:
     params = params_from_args(args)
     if args.res <= 0:
         raise ValueError(f"--res must be a positive resolution such as 64, got {args.res}")
+    from eval.figures import write_figures
+
     written = write_figures(params, args.res, args.eval_dir, args.models_dir, args.test, args.out_dir,
                             args.models)
     for path in written:
@@ -203,6 +215,9 @@ def report_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-html", type=Path, required=True, help="e.g. results/report.html")
     args = parser.parse_args(argv)
     params = params_from_args(args)
+    from eval.report import build_report
+    from eval.report_render import render_html, render_markdown
+
     blocks = build_report(params, args.results, args.prepared)
     markdown, page = render_markdown(blocks, args.out_md.parent), render_html(blocks)  # both before any write
     write_text_atomically(args.out_md, markdown)

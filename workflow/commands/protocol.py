@@ -16,7 +16,7 @@ from core.atomic import write_csv as atomic_write_csv
 from core.atomic import write_json as atomic_write_json
 from core.atomic import write_text as atomic_write_text
 from data.arrays import load_image_array
-from eval.cost import training_cost
+from eval.cost import write_training_cost
 from eval.rate_distortion import plot, sweep
 from eval.references import REFERENCES, build_references, evaluate_reference
 from eval.tuning import override_file, tune
@@ -63,10 +63,7 @@ def training_cost_main(argv: list[str] | None = None) -> None:
                         help="every training job's checkpoint of one model (LapCVAE: each level{k}.pt, ...)")
     parser.add_argument("--out", required=True, help="JSON to write, e.g. results/eval/64/lapcvae/cost.json")
     args = parser.parse_args(argv)
-    measured = training_cost(args.checkpoints)
-    atomic_write_json(args.out, measured)
-    logger.info("%s: %.3g training FLOPs, %d images seen, %.1f s", args.out, measured["train_flops"],
-                measured["images_seen"], measured["train_seconds"])
+    write_training_cost(args.checkpoints, args.out)
 
 
 def tune_main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,5 @@
-# Evaluation (paper section 5.1): per-model metrics on the test split, Table 1, nearest neighbours, figures.
+# Evaluation (paper section 5.1): per-model metrics and training cost on the test split, Table 1, nearest
+# neighbours, figures.
 
 
 for seed, results in RUNS.items():  # one copy per training seed (common.smk: seed_rule)
@@ -11,10 +12,13 @@ for seed, results in RUNS.items():  # one copy per training seed (common.smk: se
         input:
             model=whole_model_of(results),
             test=f"{PREP}/{{res}}/test.npy",
+            # every training job's checkpoint of the model, for its training cost (eval/cost.py)
+            training=lambda w, results=results: training_jobs(results, w.res, w.model, LAPCVAE_LEVELS[w.res]),
         output:
             reconstructions=f"{results}/eval/{{res}}/{{model}}/reconstructions.npy",
             samples=f"{results}/eval/{{res}}/{{model}}/samples.npy",
             summary=f"{results}/eval/{{res}}/{{model}}/summary.json",
+            cost=f"{results}/eval/{{res}}/{{model}}/cost.json",
             per_image=f"{results}/metrics/per_image/{{res}}_{{model}}.csv",
         log:
             f"logs/evaluate_{{res}}_{{model}}{seed_log(seed)}.log",
@@ -28,7 +32,8 @@ for seed, results in RUNS.items():  # one copy per training seed (common.smk: se
         shell:
             "OMP_NUM_THREADS={threads} lapcvae evaluate --params $LAPCVAE_PARAMS{params.seed_params}"
             " --res {wildcards.res} --model {wildcards.model} --checkpoint {input.model} --test {input.test}"
-            " --out-dir {params.out_dir} --per-image {output.per_image} 2>&1 | tee {log}"
+            " --out-dir {params.out_dir} --per-image {output.per_image}"
+            " --training-checkpoints {input.training} --cost {output.cost} 2>&1 | tee {log}"
 
 
 rule table:

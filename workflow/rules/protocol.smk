@@ -1,5 +1,5 @@
-# The comparison protocol (README "How models are compared"): Table 1's reference rows and each model's
-# training cost. Tuning and the rate-distortion sweep are in tune.smk.
+# The comparison protocol (README "How models are compared"): Table 1's reference rows (each model's training
+# cost is written by `evaluate`, eval.smk). Tuning and the rate-distortion sweep are in tune.smk.
 
 rule references:
     conda:
@@ -61,24 +61,3 @@ for seed, results in list(RUNS.items())[1:]:
             " --only {params.names} --eval-dir {params.eval_dir} --per-image-dir {params.per_image_dir}"
             " 2>&1 | tee {log}"
 
-
-for seed, results in RUNS.items():  # one copy per training seed (common.smk: seed_rule)
-
-    rule:
-        name:
-            seed_rule("training_cost", seed)
-        conda:
-            CONDA_ENV
-        input:
-            lambda w, results=results: training_jobs(results, w.res, w.model, LAPCVAE_LEVELS[w.res]),
-        output:
-            f"{results}/eval/{{res}}/{{model}}/cost.json",
-        log:
-            f"logs/training_cost_{{res}}_{{model}}{seed_log(seed)}.log",
-        params:
-            fingerprint=fingerprint_of("training_cost", seed),
-        threads: RESOURCES["eval"]["threads"]
-        resources:
-            **EVAL_RESOURCES,
-        shell:
-            "OMP_NUM_THREADS={threads} lapcvae training-cost --checkpoints {input} --out {output} 2>&1 | tee {log}"
