@@ -88,7 +88,8 @@ def build(kind: str, params: dict, resolution: int, level: int | None) -> tuple[
 class RawStep:
     """One optimisation step outside `fit`: training_step, per-group gradients, Adam (as `fit._update` does)."""
 
-    def __init__(self, trainable: nn.Module, device: torch.device, fast: bool, compile_step: bool = False):
+    def __init__(self, trainable: nn.Module, device: torch.device, fast: bool, compile_step: bool = False,
+                 fused: bool | None = None):
         self.trainable = trainable.to(device).train()
         self.device, self.fast = device, fast
         self.dtype = autocast_dtype(device, True) if fast else None
@@ -96,8 +97,8 @@ class RawStep:
             torch.contiguous_format
         trainable.to(memory_format=self.memory_format)
         self.groups = {group: list(params) for group, params in trainable.parameter_groups().items()}
-        # Today's loop's optimizers: fused Adam on the fast path, the per-tensor one on the old path.
-        self.optimizers = make_optimizers(trainable, {"lr": 1e-4}, fused=fast)
+        # fused (default: fast): fit's fused Adam, or the per-tensor Adam the loop used before.
+        self.optimizers = make_optimizers(trainable, {"lr": 1e-4}, fused=fast if fused is None else fused)
         self.step_fn: Callable = torch.compile(trainable.training_step) if compile_step else trainable.training_step
 
     def __call__(self, images: torch.Tensor) -> None:
