@@ -210,8 +210,8 @@ def _check_inputs(trainable: Any, train_images: np.ndarray, settings: dict[str, 
 
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}  # settings["optimizer"]
-# Optimizers with a fused kernel: one pass over each parameter instead of ~10 elementwise ops; on this 2-core CPU
-# the default VAE's step takes 0.68x the time (benchmarks/train.py). Same update rule, different rounding.
+# Optimizers with a fused kernel: one pass over each parameter instead of ~10 elementwise ops; steps 1.04-1.20x
+# faster at the 64 px defaults on this CPU (benchmarks/step_options.py). Same update rule, different rounding.
 FUSED = {"adam"}
 
 
