@@ -60,6 +60,10 @@ SEED_REFERENCES = ["lapcvae_coarsest"]  # the reference rows that depend on a se
 TRAIN_RESOURCES = dict(
     mem_mb=RESOURCES["train"]["mem_mb"], runtime=RESOURCES["train"]["runtime"], gpu=RESOURCES["train"]["gpus"]
 )
+# Training jobs run before any evaluation job that is ready at the same time: the long training chains (LapCVAE
+# level by level, VAE/GAN) then start early and the short evaluation, figure and report jobs fill the last minutes
+# of a run on both cores, instead of one core idling while the last LapCVAE level trains alone.
+TRAIN_PRIORITY = 1
 EVAL_RESOURCES = dict(
     mem_mb=RESOURCES["eval"]["mem_mb"], runtime=RESOURCES["eval"]["runtime"], gpu=RESOURCES["eval"]["gpus"]
 )

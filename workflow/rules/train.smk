@@ -26,6 +26,7 @@ for seed, results in RUNS.items():
             coarser=lambda w, input: f"--coarser {input.coarser}" if input.coarser else "",
             launcher=launcher("train"),
         threads: RESOURCES["train"]["threads"]
+        priority: TRAIN_PRIORITY
         resources:
             **TRAIN_RESOURCES,
         shell:
@@ -50,6 +51,7 @@ for seed, results in RUNS.items():
             seed_params=seed_params(seed),  # a value, not in the shell string: see seed_params
             launcher=launcher("train"),
         threads: RESOURCES["train"]["threads"]
+        priority: TRAIN_PRIORITY
         resources:
             **TRAIN_RESOURCES,
         shell:
@@ -73,6 +75,7 @@ for seed, results in RUNS.items():
             seed_params=seed_params(seed),  # a value, not in the shell string: see seed_params
             launcher=launcher("train"),
         threads: RESOURCES["train"]["threads"]
+        priority: TRAIN_PRIORITY
         resources:
             **TRAIN_RESOURCES,
         shell:
