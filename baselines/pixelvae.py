@@ -114,6 +114,7 @@ class PixelVAE(nn.Module):
     """VAE (N(0, I) prior) with a PixelCNN decoder conditioned on dec(z); see the module docstring."""
 
     kind = "pixelvae"
+    kl_scale = 1.0  # KL warm-up factor, set by the training loop each step (train.kl_warmup)
 
     def __init__(self, *, resolution: int, latent_dim: int, widths: list[int], condition_channels: int,
                  pixelcnn_hidden: int, pixelcnn_layers: int, first_kernel: int, kernel: int, kl_weight: float,
@@ -172,7 +173,7 @@ class PixelVAE(nn.Module):
         # Common scale: SSE over [0, 1] pixels = 2 sigma^2 * (-log N(x; mu, sigma^2)) + const.
         reconstruction = (predicted.float() - images).pow(2).flatten(1).sum(dim=1).mean()
         kl = kl_diagonal_gaussians(mean.float(), log_var.float()).mean()
-        loss = reconstruction + self.kl_weight * kl
+        loss = reconstruction + self.kl_scale * self.kl_weight * kl
         return StepResult(objectives={"pixelvae": loss},
                           logs={"loss": loss.detach(), "reconstruction": reconstruction.detach(), "kl": kl.detach()})
 

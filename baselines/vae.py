@@ -44,6 +44,7 @@ class EncoderDecoderModel(nn.Module):
     encoder: ConvEncoder
     decoder: ConvDecoder
     latent_dim: int
+    kl_scale = 1.0  # KL warm-up factor, set by the training loop each step (train.kl_warmup)
 
     @torch.no_grad()
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
@@ -107,7 +108,7 @@ class VAE(EncoderDecoderModel):
         # the factor 1 / (2 sigma^2), which kl_weight absorbs (kl_weight = 2 sigma^2).
         reconstruction = (decoded.float() - images).pow(2).flatten(1).sum(dim=1).mean()
         kl = kl_diagonal_gaussians(mean.float(), log_var.float()).mean()  # KL to N(0, I) in nats, Eq. 5's prior
-        loss = reconstruction + self.kl_weight * kl
+        loss = reconstruction + self.kl_scale * self.kl_weight * kl
         return StepResult(
             objectives={"vae": loss},
             logs={"loss": loss.detach(), "reconstruction": reconstruction.detach(), "kl": kl.detach()},

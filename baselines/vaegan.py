@@ -219,9 +219,9 @@ class VAEGAN(EncoderDecoderModel):
         # objective's gradient to its own group only (models/interface.py), so it updates the decoder alone.
         decoder_loss = self.gamma * dis_l - (1.0 - self.gamma) * generated_bce
         if shared_pass:  # one tensor for both groups: the loop takes its gradient once (models/training.py)
-            encoder_loss = decoder_loss = decoder_loss + self.kl_weight * kl  # KL does not reach the decoder
+            encoder_loss = decoder_loss = decoder_loss + self.kl_scale * self.kl_weight * kl  # not the decoder's
         else:
-            encoder_loss = self.kl_weight * kl + dis_l
+            encoder_loss = self.kl_scale * self.kl_weight * kl + dis_l
         return StepResult(
             objectives={
                 "encoder": encoder_loss,

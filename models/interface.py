@@ -33,7 +33,10 @@ class Trainable(Protocol):
         ...
 
     def training_step(self, images: torch.Tensor) -> StepResult:
-        """images: (B, 3, H, W) float in [0, 1]."""
+        """images: (B, 3, H, W) float in [0, 1].
+
+        A trainable whose objectives hold KL terms declares `kl_scale = 1.0` and multiplies them by it; the loop
+        then sets it before each step (train.kl_warmup)."""
         ...
 
 

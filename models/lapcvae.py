@@ -365,6 +365,8 @@ class LapCVAE(nn.Module):
 class LevelTrainable(nn.Module):
     """Trains level k of a LapCVAE (Eq. 12) with levels k+1..K frozen (eval mode, no grad; Figure 3)."""
 
+    kl_scale = 1.0  # KL warm-up factor, set by the training loop each step (train.kl_warmup)
+
     def __init__(self, model: LapCVAE, level: int):
         super().__init__()
         if level != model.first_level:
@@ -392,19 +394,20 @@ class LevelTrainable(nn.Module):
             upsampled = model._upsample_to(coarse.composed[0], k)  # u(x_{k+1}) (B, 3, s_k, s_k)
             if model.use_m:
                 prior = model.level(k).prior(coarse.reencoded[k + 1])  # Eq. 13; M_k trains with level k
-        loss, reconstruction, kl, _ = level_loss(model, k, pyramid[k], upsampled, coarse_latents, prior)
+        loss, reconstruction, kl, _ = level_loss(model, k, pyramid[k], upsampled, coarse_latents, prior,
+                                                 kl_scale=self.kl_scale)
         logs = {"loss": loss.detach(), "recon": reconstruction.detach(), "kl": kl.detach()}
         return StepResult(objectives={f"level{k}": loss}, logs=logs)
 
 
 def level_loss(
     model: LapCVAE, k: int, h_k: torch.Tensor, upsampled: torch.Tensor | None, coarse_latents: list[torch.Tensor],
-    prior: Gaussian | None,
+    prior: Gaussian | None, kl_scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Eq. 12 of level k, negated, averaged over the batch: (loss, reconstruction term, KL, posterior mean).
 
     h_k (B, 3, s_k, s_k); upsampled: u(x_{k+1}) or None at k = K; coarse_latents: [z_{k+1}..z_K]; prior: M_k's
-    (mean, log-variance) or None for N(0, I).
+    (mean, log-variance) or None for N(0, I); kl_scale: the training loop's KL warm-up factor.
     """
     mean, log_var = model.encode_level(k, h_k, upsampled)  # (B, n_z[k]) each
     z = reparameterize(mean, log_var)
@@ -414,7 +417,7 @@ def level_loss(
     reconstruction = (decoded.float() - h_k).pow(2).sum(dim=(1, 2, 3)).mean()
     prior_args = () if prior is None else (prior[0].float(), prior[1].float())
     kl = kl_diagonal_gaussians(mean.float(), log_var.float(), *prior_args).mean()
-    return reconstruction + model.kl_weights[k] * kl, reconstruction, kl, mean  # Eq. 12, negated and minimised
+    return reconstruction + kl_scale * model.kl_weights[k] * kl, reconstruction, kl, mean  # Eq. 12, negated
 
 
 class JointTrainable(nn.Module):
@@ -425,6 +428,8 @@ class JointTrainable(nn.Module):
     and z_{k+1..K} from the coarser levels' posterior means, and M_k of q_{k+1}'s re-encoding -- but nothing is
     frozen: level k's loss also trains the coarser levels through those inputs. One parameter group, one Adam.
     """
+
+    kl_scale = 1.0  # KL warm-up factor, set by the training loop each step (train.kl_warmup)
 
     def __init__(self, model: LapCVAE):
         super().__init__()
@@ -443,7 +448,8 @@ class JointTrainable(nn.Module):
 
         def posterior_means(k: int, upsampled: torch.Tensor | None, prior: Gaussian | None) -> torch.Tensor:
             # state.latents holds [z_{k+1}..z_K] (posterior means) while z_k is chosen.
-            loss, reconstruction, kl, mean = level_loss(model, k, pyramid[k], upsampled, state.latents, prior)
+            loss, reconstruction, kl, mean = level_loss(model, k, pyramid[k], upsampled, state.latents, prior,
+                                                        kl_scale=self.kl_scale)
             losses[k] = (loss, reconstruction, kl)
             return mean
 

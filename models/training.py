@@ -45,7 +45,7 @@ SETTINGS_KEYS = ("lr", "batch_size", "epochs", "log_every", "bf16", "grad_clip")
 # Optional settings (older settings dicts without them keep working): train.compile wraps training_step in
 # torch.compile; off by default because on the default run's job sizes its compile time does not pay
 # (benchmarks/train.py --compile measures it).
-OPTIONAL_SETTINGS = {"compile": False, "schedule": None}
+OPTIONAL_SETTINGS = {"compile": False, "schedule": None, "kl_warmup": 0.0}
 # train.schedule: {warmup: fraction of all steps with a linear warm-up from 0, decay: constant | linear | cosine to
 # zero at the last step}; None keeps every learning rate constant. The factor depends on the global step alone, so
 # a resumed run continues on the same curve, and every parameter group of a model follows the same one.
@@ -68,6 +68,17 @@ def lr_factor(schedule: dict[str, Any] | None, step: int, total_steps: int) -> f
     if decay == "linear":
         return 1.0 - progress
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def kl_factor(warmup: float, step: int, total_steps: int) -> float:
+    """The multiplier of every KL term at 0-based `step` (train.kl_warmup): rising linearly from 1 / w to 1 over
+    the first w = warmup * total_steps steps, then 1. Starting with little KL pressure keeps a decoder that
+    already sees the coarser levels (or a strong prior) from learning to ignore its latent (posterior collapse;
+    Bowman et al. 2016's KL annealing)."""
+    warmup_steps = int(round(warmup * total_steps))
+    if step >= warmup_steps:
+        return 1.0
+    return (step + 1) / warmup_steps
 
 
 class NonFiniteLossError(ValueError):
@@ -412,6 +423,11 @@ def fit(
                     "" if dtype or not settings["bf16"] or device_.type != "cpu"
                     else " (train.bf16 is set, but this CPU has no native bf16: fp32 is faster here)")
         training_step = torch.compile(trainable.training_step) if settings["compile"] else trainable.training_step
+        # train.kl_warmup acts on trainables with a `kl_scale` (models/interface.py); others have no KL term to warm.
+        anneals_kl = settings["kl_warmup"] > 0 and hasattr(trainable, "kl_scale")
+        if anneals_kl:
+            logger.info("%s: KL terms warmed up over the first %.0f%% of the steps", label,
+                        100 * settings["kl_warmup"])
         guard = _FiniteGuard(list(groups), device_, per_epoch, label)
         progress = tqdm(total=epochs * per_epoch, initial=step, desc=label, disable=not ranks.main,
                         dynamic_ncols=True)
@@ -439,6 +455,8 @@ def fit(
                 shard = indices[ranks.rank:: ranks.world_size].to(device_)  # each rank a shard of every batch
                 batch = images[shard].float().div_(255.0)  # (b, 3, H, W) in [0, 1]
                 batch = batch.contiguous(memory_format=memory_format)
+                if anneals_kl:
+                    trainable.kl_scale = kl_factor(settings["kl_warmup"], step, epochs * per_epoch)
                 with torch.autocast(device_.type, dtype=dtype) if dtype else contextlib.nullcontext():
                     result = training_step(batch)
                 factor = lr_factor(settings["schedule"], step, epochs * per_epoch)
@@ -468,6 +486,8 @@ def fit(
                              "curve": log.state(),
                              **({"val_curve": val_log.state()} if val_log is not None else {})}, resume_path)
         progress.close()
+        if anneals_kl:
+            trainable.kl_scale = 1.0
         trainable.to(memory_format=torch.contiguous_format)  # hand back (and save) the usual layout
         meta = {"name": label, "train_seconds": train_seconds, "steps": step, "epochs": epochs, "seed": seed,
                 "world_size": ranks.world_size, "settings": dict(settings), **hardware_info(device_),

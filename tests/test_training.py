@@ -336,9 +336,37 @@ def test_lr_schedule_warms_up_then_decays_to_zero() -> None:
         training.lr_factor({"decay": "step"}, 0, 10)
 
 
+class RecordsKLScale(LevelTrainable):
+    """Records the KL warm-up factor that each of its training steps computes its loss with."""
+
+    def __init__(self, model: LapCVAE, level: int):
+        super().__init__(model, level)
+        self.scales: list[float] = []
+
+    def training_step(self, images: torch.Tensor) -> StepResult:
+        self.scales.append(self.kl_scale)
+        return super().training_step(images)
+
+
+def test_kl_warmup_rises_linearly_over_its_fraction_of_the_steps_then_holds(tmp_path: Path) -> None:
+    assert [training.kl_factor(0.5, step, 8) for step in range(8)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert training.kl_factor(0.0, 0, 8) == 1.0
+    data = train_images()  # 12 images, batch 4, 2 epochs: 6 steps, the first 3 warmed up
+    trainable = RecordsKLScale(level_trainable().model, 0)
+    fit(trainable, data, settings={**SETTINGS, "kl_warmup": 0.5}, seed=3, output=tmp_path / "a.pt",
+        export=trainable.model, name="job")
+    assert trainable.scales == pytest.approx([1 / 3, 2 / 3, 1.0, 1.0, 1.0, 1.0])
+    assert trainable.kl_scale == 1.0  # handed back at full weight
+    plain = RecordsKLScale(level_trainable().model, 0)
+    fit(plain, data, settings=SETTINGS, seed=3, output=tmp_path / "b.pt", export=plain.model, name="job")
+    assert plain.scales == [1.0] * 6
+    warmed, unwarmed = (load_checkpoint(tmp_path / name)["state_dict"] for name in ("a.pt", "b.pt"))
+    assert any(not torch.equal(warmed[key], unwarmed[key]) for key in warmed)  # a smaller KL weight trained it
+
+
 def test_a_resumed_scheduled_run_matches_an_uninterrupted_one_bitwise(tmp_path: Path) -> None:
     data = train_images()
-    settings = {**SETTINGS, "schedule": {"warmup": 0.25, "decay": "cosine"}}
+    settings = {**SETTINGS, "schedule": {"warmup": 0.25, "decay": "cosine"}, "kl_warmup": 0.5}
     trainable = level_trainable()
     fit(trainable, data, settings=settings, seed=3, output=tmp_path / "a.pt", export=trainable.model, name="job")
     constant = level_trainable()
