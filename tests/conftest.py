@@ -15,6 +15,7 @@ mostly one-thread jobs leave free, instead of waiting for them or leaving a core
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -31,7 +32,7 @@ import yaml
 
 from core.params import deep_merge, load_params
 from core.registry import level_checkpoint
-from workflow.pipeline import levels
+from workflow.pipeline import levels, training_checkpoints
 
 # The tests train tiny models: one thread avoids oversubscribing small CPUs (30x faster on 2 busy cores).
 torch.set_num_threads(1)
@@ -82,6 +83,11 @@ def smoke_copy(destination: Path, overrides: dict | None = None) -> Path:
     return destination
 
 
+def checkpoint_hashes(root: Path, params: dict) -> dict[str, str]:
+    """SHA-256 of every training checkpoint of the study in `root` (a retrained one differs: it records its time)."""
+    return {path: hashlib.sha256((root / path).read_bytes()).hexdigest() for path in training_checkpoints(params)}
+
+
 @dataclass
 class SmokeRun:
     """A smoke study Snakemake built after a SIGKILL in the middle of training, and what the kill left."""
@@ -90,6 +96,11 @@ class SmokeRun:
     report_before_rerun: bool  # the report existed when the kill came (the run finished too early to test)
     locks_after_kill: int  # Snakemake lock files the killed run left
     rerun_output: str  # what the same command printed the second time
+    # `dvc repro` right after, in the background too (tests/test_end_to_end.py checks it trains nothing again):
+    # what it printed, and the SHA-256 of each training checkpoint before and after it.
+    dvc_repro_output: str
+    checkpoints_before_dvc: dict[str, str]
+    checkpoints_after_dvc: dict[str, str]
 
 
 @dataclass
@@ -132,18 +143,28 @@ def dvc_run(dvc_start: DvcStart) -> Path:
 
 class _SmokeStart:
     """The Snakemake study being built by a background thread (`result` once done); `process` is its current
-    Snakemake, killed (with its jobs) if the session ends first."""
+    command (Snakemake or DVC), killed with its jobs if the session ends first."""
 
     def __init__(self, root: Path) -> None:
         self.root, self.result, self.process, self.stopped = root, Future(), None, False
         threading.Thread(target=self._build, daemon=True).start()
 
-    def _snakemake(self, **kwargs) -> subprocess.Popen:
+    def _start(self, *command: str, **kwargs) -> subprocess.Popen:
         if self.stopped:
             raise RuntimeError("the test session ended before the smoke study was built")
-        self.process = subprocess.Popen(["snakemake", "--cores", CORES], cwd=self.root, env=ENV,
-                                        start_new_session=True, **kwargs)
+        self.process = subprocess.Popen(command, cwd=self.root, env=ENV, start_new_session=True, **kwargs)
         return self.process
+
+    def _output(self, *command: str) -> str:
+        """What `command` printed (stdout and stderr); it must succeed."""
+        process = self._start(*command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            output, _ = process.communicate(timeout=2700)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+        assert process.returncode == 0, f"{' '.join(command)}:\n{output[-8000:]}"
+        return output
 
     def _build(self) -> None:
         try:
@@ -153,7 +174,7 @@ class _SmokeStart:
 
     def _run(self) -> SmokeRun:
         root = self.root
-        process = self._snakemake(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = self._start("snakemake", "--cores", CORES, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         params = smoke_params()  # two LapCVAE levels trained (of at least 3), more to come
         first_levels = root / level_checkpoint(params["paths"]["results"], 64, "lapcvae", levels(params, 64) - 2)
         deadline = time.monotonic() + 900
@@ -164,14 +185,12 @@ class _SmokeStart:
         report_before_rerun = (root / "results/report.html").exists()
         locks = len(list((root / ".snakemake/locks").glob("*.lock")))
         # As a user would: the same command again, no `--unlock` (the killed run's lock is removed as stale).
-        rerun = self._snakemake(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            rerun_output, _ = rerun.communicate(timeout=2700)
-        except subprocess.TimeoutExpired:
-            os.killpg(rerun.pid, signal.SIGKILL)
-            rerun_output, _ = rerun.communicate()
-        assert rerun.returncode == 0, f"snakemake --cores {CORES} (the rerun):\n{rerun_output[-8000:]}"
-        return SmokeRun(root, report_before_rerun, locks, rerun_output)
+        rerun_output = self._output("snakemake", "--cores", CORES)
+        # DVC right after Snakemake (its first run in this copy), before any test reads the study.
+        before = checkpoint_hashes(root, params)
+        dvc_repro_output = self._output("dvc", "repro")
+        return SmokeRun(root, report_before_rerun, locks, rerun_output, dvc_repro_output, before,
+                        checkpoint_hashes(root, params))
 
     def stop(self) -> None:
         self.stopped = True
