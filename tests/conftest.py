@@ -8,15 +8,21 @@ slow tests share two runs instead of each making their own:
 - `dvc_run`: `dvc repro` from scratch in another copy, at 64 px only (DVC_OVERRIDES). DVC runs its stages one
   after another, mostly on one core, so when a session needs both runs it starts DVC's in the background while
   Snakemake's runs.
+Both start in the background when the session starts (`_studies_in_background`), and the tests that read them
+run last (`pytest_collection_modifyitems`): the other tests, one thread each, run on the cores the studies'
+mostly one-thread jobs leave free, instead of waiting for them or leaving a core idle.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +32,7 @@ import yaml
 
 from core.params import deep_merge, load_params
 from core.registry import level_checkpoint
-from workflow.pipeline import levels
+from workflow.pipeline import levels, training_checkpoints
 
 # The tests train tiny models: one thread avoids oversubscribing small CPUs (30x faster on 2 busy cores).
 torch.set_num_threads(1)
@@ -77,6 +83,11 @@ def smoke_copy(destination: Path, overrides: dict | None = None) -> Path:
     return destination
 
 
+def checkpoint_hashes(root: Path, params: dict) -> dict[str, str]:
+    """SHA-256 of every training checkpoint of the study in `root` (a retrained one differs: it records its time)."""
+    return {path: hashlib.sha256((root / path).read_bytes()).hexdigest() for path in training_checkpoints(params)}
+
+
 @dataclass
 class SmokeRun:
     """A smoke study Snakemake built after a SIGKILL in the middle of training, and what the kill left."""
@@ -85,6 +96,11 @@ class SmokeRun:
     report_before_rerun: bool  # the report existed when the kill came (the run finished too early to test)
     locks_after_kill: int  # Snakemake lock files the killed run left
     rerun_output: str  # what the same command printed the second time
+    # `dvc repro` right after, in the background too (tests/test_end_to_end.py checks it trains nothing again):
+    # what it printed, and the SHA-256 of each training checkpoint before and after it.
+    dvc_repro_output: str
+    checkpoints_before_dvc: dict[str, str]
+    checkpoints_after_dvc: dict[str, str]
 
 
 @dataclass
@@ -125,23 +141,97 @@ def dvc_run(dvc_start: DvcStart) -> Path:
     return dvc_start.root
 
 
+class _SmokeStart:
+    """The Snakemake study being built by a background thread (`result` once done); `process` is its current
+    command (Snakemake or DVC), killed with its jobs if the session ends first."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.result, self.process, self.stopped = root, Future(), None, False
+        threading.Thread(target=self._build, daemon=True).start()
+
+    def _start(self, *command: str, **kwargs) -> subprocess.Popen:
+        if self.stopped:
+            raise RuntimeError("the test session ended before the smoke study was built")
+        self.process = subprocess.Popen(command, cwd=self.root, env=ENV, start_new_session=True, **kwargs)
+        return self.process
+
+    def _output(self, *command: str) -> str:
+        """What `command` printed (stdout and stderr); it must succeed."""
+        process = self._start(*command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            output, _ = process.communicate(timeout=2700)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+        assert process.returncode == 0, f"{' '.join(command)}:\n{output[-8000:]}"
+        return output
+
+    def _build(self) -> None:
+        try:
+            self.result.set_result(self._run())
+        except BaseException as error:  # handed to the test that reads the study
+            self.result.set_exception(error)
+
+    def _run(self) -> SmokeRun:
+        root = self.root
+        process = self._start("snakemake", "--cores", CORES, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        params = smoke_params()  # two LapCVAE levels trained (of at least 3), more to come
+        first_levels = root / level_checkpoint(params["paths"]["results"], 64, "lapcvae", levels(params, 64) - 2)
+        deadline = time.monotonic() + 900
+        while not first_levels.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGKILL)  # the whole Snakemake process group, jobs included
+        process.wait()
+        report_before_rerun = (root / "results/report.html").exists()
+        locks = len(list((root / ".snakemake/locks").glob("*.lock")))
+        # As a user would: the same command again, no `--unlock` (the killed run's lock is removed as stale).
+        rerun_output = self._output("snakemake", "--cores", CORES)
+        # DVC right after Snakemake (its first run in this copy), before any test reads the study.
+        before = checkpoint_hashes(root, params)
+        dvc_repro_output = self._output("dvc", "repro")
+        return SmokeRun(root, report_before_rerun, locks, rerun_output, dvc_repro_output, before,
+                        checkpoint_hashes(root, params))
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
-def smoke_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
+def smoke_start(tmp_path_factory: pytest.TempPathFactory):
+    """The smoke study by `snakemake --cores 2`, killed mid-training and run again, building in the background."""
+    started = _SmokeStart(smoke_copy(tmp_path_factory.mktemp("snakemake")))
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(smoke_start: _SmokeStart) -> SmokeRun:
     """The smoke study built by `snakemake --cores 2`, killed mid-training and run again to completion."""
-    if any("dvc_run" in item.fixturenames for item in request.session.items):
-        request.getfixturevalue("dvc_start")  # DVC's run shares the cores with this one rather than following it
-    root = smoke_copy(tmp_path_factory.mktemp("snakemake"))
-    process = subprocess.Popen(["snakemake", "--cores", CORES], cwd=root, env=ENV, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    params = smoke_params()  # two LapCVAE levels trained (of at least 3), more to come
-    first_levels = root / level_checkpoint(params["paths"]["results"], 64, "lapcvae", levels(params, 64) - 2)
-    deadline = time.monotonic() + 900
-    while not first_levels.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGKILL)  # the whole Snakemake process group, jobs included
-    process.wait()
-    report_before_rerun = (root / "results/report.html").exists()
-    locks = len(list((root / ".snakemake/locks").glob("*.lock")))
-    # As a user would: the same command again, no `--unlock` (the killed run's lock is removed as stale).
-    rerun_output = run_command("snakemake", "--cores", CORES, cwd=root, timeout=2700)
-    return SmokeRun(root, report_before_rerun, locks, rerun_output)
+    return smoke_start.result.result(timeout=3600)
+
+
+# The shared studies, the fixtures that start them in the background, and the order they are started in (DVC's
+# first: its stages run one after another, so it takes longer).
+STUDIES = {"dvc_run": "dvc_start", "smoke_run": "smoke_start"}
+
+
+def _studies_used(item: pytest.Item) -> int:
+    """How many of the shared studies a test reads (0: none; the tests that read DVC's run read it last)."""
+    return sum(name in item.fixturenames for name in STUDIES) + ("dvc_run" in item.fixturenames)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that read the shared studies last, Snakemake's alone before DVC's: meanwhile the other tests
+    run beside the studies' jobs (sorted is stable: file order otherwise)."""
+    items[:] = sorted(items, key=_studies_used)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _studies_in_background(request: pytest.FixtureRequest) -> None:
+    """Start the shared studies the selected tests read, in the background, when the session starts."""
+    used = {name for item in request.session.items for name in item.fixturenames}
+    for study, start in STUDIES.items():
+        if study in used:
+            request.getfixturevalue(start)

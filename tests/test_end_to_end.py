@@ -7,7 +7,6 @@ both trained them (64 px, where the kill comes); neither tool may redo the other
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -16,7 +15,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import DVC_OVERRIDES, SmokeRun, run_command, smoke_params
+from conftest import DVC_OVERRIDES, SmokeRun, checkpoint_hashes, run_command, smoke_params
 
 from core.registry import models_at
 from workflow.pipeline import REFERENCES, figures, training_checkpoints
@@ -73,12 +72,14 @@ def test_snakemake_killed_mid_training_resumes_to_the_same_weights(smoke_run: Sm
         for name, tensor in state.items():
             assert torch.equal(tensor, reference[path][name]), f"{path}: {name} differs from the DVC run"
 
-    # DVC right after Snakemake: it records what is there and trains nothing again (a retrained checkpoint
-    # would differ in its recorded training time, so equal bytes mean no training).
-    before = {path: hashlib.sha256((root / path).read_bytes()).hexdigest() for path in resumed}
-    output = run_command("dvc", "repro", cwd=root)
+    # DVC right after Snakemake (run in the background as soon as Snakemake was done: conftest.py): it records
+    # what is there and trains nothing again (a retrained checkpoint would differ in its recorded training time,
+    # so equal bytes mean no training).
+    output = smoke_run.dvc_repro_output
     assert "localrule train" not in output and "localrule retrain" not in output
-    assert {path: hashlib.sha256((root / path).read_bytes()).hexdigest() for path in resumed} == before
+    assert set(smoke_run.checkpoints_before_dvc) == set(resumed)
+    assert smoke_run.checkpoints_after_dvc == smoke_run.checkpoints_before_dvc
+    assert checkpoint_hashes(root, SMOKE) == smoke_run.checkpoints_before_dvc  # the weights compared above
 
     # One model's parameter reruns only what depends on it.
     override = tmp_path / "gamma.yaml"
