@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,17 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
     return counts
 
 
+def job_priorities(dry_run: str) -> dict[str, set[int]]:
+    """The priorities `snakemake -n` prints for the jobs of each rule (0 where it prints none)."""
+    priorities: dict[str, set[int]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", dry_run):
+        name = re.match(r"(?:local)?rule (\w+):", block)
+        if name:
+            value = re.search(r"^\s+priority: (\d+)", block, re.MULTILINE)
+            priorities.setdefault(name.group(1), set()).add(int(value.group(1)) if value else 0)
+    return priorities
+
+
 @pytest.mark.parametrize(
     ("configfile", "source_rule"),
     [(None, "generate_faces"), ("config/smoke.yaml", "generate_faces"), ("config/paper.yaml", "fetch_celeba")],
@@ -65,6 +77,10 @@ def test_dry_run_lists_the_whole_study(configfile: str | None, source_rule: str)
         assert counts[rule] == 1
     for rule in ("figures", "neighbours", "edit_coarse", "edit_region"):
         assert counts[rule] == n_res
+    # Training before evaluation (common.smk TRAIN_PRIORITY): the long chains start first on a small machine.
+    priorities = job_priorities(output)
+    assert all(priorities[rule] == {1} for rule in ("train_level", "train_baseline", "retrain_m")), priorities
+    assert all(priorities[rule] == {0} for rule in ("evaluate", "references", "figures", "report")), priorities
 
 
 def test_lint_is_clean() -> None:
