@@ -486,8 +486,6 @@ def fit(
                              "curve": log.state(),
                              **({"val_curve": val_log.state()} if val_log is not None else {})}, resume_path)
         progress.close()
-        if anneals_kl:
-            trainable.kl_scale = 1.0
         trainable.to(memory_format=torch.contiguous_format)  # hand back (and save) the usual layout
         meta = {"name": label, "train_seconds": train_seconds, "steps": step, "epochs": epochs, "seed": seed,
                 "world_size": ranks.world_size, "settings": dict(settings), **hardware_info(device_),
@@ -499,6 +497,8 @@ def fit(
         ranks.barrier()
         return meta
     finally:
+        if hasattr(trainable, "kl_scale"):
+            trainable.kl_scale = 1.0  # full KL weight again, also after a stopped or failed run
         ranks.close()
 
 
