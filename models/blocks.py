@@ -45,9 +45,14 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """(B, latent_dim) -> (B, out_channels, size, size); `widths` run coarse to fine, mirroring the encoder."""
+    """(B, latent_dim) -> (B, out_channels, size, size); `widths` run coarse to fine, mirroring the encoder.
 
-    def __init__(self, *, latent_dim: int, size: int, widths: list[int], out_channels: int):
+    output_bias: if given, the output layer starts with zero weights and this bias (the image it predicts before
+    training); None keeps PyTorch's random initialisation.
+    """
+
+    def __init__(self, *, latent_dim: int, size: int, widths: list[int], out_channels: int,
+                 output_bias: float | None = None):
         super().__init__()
         self.start_size = size // 2 ** len(widths)
         self.start_channels = widths[0]
@@ -57,6 +62,12 @@ class ConvDecoder(nn.Module):
         blocks = [deconv_block(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)]
         self.features = nn.Sequential(*blocks)
         self.to_image = nn.ConvTranspose2d(widths[-1], out_channels, kernel_size=4, stride=2, padding=1)
+        if output_bias is not None:
+            # Start from a flat output_bias image: a randomly initialised output layer's first hundred steps go
+            # to shrinking its noise (LapCVAE's finest SSE at init 2,172 against 24 for predicting no detail),
+            # and the decoder learns to ignore a latent the encoder has not made useful yet (posterior collapse).
+            nn.init.zeros_(self.to_image.weight)
+            nn.init.constant_(self.to_image.bias, output_bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = self.from_latent(z).view(-1, self.start_channels, self.start_size, self.start_size)  # (B, C0, s, s)

@@ -43,6 +43,14 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 CORES = "2"  # the machine `make test` is sized for
 
 
+def with_random_band_outputs(model: torch.nn.Module, std: float = 0.1) -> torch.nn.Module:
+    """Random output layers for a LapCVAE's band decoders, as after training: untrained ones predict no detail
+    whatever their latent (models.blocks.ConvDecoder's output_bias), which hides what tiny-model tests check."""
+    for level in model.level_vaes.values():
+        torch.nn.init.normal_(level.decoder.to_image.weight, std=std)
+    return model
+
+
 def run_command(*command: str, cwd: Path, timeout: int = 1800, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(command, cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import with_random_band_outputs
 
 from eval.ablations import compare_training, time_to_target
 from models import lapcvae as lapcvae_module
@@ -22,10 +23,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def tiny_model(conditioning: str = "latents", seed: int = 0, trained_levels: int | None = None) -> LapCVAE:
-    """A 3-level 16 px model with M: levels of 16, 8 and 4 px."""
+    """A 3-level 16 px model with M: levels of 16, 8 and 4 px, band decoders' output layers random."""
     torch.manual_seed(seed)
-    return LapCVAE(resolution=16, levels=3, latent_dims=[6, 5, 4], kl_weights=[0.01, 0.1, 1.0], widths=[4, 8],
-                   feature_size=2, m_hidden=8, use_m=True, trained_levels=trained_levels, conditioning=conditioning)
+    return with_random_band_outputs(LapCVAE(
+        resolution=16, levels=3, latent_dims=[6, 5, 4], kl_weights=[0.01, 0.1, 1.0], widths=[4, 8], feature_size=2,
+        m_hidden=8, use_m=True, trained_levels=trained_levels, conditioning=conditioning))
 
 
 def images(n: int = 6, seed: int = 0) -> torch.Tensor:

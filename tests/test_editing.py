@@ -1,4 +1,5 @@
-"""Editing operations (eval/editing.py) on a tiny untrained LapCVAE: what is kept, what is sampled, what is blended."""
+"""Editing operations (eval/editing.py) on a tiny untrained LapCVAE (random band outputs): what is kept, what is
+sampled, what is blended."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from conftest import with_random_band_outputs
 from PIL import Image
 
 from eval.editing import (
@@ -35,7 +37,7 @@ def model() -> LapCVAE:
     torch.manual_seed(0)
     config = {"resolution": SIZE, "levels": LEVELS, "latent_dims": [4, 4, 4], "kl_weights": [1.0, 1.0, 1.0],
               "widths": [4, 8], "feature_size": 4, "m_hidden": 8, "use_m": True}
-    return LapCVAE.from_config(config).eval()
+    return with_random_band_outputs(LapCVAE.from_config(config)).eval()  # untrained bands would add no detail
 
 
 def face(seed: int = 0) -> torch.Tensor:

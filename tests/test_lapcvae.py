@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import with_random_band_outputs
 from torch.distributions import Normal, kl_divergence
 
 from core.params import load_params
@@ -12,11 +13,14 @@ from models.lapcvae import LapCVAE, LevelTrainable
 from models.pyramid import downsample
 
 
-def tiny_model(use_m: bool = True, trained_levels: int | None = None, seed: int = 0) -> LapCVAE:
-    """A 3-level 16 px model: levels of 16, 8 and 4 px."""
+def tiny_model(use_m: bool = True, trained_levels: int | None = None, seed: int = 0,
+               untrained_outputs: bool = False) -> LapCVAE:
+    """A 3-level 16 px model: levels of 16, 8 and 4 px; its band decoders' output layers random (as after training)
+    unless untrained_outputs."""
     torch.manual_seed(seed)
-    return LapCVAE(resolution=16, levels=3, latent_dims=[6, 5, 4], kl_weights=[0.01, 0.1, 1.0], widths=[4, 8],
-                   feature_size=2, m_hidden=8, use_m=use_m, trained_levels=trained_levels)
+    model = LapCVAE(resolution=16, levels=3, latent_dims=[6, 5, 4], kl_weights=[0.01, 0.1, 1.0], widths=[4, 8],
+                    feature_size=2, m_hidden=8, use_m=use_m, trained_levels=trained_levels)
+    return model if untrained_outputs else with_random_band_outputs(model)
 
 
 def images(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
@@ -55,14 +59,28 @@ def test_one_level_overfits_a_small_batch() -> None:
     trainable = LevelTrainable(LapCVAE.from_config(config), level=1).train()
     optimizer = torch.optim.Adam(trainable.parameter_groups()["level1"], lr=1e-2)
     batch = images(8)
-    losses = []
-    for _ in range(60):
-        loss = trainable.training_step(batch).objectives["level1"]
+    reconstruction = []
+    for _ in range(100):
+        result = trainable.training_step(batch)
         optimizer.zero_grad()
-        loss.backward()
+        result.objectives["level1"].backward()
         optimizer.step()
-        losses.append(loss.item())
-    assert sum(losses[-5:]) / 5 < losses[0] / 10
+        reconstruction.append(result.logs["recon"].item())
+    # The first step's term is the SSE of predicting no detail (the decoder starts at zero): a tenth of it is
+    # detail that only the latent can carry (the coarser level sees none of h_1).
+    assert sum(reconstruction[-5:]) / 5 < reconstruction[0] / 10
+
+
+def test_band_decoders_start_by_predicting_no_detail() -> None:
+    """Levels k < K start at h_k = 0 (their reconstruction term is then sum h_k^2); the coarsest stays random."""
+    model = tiny_model(untrained_outputs=True)
+    latents = [torch.randn(4, dim) for dim in model.config["latent_dims"]]
+    for k in range(model.coarsest):
+        assert torch.equal(model.decode_level(k, latents[k:]), torch.zeros(4, 3, model.sizes[k], model.sizes[k]))
+    assert model.decode_level(model.coarsest, latents[-1:]).abs().amin() > 0
+    model.level(0).decoder.to_image.weight.grad = None
+    model.decode_level(0, latents).sum().backward()
+    assert model.level(0).decoder.to_image.weight.grad.abs().sum() > 0  # it learns from the first step
 
 
 def test_training_level_freezes_coarser_levels() -> None:
