@@ -43,11 +43,11 @@ ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
 CORES = "2"  # the machine `make test` is sized for
 
 
-def with_random_band_outputs(model: torch.nn.Module, std: float = 0.1) -> torch.nn.Module:
+def with_random_band_outputs(model: torch.nn.Module) -> torch.nn.Module:
     """Random output layers for a LapCVAE's band decoders, as after training: untrained ones predict no detail
     whatever their latent (models.blocks.ConvDecoder's output_bias), which hides what tiny-model tests check."""
     for level in model.level_vaes.values():
-        torch.nn.init.normal_(level.decoder.to_image.weight, std=std)
+        torch.nn.init.normal_(level.decoder.to_image.weight, std=0.1)
     return model
 
 

@@ -66,8 +66,8 @@ def test_one_level_overfits_a_small_batch() -> None:
         result.objectives["level1"].backward()
         optimizer.step()
         reconstruction.append(result.logs["recon"].item())
-    # The first step's term is the SSE of predicting no detail (the decoder starts at zero): a tenth of it is
-    # detail that only the latent can carry (the coarser level sees none of h_1).
+    # The first step's term is the SSE of predicting no detail (the decoder starts at zero); on random images h_1
+    # is noise the coarser latents cannot predict, so falling below a tenth of it means the latent carries it.
     assert sum(reconstruction[-5:]) / 5 < reconstruction[0] / 10
 
 
@@ -78,7 +78,6 @@ def test_band_decoders_start_by_predicting_no_detail() -> None:
     for k in range(model.coarsest):
         assert torch.equal(model.decode_level(k, latents[k:]), torch.zeros(4, 3, model.sizes[k], model.sizes[k]))
     assert model.decode_level(model.coarsest, latents[-1:]).abs().amin() > 0
-    model.level(0).decoder.to_image.weight.grad = None
     model.decode_level(0, latents).sum().backward()
     assert model.level(0).decoder.to_image.weight.grad.abs().sum() > 0  # it learns from the first step
 
