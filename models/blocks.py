@@ -7,11 +7,11 @@ import torch
 from torch import nn
 
 
-def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
-    """Halve the spatial size: 4x4 stride-2 conv, batch norm, leaky ReLU (the DCGAN-style block)."""
+def conv_block(in_channels: int, out_channels: int, *, batch_norm: bool = True) -> nn.Sequential:
+    """Halve the spatial size: 4x4 stride-2 conv, batch norm (or a bias), leaky ReLU (the DCGAN-style block)."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
+        nn.Conv2d(in_channels, out_channels, kernel_size=4, stride=2, padding=1, bias=not batch_norm),
+        nn.BatchNorm2d(out_channels) if batch_norm else nn.Identity(),
         nn.LeakyReLU(0.2, inplace=True),
     )
 
@@ -29,12 +29,15 @@ class ConvEncoder(nn.Module):
     """(B, C, H, W) -> mean and log-variance of a diagonal Gaussian over `latent_dim` dims.
 
     Each entry of `widths` is one stride-2 block, so H and W must be divisible by 2 ** len(widths).
+    batch_norm: False gives the blocks a bias instead, so that an image's code in training does not depend on the
+    other images of its batch.
     """
 
-    def __init__(self, *, in_channels: int, size: int, widths: list[int], latent_dim: int):
+    def __init__(self, *, in_channels: int, size: int, widths: list[int], latent_dim: int, batch_norm: bool = True):
         super().__init__()
         channels = [in_channels, *widths]
-        self.features = nn.Sequential(*(conv_block(a, b) for a, b in zip(channels[:-1], channels[1:], strict=True)))
+        self.features = nn.Sequential(*(conv_block(a, b, batch_norm=batch_norm)
+                                        for a, b in zip(channels[:-1], channels[1:], strict=True)))
         feature_size = size // 2 ** len(widths)
         self.to_stats = nn.Linear(widths[-1] * feature_size * feature_size, 2 * latent_dim)
 

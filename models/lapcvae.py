@@ -120,8 +120,11 @@ class LevelVAE(nn.Module):
         depth = level_depth(size, feature_size, len(widths))
         # Smaller levels keep the deepest (widest) blocks: coarse levels carry the face's layout.
         level_widths = widths[-depth:]
+        # The coarsest encoder has no batch norm: with it, the 8 px level's code of an image moved with its batch
+        # companions, and that level reconstructed b_K at 7.7-11.4 grey levels RMSE over four seeds, 6.1-6.6
+        # without (validation, 64 px; docs/tuning-2026-11-29.md, "Sixth session").
         self.encoder = ConvEncoder(in_channels=3 if coarsest else 6, size=size, widths=level_widths,
-                                   latent_dim=latent_dims[0])
+                                   latent_dim=latent_dims[0], batch_norm=not coarsest)
         # Eq. 10 conditions on u(x_{k+1}): embedded to as many features as the coarser latents of Eq. 11, so that
         # "image" gives the decoder an input of the same size as "latents".
         coarser_dim = sum(latent_dims[1:])

@@ -10,7 +10,7 @@ from torch.distributions import Normal, kl_divergence
 from core.params import load_params
 from models.blocks import kl_diagonal_gaussians
 from models.lapcvae import LapCVAE, LevelTrainable
-from models.pyramid import downsample
+from models.pyramid import downsample, laplacian_pyramid
 
 
 def tiny_model(use_m: bool = True, trained_levels: int | None = None, seed: int = 0,
@@ -80,6 +80,18 @@ def test_band_decoders_start_by_predicting_no_detail() -> None:
     assert model.decode_level(model.coarsest, latents[-1:]).abs().amin() > 0
     model.decode_level(0, latents).sum().backward()
     assert model.level(0).decoder.to_image.weight.grad.abs().sum() > 0  # it learns from the first step
+
+
+def test_coarsest_code_in_training_does_not_depend_on_the_batch() -> None:
+    """The coarsest encoder has no batch norm, so an image's code while training is its own; the finer encoders
+    keep batch norm, whose batch statistics make the code move with the other images of the batch."""
+    model = tiny_model().train()
+    x, first, second = images(1, seed=0), images(3, seed=1), images(3, seed=2)
+    for k in range(model.levels):
+        inputs = [laplacian_pyramid(torch.cat([x, others]), model.levels)[k] for others in (first, second)]
+        upsampled = [None if k == model.coarsest else torch.zeros_like(h) for h in inputs]
+        codes = [model.encode_level(k, h, u)[0][0] for h, u in zip(inputs, upsampled, strict=True)]
+        assert torch.equal(codes[0], codes[1]) == (k == model.coarsest), k
 
 
 def test_training_level_freezes_coarser_levels() -> None:
