@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 # The models trained by one job of the shared loop (the registry's TRAIN_ONE_JOB ones: VAE, VAE/GAN, ...).
 BASELINES: list[str] = registry.trained_by(registry.TRAIN_ONE_JOB)
+LAPCVAE_FLOPS = "lapcvae_flops"  # the registry's budget option: train for LapCVAE's FLOPs rather than its epochs
 
 
 def build_baseline(params: Mapping[str, Any], model: str, resolution: int) -> nn.Module:
@@ -32,6 +33,21 @@ def build_baseline(params: Mapping[str, Any], model: str, resolution: int) -> nn
         raise ValueError(f"{section}.{resolution}: params has no settings for {resolution} px; add a "
                          f"{section}.\"{resolution}\" section or pick one of {', '.join(params.get(section, {}))}")
     return registry.load_class(registry.spec(model).model_class).from_params(params, resolution)
+
+
+def lapcvae_flops_epochs(params: Mapping[str, Any], model: str, resolution: int) -> int:
+    """Epochs that give one-job model `model` LapCVAE's training FLOPs at `resolution` (registry option budget
+    "lapcvae_flops"): budget.epochs x LapCVAE's training FLOPs per image, summed over its levels, / the model's,
+    rounded, and never fewer than budget.epochs. Both see the same training images per epoch at equal batch size."""
+    from models.flops import lapcvae_step_flops, training_step_flops
+
+    epochs = int(params["budget"]["epochs"])
+    model_flops = training_step_flops(build_baseline(params, model, resolution), resolution)
+    lapcvae_flops = lapcvae_step_flops(params, resolution)
+    matched = max(epochs, round(epochs * lapcvae_flops / model_flops))
+    logger.info("%s at %d px: %d epochs give it LapCVAE's %d epochs of training FLOPs (%.3g against %.3g per image "
+                "and epoch)", model, resolution, matched, epochs, lapcvae_flops, model_flops)
+    return matched
 
 
 def load_train_images(path: str | Path, resolution: int) -> np.ndarray:
@@ -47,12 +63,15 @@ def train_baseline(params: Mapping[str, Any], model: str, resolution: int, image
     from core.params import train_settings
     from models.training import derive_seed, fit  # imported here so that `--help` stays fast
 
+    settings = train_settings(params, registry.spec(model).params_section, resolution)
+    if registry.spec(model).options.get("budget") == LAPCVAE_FLOPS:
+        settings["epochs"] = lapcvae_flops_epochs(params, model, resolution)
     # Initial weights come from the params seed too, so that a rerun reaches the same weights.
     torch.manual_seed(derive_seed(params["seed"], f"{model}-init", resolution))
     network = build_baseline(params, model, resolution)
-    logger.info("%s at %d px: %d parameters, %d training images", model, resolution,
-                sum(parameter.numel() for parameter in network.parameters()), len(images))
-    summary = fit(network, images, settings=train_settings(params, registry.spec(model).params_section, resolution),
+    logger.info("%s at %d px: %d parameters, %d training images, %d epochs", model, resolution,
+                sum(parameter.numel() for parameter in network.parameters()), len(images), settings["epochs"])
+    summary = fit(network, images, settings=settings,
                   seed=derive_seed(params["seed"], f"{model}-train", resolution), output=out,
                   device=params["device"], name=f"{model}@{resolution}")
     return network, summary

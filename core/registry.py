@@ -42,7 +42,8 @@ class ModelSpec:
     curve_column: str = "reconstruction"  # the training-log column `dvc plots show` draws
     params_also: tuple[str, ...] = ()  # other params keys its training reads ({res} filled in)
     checkpoint_kind: str = ""  # the `kind` its checkpoints carry; defaults to `name`
-    options: Mapping[str, Any] = field(default_factory=dict)  # model-specific switches (LapCVAE: use_m)
+    # model-specific switches: LapCVAE's use_m; budget "lapcvae_flops": train for LapCVAE's FLOPs, not its epochs
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -54,6 +55,11 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
     # The VAE's widths are matched to LapCVAE's parameter count, so LapCVAE's settings matter to it.
     ModelSpec("vae", "VAE", "baselines.vae:VAE", "vae", curve_column="reconstruction",
               params_also=("lapcvae.{res}",)),
+    # The same VAE trained for as many epochs as give it LapCVAE's training FLOPs (baselines/train.py): does LapCVAE
+    # still win when the VAE gets its compute, not only its epochs?
+    ModelSpec("vae_equal_flops", "VAE at LapCVAE's training FLOPs", "baselines.vae:VAE", "vae",
+              curve_column="reconstruction", params_also=("lapcvae.{res}",), checkpoint_kind="vae",
+              options={"budget": "lapcvae_flops"}),
     ModelSpec("vaegan", "VAE/GAN", "baselines.vaegan:VAEGAN", "vaegan", curve_column="dis_l"),
     ModelSpec("lapcvae_nom", "LapCVAE without M", "models.lapcvae:LapCVAE", "lapcvae", trained_by=TRAIN_PER_LEVEL,
               curve_column="recon", checkpoint_kind="lapcvae", options={"use_m": False}),

@@ -43,9 +43,10 @@ from torch import nn
 
 from core.atomic import atomic_path
 from core.params import deep_merge, train_settings
-from eval.cost import images_seen, training_step_flops
+from eval.cost import images_seen
 from eval.metrics import atomic_write_csv, atomic_write_json, per_image_metrics, rate_per_image, rmse_per_image
 from models.checkpoint import load_model
+from models.flops import training_step_flops
 from models.lapcvae import CONDITIONING, JointTrainable, LapCVAE, LevelTrainable, PriorRetrainer
 
 logger = logging.getLogger(__name__)

@@ -26,14 +26,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from core.atomic import write_json
 from models.checkpoint import load_model
+from models.flops import training_step_flops
 
 logger = logging.getLogger(__name__)
-
-FLOP_BATCH = 2  # batch norm needs more than one image per batch in training mode
 
 
 def trainable_for(checkpoint: str | Path) -> tuple[nn.Module, int]:
@@ -47,23 +45,6 @@ def trainable_for(checkpoint: str | Path) -> tuple[nn.Module, int]:
     if Path(checkpoint).name == "retrained_m.pt":
         return PriorRetrainer(model), resolution
     return LevelTrainable(model, model.first_level), resolution
-
-
-def training_step_flops(trainable: nn.Module, resolution: int, seed: int = 0) -> int:
-    """FLOPs of one training step (forward and backward of every objective) per image."""
-    generator = torch.Generator().manual_seed(seed)
-    images = torch.rand(FLOP_BATCH, 3, resolution, resolution, generator=generator)  # (B, 3, H, W) in [0, 1]
-    torch.manual_seed(seed)  # reparameterisation noise
-    groups = trainable.parameter_groups()
-    trainable.train()
-    counter = FlopCounterMode(display=False)
-    with counter:
-        result = trainable.training_step(images)
-        active = [(group, loss) for group, loss in result.objectives.items() if loss is not None]
-        for position, (group, loss) in enumerate(active):
-            torch.autograd.grad(loss, list(groups[group]), retain_graph=position < len(active) - 1,
-                                allow_unused=True)
-    return int(counter.get_total_flops()) // FLOP_BATCH
 
 
 def images_seen(meta: dict[str, Any], train_count: int | None = None) -> int:

@@ -37,6 +37,8 @@ SIGNIFICANCE = 0.05
 # The comparison's claims, each tested across seeds: (claim, model, versus, per-seed column, which is better).
 CLAIMS = (
     ("LapCVAE reconstructs with lower RMSE than the VAE", "lapcvae", "vae", "rmse_mean", "lower"),
+    ("LapCVAE reconstructs with lower RMSE than the VAE trained with as many FLOPs", "lapcvae", "vae_equal_flops",
+     "rmse_mean", "lower"),
     ("LapCVAE reconstructs with lower RMSE than VAE/GAN", "lapcvae", "vaegan", "rmse_mean", "lower"),
     ("M helps: LapCVAE has lower RMSE than LapCVAE without M", "lapcvae", "lapcvae_nom", "rmse_mean", "lower"),
     ("LapCVAE keeps more aligned fine detail (R^2 of band h0) than the VAE", "lapcvae", "vae", "r2_h0_mean",

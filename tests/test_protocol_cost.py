@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from baselines.train import train_baseline
 from baselines.vae import VAE
-from eval.cost import training_cost, training_step_flops
+from core.params import load_params
+from eval.cost import training_cost
 from eval.metrics import count_flops
 from models.checkpoint import save_model
+from models.flops import training_step_flops
 from models.lapcvae import LapCVAE, LevelTrainable
+from models.train_lapcvae import train_level
 
 
 def test_vae_training_step_costs_about_three_forward_passes(tmp_path):
@@ -34,3 +39,21 @@ def test_lapcvae_cost_sums_its_level_jobs(tmp_path):
     coarse_step, fine_step = (job["flops_per_image"] for job in cost["jobs"])
     assert fine_step == training_step_flops(LevelTrainable(whole, 0), 16) > coarse_step > 0
     assert cost["train_flops"] == 8 * coarse_step + 6 * fine_step and cost["train_seconds"] == 3.0
+
+
+def test_the_vae_at_lapcvae_s_flops_trains_until_its_flops_match(tmp_path):
+    """The equal-compute VAE row: its measured training FLOPs are LapCVAE's (every level's job) to within half an
+    epoch of its own, and it trains more epochs than the budget rule gives every model."""
+    params = load_params("config/smoke.yaml")
+    params["device"] = "cpu"
+    images = np.random.default_rng(0).integers(0, 256, (32, 3, 64, 64), dtype=np.uint8)
+    _, meta = train_baseline(params, "vae_equal_flops", 64, images, tmp_path / "vae.pt")
+    levels = params["lapcvae"]["64"]["levels"]
+    for level in reversed(range(levels)):  # coarsest first, each level on the checkpoint of the one above
+        coarser = None if level == levels - 1 else tmp_path / f"level{level + 1}.pt"
+        train_level(params, 64, "lapcvae", level, coarser, images, tmp_path / f"level{level}.pt")
+    vae_cost = training_cost([tmp_path / "vae.pt"])
+    lapcvae_cost = training_cost([tmp_path / f"level{level}.pt" for level in reversed(range(levels))])
+    assert vae_cost["jobs"][0]["epochs"] == meta["epochs"] > params["budget"]["epochs"]
+    per_epoch = vae_cost["train_flops"] / meta["epochs"]
+    assert abs(vae_cost["train_flops"] - lapcvae_cost["train_flops"]) <= 0.5 * per_epoch
