@@ -21,7 +21,6 @@ logger = logging.getLogger(__name__)
 
 # The models trained by one job of the shared loop (the registry's TRAIN_ONE_JOB ones: VAE, VAE/GAN, ...).
 BASELINES: list[str] = registry.trained_by(registry.TRAIN_ONE_JOB)
-LAPCVAE_FLOPS = "lapcvae_flops"  # the registry's budget option: train for LapCVAE's FLOPs rather than its epochs
 
 
 def build_baseline(params: Mapping[str, Any], model: str, resolution: int) -> nn.Module:
@@ -36,8 +35,8 @@ def build_baseline(params: Mapping[str, Any], model: str, resolution: int) -> nn
 
 
 def lapcvae_flops_epochs(params: Mapping[str, Any], model: str, resolution: int) -> int:
-    """Epochs that give one-job model `model` LapCVAE's training FLOPs at `resolution` (registry option budget
-    "lapcvae_flops"): budget.epochs x LapCVAE's training FLOPs per image, summed over its levels, / the model's,
+    """Epochs that give one-job model `model` LapCVAE's training FLOPs at `resolution` (registry.flops_matched()):
+    budget.epochs x LapCVAE's training FLOPs per image, summed over its levels, / the model's,
     rounded, and never fewer than budget.epochs. Both see the same training images per epoch at equal batch size."""
     from models.flops import lapcvae_step_flops, training_step_flops
 
@@ -64,7 +63,7 @@ def train_baseline(params: Mapping[str, Any], model: str, resolution: int, image
     from models.training import derive_seed, fit  # imported here so that `--help` stays fast
 
     settings = train_settings(params, registry.spec(model).params_section, resolution)
-    if registry.spec(model).options.get("budget") == LAPCVAE_FLOPS:
+    if model in registry.flops_matched():
         settings["epochs"] = lapcvae_flops_epochs(params, model, resolution)
     # Initial weights come from the params seed too, so that a rerun reaches the same weights.
     torch.manual_seed(derive_seed(params["seed"], f"{model}-init", resolution))

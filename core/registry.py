@@ -27,6 +27,9 @@ from typing import Any
 TRAIN_ONE_JOB = "train_baseline"  # `lapcvae train-baseline --model NAME`: Class.from_params(params, res), fit()
 TRAIN_PER_LEVEL = "train_level"  # `lapcvae train-level`: one job per LapCVAE pyramid level, coarsest first
 RETRAIN_M = "retrain_m"  # `lapcvae retrain-m`: a trained LapCVAE's M networks retrained (Figure 8)
+# options["budget"] of a one-job model trained for LapCVAE's training FLOPs instead of budget.epochs
+# (baselines/train.py, lapcvae_flops_epochs).
+BUDGET_LAPCVAE_FLOPS = "lapcvae_flops"
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class ModelSpec:
     curve_column: str = "reconstruction"  # the training-log column `dvc plots show` draws
     params_also: tuple[str, ...] = ()  # other params keys its training reads ({res} filled in)
     checkpoint_kind: str = ""  # the `kind` its checkpoints carry; defaults to `name`
-    # model-specific switches: LapCVAE's use_m; budget "lapcvae_flops": train for LapCVAE's FLOPs, not its epochs
+    # model-specific switches: LapCVAE's use_m; budget BUDGET_LAPCVAE_FLOPS
     options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -59,7 +62,7 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
     # still win when the VAE gets its compute, not only its epochs?
     ModelSpec("vae_equal_flops", "VAE at LapCVAE's training FLOPs", "baselines.vae:VAE", "vae",
               curve_column="reconstruction", params_also=("lapcvae.{res}",), checkpoint_kind="vae",
-              options={"budget": "lapcvae_flops"}),
+              options={"budget": BUDGET_LAPCVAE_FLOPS}),
     ModelSpec("vaegan", "VAE/GAN", "baselines.vaegan:VAEGAN", "vaegan", curve_column="dis_l"),
     ModelSpec("lapcvae_nom", "LapCVAE without M", "models.lapcvae:LapCVAE", "lapcvae", trained_by=TRAIN_PER_LEVEL,
               curve_column="recon", checkpoint_kind="lapcvae", options={"use_m": False}),
@@ -88,6 +91,11 @@ def spec(name: str) -> ModelSpec:
 def trained_by(rule: str) -> list[str]:
     """The models whose checkpoints one training rule writes, e.g. trained_by(TRAIN_ONE_JOB) == ["vae", "vaegan"]."""
     return [name for name, model in MODELS.items() if model.trained_by == rule]
+
+
+def flops_matched() -> list[str]:
+    """The models trained for LapCVAE's training FLOPs rather than budget.epochs (the budget rule's exception)."""
+    return [name for name, model in MODELS.items() if model.options.get("budget") == BUDGET_LAPCVAE_FLOPS]
 
 
 def resolutions_of(params: Mapping[str, Any], name: str) -> list[int]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from core import registry
 from eval.ablations import report_section as ablations_report_section
 from eval.paper import (
     PAPER_PIXELVAE_SAMPLING_BATCH,
@@ -259,8 +260,10 @@ def protocol_section(params: Mapping[str, Any], results: Path, prepared: Path) -
         f"{counts.get('test', MISSING)} test images; models train on the training images, every tuning choice "
         "is scored on validation, only evaluation reads the test split.",
         f"Budget rule: every model, and every LapCVAE level, trains {params.get('budget', {}).get('epochs', MISSING)} "
-        "epochs over the training images (budget.epochs), except the VAE at LapCVAE's training FLOPs, which trains "
-        "the epochs that give it LapCVAE's training FLOPs; Table 1 gives each model's training time and FLOPs.",
+        "epochs over the training images (budget.epochs)"
+        + "".join(f", except {display(model)}, which trains the epochs that give it LapCVAE's training FLOPs"
+                  for model in registry.flops_matched())
+        + "; Table 1 gives each model's training time and FLOPs.",
         f"Seeds: {len(seeds)} ({', '.join(map(str, seeds))}); claims are tested across seeds "
         f"(paired t test, at least {MIN_SEEDS} seeds).",
         "Reference rows: the mean training face, PCA fitted on the training images with as many components as "
