@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import yaml
 
+from baselines.train import BASELINES
 from core.params import load_params, validate
 from eval.tuning import validation_rmse
 
@@ -70,7 +71,7 @@ def train(params: dict[str, Any], model: str, resolution: int, images: np.ndarra
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, choices=["vae", "vaegan", "lapcvae", "pixelvae"])
+    parser.add_argument("--model", required=True, choices=["lapcvae", *BASELINES])
     parser.add_argument("--res", type=int, default=64)
     parser.add_argument("--data", default="data/prepared", help="folder with {res}/train.npy and {res}/val.npy")
     parser.add_argument("--set", action="append", default=[], help="dotted.path=YAML value (repeatable)")
