@@ -157,3 +157,17 @@ def test_reading_says_when_the_claim_cannot_be_checked(tmp_path):
     sentence = report.lapcvae_versus_vae(rows, 128, tmp_path)
     assert sentence == "The paper's claim that LapCVAE beats the VAE cannot be checked at 128x128: LapCVAE not " \
                        "evaluated."
+
+
+def test_protocol_names_the_model_that_trains_for_lapcvae_s_flops_not_its_epochs(tmp_path):
+    """The budget rule's exception (registry option budget: lapcvae_flops) is stated beside the rule itself."""
+    from core import registry
+    from eval.report_blocks import Bullets
+
+    params = load_params()
+    bullets = next(block for block in report.protocol_section(params, tmp_path, tmp_path)
+                   if isinstance(block, Bullets))
+    budget = next(item for item in bullets.items if item.startswith("Budget rule"))
+    assert f"trains {params['budget']['epochs']} epochs" in budget
+    assert registry.flops_matched() == ["vae_equal_flops"]
+    assert "except VAE at LapCVAE's training FLOPs, which trains the epochs that give it LapCVAE's" in budget
