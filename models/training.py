@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from core.atomic import atomic_path
 from models.checkpoint import atomic_save, save_model
+from models.optimizers import Adam, Optimizer, RMSprop
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ def _check_inputs(trainable: Any, train_images: np.ndarray, settings: dict[str, 
                          "check the prepared data file")
 
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}  # settings["optimizer"]
+OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop}  # settings["optimizer"]; torch.optim's updates (models/optimizers.py)
 # Optimizers with a fused kernel: one pass over each parameter instead of ~10 elementwise ops; steps 1.04-1.20x
 # faster at the 64 px defaults on this CPU (benchmarks/step_options.py). Same update rule, different rounding.
 FUSED = {"adam"}
@@ -228,7 +229,7 @@ FUSED = {"adam"}
 
 def make_optimizers(
     trainable: nn.Module, settings: dict[str, Any], *, fused: bool = True
-) -> dict[str, torch.optim.Optimizer]:
+) -> dict[str, Optimizer]:
     """One optimizer per group (settings `optimizer`, default Adam, with `lr` and `weight_decay`); a trainable may
     set `optimizer_settings = {group: {"lr": .., ...}}`. fused: use the fused kernel where FUSED has one."""
     overrides = getattr(trainable, "optimizer_settings", {})
@@ -558,7 +559,7 @@ def _set_aside(resume_path: Path) -> Path | None:
 
 def _update(
     objectives: dict[str, torch.Tensor | None], groups: dict[str, list[nn.Parameter]],
-    optimizers: dict[str, torch.optim.Adam], settings: dict[str, Any], ranks: _Distributed,
+    optimizers: dict[str, Optimizer], settings: dict[str, Any], ranks: _Distributed,
     step: int, label: str, guard: _FiniteGuard,
 ) -> None:
     """Route each objective's gradient to its own group only, average over ranks, step that group's Adam.
