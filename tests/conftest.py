@@ -5,6 +5,8 @@ slow tests share two runs instead of each making their own:
 - `smoke_run`: `snakemake --cores 2` in a copy of the repository, killed (SIGKILL, whole process group) in the
   middle of training and then run again with the same command, to completion. The kill-and-resume test checks
   what the kill left and the resumed weights; the adding-a-model test starts its copy from this study's files.
+  `smoke_dvc_repro`: `dvc repro` right after, in a copy of that finished study, so that its 27 stages (one
+  Snakemake start each, one after another on one core) run beside the tests that read `smoke_run`.
 - `dvc_run`: `dvc repro` from scratch in another copy, at 64 px only (DVC_OVERRIDES). DVC runs its stages one
   after another, mostly on one core, so when a session needs both runs it starts DVC's in the background while
   Snakemake's runs.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -104,11 +107,17 @@ class SmokeRun:
     report_before_rerun: bool  # the report existed when the kill came (the run finished too early to test)
     locks_after_kill: int  # Snakemake lock files the killed run left
     rerun_output: str  # what the same command printed the second time
-    # `dvc repro` right after, in the background too (tests/test_end_to_end.py checks it trains nothing again):
-    # what it printed, and the SHA-256 of each training checkpoint before and after it.
-    dvc_repro_output: str
-    checkpoints_before_dvc: dict[str, str]
-    checkpoints_after_dvc: dict[str, str]
+
+
+@dataclass
+class SmokeDvcRepro:
+    """`dvc repro` right after Snakemake's study, in a copy of it (tests/test_end_to_end.py checks that it trains
+    nothing again): what it printed, and the SHA-256 of each training checkpoint before and after it."""
+
+    root: Path
+    output: str
+    checkpoints_before: dict[str, str]
+    checkpoints_after: dict[str, str]
 
 
 @dataclass
@@ -150,22 +159,24 @@ def dvc_run(dvc_start: DvcStart) -> Path:
 
 
 class _SmokeStart:
-    """The Snakemake study being built by a background thread (`result` once done); `process` is its current
-    command (Snakemake or DVC), killed with its jobs if the session ends first."""
+    """The Snakemake study being built by a background thread (`result` once done), then, if `with_dvc`, `dvc repro`
+    in a copy of it (`dvc_result`); `process` is the current command, killed with its jobs if the session ends."""
 
-    def __init__(self, root: Path) -> None:
-        self.root, self.result, self.process, self.stopped = root, Future(), None, False
+    def __init__(self, root: Path, *, with_dvc: bool) -> None:
+        self.root, self.with_dvc, self.process, self.stopped = root, with_dvc, None, False
+        self.result: Future[SmokeRun] = Future()
+        self.dvc_result: Future[SmokeDvcRepro] = Future()
         threading.Thread(target=self._build, daemon=True).start()
 
-    def _start(self, *command: str, **kwargs) -> subprocess.Popen:
+    def _start(self, *command: str, cwd: Path | None = None, **kwargs) -> subprocess.Popen:
         if self.stopped:
             raise RuntimeError("the test session ended before the smoke study was built")
-        self.process = subprocess.Popen(command, cwd=self.root, env=ENV, start_new_session=True, **kwargs)
+        self.process = subprocess.Popen(command, cwd=cwd or self.root, env=ENV, start_new_session=True, **kwargs)
         return self.process
 
-    def _output(self, *command: str) -> str:
+    def _output(self, *command: str, cwd: Path | None = None) -> str:
         """What `command` printed (stdout and stderr); it must succeed."""
-        process = self._start(*command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = self._start(*command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             output, _ = process.communicate(timeout=2700)
         except subprocess.TimeoutExpired:
@@ -176,9 +187,22 @@ class _SmokeStart:
 
     def _build(self) -> None:
         try:
-            self.result.set_result(self._run())
-        except BaseException as error:  # handed to the test that reads the study
+            study = self._run()
+            # The copy is taken before any test can read (or dry-run in) the study.
+            copy = self.root.with_name(f"{self.root.name}-dvc")
+            if self.with_dvc:
+                shutil.copytree(self.root, copy, symlinks=True)
+        except BaseException as error:  # handed to the tests that read the study
             self.result.set_exception(error)
+            self.dvc_result.set_exception(error)
+            return
+        self.result.set_result(study)
+        if not self.with_dvc:
+            return
+        try:
+            self.dvc_result.set_result(self._dvc_repro(copy))
+        except BaseException as error:
+            self.dvc_result.set_exception(error)
 
     def _run(self) -> SmokeRun:
         root = self.root
@@ -194,11 +218,14 @@ class _SmokeStart:
         locks = len(list((root / ".snakemake/locks").glob("*.lock")))
         # As a user would: the same command again, no `--unlock` (the killed run's lock is removed as stale).
         rerun_output = self._output("snakemake", "--cores", CORES)
-        # DVC right after Snakemake (its first run in this copy), before any test reads the study.
-        before = checkpoint_hashes(root, params)
-        dvc_repro_output = self._output("dvc", "repro")
-        return SmokeRun(root, report_before_rerun, locks, rerun_output, dvc_repro_output, before,
-                        checkpoint_hashes(root, params))
+        return SmokeRun(root, report_before_rerun, locks, rerun_output)
+
+    def _dvc_repro(self, copy: Path) -> SmokeDvcRepro:
+        """DVC's first run in the copy of the finished study (copytree keeps modification times)."""
+        params = smoke_params()
+        before = checkpoint_hashes(copy, params)
+        output = self._output("dvc", "repro", cwd=copy)
+        return SmokeDvcRepro(copy, output, before, checkpoint_hashes(copy, params))
 
     def stop(self) -> None:
         self.stopped = True
@@ -207,9 +234,11 @@ class _SmokeStart:
 
 
 @pytest.fixture(scope="session")
-def smoke_start(tmp_path_factory: pytest.TempPathFactory):
-    """The smoke study by `snakemake --cores 2`, killed mid-training and run again, building in the background."""
-    started = _SmokeStart(smoke_copy(tmp_path_factory.mktemp("snakemake")))
+def smoke_start(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """The smoke study by `snakemake --cores 2`, killed mid-training and run again, building in the background
+    (then `dvc repro` in a copy, if a selected test reads it)."""
+    with_dvc = any("smoke_dvc_repro" in item.fixturenames for item in request.session.items)
+    started = _SmokeStart(smoke_copy(tmp_path_factory.mktemp("snakemake")), with_dvc=with_dvc)
     yield started
     started.stop()
 
@@ -220,26 +249,33 @@ def smoke_run(smoke_start: _SmokeStart) -> SmokeRun:
     return smoke_start.result.result(timeout=3600)
 
 
-# The shared studies, the fixtures that start them in the background, and the order they are started in (DVC's
-# first: its stages run one after another, so it takes longer).
-STUDIES = {"dvc_run": "dvc_start", "smoke_run": "smoke_start"}
+@pytest.fixture(scope="session")
+def smoke_dvc_repro(smoke_start: _SmokeStart) -> SmokeDvcRepro:
+    """`dvc repro` right after the smoke study, in a copy of it."""
+    return smoke_start.dvc_result.result(timeout=3600)
 
 
-def _studies_used(item: pytest.Item) -> int:
-    """How many of the shared studies a test reads (0: none; the tests that read DVC's run read it last)."""
-    return sum(name in item.fixturenames for name in STUDIES) + ("dvc_run" in item.fixturenames)
+# The shared studies, the fixtures that start them in the background (DVC's from-scratch run first: its stages
+# run one after another, so it takes longer), and the order the tests that read them run in: last, when each is
+# ready (Snakemake's study first; `dvc repro` after it, in its copy, runs beside the tests that read it).
+STUDIES = {"dvc_run": "dvc_start", "smoke_run": "smoke_start", "smoke_dvc_repro": "smoke_start"}
+READ_ORDER = {"smoke_run": 1, "dvc_run": 2, "smoke_dvc_repro": 3}
+
+
+def _read_order(item: pytest.Item) -> int:
+    """0 for a test that reads no shared study, else the latest READ_ORDER of the studies it reads."""
+    return max((READ_ORDER[name] for name in STUDIES if name in item.fixturenames), default=0)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tests that read the shared studies last, Snakemake's alone before DVC's: meanwhile the other tests
-    run beside the studies' jobs (sorted is stable: file order otherwise)."""
-    items[:] = sorted(items, key=_studies_used)
+    """The tests that read the shared studies last, in READ_ORDER: meanwhile the other tests run beside the
+    studies' jobs (sorted is stable: file order otherwise)."""
+    items[:] = sorted(items, key=_read_order)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _studies_in_background(request: pytest.FixtureRequest) -> None:
     """Start the shared studies the selected tests read, in the background, when the session starts."""
     used = {name for item in request.session.items for name in item.fixturenames}
-    for study, start in STUDIES.items():
-        if study in used:
-            request.getfixturevalue(start)
+    for start in dict.fromkeys(start for study, start in STUDIES.items() if study in used):
+        request.getfixturevalue(start)

@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import DVC_OVERRIDES, SmokeRun, checkpoint_hashes, run_command, smoke_params
+from conftest import DVC_OVERRIDES, SmokeDvcRepro, SmokeRun, checkpoint_hashes, run_command, smoke_params
 
 from core.registry import models_at
+from workflow.dvc_check import dvc_stages
 from workflow.pipeline import REFERENCES, figures, training_checkpoints
 
 pytestmark = pytest.mark.slow
@@ -72,17 +73,21 @@ def test_snakemake_killed_mid_training_resumes_to_the_same_weights(smoke_run: Sm
         for name, tensor in state.items():
             assert torch.equal(tensor, reference[path][name]), f"{path}: {name} differs from the DVC run"
 
-    # DVC right after Snakemake (run in the background as soon as Snakemake was done: conftest.py): it records
-    # what is there and trains nothing again (a retrained checkpoint would differ in its recorded training time,
-    # so equal bytes mean no training).
-    output = smoke_run.dvc_repro_output
-    assert "localrule train" not in output and "localrule retrain" not in output
-    assert set(smoke_run.checkpoints_before_dvc) == set(resumed)
-    assert smoke_run.checkpoints_after_dvc == smoke_run.checkpoints_before_dvc
-    assert checkpoint_hashes(root, SMOKE) == smoke_run.checkpoints_before_dvc  # the weights compared above
-
     # One model's parameter reruns only what depends on it.
     override = tmp_path / "gamma.yaml"
     override.write_text(yaml.safe_dump({"vaegan": {"64": {"gamma": 0.25}}}))
     dry_run = run_command("snakemake", "-n", "--configfile", str(override), cwd=root)
     assert "train_baseline" in dry_run and "train_level" not in dry_run and "retrain_m" not in dry_run
+
+
+def test_dvc_repro_right_after_snakemake_trains_nothing_again(smoke_run: SmokeRun,
+                                                               smoke_dvc_repro: SmokeDvcRepro) -> None:
+    """DVC's first run over Snakemake's finished study (in a copy of it, beside the other tests: conftest.py) runs
+    every stage, records what is there and trains nothing again: a retrained checkpoint would differ in its
+    recorded training time, so equal bytes mean no training."""
+    output = smoke_dvc_repro.output
+    stages = len(dvc_stages(smoke_dvc_repro.root))
+    assert output.count("Running stage") == stages > 2 * len(SMOKE["data"]["resolutions"])
+    assert "localrule train" not in output and "localrule retrain" not in output
+    assert smoke_dvc_repro.checkpoints_before == checkpoint_hashes(smoke_run.root, SMOKE)  # the resumed weights
+    assert smoke_dvc_repro.checkpoints_after == smoke_dvc_repro.checkpoints_before
