@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from core import atomic, registry
@@ -170,14 +168,6 @@ def bootstrap_mean_ci(
 
 def count_parameters(model: nn.Module) -> int:
     return sum(parameter.numel() for parameter in model.parameters())
-
-
-def count_flops(function: Callable[[torch.Tensor], Any], example: torch.Tensor) -> int:
-    """FLOPs torch's FlopCounterMode counts (2 per multiply-add of matmuls and convolutions) of one call."""
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        function(example)
-    return int(counter.get_total_flops())
 
 
 def per_image_metrics(reference: torch.Tensor, reconstruction: torch.Tensor) -> dict[str, torch.Tensor]:

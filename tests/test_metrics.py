@@ -13,12 +13,12 @@ from torch import nn
 from eval.metrics import (
     band_r2,
     bootstrap_mean_ci,
-    count_flops,
     count_parameters,
     psnr_per_image,
     rmse_per_image,
     ssim_per_image,
 )
+from models.flops import count_flops
 
 
 def uint8_images(n: int, size: int, seed: int = 0) -> torch.Tensor:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+import subprocess
+import sys
+from pathlib import Path
 
-from baselines.train import train_baseline
+import numpy as np
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from baselines.train import BASELINES, build_baseline, train_baseline
 from baselines.vae import VAE
 from core.params import load_params
 from eval.cost import training_cost
-from eval.metrics import count_flops
+from models import flops
 from models.checkpoint import save_model
-from models.flops import training_step_flops
+from models.flops import count_flops, training_step_flops
 from models.lapcvae import LapCVAE, LevelTrainable
 from models.train_lapcvae import train_level
 
@@ -57,3 +63,67 @@ def test_the_vae_at_lapcvae_s_flops_trains_until_its_flops_match(tmp_path):
     assert vae_cost["jobs"][0]["epochs"] == meta["epochs"] > params["budget"]["epochs"]
     per_epoch = vae_cost["train_flops"] / meta["epochs"]
     assert abs(vae_cost["train_flops"] - lapcvae_cost["train_flops"]) <= 0.5 * per_epoch
+
+
+class TorchsFlopCounter(FlopCounterMode):
+    """torch's FlopCounterMode behind models.flops.FlopCounter's interface: the reference the suite's counter
+    must equal."""
+
+    def __init__(self) -> None:
+        super().__init__(display=False)
+
+    @property
+    def total(self) -> int:
+        return int(self.get_total_flops())
+
+
+def every_count(params: dict, resolution: int) -> dict[str, int]:
+    """Each model's training FLOPs per image (LapCVAE: summed over its level jobs) and FLOPs per reconstruction."""
+    counts = {"lapcvae training": flops.lapcvae_step_flops(params, resolution)}
+    torch.manual_seed(0)
+    lapcvae = LapCVAE.from_params(params["lapcvae"][str(resolution)], resolution, use_m=True).eval()
+    models = {"lapcvae": lapcvae}
+    for name in BASELINES:
+        torch.manual_seed(0)
+        models[name] = build_baseline(params, name, resolution)
+        counts[f"{name} training"] = training_step_flops(models[name], resolution)
+    image = torch.rand(1, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
+    for name, model in models.items():
+        counts[f"{name} reconstruction"] = count_flops(model.eval().reconstruct, image)
+    return counts
+
+
+def test_the_suite_s_flop_counter_counts_what_torch_s_flopcountermode_counts(monkeypatch):
+    """Table 1's FLOPs and the equal-FLOPs VAE's epochs rest on these counts: every model, training and
+    reconstruction, counted by the suite's counter and by torch's FlopCounterMode, to the FLOP."""
+    params = load_params("config/smoke.yaml")
+    ours = every_count(params, 64)
+    monkeypatch.setattr(flops, "FlopCounter", TorchsFlopCounter)
+    theirs = every_count(params, 64)
+    assert set(ours) >= {"vae training", "vaegan training", "lapcvae reconstruction"}
+    assert all(count > 0 for count in ours.values())
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("counter", ["FlopCounter", "FlopCounterMode"])
+def test_counting_flops_does_not_import_torch_dynamo_unlike_flopcountermode(counter: str) -> None:
+    """FlopCounterMode imports torch._dynamo (1.3 s of CPU in every evaluation job); the suite's counter does not."""
+    script = (
+        "import sys, torch\n"
+        "from baselines.vae import VAE\n"
+        "from models import flops\n"
+        "from torch.utils.flop_counter import FlopCounterMode\n"
+        "class Torchs(FlopCounterMode):\n"
+        "    __init__ = lambda self: super().__init__(display=False)\n"
+        "    total = property(lambda self: self.get_total_flops())\n"
+        f"flops.FlopCounter = {'flops.FlopCounter' if counter == 'FlopCounter' else 'Torchs'}\n"
+        "model = VAE(resolution=16, latent_dim=5, widths=[4, 8], kl_weight=1.0)\n"
+        "print(flops.training_step_flops(model, 16), flops.count_flops(model.reconstruct, torch.rand(1, 3, 16, 16)))\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 0, result.stderr[-3000:]
+    step, reconstruction = (int(value) for value in result.stdout.split()[:2])
+    assert step > 2 * reconstruction > 0
+    assert result.stdout.strip().splitlines()[-1] == str(counter == "FlopCounterMode")

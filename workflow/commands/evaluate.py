@@ -23,7 +23,6 @@ from eval.fid import sample_quality
 from eval.metrics import (
     MODELS,
     PIXEL_MAX,
-    count_flops,
     count_parameters,
     evaluate_model,
     expected_checkpoint,
@@ -32,6 +31,7 @@ from eval.metrics import (
     to_uint8,
 )
 from models.checkpoint import load_model, pyramid_train_seconds
+from models.flops import count_flops
 from models.training import resolve_device
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
