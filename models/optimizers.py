@@ -1,7 +1,7 @@
 """Adam and RMSprop for the training loop, stepping with torch's own functional kernels.
 
 Why not torch.optim.Adam itself: building any torch.optim.Optimizer (and its first step) imports torch._dynamo,
-1.4-1.7 s of CPU in every training process on the 2-core CPU machine (benchmarks/optimizer_startup.py), longer
+1.4-1.7 s of CPU in every training process on the 2-core CPU machine (benchmarks/startup.py), longer
 than a smoke-scale job trains and almost what `import torch` costs. These classes call the same functions
 torch.optim.Adam.step and RMSprop.step call (torch.optim.adam.adam, torch.optim.rmsprop.rmsprop: fused or
 per-tensor), with the same state, so they make the same updates bit for bit, and their state_dict has torch's
