@@ -28,6 +28,7 @@ from eval.report_blocks import (
     number,
     read_json,
 )
+from models.training import cpu_has_native_bf16
 
 
 def git_commit() -> str:
@@ -50,7 +51,9 @@ def cpu_name() -> str:
 
 def hardware() -> list[str]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return [f"CPU: {cpu_name()} ({os.cpu_count()} logical cores)", f"GPU: {gpu}",
+    # Whether train.bf16 trained in bf16 on this CPU: the same code gives different (equally valid) numbers.
+    bf16 = "native (train.bf16 autocasts)" if cpu_has_native_bf16() else "emulated (training runs in fp32)"
+    return [f"CPU: {cpu_name()} ({os.cpu_count()} logical cores), bf16 {bf16}", f"GPU: {gpu}",
             f"torch {torch.__version__}, Python {platform.python_version()}, {platform.platform()}"]
 
 
@@ -66,9 +69,10 @@ def training_time_table(eval_dir: Path, resolutions: Sequence[int],
             summary = read_json(path, f"rerun `lapcvae evaluate` for {model}")
             meta = summary.get("meta") or {}
             rows.append([f"{res}x{res}", display(model), number(summary.get("train_seconds"), 1),
-                         str(meta.get("device", MISSING)), str(meta.get("steps", MISSING)),
+                         str(meta.get("device", MISSING)), str(meta.get("precision", MISSING)),
+                         str(meta.get("steps", MISSING)),
                          number(summary.get("eval_seconds"), 1), str(summary.get("eval_device", MISSING))])
-    return Table(["Resolution", "Model", "Training (s)", "Training device", "Steps", "Evaluation (s)",
+    return Table(["Resolution", "Model", "Training (s)", "Training device", "Precision", "Steps", "Evaluation (s)",
                   "Evaluation device"], rows, "Training and evaluation time per model (from summary.json).")
 
 

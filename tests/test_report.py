@@ -50,7 +50,8 @@ def write_eval(results: Path, lapcvae_gain: float, seeds: tuple[int, ...] = (0,)
             summary = {"model": model, "resolution": RES,
                        **summarise(per_image, params["eval"]["bootstrap_samples"], params["seed"]),
                        "parameters": 1_000_000 + index, "flops_per_image": 2.5e9, "eval_seconds": 3.0,
-                       "eval_device": "cpu", "train_seconds": 123.4 + index, "meta": {"device": "cpu", "steps": 77}}
+                       "eval_device": "cpu", "train_seconds": 123.4 + index,
+                       "meta": {"device": "cpu", "steps": 77, "precision": "bf16" if model == "lapcvae" else "fp32"}}
             folder = root / "eval" / str(RES) / model
             folder.mkdir(parents=True)
             (folder / "summary.json").write_text(json.dumps(summary))
@@ -118,6 +119,19 @@ def test_report_holds_every_table_and_embeds_every_figure(tmp_path):
         assert external not in page
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
         assert (paths["md"].parent / link).is_file()
+
+
+def test_provenance_names_each_model_s_training_precision_and_whether_this_cpu_has_bf16(tmp_path, monkeypatch):
+    """The same code trains in bf16 on a CPU with native bf16 and in fp32 elsewhere: a reader must see which."""
+    from eval import report_provenance
+
+    write_eval(tmp_path, lapcvae_gain=1.0)
+    table = report_provenance.training_time_table(tmp_path / "eval", [RES])
+    precision = {row[1]: row[table.header.index("Precision")] for row in table.rows}
+    assert sorted(precision.values()) == ["bf16", "fp32", "fp32"] and precision[report.display("lapcvae")] == "bf16"
+    for native, words in ((True, "bf16 native"), (False, "bf16 emulated (training runs in fp32)")):
+        monkeypatch.setattr(report_provenance, "cpu_has_native_bf16", lambda native=native: native)
+        assert words in report_provenance.hardware()[0]
 
 
 def test_reading_confirms_the_claim_only_across_seeds(tmp_path):
