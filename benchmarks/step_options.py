@@ -1,9 +1,11 @@
-"""Two options of the fp32 training step on this CPU, each against its alternative: memory layout (NCHW against
-channels-last) and optimizer (the per-tensor Adam against fit's fused Adam). Median of interleaved steps, one run.
+"""Three options of the training step on this CPU, each against its alternative, the rest of the step as `fit` runs
+it: memory layout (NCHW against channels-last), precision (fp32 against bf16 autocast; where the CPU has no native
+bf16 both are fp32, and the line says so) and optimizer (the per-tensor Adam against fit's fused Adam). Median of
+interleaved steps, one run.
 
 Interleaving the two variants step by step keeps the ratio fair on a machine shared with other jobs.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/step_options.py [--repeats 5] [--compare layout adam]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/step_options.py [--repeats 5] [--compare layout precision adam]
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import torch
 from train import RawStep, build, interleaved_medians
 
 from core.params import load_params
+from models.training import autocast_dtype
 
 JOBS = [("vae", 64, None), ("lapcvae", 64, 0), ("vaegan", 64, None)]
-# RawStep options of the two variants of each comparison, the first the slower one the loop used before. Without
-# native bf16 autocast_dtype stays None, so fast=True differs from fast=False only in layout and the host copy.
+# RawStep options of the two variants of each comparison, the first the one the loop does not use (where it can).
 COMPARISONS = {
-    "layout": {"NCHW": {"fast": False, "fused": True}, "channels-last": {"fast": True, "fused": True}},
-    "adam": {"per-tensor Adam": {"fast": True, "fused": False}, "fused Adam": {"fast": True, "fused": True}},
+    "layout": {"NCHW": {"fast": True, "channels_last": False}, "channels-last": {"fast": True}},
+    "precision": {"fp32": {"fast": True, "bf16": False}, "bf16 autocast": {"fast": True}},
+    "adam": {"per-tensor Adam": {"fast": True, "fused": False}, "fused Adam": {"fast": True}},
 }
 
 
@@ -33,6 +36,8 @@ def main() -> None:
     parser.add_argument("--compare", nargs="+", default=list(COMPARISONS), choices=list(COMPARISONS))
     args = parser.parse_args()
     params, device = load_params(), torch.device("cpu")
+    if "precision" in args.compare and autocast_dtype(device, True) is None:
+        print("precision: this CPU has no native bf16, so fit trains in fp32 and both variants are fp32")
     for comparison in args.compare:
         variants = COMPARISONS[comparison]
         for kind, resolution, level in JOBS:

@@ -89,12 +89,13 @@ class RawStep:
     """One optimisation step outside `fit`: training_step, per-group gradients, Adam (as `fit._update` does)."""
 
     def __init__(self, trainable: nn.Module, device: torch.device, fast: bool, compile_step: bool = False,
-                 fused: bool | None = None):
+                 fused: bool | None = None, bf16: bool | None = None, channels_last: bool | None = None):
         self.trainable = trainable.to(device).train()
         self.device, self.fast = device, fast
-        self.dtype = autocast_dtype(device, True) if fast else None
-        self.memory_format = torch.channels_last if fast and uses_channels_last(trainable) else \
-            torch.contiguous_format
+        # fused, bf16, channels_last (default: fast) turn one option of the fast path off, to time it alone.
+        self.dtype = autocast_dtype(device, fast if bf16 is None else bf16)
+        self.memory_format = torch.channels_last if (fast if channels_last is None else channels_last) and \
+            uses_channels_last(trainable) else torch.contiguous_format
         trainable.to(memory_format=self.memory_format)
         self.groups = {group: list(params) for group, params in trainable.parameter_groups().items()}
         # fused (default: fast): fit's fused Adam, or the per-tensor Adam the loop used before.
