@@ -2,7 +2,9 @@
 #   snakemake --cores all                                  # the default run, on the synthetic faces
 #   snakemake --cores all --configfile config/smoke.yaml   # a tiny run of the same DAG
 #   snakemake --cores all --configfile config/paper.yaml   # the paper's setting on CelebA
-# Parameters: params.yaml (validated against workflow/schemas/). Rules: workflow/rules/*.smk.
+#   snakemake --cores all --configfile config/seeds3.yaml  # three training seeds (claims tested across them)
+#   snakemake --cores all --configfile config/fp32.yaml    # fp32 training where bf16 is native
+# Parameters: params.yaml (validated against core/schemas/). Rules: workflow/rules/*.smk.
 
 configfile: "params.yaml"
 
