@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from core import atomic
-from eval.tuning import train_baseline, train_level, validation_rmse
+from eval.tuning import train_model, validation_rmse
 
 logger = logging.getLogger(__name__)
 
@@ -61,17 +61,6 @@ def scaled(params: Mapping[str, Any], model: str, resolution: int, factor: float
     return updated
 
 
-def train_lapcvae(params: dict[str, Any], resolution: int, train_images: np.ndarray, out_dir: Path) -> nn.Module:
-    """The whole LapCVAE (with M), level by level, coarsest first."""
-    coarser: Path | None = None
-    model = None
-    for level in range(params["lapcvae"][str(resolution)]["levels"] - 1, -1, -1):
-        out = out_dir / f"level{level}.pt"
-        model = train_level(params, resolution, level, coarser, train_images, out)
-        coarser = out
-    return model
-
-
 def sweep(params: Mapping[str, Any], resolution: int, train_images: np.ndarray, test_images: np.ndarray,
           work_dir: str | Path, models: Sequence[str] = SWEPT_MODELS) -> pd.DataFrame:
     """One row per (model, factor): the weights used, test RMSE, rate (nats per image), training seconds."""
@@ -85,12 +74,9 @@ def sweep(params: Mapping[str, Any], resolution: int, train_images: np.ndarray, 
                 break
             out_dir = Path(work_dir) / model / f"x{factor:g}"
             started = time.perf_counter()
-            if model == "lapcvae":
-                network = train_lapcvae(trial, resolution, train_images, out_dir)
-                weights = trial["lapcvae"][str(resolution)]["kl_weights"]
-            else:
-                network = train_baseline(trial, model, resolution, train_images, out_dir / "model.pt")
-                weights = trial[model][str(resolution)]["kl_weight"]
+            network, _ = train_model(trial, model, resolution, train_images, out_dir)
+            section = trial[model][str(resolution)]
+            weights = section["kl_weights"] if model == "lapcvae" else section["kl_weight"]
             seconds = time.perf_counter() - started
             rows.append({"model": model, "factor": factor, "kl_weights": str(weights),
                          "rmse_mean": validation_rmse(network, test_images),

@@ -108,6 +108,23 @@ def train_level(params: dict[str, Any], resolution: int, level: int, coarser: Pa
     return train_one_level(params, resolution, "lapcvae", level, coarser, train_images, out)[0].cpu().eval()
 
 
+def train_model(params: dict[str, Any], model: str, resolution: int, train_images: np.ndarray,
+                out_dir: Path) -> tuple[nn.Module, list[Path]]:
+    """Train a whole model into out_dir: a baseline's one job, or LapCVAE (with M) level by level, coarsest first.
+    Returns the trained network (eval mode) and its jobs' checkpoints, in training order (for eval.cost)."""
+    if model != "lapcvae":
+        checkpoint = out_dir / "model.pt"
+        return train_baseline(params, model, resolution, train_images, checkpoint), [checkpoint]
+    checkpoints: list[Path] = []
+    network: nn.Module | None = None
+    for level in range(params["lapcvae"][str(resolution)]["levels"] - 1, -1, -1):
+        coarser = checkpoints[-1] if checkpoints else None
+        checkpoints.append(out_dir / f"level{level}.pt")
+        network = train_level(params, resolution, level, coarser, train_images, checkpoints[-1])
+    assert network is not None  # levels >= 1 (validated)
+    return network, checkpoints
+
+
 def _search(label: str, path: Sequence[str | int], values: Sequence[float],
             run: Callable[[float, Path], float], out_dir: Path, trials: list[dict[str, Any]],
             model: str, current: float) -> float:

@@ -30,6 +30,8 @@ COMMANDS = {
     "training-cost": ("protocol:training_cost_main", "training time, images seen and training FLOPs of one model"),
     "tune": ("protocol:tune_main", "tune every model's regularisation weights on the validation split"),
     "rate-distortion": ("protocol:rate_distortion_main", "retrain over a KL-weight grid: test RMSE against rate"),
+    "budget-curve": ("protocol:budget_curve_main", "retrain one model at multiples of the budget: RMSE against FLOPs"),
+    "budget-curve-plot": ("protocol:budget_curve_plot_main", "gather the budget curves of one resolution and plot"),
     "ablations": ("ablations:ablations_main", "greedy vs joint training, decoder conditioning (train|table)"),
     "table": ("evaluate:table_main", "gather Table 1 and metrics.json from the per-model metrics"),
     "neighbours": ("evaluate:neighbours_main", "nearest training images of a model's samples (Figure 6)"),

@@ -1,7 +1,8 @@
-"""`lapcvae references`, `training-cost`, `tune`, `rate-distortion`: the comparison protocol's command lines.
+"""`lapcvae references`, `training-cost`, `tune`, `rate-distortion`, `budget-curve`(`-plot`): the comparison
+protocol's command lines.
 
-Library: eval/references.py, eval/cost.py, eval/tuning.py, eval/rate_distortion.py (README, "How models are
-compared"). Each `*_main(argv)` parses its options and calls library functions with plain arguments.
+Library: eval/references.py, eval/cost.py, eval/tuning.py, eval/rate_distortion.py, eval/budget_curve.py (README,
+"How models are compared"). Each `*_main(argv)` parses its options and calls library functions with plain arguments.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ import argparse
 import logging
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from core.atomic import write_csv as atomic_write_csv
 from core.atomic import write_json as atomic_write_json
 from core.atomic import write_text as atomic_write_text
 from data.arrays import load_image_array
+from eval import budget_curve
 from eval.cost import write_training_cost
 from eval.rate_distortion import plot, sweep
 from eval.references import REFERENCES, build_references, evaluate_reference
@@ -107,3 +110,39 @@ def rate_distortion_main(argv: list[str] | None = None) -> None:
                   args.work_dir)
     atomic_write_csv(args.out_csv, table)
     plot(table, args.res, args.figure)
+
+
+def budget_curve_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae budget-curve", description=doc_summary("eval.budget_curve"))
+    add_params_arguments(parser)
+    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    parser.add_argument("--model", required=True, choices=["vae", "vaegan", "lapcvae"], help="the model to retrain")
+    parser.add_argument("--train", required=True, help="training images, e.g. data/prepared/64/train.npy")
+    parser.add_argument("--val", required=True, help="validation images, e.g. data/prepared/64/val.npy")
+    parser.add_argument("--test", required=True, help="test images, e.g. data/prepared/64/test.npy")
+    parser.add_argument("--work-dir", required=True, help="where the retrained models' checkpoints go")
+    parser.add_argument("--out-csv", required=True, help="e.g. results/budget_curve/64/vae.csv")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    table = budget_curve.curve(params, args.model, args.res, load_image_array(args.train, args.res),
+                               load_image_array(args.val, args.res), load_image_array(args.test, args.res),
+                               args.work_dir)
+    atomic_write_csv(args.out_csv, table)
+
+
+def budget_curve_plot_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae budget-curve-plot", description=doc_summary("eval.budget_curve"))
+    add_params_arguments(parser)
+    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    parser.add_argument("--tables", nargs="+", required=True, help="the models' curves (lapcvae budget-curve)")
+    parser.add_argument("--train", required=True, help="training images: PCA is fitted on them")
+    parser.add_argument("--test", required=True, help="test images: PCA's reference RMSE")
+    parser.add_argument("--out-csv", required=True, help="e.g. results/metrics/budget_curve_64.csv")
+    parser.add_argument("--figure", required=True, help="e.g. results/figures/budget_curve_64.png")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    pca = budget_curve.pca_rmse(params, args.res, load_image_array(args.train, args.res),
+                                load_image_array(args.test, args.res))
+    table = budget_curve.combine([pd.read_csv(path) for path in args.tables], pca)
+    atomic_write_csv(args.out_csv, table)
+    budget_curve.plot(table, args.res, pca, args.figure)

@@ -1,8 +1,11 @@
-# Tuning and the rate-distortion sweep (README "How models are compared"); neither is part of `all`:
+# Tuning, the rate-distortion sweep and the budget curves (README "How models are compared"); none is part of `all`:
 #   snakemake tune --cores all              -> results/tuning/{res}.{csv,json,yaml}
 #   snakemake rate_distortion --cores all   -> results/metrics/rate_distortion_{res}.csv, results/figures/...png
+#   snakemake budget_curve --cores all      -> results/metrics/budget_curve_{res}.csv, results/figures/...png
 TUNE_RES = [str(res) for res in config["tune"]["resolutions"]]
 RD_RES = [str(res) for res in config["rate_distortion"]["resolutions"]]
+CURVE_RES = [str(res) for res in config["budget_curve"]["resolutions"]]
+CURVE_MODELS = list(config["budget_curve"]["models"])
 
 
 rule tune_resolution:
@@ -59,3 +62,56 @@ rule rate_distortion_resolution:
 rule rate_distortion:
     input:
         expand(f"{RESULTS}/metrics/rate_distortion_{{res}}.csv", res=RD_RES),
+
+
+rule budget_curve_model:
+    conda:
+        CONDA_ENV
+    input:
+        train=f"{PREP}/{{res}}/train.npy",
+        val=f"{PREP}/{{res}}/val.npy",
+        test=f"{PREP}/{{res}}/test.npy",
+    output:
+        table=f"{RESULTS}/budget_curve/{{res}}/{{curve_model}}.csv",
+    log:
+        "logs/budget_curve_{res}_{curve_model}.log",
+    wildcard_constraints:
+        curve_model="|".join(CURVE_MODELS),
+    params:
+        work_dir=lambda w: f"{RESULTS}/budget_curve/{w.res}/{w.curve_model}",
+        fingerprint=fingerprint_of("budget_curve_model"),
+    threads: RESOURCES["train"]["threads"]
+    resources:
+        **TRAIN_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} lapcvae budget-curve --params $LAPCVAE_PARAMS --res {wildcards.res}"
+        " --model {wildcards.curve_model} --train {input.train} --val {input.val} --test {input.test}"
+        " --work-dir {params.work_dir} --out-csv {output.table} 2>&1 | tee {log}"
+
+
+rule budget_curve_resolution:
+    conda:
+        CONDA_ENV
+    input:
+        tables=expand(f"{RESULTS}/budget_curve/{{{{res}}}}/{{curve_model}}.csv", curve_model=CURVE_MODELS),
+        train=f"{PREP}/{{res}}/train.npy",
+        test=f"{PREP}/{{res}}/test.npy",
+    output:
+        table=f"{RESULTS}/metrics/budget_curve_{{res}}.csv",
+        figure=f"{RESULTS}/figures/budget_curve_{{res}}.png",
+    log:
+        "logs/budget_curve_{res}.log",
+    params:
+        fingerprint=fingerprint_of("budget_curve_resolution"),
+    threads: RESOURCES["eval"]["threads"]
+    resources:
+        **EVAL_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} lapcvae budget-curve-plot --params $LAPCVAE_PARAMS --res {wildcards.res}"
+        " --tables {input.tables} --train {input.train} --test {input.test} --out-csv {output.table}"
+        " --figure {output.figure} 2>&1 | tee {log}"
+
+
+rule budget_curve:
+    input:
+        expand(f"{RESULTS}/metrics/budget_curve_{{res}}.csv", res=CURVE_RES),
