@@ -100,3 +100,28 @@ def combine(tables: Sequence[pd.DataFrame], pca: float) -> pd.DataFrame:
     table = pd.concat(list(tables), ignore_index=True)
     table["rmse_over_pca"] = table["rmse_mean"] / pca
     return table
+
+
+def report_section(results: Path) -> list[Any]:
+    """The report's budget-curve tables (when `snakemake budget_curve` has run), as eval.report blocks."""
+    from eval.report import csv_table
+    from eval.report_blocks import Heading, Paragraph, display
+
+    paths = sorted((Path(results) / "metrics").glob("budget_curve_*.csv"))
+    if not paths:
+        return []
+    blocks: list[Any] = [Heading(2, "Budget curves: RMSE against the training budget")]
+    for path in paths:
+        res = path.stem.removeprefix("budget_curve_")
+        blocks.append(csv_table(path, f"{res}x{res}: each model retrained at `factor` x budget.epochs (every LapCVAE "
+                                      "level too), one seed; RMSE on the validation and test splits, training FLOPs "
+                                      "and seconds summed over the model's jobs; rmse_over_pca = test RMSE / PCA's."))
+        ends = []
+        for model, rows in pd.read_csv(path).groupby("model", sort=False):
+            rows = rows.sort_values("factor")
+            first, last = rows.iloc[0], rows.iloc[-1]
+            ends.append(f"{display(str(model))} {first['rmse_over_pca']:.2f}x PCA at {first['epochs']:g} epochs, "
+                        f"{last['rmse_over_pca']:.2f}x at {last['epochs']:g}")
+        blocks.append(Paragraph(f"{res}x{res}: " + "; ".join(ends) + ". A curve still falling at the budget rule's "
+                                "point says that model's Table 1 row is limited by the budget, not by the model."))
+    return blocks

@@ -21,6 +21,7 @@ import pandas as pd
 
 from core import registry
 from eval.ablations import report_section as ablations_report_section
+from eval.budget_curve import report_section as budget_curve_report_section
 from eval.paper import (
     PAPER_PIXELVAE_SAMPLING_BATCH,
     PAPER_PIXELVAE_SAMPLING_MINUTES,
@@ -469,6 +470,7 @@ def build_report(params: Mapping[str, Any], results: Path, prepared: Path) -> li
         *figures_section(results / "figures", resolutions),
         *neighbours_section(results / "neighbours", resolutions),
         *human_study_section(results / "human_study" / "table2.csv"),
+        *budget_curve_report_section(results),  # eval/budget_curve.py: only when `snakemake budget_curve` ran
         *ablations_report_section(results),  # eval/ablations.py: only when `snakemake ablations` ran
         *provenance_section(params, results, prepared),
     ]

@@ -1,0 +1,107 @@
+"""Budget curves: each model retrained at multiples of the budget rule, scored beside its training FLOPs."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.params import load_params, validate
+from eval.budget_curve import budget_epochs, combine, curve, pca_rmse
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_params():
+    params = copy.deepcopy(load_params())
+    params["device"] = "cpu"
+    params["budget"]["epochs"] = 1
+    params["train"].update(batch_size=4, log_every=1, lr=0.01)
+    params["lapcvae"]["16"] = {"levels": 2, "latent_dims": [4, 3], "kl_weights": [0.1, 1.0], "widths": [4, 8],
+                               "feature_size": 2, "m_hidden": 6, "train": {}}
+    params["vae"]["16"] = {"widths": [4, 8], "kl_weight": 0.01, "train": {}}
+    params["budget_curve"] = {"resolutions": [16], "models": ["vae", "lapcvae"], "grid": [1, 3]}
+    return params
+
+
+@pytest.fixture(scope="module")
+def faces():
+    rng = np.random.default_rng(0)
+    base = rng.integers(60, 200, size=(1, 3, 16, 16))
+    images = np.clip(base + rng.integers(-40, 41, size=(20, 3, 16, 16)), 0, 255).astype(np.uint8)
+    return images[:12], images[12:16], images[16:]
+
+
+def test_budget_epochs_scale_the_rule_and_keep_at_least_one_epoch():
+    params = {"budget": {"epochs": 6}}
+    assert [budget_epochs(params, factor) for factor in (0.5, 1, 2, 8)] == [3, 6, 12, 48]
+    assert budget_epochs(params, 0.01) == 1
+    with pytest.raises(ValueError, match="positive"):
+        budget_epochs(params, 0)
+
+
+def test_each_point_trains_its_multiple_of_the_budget_and_costs_it(tiny_params, faces, tmp_path):
+    train, val, test = faces
+    for model, jobs in (("vae", 1), ("lapcvae", 2)):
+        table = curve(tiny_params, model, 16, train, val, test, tmp_path / model)
+        assert list(table["epochs"]) == [1, 3]
+        # Each job of the model sees 3x the images at factor 3 (12 images, batch 4: 3 steps an epoch) ...
+        assert list(table["images_seen"]) == [jobs * 12, jobs * 36]
+        # ... at the same FLOPs per image, so 3x the training FLOPs, counted from the checkpoints.
+        assert table["train_flops"].iloc[1] == pytest.approx(3 * table["train_flops"].iloc[0])
+        assert (table["train_flops"] > 0).all()
+        # Two trained networks: longer training changes the reconstructions (and both scores are real RMSEs).
+        assert table["rmse_mean"].iloc[0] != table["rmse_mean"].iloc[1]
+        scores = table[["val_rmse", "rmse_mean"]]
+        assert scores.gt(0).all().all() and scores.lt(255).all().all()
+        assert sorted(path.name for path in (tmp_path / model / "x3").glob("*.pt")) == (
+            ["model.pt"] if model == "vae" else ["level0.pt", "level1.pt"])
+
+
+def test_pca_line_is_the_best_linear_code_of_lapcvae_s_latent_size(tiny_params, faces):
+    train, _, test = faces
+    pca = pca_rmse(tiny_params, 16, train, test)
+    # Independently: numpy's SVD of the centred training images, 7 components (LapCVAE's 4 + 3 latent dims).
+    flat_train = train.reshape(len(train), -1) / 255.0
+    flat_test = test.reshape(len(test), -1) / 255.0
+    mean = flat_train.mean(axis=0)
+    basis = np.linalg.svd(flat_train - mean, full_matrices=False)[2][:7]
+    projected = (flat_test - mean) @ basis.T @ basis + mean
+    quantised = np.round(np.clip(projected, 0, 1) * 255) / 255
+    expected = np.sqrt(((quantised - flat_test) ** 2).mean(axis=1)).mean() * 255
+    assert pca == pytest.approx(expected, rel=1e-3)
+    # Each point of the combined table is read against that line, as Table 1's "RMSE / PCA" column.
+    curves = [pd.DataFrame([{"model": model, "factor": 1, "epochs": 1, "rmse_mean": rmse}])
+              for model, rmse in (("vae", 2 * pca), ("lapcvae", pca))]
+    assert list(combine(curves, pca)["rmse_over_pca"]) == pytest.approx([2.0, 1.0])
+
+
+def test_schema_refuses_a_non_positive_factor_and_an_unknown_model():
+    params = copy.deepcopy(load_params())
+    params["budget_curve"]["grid"] = [1, 0]
+    with pytest.raises(Exception, match="budget_curve"):
+        validate(params)
+    params["budget_curve"] = {"resolutions": [64], "models": ["pixelvae"], "grid": [1]}
+    with pytest.raises(Exception, match="budget_curve"):
+        validate(params)
+
+
+def test_budget_curve_target_dry_run_on_smoke_params():
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(["snakemake", "budget_curve", "-n", "--forceall", "--configfile", "config/smoke.yaml"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stats = result.stdout.split("Job stats:")[1]
+    counts = {parts[0]: int(parts[1]) for parts in (line.split() for line in stats.splitlines())
+              if len(parts) == 2 and parts[1].isdigit()}
+    models = len(load_params()["budget_curve"]["models"])
+    assert counts["budget_curve_model"] == models and counts["budget_curve_resolution"] == 1
+    assert "train_level" not in counts and "table" not in counts  # not the default DAG
