@@ -99,6 +99,9 @@ class VAEGAN(EncoderDecoderModel):
     # Encoder and decoder gradients from one backward pass (training_step); False: one pass per objective, the
     # same gradients (tests and benchmarks/vaegan_backward.py compare).
     shared_backward = True
+    # True: every step updates every group, whatever the balancing rule says; models.flops sets it to count a full
+    # step, so that a trained model's FLOPs per image do not depend on where its weights sit against the rule.
+    every_objective = False
 
     def __init__(
         self, *, resolution: int, latent_dim: int, widths: list[int], dis_hidden: int, dis_layer: int,
@@ -167,7 +170,7 @@ class VAEGAN(EncoderDecoderModel):
 
     def _updates(self, real_cost: float, fake_cost: float) -> tuple[bool, bool]:
         """The authors' balancing rule: (update decoder?, update discriminator?) from the BCE costs."""
-        if not self.balance["enabled"]:
+        if self.every_objective or not self.balance["enabled"]:
             return True, True
         low = self.balance["equilibrium"] - self.balance["margin"]
         high = self.balance["equilibrium"] + self.balance["margin"]

@@ -8,8 +8,10 @@ retraining for `lapcvae_retrained_m`; a baseline: one job). For each job's check
   training step, forward *and* the backward passes the loop runs (torch.autograd.grad of each objective with
   respect to its own parameter group), on a batch of 2 random images, halved. Frozen coarser LapCVAE levels cost
   their forward pass only, and each of VAE/GAN's three objectives is differentiated, as in
-  models.training._update. The optimizer's element-wise update is left out (a few FLOPs per parameter per step,
-  negligible beside the convolutions).
+  models.training._update, also those its balancing rule would skip at the trained weights (a full step: the
+  count must not depend on where the weights sit against the rule; the steps that skipped an update cost less).
+  The optimizer's element-wise update is left out (a few FLOPs per parameter per step, negligible beside the
+  convolutions).
 - train FLOPs = sum over jobs of FLOPs per image x images seen; train seconds = sum of the jobs' times.
 
 Written by `lapcvae evaluate ... --training-checkpoints level3.pt ... level0.pt --cost .../cost.json` in the DAG

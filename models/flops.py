@@ -71,19 +71,30 @@ def count_flops(function: Callable[[torch.Tensor], Any], example: torch.Tensor) 
 
 
 def training_step_flops(trainable: nn.Module, resolution: int, seed: int = 0) -> int:
-    """FLOPs of one training step (forward and backward of every objective) per image."""
+    """FLOPs of one full training step (forward and backward of every objective) per image.
+
+    A trainable that may skip an objective by a rule of its own (VAE/GAN's balancing) declares `every_objective`;
+    it is set for the count, so that the count is a full step's wherever the trained weights sit.
+    """
     generator = torch.Generator().manual_seed(seed)
     images = torch.rand(FLOP_BATCH, 3, resolution, resolution, generator=generator)  # (B, 3, H, W) in [0, 1]
     torch.manual_seed(seed)  # reparameterisation noise
     groups = trainable.parameter_groups()
     trainable.train()
     counter = FlopCounter()
-    with counter:
-        result = trainable.training_step(images)
-        active = [(group, loss) for group, loss in result.objectives.items() if loss is not None]
-        for position, (group, loss) in enumerate(active):
-            torch.autograd.grad(loss, list(groups[group]), retain_graph=position < len(active) - 1,
-                                allow_unused=True)
+    skips = hasattr(trainable, "every_objective")
+    if skips:
+        previous, trainable.every_objective = trainable.every_objective, True
+    try:
+        with counter:
+            result = trainable.training_step(images)
+            active = [(group, loss) for group, loss in result.objectives.items() if loss is not None]
+            for position, (group, loss) in enumerate(active):
+                torch.autograd.grad(loss, list(groups[group]), retain_graph=position < len(active) - 1,
+                                    allow_unused=True)
+    finally:
+        if skips:
+            trainable.every_objective = previous
     return counter.total // FLOP_BATCH
 
 

@@ -34,6 +34,24 @@ def test_vae_training_step_costs_about_three_forward_passes(tmp_path):
     assert cost["train_flops"] == 40 * step
 
 
+@pytest.mark.parametrize("skipped", ["discriminator", "decoder"])
+def test_vaegan_counts_a_full_step_wherever_its_balancing_rule_stands(skipped):
+    """Table 1's VAE/GAN FLOPs must not depend on which update the trained weights' balance state would skip
+    on the measured batch (it did: 764 M or 532 M per 64 px image for two runs of the same network)."""
+    from baselines.vaegan import VAEGAN
+
+    config = {"resolution": 16, "latent_dim": 8, "widths": [4, 8], "dis_hidden": 8, "dis_layer": 1, "gamma": 0.5}
+    # Equilibrium 100: every BCE is below it, the discriminator is skipped; equilibrium 0: the decoder is.
+    balance = {"enabled": True, "margin": 0.0, "equilibrium": 100.0 if skipped == "discriminator" else 0.0}
+    torch.manual_seed(0)
+    balanced = VAEGAN.from_config({**config, "balance": balance})
+    torch.manual_seed(0)
+    unbalanced = VAEGAN.from_config({**config, "balance": {**balance, "enabled": False}})
+    assert balanced.training_step(torch.rand(2, 3, 16, 16)).objectives[skipped] is None  # the rule is in force
+    assert training_step_flops(balanced, 16) == training_step_flops(unbalanced, 16)
+    assert balanced.training_step(torch.rand(2, 3, 16, 16)).objectives[skipped] is None  # and still is after
+
+
 def test_lapcvae_cost_sums_its_level_jobs(tmp_path):
     config = {"resolution": 16, "levels": 2, "latent_dims": [4, 3], "kl_weights": [0.1, 1.0], "widths": [4, 8],
               "feature_size": 2, "m_hidden": 6, "use_m": True}
