@@ -28,6 +28,7 @@ import pandas as pd
 
 from core import atomic
 from eval.cost import training_cost
+from eval.plotting import DISPLAY_NAMES
 from eval.references import build_references
 from eval.tuning import short_budget, train_model, validation_rmse
 
@@ -78,7 +79,7 @@ def plot(table: pd.DataFrame, resolution: int, pca: float, path: str | Path) -> 
     figure, axes = plt.subplots(figsize=(5.5, 4))
     for model, rows in table.groupby("model", sort=False):
         rows = rows.sort_values("train_flops")
-        axes.plot(rows["train_flops"], rows["rmse_mean"], marker="o", label=model)
+        axes.plot(rows["train_flops"], rows["rmse_mean"], marker="o", label=DISPLAY_NAMES.get(str(model), model))
         for _, row in rows.iterrows():
             axes.annotate(f"{row['epochs']:g} ep", (row["train_flops"], row["rmse_mean"]), fontsize=7,
                           textcoords="offset points", xytext=(3, 3))
