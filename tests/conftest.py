@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -58,6 +59,13 @@ def run_command(*command: str, cwd: Path, timeout: int = 1800, env: dict[str, st
     result = subprocess.run(command, cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result.stdout + result.stderr
+
+
+def dry_run_job_counts(*arguments: str) -> dict[str, int]:
+    """{rule: jobs} of the 'Job stats' table of `snakemake -n --forceall <arguments>` in the repository."""
+    output = run_command("snakemake", "-n", "--forceall", *arguments, cwd=REPO, timeout=300)
+    table = output.split("Job stats:")[1]
+    return {name: int(count) for name, count in re.findall(r"^(\w+)\s+(\d+)$", table, flags=re.MULTILINE)}
 
 
 def copy_repository(destination: Path) -> Path:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import csv
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import with_random_band_outputs
+from conftest import dry_run_job_counts, with_random_band_outputs
 
 from eval.ablations import compare_training, time_to_target
 from models import lapcvae as lapcvae_module
@@ -145,13 +142,6 @@ def test_time_to_target_reads_the_first_measurement_at_or_below_the_worse_final_
 
 
 def test_ablations_target_dry_run_on_smoke_params() -> None:
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    result = subprocess.run(["snakemake", "ablations", "-n", "--forceall", "--configfile", "config/smoke.yaml"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    stats = result.stdout.split("Job stats:")[1]
-    counts = {parts[0]: int(parts[1]) for parts in (line.split() for line in stats.splitlines())
-              if len(parts) == 2 and parts[1].isdigit()}
+    counts = dry_run_job_counts("ablations", "--configfile", "config/smoke.yaml")
     assert counts["ablation_train"] == 4 and counts["ablations_table"] == 1  # four variants, one resolution
     assert "train_level" not in counts and "table" not in counts  # not the default DAG

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import dry_run_job_counts
 
 from core.params import load_params, validate
 from eval.budget_curve import budget_epochs, combine, curve, pca_rmse
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +89,7 @@ def test_schema_refuses_a_non_positive_factor_and_an_unknown_model():
 
 
 def test_budget_curve_target_dry_run_on_smoke_params():
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
-    result = subprocess.run(["snakemake", "budget_curve", "-n", "--forceall", "--configfile", "config/smoke.yaml"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    stats = result.stdout.split("Job stats:")[1]
-    counts = {parts[0]: int(parts[1]) for parts in (line.split() for line in stats.splitlines())
-              if len(parts) == 2 and parts[1].isdigit()}
+    counts = dry_run_job_counts("budget_curve", "--configfile", "config/smoke.yaml")
     models = len(load_params()["budget_curve"]["models"])
     assert counts["budget_curve_model"] == models and counts["budget_curve_resolution"] == 1
     assert "train_level" not in counts and "table" not in counts  # not the default DAG

@@ -27,5 +27,15 @@ def add_params_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+SPLITS = {"train": "training images", "val": "validation images", "test": "test images"}
+
+
+def add_split_arguments(parser: argparse.ArgumentParser, *splits: str) -> None:
+    """`--res` and one `--<split>` option per prepared split the command reads (data/prepared/{res}/<split>.npy)."""
+    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    for split in splits:
+        parser.add_argument(f"--{split}", required=True, help=f"{SPLITS[split]}, e.g. data/prepared/64/{split}.npy")
+
+
 def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return load_params(*(args.params or []))

@@ -13,7 +13,7 @@ import logging
 
 from data.arrays import load_image_array
 from eval.ablations import ablation_table, parse_variant, read_records, train_variant, write_tables
-from workflow.commands import add_params_arguments, doc_summary, params_from_args
+from workflow.commands import add_params_arguments, add_split_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -23,17 +23,13 @@ def ablations_main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train one variant (and retrain its M networks)")
     add_params_arguments(train)
-    train.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    add_split_arguments(train, "train", "val")
     train.add_argument("--variant", required=True, help="<greedy|joint>_<latents|image|both>, e.g. joint_latents")
-    train.add_argument("--train", required=True, help="training images, e.g. data/prepared/64/train.npy")
-    train.add_argument("--val", required=True, help="validation images, e.g. data/prepared/64/val.npy")
     train.add_argument("--out-dir", required=True, help="e.g. results/ablations/64/joint_latents")
     table = commands.add_parser("table", help="evaluate the trained variants and write the ablation tables")
     add_params_arguments(table)
-    table.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    add_split_arguments(table, "val", "test")
     table.add_argument("--work-dir", required=True, help="the variants' folders, e.g. results/ablations/64")
-    table.add_argument("--val", required=True, help="validation images, e.g. data/prepared/64/val.npy")
-    table.add_argument("--test", required=True, help="test images, e.g. data/prepared/64/test.npy")
     table.add_argument("--out-csv", required=True, help="e.g. results/ablations/64.csv")
     table.add_argument("--out-json", required=True, help="e.g. results/ablations/64.json")
     args = parser.parse_args(argv)

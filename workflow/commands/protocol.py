@@ -23,7 +23,7 @@ from eval.cost import write_training_cost
 from eval.rate_distortion import plot, sweep
 from eval.references import REFERENCES, build_references, evaluate_reference
 from eval.tuning import override_file, tune
-from workflow.commands import add_params_arguments, doc_summary, params_from_args
+from workflow.commands import add_params_arguments, add_split_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +31,7 @@ logger = logging.getLogger(__name__)
 def references_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lapcvae references", description=doc_summary("eval.references"))
     add_params_arguments(parser)
-    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
-    parser.add_argument("--train", required=True, help="prepared training split, e.g. data/prepared/64/train.npy")
-    parser.add_argument("--test", required=True, help="prepared test split, e.g. data/prepared/64/test.npy")
+    add_split_arguments(parser, "train", "test")
     parser.add_argument("--coarsest", default=None, help="LapCVAE's coarsest level, .../lapcvae/level{K}.pt")
     parser.add_argument("--only", nargs="+", choices=REFERENCES, default=None,
                         help="write only these references, e.g. lapcvae_coarsest for a further training seed (the "
@@ -72,9 +70,7 @@ def training_cost_main(argv: list[str] | None = None) -> None:
 def tune_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lapcvae tune", description=doc_summary("eval.tuning"))
     add_params_arguments(parser)
-    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
-    parser.add_argument("--train", required=True, help="training images, e.g. data/prepared/64/train.npy")
-    parser.add_argument("--val", required=True, help="validation images, e.g. data/prepared/64/val.npy")
+    add_split_arguments(parser, "train", "val")
     parser.add_argument("--out-dir", required=True, help="writes {res}.csv, {res}.json, {res}.yaml here")
     args = parser.parse_args(argv)
     params = params_from_args(args)
@@ -98,9 +94,7 @@ def rate_distortion_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lapcvae rate-distortion",
                                      description=doc_summary("eval.rate_distortion"))
     add_params_arguments(parser)
-    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
-    parser.add_argument("--train", required=True, help="training images, e.g. data/prepared/64/train.npy")
-    parser.add_argument("--test", required=True, help="test images, e.g. data/prepared/64/test.npy")
+    add_split_arguments(parser, "train", "test")
     parser.add_argument("--work-dir", required=True, help="where the swept models' checkpoints go")
     parser.add_argument("--out-csv", required=True, help="e.g. results/metrics/rate_distortion_64.csv")
     parser.add_argument("--figure", required=True, help="e.g. results/figures/rate_distortion_64.png")
@@ -115,11 +109,8 @@ def rate_distortion_main(argv: list[str] | None = None) -> None:
 def budget_curve_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lapcvae budget-curve", description=doc_summary("eval.budget_curve"))
     add_params_arguments(parser)
-    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    add_split_arguments(parser, "train", "val", "test")
     parser.add_argument("--model", required=True, choices=["vae", "vaegan", "lapcvae"], help="the model to retrain")
-    parser.add_argument("--train", required=True, help="training images, e.g. data/prepared/64/train.npy")
-    parser.add_argument("--val", required=True, help="validation images, e.g. data/prepared/64/val.npy")
-    parser.add_argument("--test", required=True, help="test images, e.g. data/prepared/64/test.npy")
     parser.add_argument("--work-dir", required=True, help="where the retrained models' checkpoints go")
     parser.add_argument("--out-csv", required=True, help="e.g. results/budget_curve/64/vae.csv")
     args = parser.parse_args(argv)
@@ -133,10 +124,8 @@ def budget_curve_main(argv: list[str] | None = None) -> None:
 def budget_curve_plot_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lapcvae budget-curve-plot", description=doc_summary("eval.budget_curve"))
     add_params_arguments(parser)
-    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    add_split_arguments(parser, "train", "test")  # PCA's reference line: fitted on train, scored on test
     parser.add_argument("--tables", nargs="+", required=True, help="the models' curves (lapcvae budget-curve)")
-    parser.add_argument("--train", required=True, help="training images: PCA is fitted on them")
-    parser.add_argument("--test", required=True, help="test images: PCA's reference RMSE")
     parser.add_argument("--out-csv", required=True, help="e.g. results/metrics/budget_curve_64.csv")
     parser.add_argument("--figure", required=True, help="e.g. results/figures/budget_curve_64.png")
     args = parser.parse_args(argv)
