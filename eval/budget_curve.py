@@ -1,19 +1,20 @@
 """Budget curves: how much of a model's Table 1 number is the budget rule's, and how much the model's.
 
 Each model of `budget_curve.models` is retrained with `budget.epochs` times each factor of `budget_curve.grid`
-(every LapCVAE level too, as the budget rule says), everything else as params gives it, and measured on the
-validation split (the split a budget would be chosen on) and on the test split (Table 1's): RMSE on 0-255 of the
-quantised reconstruction, as Table 1, beside the training FLOPs (eval/cost.py) and seconds. The figure draws
-test RMSE against training FLOPs, one line per model, with PCA of LapCVAE's latent size as the reference line.
+(every LapCVAE level too, as the budget rule says) from each training seed of `budget_curve.seeds` (the data stay
+those of `seed`), everything else as params gives it, and measured on the validation split (the split a budget
+would be chosen on) and on the test split (Table 1's): RMSE on 0-255 of the quantised reconstruction, as Table 1,
+beside the training FLOPs (eval/cost.py) and seconds. The figure draws test RMSE (mean over seeds, bars: std
+across them) against training FLOPs, one line per model, with PCA of LapCVAE's latent size as the reference line.
 A curve still falling at factor 1 says the model is limited by the budget there, a flat one by the model; where
 two curves cross, the ranking depends on the budget.
 
-    lapcvae budget-curve --res 64 --model vae --train data/prepared/64/train.npy --val data/prepared/64/val.npy \\
-        --test data/prepared/64/test.npy --work-dir results/budget_curve/64/vae \\
-        --out-csv results/budget_curve/64/vae.csv
-    lapcvae budget-curve-plot --res 64 --tables results/budget_curve/64/*.csv --train data/prepared/64/train.npy \\
-        --test data/prepared/64/test.npy --out-csv results/metrics/budget_curve_64.csv \\
-        --figure results/figures/budget_curve_64.png
+    lapcvae budget-curve --res 64 --model vae --seed 0 --train data/prepared/64/train.npy \\
+        --val data/prepared/64/val.npy --test data/prepared/64/test.npy \\
+        --work-dir results/budget_curve/64/vae/seed0 --out-csv results/budget_curve/64/vae/seed0.csv
+    lapcvae budget-curve-plot --res 64 --tables results/budget_curve/64/*/seed*.csv \\
+        --train data/prepared/64/train.npy --test data/prepared/64/test.npy \\
+        --out-csv results/metrics/budget_curve_64.csv --figure results/figures/budget_curve_64.png
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from eval.tuning import short_budget, train_model, validation_rmse
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ["model", "factor", "epochs", "val_rmse", "rmse_mean", "train_flops", "images_seen", "train_seconds"]
+COLUMNS = ["model", "seed", "factor", "epochs", "val_rmse", "rmse_mean", "train_flops", "images_seen", "train_seconds"]
 
 
 def budget_epochs(params: Mapping[str, Any], factor: float) -> int:
@@ -45,21 +46,23 @@ def budget_epochs(params: Mapping[str, Any], factor: float) -> int:
 
 
 def curve(params: Mapping[str, Any], model: str, resolution: int, train_images: np.ndarray,
-          val_images: np.ndarray, test_images: np.ndarray, work_dir: str | Path) -> pd.DataFrame:
-    """One row per factor of budget_curve.grid: the model trained that many times the budget, scored and costed."""
+          val_images: np.ndarray, test_images: np.ndarray, work_dir: str | Path, seed: int = 0) -> pd.DataFrame:
+    """One row per factor of budget_curve.grid: the model trained that many times the budget from training seed
+    `seed` (in place of params' `seed` for initialisation, batches and noise, as a DAG training seed), scored and
+    costed."""
     rows = []
     for factor in params["budget_curve"]["grid"]:
         epochs = budget_epochs(params, factor)
-        network, checkpoints = train_model(short_budget(params, epochs), model, resolution, train_images,
-                                           Path(work_dir) / f"x{factor:g}")
+        trial = {**short_budget(params, epochs), "seed": seed}
+        network, checkpoints = train_model(trial, model, resolution, train_images, Path(work_dir) / f"x{factor:g}")
         cost = training_cost(checkpoints)
-        rows.append({"model": model, "factor": factor, "epochs": epochs,
+        rows.append({"model": model, "seed": seed, "factor": factor, "epochs": epochs,
                      "val_rmse": validation_rmse(network, val_images),
                      "rmse_mean": validation_rmse(network, test_images),
                      "train_flops": cost["train_flops"], "images_seen": cost["images_seen"],
                      "train_seconds": cost["train_seconds"]})
-        logger.info("%s at %d px, %d epochs: validation RMSE %.2f, test %.2f, %.3g training FLOPs", model,
-                    resolution, epochs, rows[-1]["val_rmse"], rows[-1]["rmse_mean"], rows[-1]["train_flops"])
+        logger.info("%s at %d px, seed %d, %d epochs: validation RMSE %.2f, test %.2f, %.3g training FLOPs", model,
+                    resolution, seed, epochs, rows[-1]["val_rmse"], rows[-1]["rmse_mean"], rows[-1]["train_flops"])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -69,17 +72,30 @@ def pca_rmse(params: dict[str, Any], resolution: int, train_images: np.ndarray, 
     return validation_rmse(pca, test_images)
 
 
+def across_seeds(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, factor): the mean over training seeds of every number, test RMSE's std across them
+    (NaN with one seed) and the number of seeds."""
+    groups = table.groupby(["model", "factor"], sort=False)
+    means = groups.mean(numeric_only=True).drop(columns="seed")
+    means["rmse_seed_std"] = groups["rmse_mean"].std()
+    means["n_seeds"] = groups.size()
+    return means.reset_index()
+
+
 def plot(table: pd.DataFrame, resolution: int, pca: float, path: str | Path) -> None:
-    """Test RMSE against training FLOPs (log scale), one line per model, points labelled with their epochs."""
+    """Test RMSE (mean over seeds, std across them as bars) against training FLOPs (log scale), one line per
+    model, points labelled with their epochs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(5.5, 4))
-    for model, rows in table.groupby("model", sort=False):
+    summary = across_seeds(table)
+    for model, rows in summary.groupby("model", sort=False):
         rows = rows.sort_values("train_flops")
-        axes.plot(rows["train_flops"], rows["rmse_mean"], marker="o", label=DISPLAY_NAMES.get(str(model), model))
+        axes.errorbar(rows["train_flops"], rows["rmse_mean"], yerr=rows["rmse_seed_std"].fillna(0.0), marker="o",
+                      capsize=3, label=DISPLAY_NAMES.get(str(model), model))
         for _, row in rows.iterrows():
             axes.annotate(f"{row['epochs']:g} ep", (row["train_flops"], row["rmse_mean"]), fontsize=7,
                           textcoords="offset points", xytext=(3, 3))
@@ -87,7 +103,8 @@ def plot(table: pd.DataFrame, resolution: int, pca: float, path: str | Path) -> 
     axes.set_xscale("log")
     axes.set_xlabel("training FLOPs")
     axes.set_ylabel("test RMSE (0-255)")
-    axes.set_title(f"RMSE against training budget, {resolution}x{resolution}")
+    seeds = int(summary["n_seeds"].max())
+    axes.set_title(f"RMSE against training budget, {resolution}x{resolution}, {seeds} seed{'s' * (seeds > 1)}")
     axes.legend(fontsize=8)
     figure.tight_layout()
     try:
@@ -115,14 +132,16 @@ def report_section(results: Path) -> list[Any]:
     for path in paths:
         res = path.stem.removeprefix("budget_curve_")
         blocks.append(csv_table(path, f"{res}x{res}: each model retrained at `factor` x budget.epochs (every LapCVAE "
-                                      "level too), one seed; RMSE on the validation and test splits, training FLOPs "
-                                      "and seconds summed over the model's jobs; rmse_over_pca = test RMSE / PCA's."))
+                                      "level too) from each training seed; RMSE on the validation and test splits, "
+                                      "training FLOPs and seconds summed over the model's jobs; rmse_over_pca = test "
+                                      "RMSE / PCA's."))
         ends = []
-        for model, rows in pd.read_csv(path).groupby("model", sort=False):
+        for model, rows in across_seeds(pd.read_csv(path)).groupby("model", sort=False):
             rows = rows.sort_values("factor")
             first, last = rows.iloc[0], rows.iloc[-1]
+            seeds = int(last["n_seeds"])
             ends.append(f"{display(str(model))} {first['rmse_over_pca']:.2f}x PCA at {first['epochs']:g} epochs, "
-                        f"{last['rmse_over_pca']:.2f}x at {last['epochs']:g}")
+                        f"{last['rmse_over_pca']:.2f}x at {last['epochs']:g} (mean of {seeds} seed{'s' * (seeds > 1)})")
         blocks.append(Paragraph(f"{res}x{res}: " + "; ".join(ends) + ". A curve still falling at the budget rule's "
                                 "point says that model's Table 1 row is limited by the budget, not by the model."))
     return blocks

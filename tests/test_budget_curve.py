@@ -10,7 +10,7 @@ import pytest
 from conftest import dry_run_job_counts
 
 from core.params import load_params, validate
-from eval.budget_curve import budget_epochs, combine, curve, pca_rmse
+from eval.budget_curve import across_seeds, budget_epochs, combine, curve, pca_rmse
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +58,12 @@ def test_each_point_trains_its_multiple_of_the_budget_and_costs_it(tiny_params, 
         assert scores.gt(0).all().all() and scores.lt(255).all().all()
         assert sorted(path.name for path in (tmp_path / model / "x3").glob("*.pt")) == (
             ["model.pt"] if model == "vae" else ["level0.pt", "level1.pt"])
+    # Another training seed trains another network on the same data, at the same cost.
+    other = curve(tiny_params, "vae", 16, train, val, test, tmp_path / "vae-seed1", seed=1)
+    first = curve(tiny_params, "vae", 16, train, val, test, tmp_path / "vae-seed0-again", seed=0)
+    assert list(other["seed"]) == [1, 1] and list(first["seed"]) == [0, 0]
+    assert other["rmse_mean"].iloc[0] != first["rmse_mean"].iloc[0]
+    assert list(other["train_flops"]) == list(first["train_flops"])
 
 
 def test_pca_line_is_the_best_linear_code_of_lapcvae_s_latent_size(tiny_params, faces):
@@ -73,9 +79,18 @@ def test_pca_line_is_the_best_linear_code_of_lapcvae_s_latent_size(tiny_params, 
     expected = np.sqrt(((quantised - flat_test) ** 2).mean(axis=1)).mean() * 255
     assert pca == pytest.approx(expected, rel=1e-3)
     # Each point of the combined table is read against that line, as Table 1's "RMSE / PCA" column.
-    curves = [pd.DataFrame([{"model": model, "factor": 1, "epochs": 1, "rmse_mean": rmse}])
+    curves = [pd.DataFrame([{"model": model, "seed": 0, "factor": 1, "epochs": 1, "rmse_mean": rmse}])
               for model, rmse in (("vae", 2 * pca), ("lapcvae", pca))]
     assert list(combine(curves, pca)["rmse_over_pca"]) == pytest.approx([2.0, 1.0])
+
+
+def test_points_average_over_seeds_with_their_spread():
+    table = pd.DataFrame({"model": ["vae"] * 4, "seed": [0, 1, 0, 1], "factor": [1, 1, 2, 2], "epochs": [6, 6, 12, 12],
+                          "rmse_mean": [16.0, 18.0, 14.0, 14.0], "train_flops": [1.0, 1.0, 2.0, 2.0]})
+    summary = across_seeds(table).set_index("factor")
+    assert summary.loc[1, "rmse_mean"] == 17.0 and summary.loc[1, "rmse_seed_std"] == pytest.approx(2 ** 0.5)
+    assert summary.loc[2, "rmse_seed_std"] == 0.0 and list(summary["n_seeds"]) == [2, 2]
+    assert list(summary["epochs"]) == [6, 12] and "seed" not in summary.columns
 
 
 def test_schema_refuses_a_non_positive_factor_and_an_unknown_model():
@@ -88,8 +103,13 @@ def test_schema_refuses_a_non_positive_factor_and_an_unknown_model():
         validate(params)
 
 
-def test_budget_curve_target_dry_run_on_smoke_params():
+def test_budget_curve_target_dry_run_on_smoke_params(tmp_path):
     counts = dry_run_job_counts("budget_curve", "--configfile", "config/smoke.yaml")
     models = len(load_params()["budget_curve"]["models"])
     assert counts["budget_curve_model"] == models and counts["budget_curve_resolution"] == 1
+    # One job per model and training seed.
+    override = tmp_path / "seeds.yaml"
+    override.write_text("budget_curve: {resolutions: [64], models: [vae], grid: [1], seeds: [0, 1, 2]}\n")
+    seeds = dry_run_job_counts("budget_curve", "--configfile", "config/smoke.yaml", str(override))
+    assert seeds["budget_curve_model"] == 3
     assert "train_level" not in counts and "table" not in counts  # not the default DAG

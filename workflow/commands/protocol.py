@@ -111,13 +111,14 @@ def budget_curve_main(argv: list[str] | None = None) -> None:
     add_params_arguments(parser)
     add_split_arguments(parser, "train", "val", "test")
     parser.add_argument("--model", required=True, choices=["vae", "vaegan", "lapcvae"], help="the model to retrain")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (the data stay those of params' seed)")
     parser.add_argument("--work-dir", required=True, help="where the retrained models' checkpoints go")
     parser.add_argument("--out-csv", required=True, help="e.g. results/budget_curve/64/vae.csv")
     args = parser.parse_args(argv)
     params = params_from_args(args)
     table = budget_curve.curve(params, args.model, args.res, load_image_array(args.train, args.res),
                                load_image_array(args.val, args.res), load_image_array(args.test, args.res),
-                               args.work_dir)
+                               args.work_dir, seed=args.seed)
     atomic_write_csv(args.out_csv, table)
 
 

@@ -6,6 +6,7 @@ TUNE_RES = [str(res) for res in config["tune"]["resolutions"]]
 RD_RES = [str(res) for res in config["rate_distortion"]["resolutions"]]
 CURVE_RES = [str(res) for res in config["budget_curve"]["resolutions"]]
 CURVE_MODELS = list(config["budget_curve"]["models"])
+CURVE_SEEDS = [str(seed) for seed in config["budget_curve"]["seeds"]]
 
 
 rule tune_resolution:
@@ -72,28 +73,30 @@ rule budget_curve_model:
         val=f"{PREP}/{{res}}/val.npy",
         test=f"{PREP}/{{res}}/test.npy",
     output:
-        table=f"{RESULTS}/budget_curve/{{res}}/{{curve_model}}.csv",
+        table=f"{RESULTS}/budget_curve/{{res}}/{{curve_model}}/seed{{curve_seed}}.csv",
     log:
-        "logs/budget_curve_{res}_{curve_model}.log",
+        "logs/budget_curve_{res}_{curve_model}_seed{curve_seed}.log",
     wildcard_constraints:
         curve_model="|".join(CURVE_MODELS),
+        curve_seed=r"\d+",
     params:
-        work_dir=lambda w: f"{RESULTS}/budget_curve/{w.res}/{w.curve_model}",
+        work_dir=lambda w: f"{RESULTS}/budget_curve/{w.res}/{w.curve_model}/seed{w.curve_seed}",
         fingerprint=fingerprint_of("budget_curve_model"),
     threads: RESOURCES["train"]["threads"]
     resources:
         **TRAIN_RESOURCES,
     shell:
         "OMP_NUM_THREADS={threads} lapcvae budget-curve --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --model {wildcards.curve_model} --train {input.train} --val {input.val} --test {input.test}"
-        " --work-dir {params.work_dir} --out-csv {output.table} 2>&1 | tee {log}"
+        " --model {wildcards.curve_model} --seed {wildcards.curve_seed} --train {input.train} --val {input.val}"
+        " --test {input.test} --work-dir {params.work_dir} --out-csv {output.table} 2>&1 | tee {log}"
 
 
 rule budget_curve_resolution:
     conda:
         CONDA_ENV
     input:
-        tables=expand(f"{RESULTS}/budget_curve/{{{{res}}}}/{{curve_model}}.csv", curve_model=CURVE_MODELS),
+        tables=expand(f"{RESULTS}/budget_curve/{{{{res}}}}/{{curve_model}}/seed{{curve_seed}}.csv",
+                      curve_model=CURVE_MODELS, curve_seed=CURVE_SEEDS),
         train=f"{PREP}/{{res}}/train.npy",
         test=f"{PREP}/{{res}}/test.npy",
     output:
