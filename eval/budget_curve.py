@@ -94,8 +94,9 @@ def plot(table: pd.DataFrame, resolution: int, pca: float, path: str | Path) -> 
     summary = across_seeds(table)
     for model, rows in summary.groupby("model", sort=False):
         rows = rows.sort_values("train_flops")
+        seeds = int(rows["n_seeds"].min())
         axes.errorbar(rows["train_flops"], rows["rmse_mean"], yerr=rows["rmse_seed_std"].fillna(0.0), marker="o",
-                      capsize=3, label=DISPLAY_NAMES.get(str(model), model))
+                      capsize=3, label=f"{DISPLAY_NAMES.get(str(model), model)} ({seeds} seed{'s' * (seeds > 1)})")
         for _, row in rows.iterrows():
             axes.annotate(f"{row['epochs']:g} ep", (row["train_flops"], row["rmse_mean"]), fontsize=7,
                           textcoords="offset points", xytext=(3, 3))
@@ -103,8 +104,7 @@ def plot(table: pd.DataFrame, resolution: int, pca: float, path: str | Path) -> 
     axes.set_xscale("log")
     axes.set_xlabel("training FLOPs")
     axes.set_ylabel("test RMSE (0-255)")
-    seeds = int(summary["n_seeds"].max())
-    axes.set_title(f"RMSE against training budget, {resolution}x{resolution}, {seeds} seed{'s' * (seeds > 1)}")
+    axes.set_title(f"RMSE against training budget, {resolution}x{resolution}")
     axes.legend(fontsize=8)
     figure.tight_layout()
     try:
