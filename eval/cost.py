@@ -10,9 +10,11 @@ retraining for `lapcvae_retrained_m`; a baseline: one job). For each job's check
   their forward pass only, and each of VAE/GAN's three objectives is differentiated, as in
   models.training._update, also those its balancing rule would skip at the trained weights (a full step: the
   count must not depend on where the weights sit against the rule; the steps that skipped an update cost less).
-  The optimizer's element-wise update is left out (a few FLOPs per parameter per step, negligible beside the
-  convolutions).
-- train FLOPs = sum over jobs of FLOPs per image x images seen; train seconds = sum of the jobs' times.
+  Adam's and RMSprop's element-wise updates are left out (a few FLOPs per parameter per step, negligible beside
+  the convolutions); Muon's Newton-Schulz iterations are not (models.optimizers.muon_step_flops: matrix products
+  over every weight matrix, per step whatever the batch size), and count as the job's optimizer FLOPs.
+- train FLOPs = sum over jobs of FLOPs per image x images seen + optimizer FLOPs; train seconds = sum of the
+  jobs' times.
 
 Written by `lapcvae evaluate ... --training-checkpoints level3.pt ... level0.pt --cost .../cost.json` in the DAG
 (one job per model), or alone:
@@ -33,6 +35,7 @@ from torch import nn
 from core.atomic import write_json
 from models.checkpoint import load_model
 from models.flops import training_step_flops
+from models.optimizers import muon_step_flops
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,13 @@ def trainable_for(checkpoint: str | Path) -> tuple[nn.Module, int]:
     if Path(checkpoint).name == "retrained_m.pt":
         return PriorRetrainer(model), resolution
     return LevelTrainable(model, model.first_level), resolution
+
+
+def optimizer_step_flops(trainable: nn.Module, settings: dict[str, Any]) -> int:
+    """FLOPs one step of the job's optimizer spends beyond element-wise updates: Muon's, over every group."""
+    if settings.get("optimizer", "adam") != "muon":
+        return 0
+    return sum(muon_step_flops(params) for params in trainable.parameter_groups().values())
 
 
 def images_seen(meta: dict[str, Any], train_count: int | None = None) -> int:
@@ -69,9 +79,11 @@ def training_cost(checkpoints: list[str | Path]) -> dict[str, Any]:
         meta = dict(getattr(getattr(trainable, "model", trainable), "meta", {}))
         flops = training_step_flops(trainable, resolution)
         seen = images_seen(meta)
+        optimizer_flops = optimizer_step_flops(trainable, meta.get("settings", {})) * int(meta.get("steps", 0))
         jobs.append({"checkpoint": str(checkpoint), "train_seconds": meta.get("train_seconds"),
                      "epochs": meta.get("epochs"), "steps": meta.get("steps"), "images_seen": seen,
-                     "flops_per_image": flops, "train_flops": flops * seen})
+                     "flops_per_image": flops, "optimizer_flops": optimizer_flops,
+                     "train_flops": flops * seen + optimizer_flops})
     return {
         "train_seconds": sum(job["train_seconds"] or 0.0 for job in jobs),
         "images_seen": sum(job["images_seen"] for job in jobs),

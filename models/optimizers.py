@@ -1,4 +1,4 @@
-"""Adam and RMSprop for the training loop, stepping with torch's own functional kernels.
+"""Adam, RMSprop and Muon for the training loop; Adam and RMSprop step with torch's own functional kernels.
 
 Why not torch.optim.Adam itself: building any torch.optim.Optimizer (and its first step) imports torch._dynamo,
 1.4-1.7 s of CPU in every training process on the 2-core CPU machine (benchmarks/startup.py), longer
@@ -6,6 +6,10 @@ than a smoke-scale job trains and almost what `import torch` costs. These classe
 torch.optim.Adam.step and RMSprop.step call (torch.optim.adam.adam, torch.optim.rmsprop.rmsprop: fused or
 per-tensor), with the same state, so they make the same updates bit for bit, and their state_dict has torch's
 layout (tests/test_training.py checks both).
+
+Muon (Jordan et al. 2024, "Muon: an optimizer for hidden layers") is not in torch 2.14's torch.optim for
+convolutions, so it is written here: docs/tuning-2026-11-29.md ("Eleventh session") measures what it does for the
+VAE under the budget rule, and what it costs.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ import torch
 from torch import nn
 from torch.optim.adam import adam
 from torch.optim.rmsprop import rmsprop
+
+# Newton-Schulz quintic of Muon's reference implementation: five steps map every singular value of a normalised
+# matrix into about [0.7, 1.2], so the update's singular directions all move at about the same rate.
+NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
 
 
 class Optimizer:
@@ -116,3 +124,69 @@ class RMSprop(Optimizer):
         rmsprop(params, grads, [state["square_avg"] for state in states], [], [], [state["step"] for state in states],
                 has_complex=has_complex, lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
                 weight_decay=group["weight_decay"], momentum=0.0, centered=False)
+
+
+def orthogonalize(matrix: torch.Tensor, steps: int) -> torch.Tensor:
+    """About U V^T of `matrix` = U S V^T (every singular value sent near 1), by `steps` Newton-Schulz steps in fp32."""
+    a, b, c = NEWTON_SCHULZ
+    wide = matrix.shape[0] <= matrix.shape[1]
+    x = matrix.float() if wide else matrix.float().T  # (m, n) with m <= n: the Gram matrices are the small side's
+    x = x / (x.norm() + 1e-7)  # spectral norm <= Frobenius norm = 1, inside the iteration's basin
+    for _ in range(steps):
+        gram = x @ x.T  # (m, m)
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x if wide else x.T
+
+
+def muon_step_flops(params: Iterable[nn.Parameter], steps: int = 5) -> int:
+    """FLOPs of one Muon step's Newton-Schulz iterations over `params` (2 per multiply-add, as the FLOP counter):
+    per matrix m x n (m <= n), each step is x x^T (2 m^2 n), gram @ gram (2 m^3) and (...) @ x (2 m^2 n)."""
+    total = 0
+    for param in params:
+        if Muon.orthogonalizes(param):
+            m, n = sorted((param.shape[0], param[0].numel()))
+            total += steps * (4 * m * m * n + 2 * m ** 3)
+    return total
+
+
+class Muon(Optimizer):
+    """Muon for every weight matrix (a convolution's flattened to out x in*k*k), torch's Adam for the rest.
+
+    A matrix steps by lr * matrix_lr_ratio along its orthogonalised Nesterov momentum, scaled by
+    sqrt(max(1, rows / cols)) as in the reference implementation; biases, norms' scales and matrices with a side of
+    at most 3 (an RGB input or output flattened the other way is kept) step with Adam at lr. The ratio rides on lr,
+    so train.schedule scales both. Optimizer FLOPs per step: muon_step_flops (eval/cost.py adds them).
+    """
+
+    DEFAULTS: ClassVar[dict[str, Any]] = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
+                                          "matrix_lr_ratio": 2.5, "momentum": 0.95, "ns_steps": 5}
+    STATE = ("exp_avg", "exp_avg_sq")  # a matrix's momentum is its exp_avg; its exp_avg_sq stays unused
+
+    @staticmethod
+    def orthogonalizes(param: torch.Tensor) -> bool:
+        return param.ndim >= 2 and min(param.shape[0], param[0].numel()) > 3
+
+    def _update(self, params: list[nn.Parameter], grads: list[torch.Tensor], states: list[dict[str, torch.Tensor]],
+                *, has_complex: bool) -> None:
+        group = self._group
+        adam_params, adam_grads, adam_states = [], [], []
+        for param, grad, state in zip(params, grads, states, strict=True):
+            if not self.orthogonalizes(param):
+                adam_params.append(param)
+                adam_grads.append(grad)
+                adam_states.append(state)
+                continue
+            if group["weight_decay"]:
+                grad = grad.add(param, alpha=group["weight_decay"])
+            momentum = state["exp_avg"].mul_(group["momentum"]).add_(grad)
+            state["step"] += 1
+            nesterov = grad.add(momentum, alpha=group["momentum"]).reshape(param.shape[0], -1)  # (out, in * k * k)
+            update = orthogonalize(nesterov, group["ns_steps"])
+            step_size = group["lr"] * group["matrix_lr_ratio"] * max(1.0, nesterov.shape[0] / nesterov.shape[1]) ** 0.5
+            param.add_(update.reshape(param.shape).to(param.dtype), alpha=-step_size)
+        if adam_params:
+            beta1, beta2 = group["betas"]
+            adam(adam_params, adam_grads, [state["exp_avg"] for state in adam_states],
+                 [state["exp_avg_sq"] for state in adam_states], [], [state["step"] for state in adam_states],
+                 has_complex=has_complex, amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
+                 weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)

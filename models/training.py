@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from core.atomic import atomic_path
 from models.checkpoint import atomic_save, save_model
-from models.optimizers import Adam, Optimizer, RMSprop
+from models.optimizers import Adam, Muon, Optimizer, RMSprop
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ def _check_inputs(trainable: Any, train_images: np.ndarray, settings: dict[str, 
                          "check the prepared data file")
 
 
-OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop}  # settings["optimizer"]; torch.optim's updates (models/optimizers.py)
+OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop, "muon": Muon}  # settings["optimizer"] (models/optimizers.py)
 # Optimizers with a fused kernel: one pass over each parameter instead of ~10 elementwise ops; steps 1.04-1.20x
 # faster at the 64 px defaults on this CPU (benchmarks/step_options.py). Same update rule, different rounding.
 FUSED = {"adam"}
@@ -235,11 +235,16 @@ def make_optimizers(
     overrides = getattr(trainable, "optimizer_settings", {})
     name = settings.get("optimizer", "adam")
     optimizer = OPTIMIZERS[name]
+    if "matrix_lr_ratio" in settings and name != "muon":
+        raise ValueError(f"train.matrix_lr_ratio applies to the muon optimizer only, this model trains with {name}: "
+                         "set its train.optimizer to muon or remove matrix_lr_ratio")
     optimizers = {}
     for group, params in trainable.parameter_groups().items():
         use_fused = fused and name in FUSED and all(param.device.type in ("cpu", "cuda") for param in params)
         options = {"lr": settings["lr"], "weight_decay": settings.get("weight_decay", 0.0),
-                   **({"fused": True} if use_fused else {}), **overrides.get(group, {})}
+                   **({"fused": True} if use_fused else {}),
+                   **({"matrix_lr_ratio": settings["matrix_lr_ratio"]} if "matrix_lr_ratio" in settings else {}),
+                   **overrides.get(group, {})}
         optimizers[group] = optimizer(params, **options)
     return optimizers
 

@@ -34,6 +34,28 @@ def test_vae_training_step_costs_about_three_forward_passes(tmp_path):
     assert cost["train_flops"] == 40 * step
 
 
+def test_muon_s_newton_schulz_products_count_in_the_training_flops(tmp_path):
+    """Muon multiplies matrices every step whatever the batch: the cost adds what FlopCounterMode measures in one
+    optimizer step (batch-independent), times the job's steps; an Adam job adds nothing."""
+    from models.optimizers import Muon, muon_step_flops
+
+    torch.manual_seed(0)
+    model = VAE(resolution=16, latent_dim=5, widths=[4, 8], kl_weight=1.0)
+    optimizer = Muon(model.parameters(), lr=1e-3)
+    (loss,) = model.training_step(torch.rand(4, 3, 16, 16)).objectives.values()
+    loss.backward()
+    with FlopCounterMode(display=False) as measured:
+        optimizer.step()
+    per_step = muon_step_flops(model.parameters())
+    assert per_step == measured.get_total_flops() > 0
+    step = training_step_flops(model, 16)
+    for name, extra in (("muon", 10 * per_step), ("adam", 0)):
+        save_model(tmp_path / f"{name}.pt", model, {"steps": 10, "settings": {"batch_size": 4, "optimizer": name}})
+        cost = training_cost([tmp_path / f"{name}.pt"])
+        assert cost["train_flops"] == 40 * step + extra
+        assert cost["jobs"][0]["optimizer_flops"] == extra
+
+
 @pytest.mark.parametrize("skipped", ["discriminator", "decoder"])
 def test_vaegan_counts_a_full_step_wherever_its_balancing_rule_stands(skipped):
     """Table 1's VAE/GAN FLOPs must not depend on which update the trained weights' balance state would skip

@@ -314,6 +314,67 @@ def test_the_loop_s_optimizers_update_as_torch_optim_does(ours: type, theirs: ty
     assert all(torch.equal(value, states[theirs]["state"][0][name]) for name, value in loaded.items())
 
 
+@pytest.mark.parametrize("shape", [(12, 40), (40, 12)])
+def test_newton_schulz_sends_every_singular_value_near_one_and_keeps_the_singular_vectors(shape) -> None:
+    """Muon's update direction: U V^T of the momentum U S V^T, approximately, for a spread of singular values."""
+    generator = torch.Generator().manual_seed(0)
+    left, _ = torch.linalg.qr(torch.randn(shape[0], min(shape), generator=generator))
+    right, _ = torch.linalg.qr(torch.randn(shape[1], min(shape), generator=generator))
+    spectrum = torch.logspace(1, -1, min(shape))  # condition number 100
+    matrix = left @ torch.diag(spectrum) @ right.T
+    result = optimizers.orthogonalize(matrix, steps=5)
+    values = torch.linalg.svdvals(result)
+    assert values.min() > 0.6 and values.max() < 1.25  # the quintic's band; the input spanned 0.1 .. 10
+    scales = torch.diag(left.T @ result @ right)  # the input's singular directions, each kept with its sign
+    assert scales.min() > 0.6
+    assert (result - scales.mul(left) @ right.T).abs().max() < 1e-4
+
+
+def test_muon_steps_matrices_along_the_orthogonalised_momentum_and_the_rest_with_adam() -> None:
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(5, 4)  # weight (4, 5): a matrix; bias (4,): Adam's
+    reference = torch.nn.Linear(5, 4)
+    reference.load_state_dict(layer.state_dict())
+    before = layer.weight.detach().clone()
+    muon = optimizers.Muon(layer.parameters(), lr=1e-2, matrix_lr_ratio=3.0)
+    adam = torch.optim.Adam([reference.bias], lr=1e-2)
+    inputs = torch.randn(8, 5)
+    for module in (layer, reference):
+        module(inputs).square().sum().backward()
+    muon.step()
+    adam.step()
+    nesterov = layer.weight.grad * (1 + 0.95)  # first step: momentum = grad, Nesterov adds 0.95 of it
+    expected = before - 1e-2 * 3.0 * optimizers.orthogonalize(nesterov, steps=5)  # 4 rows < 5 cols: scale 1
+    assert torch.allclose(layer.weight, expected, atol=1e-6)
+    assert torch.equal(layer.bias, reference.bias)
+
+
+def test_muon_resumed_from_its_state_dict_makes_the_same_updates() -> None:
+    images = torch.from_numpy(train_images()).float() / 255.0
+    weights = {}
+    for resume in (False, True):
+        trainable = level_trainable()
+        params = list(trainable.parameter_groups()["level0"])
+        optimizer = optimizers.Muon(params, lr=1e-2)
+        torch.manual_seed(1)
+        for step in range(6):
+            if resume and step == 3:
+                saved = optimizer.state_dict()
+                optimizer = optimizers.Muon(params, lr=1e-2)
+                optimizer.load_state_dict(saved)
+            training.set_gradients(trainable.training_step(images).objectives, {"level0": params}, ["level0"])
+            optimizer.step()
+        weights[resume] = torch.cat([param.detach().flatten() for param in trainable.parameters()])
+    initial = torch.cat([param.detach().flatten() for param in level_trainable().parameters()])
+    assert (weights[False] - initial).abs().max() > 1e-3
+    assert torch.equal(weights[False], weights[True])
+
+
+def test_matrix_lr_ratio_without_muon_is_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="muon optimizer only.*set its train.optimizer to muon"):
+        training.make_optimizers(level_trainable(), {"lr": 1e-3, "matrix_lr_ratio": 2.0})
+
+
 def test_a_training_job_does_not_import_torch_dynamo(tmp_path: Path) -> None:
     """torch.optim's optimizers import torch._dynamo (seconds of CPU per job); the loop's do not."""
     script = (
