@@ -153,9 +153,10 @@ class Muon(Optimizer):
     """Muon for every weight matrix (a convolution's flattened to out x in*k*k), torch's Adam for the rest.
 
     A matrix steps by lr * matrix_lr_ratio along its orthogonalised Nesterov momentum, scaled by
-    sqrt(max(1, rows / cols)) as in the reference implementation; biases, norms' scales and matrices with a side of
-    at most 3 (an RGB input or output flattened the other way is kept) step with Adam at lr. The ratio rides on lr,
-    so train.schedule scales both. Optimizer FLOPs per step: muon_step_flops (eval/cost.py adds them).
+    sqrt(max(1, rows / cols)) as in the reference implementation; biases, norms' scales and matrices with at most 3
+    rows or columns (a convolution to the 3 RGB channels) step with Adam at lr. The ratio rides on lr, so
+    train.schedule scales both; its default 2.5 comes from the 64 px validation runs (docs/tuning-2026-11-29.md,
+    "Eleventh session"). Optimizer FLOPs per step: muon_step_flops (eval/cost.py adds them).
     """
 
     DEFAULTS: ClassVar[dict[str, Any]] = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
