@@ -11,7 +11,7 @@ retraining for `lapcvae_retrained_m`; a baseline: one job). For each job's check
   models.training._update, also those its balancing rule would skip at the trained weights (a full step: the
   count must not depend on where the weights sit against the rule; the steps that skipped an update cost less).
   Adam's and RMSprop's element-wise updates are left out (a few FLOPs per parameter per step, negligible beside
-  the convolutions); Muon's Newton-Schulz iterations are not (models.optimizers.muon_step_flops: matrix products
+  the convolutions); Muon's Newton-Schulz iterations are not (models.flops.optimizer_step_flops: matrix products
   over every weight matrix, per step whatever the batch size), and count as the job's optimizer FLOPs.
 - train FLOPs = sum over jobs of FLOPs per image x images seen + optimizer FLOPs; train seconds = sum of the
   jobs' times.
@@ -34,8 +34,7 @@ from torch import nn
 
 from core.atomic import write_json
 from models.checkpoint import load_model
-from models.flops import training_step_flops
-from models.optimizers import muon_step_flops
+from models.flops import optimizer_step_flops, training_step_flops
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +50,6 @@ def trainable_for(checkpoint: str | Path) -> tuple[nn.Module, int]:
     if Path(checkpoint).name == "retrained_m.pt":
         return PriorRetrainer(model), resolution
     return LevelTrainable(model, model.first_level), resolution
-
-
-def optimizer_step_flops(trainable: nn.Module, settings: dict[str, Any]) -> int:
-    """FLOPs one step of the job's optimizer spends beyond element-wise updates: Muon's, over every group."""
-    if settings.get("optimizer", "adam") != "muon":
-        return 0
-    return sum(muon_step_flops(params) for params in trainable.parameter_groups().values())
 
 
 def images_seen(meta: dict[str, Any], train_count: int | None = None) -> int:

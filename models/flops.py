@@ -98,10 +98,28 @@ def training_step_flops(trainable: nn.Module, resolution: int, seed: int = 0) ->
     return counter.total // FLOP_BATCH
 
 
-def lapcvae_step_flops(params: Mapping[str, Any], resolution: int) -> int:
+def optimizer_step_flops(trainable: nn.Module, settings: Mapping[str, Any]) -> int:
+    """FLOPs one step of the job's optimizer spends beyond element-wise updates (Adam's and RMSprop's, a few per
+    parameter, are left out): Muon's Newton-Schulz matrix products over every parameter group, whatever the batch."""
+    from models.optimizers import muon_step_flops
+
+    if settings.get("optimizer", "adam") != "muon":
+        return 0
+    return sum(muon_step_flops(params) for params in trainable.parameter_groups().values())
+
+
+def training_image_flops(trainable: nn.Module, resolution: int, settings: Mapping[str, Any]) -> float:
+    """Training FLOPs per image of a job with these loop settings: a step's forward and backward passes per image,
+    plus the optimizer's per-step FLOPs shared by the batch."""
+    return training_step_flops(trainable, resolution) + optimizer_step_flops(trainable, settings) / int(
+        settings["batch_size"])
+
+
+def lapcvae_step_flops(params: Mapping[str, Any], resolution: int, settings: Mapping[str, Any] | None = None
+                       ) -> float:
     """LapCVAE's (with M) training FLOPs per image summed over its levels: one greedy step of each level, its
-    frozen coarser levels costing their forward pass. Times budget.epochs passes, it is the model's training FLOPs
-    per training image."""
+    frozen coarser levels costing their forward pass (with the loop `settings`, the optimizer's share too). Times
+    budget.epochs passes, it is the model's training FLOPs per training image."""
     from models.lapcvae import LapCVAE, LevelTrainable
 
     level_params = params["lapcvae"][str(resolution)]
@@ -109,5 +127,7 @@ def lapcvae_step_flops(params: Mapping[str, Any], resolution: int) -> int:
     total = 0
     for level in range(levels):
         model = LapCVAE.from_params(level_params, resolution, use_m=True, trained_levels=levels - level)
-        total += training_step_flops(LevelTrainable(model, level), resolution)
+        trainable = LevelTrainable(model, level)
+        total += (training_step_flops(trainable, resolution) if settings is None
+                  else training_image_flops(trainable, resolution, settings))
     return total

@@ -87,11 +87,14 @@ def test_lapcvae_cost_sums_its_level_jobs(tmp_path):
     assert cost["train_flops"] == 8 * coarse_step + 6 * fine_step and cost["train_seconds"] == 3.0
 
 
-def test_the_vae_at_lapcvae_s_flops_trains_until_its_flops_match(tmp_path):
+@pytest.mark.parametrize("lapcvae_optimizer", ["adam", "muon"])
+def test_the_vae_at_lapcvae_s_flops_trains_until_its_flops_match(tmp_path, lapcvae_optimizer):
     """The equal-compute VAE row: its measured training FLOPs are LapCVAE's (every level's job) to within half an
-    epoch of its own, and it trains more epochs than the budget rule gives every model."""
+    epoch of its own, and it trains more epochs than the budget rule gives every model; also when LapCVAE's
+    optimizer spends FLOPs of its own each step (Muon), which the matched epochs must include."""
     params = load_params("config/smoke.yaml")
     params["device"] = "cpu"
+    params["lapcvae"]["64"].setdefault("train", {})["optimizer"] = lapcvae_optimizer
     images = np.random.default_rng(0).integers(0, 256, (32, 3, 64, 64), dtype=np.uint8)
     _, meta = train_baseline(params, "vae_equal_flops", 64, images, tmp_path / "vae.pt")
     levels = params["lapcvae"]["64"]["levels"]
@@ -103,6 +106,7 @@ def test_the_vae_at_lapcvae_s_flops_trains_until_its_flops_match(tmp_path):
     assert vae_cost["jobs"][0]["epochs"] == meta["epochs"] > params["budget"]["epochs"]
     per_epoch = vae_cost["train_flops"] / meta["epochs"]
     assert abs(vae_cost["train_flops"] - lapcvae_cost["train_flops"]) <= 0.5 * per_epoch
+    assert (sum(job["optimizer_flops"] for job in lapcvae_cost["jobs"]) > 0) is (lapcvae_optimizer == "muon")
 
 
 class TorchsFlopCounter(FlopCounterMode):
