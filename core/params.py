@@ -150,6 +150,27 @@ def _check_budget(params: Mapping[str, Any]) -> None:
                           f"that the comparison is fair; remove {', '.join(places)} and set budget.epochs instead")
 
 
+def _check_matrix_lr_ratio(params: Mapping[str, Any]) -> None:
+    """train.matrix_lr_ratio is Muon's alone: refuse it where no model it reaches trains with Muon (it would do
+    nothing). A global one is read by the models on Muon and ignored by those on another optimizer."""
+    global_train = params.get("train", {})
+    reached: dict[str, bool] = {}  # where the ratio is set -> does a model on Muon read it
+    for model in registry.params_sections():
+        for key, section in params.get(model, {}).items():
+            if not (str(key).isdigit() and isinstance(section, Mapping)):
+                continue
+            own = section.get("train", {})
+            muon = deep_merge(global_train, own).get("optimizer", "adam") == "muon"
+            if "matrix_lr_ratio" in own:
+                reached[f"{model}.{key}.train.matrix_lr_ratio"] = muon
+            elif "matrix_lr_ratio" in global_train:
+                reached["train.matrix_lr_ratio"] = reached.get("train.matrix_lr_ratio", False) or muon
+    for place, muon in reached.items():
+        if not muon:
+            raise ParamsError(f"{place}: it sets the step of Muon's weight matrices, but no model it applies to "
+                              f"trains with Muon; set train.optimizer (or that model's) to muon, or remove it")
+
+
 def _check_source(params: Mapping[str, Any]) -> None:
     """The data set data.source names must have its section data.<name> when it takes params."""
     source = params.get("data", {}).get("source")
@@ -178,6 +199,7 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
     _check_per_level_lists(params)
     _check_model_resolutions(params)
     _check_budget(params)
+    _check_matrix_lr_ratio(params)
     _check_source(params)
     return dict(params)
 

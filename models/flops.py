@@ -12,6 +12,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from models.optimizers import muon_step_flops
+
 FLOP_BATCH = 2  # batch norm needs more than one image per batch in training mode
 
 # Queries of a tensor's layout, not computations: FlopCounterMode lets them through uncounted, and so does this.
@@ -101,8 +103,6 @@ def training_step_flops(trainable: nn.Module, resolution: int, seed: int = 0) ->
 def optimizer_step_flops(trainable: nn.Module, settings: Mapping[str, Any]) -> int:
     """FLOPs one step of the job's optimizer spends beyond element-wise updates (Adam's and RMSprop's, a few per
     parameter, are left out): Muon's Newton-Schulz matrix products over every parameter group, whatever the batch."""
-    from models.optimizers import muon_step_flops
-
     if settings.get("optimizer", "adam") != "muon":
         return 0
     return sum(muon_step_flops(params) for params in trainable.parameter_groups().values())

@@ -25,6 +25,7 @@ from torch.optim.rmsprop import rmsprop
 # Newton-Schulz quintic of Muon's reference implementation: five steps map every singular value of a normalised
 # matrix into about [0.7, 1.2], so the update's singular directions all move at about the same rate.
 NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
+NEWTON_SCHULZ_STEPS = 5
 
 
 class Optimizer:
@@ -126,7 +127,7 @@ class RMSprop(Optimizer):
                 weight_decay=group["weight_decay"], momentum=0.0, centered=False)
 
 
-def orthogonalize(matrix: torch.Tensor, steps: int) -> torch.Tensor:
+def orthogonalize(matrix: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> torch.Tensor:
     """About U V^T of `matrix` = U S V^T (every singular value sent near 1), by `steps` Newton-Schulz steps in fp32."""
     a, b, c = NEWTON_SCHULZ
     wide = matrix.shape[0] <= matrix.shape[1]
@@ -138,7 +139,7 @@ def orthogonalize(matrix: torch.Tensor, steps: int) -> torch.Tensor:
     return x if wide else x.T
 
 
-def muon_step_flops(params: Iterable[nn.Parameter], steps: int = 5) -> int:
+def muon_step_flops(params: Iterable[nn.Parameter], steps: int = NEWTON_SCHULZ_STEPS) -> int:
     """FLOPs of one Muon step's Newton-Schulz iterations over `params` (2 per multiply-add, as the FLOP counter):
     per matrix m x n (m <= n), each step is x x^T (2 m^2 n), gram @ gram (2 m^3) and (...) @ x (2 m^2 n)."""
     total = 0
@@ -155,12 +156,13 @@ class Muon(Optimizer):
     A matrix steps by lr * matrix_lr_ratio along its orthogonalised Nesterov momentum, scaled by
     sqrt(max(1, rows / cols)) as in the reference implementation; biases, norms' scales and matrices with at most 3
     rows or columns (a convolution to the 3 RGB channels) step with Adam at lr. The ratio rides on lr, so
-    train.schedule scales both; its default 2.5 comes from the 64 px validation runs (docs/tuning-2026-11-29.md,
-    "Eleventh session"). Optimizer FLOPs per step: muon_step_flops (eval/cost.py adds them).
+    train.schedule scales both. Its default 2.5 is LapCVAE's best of 2.5 and 4 on the 64 px validation split; the
+    VAE's best of 1.5, 2.5, 4 and 10 was 4, by 0.10 (docs/tuning-2026-11-29.md, "Eleventh session"). Optimizer
+    FLOPs per step: muon_step_flops (eval/cost.py adds them).
     """
 
     DEFAULTS: ClassVar[dict[str, Any]] = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
-                                          "matrix_lr_ratio": 2.5, "momentum": 0.95, "ns_steps": 5}
+                                          "matrix_lr_ratio": 2.5, "momentum": 0.95}
     STATE = ("exp_avg", "exp_avg_sq")  # a matrix's momentum is its exp_avg; its exp_avg_sq stays unused
 
     @staticmethod
@@ -182,7 +184,7 @@ class Muon(Optimizer):
             momentum = state["exp_avg"].mul_(group["momentum"]).add_(grad)
             state["step"] += 1
             nesterov = grad.add(momentum, alpha=group["momentum"]).reshape(param.shape[0], -1)  # (out, in * k * k)
-            update = orthogonalize(nesterov, group["ns_steps"])
+            update = orthogonalize(nesterov)
             step_size = group["lr"] * group["matrix_lr_ratio"] * max(1.0, nesterov.shape[0] / nesterov.shape[1]) ** 0.5
             param.add_(update.reshape(param.shape).to(param.dtype), alpha=-step_size)
         if adam_params:

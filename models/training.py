@@ -235,15 +235,13 @@ def make_optimizers(
     overrides = getattr(trainable, "optimizer_settings", {})
     name = settings.get("optimizer", "adam")
     optimizer = OPTIMIZERS[name]
-    if "matrix_lr_ratio" in settings and name != "muon":
-        raise ValueError(f"train.matrix_lr_ratio applies to the muon optimizer only, this model trains with {name}: "
-                         "set its train.optimizer to muon or remove matrix_lr_ratio")
     optimizers = {}
     for group, params in trainable.parameter_groups().items():
         use_fused = fused and name in FUSED and all(param.device.type in ("cpu", "cuda") for param in params)
         options = {"lr": settings["lr"], "weight_decay": settings.get("weight_decay", 0.0),
                    **({"fused": True} if use_fused else {}),
-                   **({"matrix_lr_ratio": settings["matrix_lr_ratio"]} if "matrix_lr_ratio" in settings else {}),
+                   **({"matrix_lr_ratio": settings["matrix_lr_ratio"]}
+                      if name == "muon" and "matrix_lr_ratio" in settings else {}),
                    **overrides.get(group, {})}
         optimizers[group] = optimizer(params, **options)
     return optimizers

@@ -45,3 +45,23 @@ def test_the_coarsest_level_is_one_checkpoint_for_both_variants():
     assert level_checkpoint(results, 64, "lapcvae_nom", 3, 4) == f"{results}/models/64/lapcvae/level3.pt"
     nom = training_jobs(results, 64, "lapcvae_nom", 4)
     assert nom[-1] == f"{results}/models/64/lapcvae/level3.pt" and nom[0].endswith("lapcvae_nom/level0.pt")
+
+
+@pytest.mark.parametrize(("change", "refused"), [
+    ({"vae": {"64": {"train": {"matrix_lr_ratio": 2.0}}}}, "vae.64.train.matrix_lr_ratio"),
+    ({"train": {"matrix_lr_ratio": 2.0}}, "train.matrix_lr_ratio"),
+    ({"train": {"matrix_lr_ratio": 2.0}, "vae": {"64": {"train": {"optimizer": "muon"}}}}, None),
+    ({"train": {"optimizer": "muon", "matrix_lr_ratio": 2.0},
+      "vaegan": {"64": {"train": {"optimizer": "rmsprop"}}}}, None),
+])
+def test_matrix_lr_ratio_is_refused_where_no_model_on_muon_reads_it(change, refused):
+    """Muon's ratio does nothing for Adam or RMSprop: set where no Muon model reads it, the params stop at load
+    with the key; a global one that some Muon model reads is fine beside models on other optimizers."""
+    from core.params import deep_merge
+
+    params = deep_merge(load_params(), change)
+    if refused is None:
+        validate(params)
+        return
+    with pytest.raises(ParamsError, match=rf"^{refused}: .*set train.optimizer \(or that model's\) to muon"):
+        validate(params)

@@ -322,7 +322,7 @@ def test_newton_schulz_sends_every_singular_value_near_one_and_keeps_the_singula
     right, _ = torch.linalg.qr(torch.randn(shape[1], min(shape), generator=generator))
     spectrum = torch.logspace(1, -1, min(shape))  # condition number 100
     matrix = left @ torch.diag(spectrum) @ right.T
-    result = optimizers.orthogonalize(matrix, steps=5)
+    result = optimizers.orthogonalize(matrix)
     values = torch.linalg.svdvals(result)
     assert values.min() > 0.6 and values.max() < 1.25  # the quintic's band; the input spanned 0.1 .. 10
     scales = torch.diag(left.T @ result @ right)  # the input's singular directions, each kept with its sign
@@ -344,7 +344,7 @@ def test_muon_steps_matrices_along_the_orthogonalised_momentum_and_the_rest_with
     muon.step()
     adam.step()
     nesterov = layer.weight.grad * (1 + 0.95)  # first step: momentum = grad, Nesterov adds 0.95 of it
-    expected = before - 1e-2 * 3.0 * optimizers.orthogonalize(nesterov, steps=5)  # 4 rows < 5 cols: scale 1
+    expected = before - 1e-2 * 3.0 * optimizers.orthogonalize(nesterov)  # 4 rows < 5 cols: scale 1
     assert torch.allclose(layer.weight, expected, atol=1e-6)
     assert torch.equal(layer.bias, reference.bias)
 
@@ -370,9 +370,12 @@ def test_muon_resumed_from_its_state_dict_makes_the_same_updates() -> None:
     assert torch.equal(weights[False], weights[True])
 
 
-def test_matrix_lr_ratio_without_muon_is_refused_with_the_fix() -> None:
-    with pytest.raises(ValueError, match="muon optimizer only.*set its train.optimizer to muon"):
-        training.make_optimizers(level_trainable(), {"lr": 1e-3, "matrix_lr_ratio": 2.0})
+def test_the_loop_gives_matrix_lr_ratio_to_muon_only() -> None:
+    settings = {"lr": 1e-3, "matrix_lr_ratio": 4.0}
+    (muon,) = training.make_optimizers(level_trainable(), {**settings, "optimizer": "muon"}).values()
+    assert muon.param_groups[0]["matrix_lr_ratio"] == 4.0
+    (rmsprop,) = training.make_optimizers(level_trainable(), {**settings, "optimizer": "rmsprop"}).values()
+    assert "matrix_lr_ratio" not in rmsprop.param_groups[0]
 
 
 def test_a_training_job_does_not_import_torch_dynamo(tmp_path: Path) -> None:
