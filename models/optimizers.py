@@ -23,7 +23,8 @@ from torch.optim.adam import adam
 from torch.optim.rmsprop import rmsprop
 
 # Newton-Schulz quintic of Muon's reference implementation: five steps map every singular value of a normalised
-# matrix into about [0.7, 1.2], so the update's singular directions all move at about the same rate.
+# matrix into about [0.7, 1.2] (near-null ones stay small), so the update's singular directions all move at about
+# the same rate.
 NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
 NEWTON_SCHULZ_STEPS = 5
 
@@ -127,26 +128,63 @@ class RMSprop(Optimizer):
                 weight_decay=group["weight_decay"], momentum=0.0, centered=False)
 
 
-def orthogonalize(matrix: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> torch.Tensor:
-    """About U V^T of `matrix` = U S V^T (every singular value sent near 1), by `steps` Newton-Schulz steps in fp32."""
-    a, b, c = NEWTON_SCHULZ
+# FLOPs of a symmetric eigendecomposition with eigenvectors, per m^3 (Golub and Van Loan's count for the symmetric
+# QR algorithm, one FLOP per add or multiply): FlopCounterMode does not count LAPACK calls, so muon_step_flops adds it.
+EIGH_FLOPS_PER_CUBE = 9
+
+
+def _normalized_wide(matrix: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, bool]:
+    """(m, n) with m <= n (the transpose of a tall matrix), scaled to Frobenius norm 1, and whether it was wide."""
     wide = matrix.shape[0] <= matrix.shape[1]
-    x = matrix.float() if wide else matrix.float().T  # (m, n) with m <= n: the Gram matrices are the small side's
-    x = x / (x.norm() + 1e-7)  # spectral norm <= Frobenius norm = 1, inside the iteration's basin
+    x = matrix.to(dtype) if wide else matrix.to(dtype).T
+    return x / (x.norm() + 1e-7), wide  # spectral norm <= Frobenius norm = 1, inside the iteration's basin
+
+
+def newton_schulz(matrix: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Muon's reference form of the steps: x <- a x + (b x x^T + c (x x^T)^2) x, each step three matrix products
+    (the reference implementation runs them in bf16). `orthogonalize` computes the same map more cheaply; this one
+    is kept as its specification (tests/test_training.py) and its baseline (benchmarks/muon.py)."""
+    a, b, c = NEWTON_SCHULZ
+    x, wide = _normalized_wide(matrix, dtype)
     for _ in range(steps):
         gram = x @ x.T  # (m, m)
         x = a * x + (b * gram + c * gram @ gram) @ x
     return x if wide else x.T
 
 
-def muon_step_flops(params: Iterable[nn.Parameter], steps: int = NEWTON_SCHULZ_STEPS) -> int:
-    """FLOPs of one Muon step's Newton-Schulz iterations over `params` (2 per multiply-add, as the FLOP counter):
-    per matrix m x n (m <= n), each step is x x^T (2 m^2 n), gram @ gram (2 m^3) and (...) @ x (2 m^2 n)."""
+def orthogonalize(matrix: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> torch.Tensor:
+    """About U V^T of `matrix` = U S V^T: Muon's `steps` Newton-Schulz steps, applied through the Gram matrix.
+
+    Each step maps x to p(x x^T) x with p a polynomial, so every step only rescales the singular values:
+    s -> s (a + b s^2 + c s^4). Here one eigendecomposition of the small side's Gram matrix x x^T = U S^2 U^T gives
+    the singular values, the steps run on them as scalars, and the result is U diag(scale) U^T x: the map of
+    `newton_schulz`'s rounds of (m, n) matrix products (within 0.2 % of it in float64, tests/test_training.py) for 2
+    products of that size: a quarter of the FLOPs and a third of the time for the VAE's 512 x 2,816 layer
+    (benchmarks/muon.py; docs/tuning-2026-11-29.md, "Twelfth session").
+    """
+    a, b, c = NEWTON_SCHULZ
+    x, wide = _normalized_wide(matrix, torch.float32)  # (m, n), m <= n: the Gram matrix is the small side's
+    squared_values, vectors = torch.linalg.eigh(x @ x.T)  # (m,), (m, m): x x^T = U diag(s^2) U^T
+    squared_values = squared_values.clamp(min=0.0)  # rounding can leave a null direction slightly negative
+    scale = torch.ones_like(squared_values)
+    for _ in range(steps):
+        factor = a + b * squared_values + c * squared_values.square()  # s -> s * factor
+        scale = scale * factor
+        squared_values = squared_values * factor.square()
+    x = (vectors * scale) @ vectors.T @ x  # (m, n): U diag(scale) U^T x
+    return x if wide else x.T
+
+
+def muon_step_flops(params: Iterable[nn.Parameter]) -> int:
+    """FLOPs of one Muon step's orthogonalisation over `params` (2 per multiply-add, as the FLOP counter): per
+    matrix m x n (m <= n), the Gram matrix (2 m^2 n), its eigendecomposition (EIGH_FLOPS_PER_CUBE m^3),
+    U diag U^T (2 m^3) and its product with the matrix (2 m^2 n)."""
     total = 0
     for param in params:
         if Muon.orthogonalizes(param):
             m, n = sorted((param.shape[0], param[0].numel()))
-            total += steps * (4 * m * m * n + 2 * m ** 3)
+            total += 4 * m * m * n + (2 + EIGH_FLOPS_PER_CUBE) * m ** 3
     return total
 
 

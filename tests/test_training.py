@@ -330,6 +330,20 @@ def test_newton_schulz_sends_every_singular_value_near_one_and_keeps_the_singula
     assert (result - scales.mul(left) @ right.T).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("shape", [(48, 300), (300, 48)])
+def test_orthogonalize_applies_the_newton_schulz_matrix_iteration_through_the_gram_matrix(shape) -> None:
+    """The eigendecomposition form makes the update Muon's five rounds of matrix products make: within 0.5 % of them
+    in float64 (measured 0.14-0.19 %; the reference implementation's bf16 rounds are 10-30 % off on this matrix)."""
+    generator = torch.Generator().manual_seed(1)
+    left, _ = torch.linalg.qr(torch.randn(shape[0], min(shape), generator=generator, dtype=torch.float64))
+    right, _ = torch.linalg.qr(torch.randn(shape[1], min(shape), generator=generator, dtype=torch.float64))
+    # A momentum-like spectrum, down to near-null directions (an exact U V^T would send them to 1, the steps do not).
+    matrix = left @ torch.diag(torch.logspace(0, -6, min(shape), dtype=torch.float64)) @ right.T
+    expected = optimizers.newton_schulz(matrix, dtype=torch.float64)
+    result = optimizers.orthogonalize(matrix.float()).double()
+    assert (result - expected).norm() < 5e-3 * expected.norm()
+
+
 def test_muon_steps_matrices_along_the_orthogonalised_momentum_and_the_rest_with_adam() -> None:
     torch.manual_seed(0)
     layer = torch.nn.Linear(5, 4)  # weight (4, 5): a matrix; bias (4,): Adam's
