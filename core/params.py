@@ -150,8 +150,8 @@ def _check_budget(params: Mapping[str, Any]) -> None:
                           f"that the comparison is fair; remove {', '.join(places)} and set budget.epochs instead")
 
 
-def _check_matrix_lr_ratio(params: Mapping[str, Any]) -> None:
-    """train.matrix_lr_ratio is Muon's alone: refuse it where no model it reaches trains with Muon (it would do
+def _check_matrix_lr(params: Mapping[str, Any]) -> None:
+    """train.matrix_lr is Muon's alone: refuse it where no model it reaches trains with Muon (it would do
     nothing). A global one is read by the models on Muon and ignored by those on another optimizer."""
     global_train = params.get("train", {})
     reached: dict[str, bool] = {}  # where the ratio is set -> does a model on Muon read it
@@ -161,10 +161,10 @@ def _check_matrix_lr_ratio(params: Mapping[str, Any]) -> None:
                 continue
             own = section.get("train", {})
             muon = deep_merge(global_train, own).get("optimizer", "adam") == "muon"
-            if "matrix_lr_ratio" in own:
-                reached[f"{model}.{key}.train.matrix_lr_ratio"] = muon
-            elif "matrix_lr_ratio" in global_train:
-                reached["train.matrix_lr_ratio"] = reached.get("train.matrix_lr_ratio", False) or muon
+            if "matrix_lr" in own:
+                reached[f"{model}.{key}.train.matrix_lr"] = muon
+            elif "matrix_lr" in global_train:
+                reached["train.matrix_lr"] = reached.get("train.matrix_lr", False) or muon
     for place, muon in reached.items():
         if not muon:
             raise ParamsError(f"{place}: it sets the step of Muon's weight matrices, but no model it applies to "
@@ -199,7 +199,7 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
     _check_per_level_lists(params)
     _check_model_resolutions(params)
     _check_budget(params)
-    _check_matrix_lr_ratio(params)
+    _check_matrix_lr(params)
     _check_source(params)
     return dict(params)
 

@@ -191,16 +191,16 @@ def muon_step_flops(params: Iterable[nn.Parameter]) -> int:
 class Muon(Optimizer):
     """Muon for every weight matrix (a convolution's flattened to out x in*k*k), torch's Adam for the rest.
 
-    A matrix steps by lr * matrix_lr_ratio along its orthogonalised Nesterov momentum, scaled by
-    sqrt(max(1, rows / cols)) as in the reference implementation; biases, norms' scales and matrices with at most 3
-    rows or columns (a convolution to the 3 RGB channels) step with Adam at lr. The ratio rides on lr, so
-    train.schedule scales both. Its default 2.5 is LapCVAE's best of 2.5 and 4 on the 64 px validation split; the
-    VAE's best of 1.5, 2.5, 4 and 10 was 4, by 0.10 (docs/tuning-2026-11-29.md, "Eleventh session"). Optimizer
-    FLOPs per step: muon_step_flops (eval/cost.py adds them).
+    A matrix steps by matrix_lr along its orthogonalised Nesterov momentum, scaled by sqrt(max(1, rows / cols)) as
+    in the reference implementation; biases, norms' scales and matrices with at most 3 rows or columns (a
+    convolution to the 3 RGB channels) step with Adam at lr. The update's scale is fixed by the orthogonalisation,
+    not by the loss, so one matrix_lr serves models whose Adam rates differ (params.yaml `train.matrix_lr`; chosen
+    on validation: docs/tuning-2026-11-29.md, "Twelfth session"); train.schedule scales both rates. Optimizer FLOPs
+    per step: muon_step_flops (eval/cost.py adds them).
     """
 
     DEFAULTS: ClassVar[dict[str, Any]] = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
-                                          "matrix_lr_ratio": 2.5, "momentum": 0.95}
+                                          "matrix_lr": 5e-3, "momentum": 0.95}
     STATE = ("exp_avg", "exp_avg_sq")  # a matrix's momentum is its exp_avg; its exp_avg_sq stays unused
 
     @staticmethod
@@ -223,7 +223,7 @@ class Muon(Optimizer):
             state["step"] += 1
             nesterov = grad.add(momentum, alpha=group["momentum"]).reshape(param.shape[0], -1)  # (out, in * k * k)
             update = orthogonalize(nesterov)
-            step_size = group["lr"] * group["matrix_lr_ratio"] * max(1.0, nesterov.shape[0] / nesterov.shape[1]) ** 0.5
+            step_size = group["matrix_lr"] * max(1.0, nesterov.shape[0] / nesterov.shape[1]) ** 0.5
             param.add_(update.reshape(param.shape).to(param.dtype), alpha=-step_size)
         if adam_params:
             beta1, beta2 = group["betas"]

@@ -225,6 +225,7 @@ OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop, "muon": Muon}  # settings["optim
 # Optimizers with a fused kernel: one pass over each parameter instead of ~10 elementwise ops; steps 1.04-1.20x
 # faster at the 64 px defaults on this CPU (benchmarks/step_options.py). Same update rule, different rounding.
 FUSED = {"adam"}
+SCHEDULED_RATES = ("lr", "matrix_lr")  # the step sizes train.schedule scales (matrix_lr: Muon's weight matrices)
 
 
 def make_optimizers(
@@ -240,8 +241,7 @@ def make_optimizers(
         use_fused = fused and name in FUSED and all(param.device.type in ("cpu", "cuda") for param in params)
         options = {"lr": settings["lr"], "weight_decay": settings.get("weight_decay", 0.0),
                    **({"fused": True} if use_fused else {}),
-                   **({"matrix_lr_ratio": settings["matrix_lr_ratio"]}
-                      if name == "muon" and "matrix_lr_ratio" in settings else {}),
+                   **({"matrix_lr": settings["matrix_lr"]} if name == "muon" and "matrix_lr" in settings else {}),
                    **overrides.get(group, {})}
         optimizers[group] = optimizer(params, **options)
     return optimizers
@@ -395,8 +395,8 @@ def fit(
         ranks.broadcast_state(trainable)
         optimizers = make_optimizers(trainable, settings)
         # Before a resume state overwrites them with the scheduled rates of its last step.
-        base_lrs = {group: [options["lr"] for options in optimizer.param_groups]
-                    for group, optimizer in optimizers.items()}
+        base_rates = {group: [{key: options[key] for key in SCHEDULED_RATES if key in options}
+                              for options in optimizer.param_groups] for group, optimizer in optimizers.items()}
         groups = {group: list(params) for group, params in trainable.parameter_groups().items()}
         host_images = np.array(train_images)  # (N, 3, H, W) uint8, read once
         fingerprint = _fingerprint(settings, seed, label, groups, host_images, ranks.world_size, trainable, export)
@@ -465,8 +465,8 @@ def fit(
                     result = training_step(batch)
                 factor = lr_factor(settings["schedule"], step, epochs * per_epoch)
                 for group, optimizer in optimizers.items():
-                    for options, base_lr in zip(optimizer.param_groups, base_lrs[group], strict=True):
-                        options["lr"] = base_lr * factor
+                    for options, bases in zip(optimizer.param_groups, base_rates[group], strict=True):
+                        options.update({key: base * factor for key, base in bases.items()})
                 _update(result.objectives, groups, optimizers, settings, ranks, step, label, guard)
                 _sync_buffers(trainable, ranks)
                 step += 1

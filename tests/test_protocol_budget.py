@@ -48,14 +48,14 @@ def test_the_coarsest_level_is_one_checkpoint_for_both_variants():
 
 
 @pytest.mark.parametrize(("change", "refused"), [
-    ({"vae": {"64": {"train": {"matrix_lr_ratio": 2.0}}}}, "vae.64.train.matrix_lr_ratio"),
-    ({"train": {"matrix_lr_ratio": 2.0}}, "train.matrix_lr_ratio"),
-    ({"train": {"matrix_lr_ratio": 2.0}, "vae": {"64": {"train": {"optimizer": "muon"}}}}, None),
-    ({"train": {"optimizer": "muon", "matrix_lr_ratio": 2.0},
+    ({"vae": {"64": {"train": {"matrix_lr": 0.01}}}}, "vae.64.train.matrix_lr"),
+    ({"train": {"matrix_lr": 0.01}}, "train.matrix_lr"),
+    ({"train": {"matrix_lr": 0.01}, "vae": {"64": {"train": {"optimizer": "muon"}}}}, None),
+    ({"train": {"optimizer": "muon", "matrix_lr": 0.01},
       "vaegan": {"64": {"train": {"optimizer": "rmsprop"}}}}, None),
 ])
-def test_matrix_lr_ratio_is_refused_where_no_model_on_muon_reads_it(change, refused):
-    """Muon's ratio does nothing for Adam or RMSprop: set where no Muon model reads it, the params stop at load
+def test_matrix_lr_is_refused_where_no_model_on_muon_reads_it(change, refused):
+    """Muon's matrix_lr does nothing for Adam or RMSprop: set where no Muon model reads it, the params stop at load
     with the key; a global one that some Muon model reads is fine beside models on other optimizers."""
     from core.params import deep_merge
 

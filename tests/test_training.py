@@ -350,7 +350,7 @@ def test_muon_steps_matrices_along_the_orthogonalised_momentum_and_the_rest_with
     reference = torch.nn.Linear(5, 4)
     reference.load_state_dict(layer.state_dict())
     before = layer.weight.detach().clone()
-    muon = optimizers.Muon(layer.parameters(), lr=1e-2, matrix_lr_ratio=3.0)
+    muon = optimizers.Muon(layer.parameters(), lr=1e-2, matrix_lr=3e-2)
     adam = torch.optim.Adam([reference.bias], lr=1e-2)
     inputs = torch.randn(8, 5)
     for module in (layer, reference):
@@ -358,7 +358,7 @@ def test_muon_steps_matrices_along_the_orthogonalised_momentum_and_the_rest_with
     muon.step()
     adam.step()
     nesterov = layer.weight.grad * (1 + 0.95)  # first step: momentum = grad, Nesterov adds 0.95 of it
-    expected = before - 1e-2 * 3.0 * optimizers.orthogonalize(nesterov)  # 4 rows < 5 cols: scale 1
+    expected = before - 3e-2 * optimizers.orthogonalize(nesterov)  # 4 rows < 5 cols: scale 1
     assert torch.allclose(layer.weight, expected, atol=1e-6)
     assert torch.equal(layer.bias, reference.bias)
 
@@ -384,12 +384,12 @@ def test_muon_resumed_from_its_state_dict_makes_the_same_updates() -> None:
     assert torch.equal(weights[False], weights[True])
 
 
-def test_the_loop_gives_matrix_lr_ratio_to_muon_only() -> None:
-    settings = {"lr": 1e-3, "matrix_lr_ratio": 4.0}
+def test_the_loop_gives_matrix_lr_to_muon_only() -> None:
+    settings = {"lr": 1e-3, "matrix_lr": 4e-3}
     (muon,) = training.make_optimizers(level_trainable(), {**settings, "optimizer": "muon"}).values()
-    assert muon.param_groups[0]["matrix_lr_ratio"] == 4.0
+    assert muon.param_groups[0]["matrix_lr"] == 4e-3
     (rmsprop,) = training.make_optimizers(level_trainable(), {**settings, "optimizer": "rmsprop"}).values()
-    assert "matrix_lr_ratio" not in rmsprop.param_groups[0]
+    assert "matrix_lr" not in rmsprop.param_groups[0]
 
 
 def test_a_training_job_does_not_import_torch_dynamo(tmp_path: Path) -> None:
@@ -535,3 +535,26 @@ def test_a_resumed_scheduled_run_matches_an_uninterrupted_one_bitwise(tmp_path: 
     unscheduled = load_checkpoint(tmp_path / "c.pt")["state_dict"]
     assert all(torch.equal(resumed[key], scheduled[key]) for key in scheduled)
     assert any(not torch.equal(unscheduled[key], scheduled[key]) for key in scheduled)  # the schedule acted
+
+
+def test_the_schedule_scales_muons_matrix_step_with_the_learning_rate(tmp_path: Path, monkeypatch) -> None:
+    """train.schedule decays both of Muon's step sizes alike: the matrices' matrix_lr as well as Adam's lr."""
+    rates: list[tuple[float, float]] = []
+
+    class RecordingMuon(optimizers.Muon):
+        def step(self) -> None:
+            rates.append((self.param_groups[0]["lr"], self.param_groups[0]["matrix_lr"]))
+            super().step()
+
+    monkeypatch.setitem(training.OPTIMIZERS, "muon", RecordingMuon)
+    data = train_images()
+    schedule = {"decay": "linear"}
+    settings = {**SETTINGS, "optimizer": "muon", "matrix_lr": 4e-3, "schedule": schedule}
+    trainable = level_trainable()
+    fit(trainable, data, settings=settings, seed=3, output=tmp_path / "a.pt", export=trainable.model, name="job")
+    total = len(rates)
+    assert total == settings["epochs"] * steps_per_epoch(len(data), settings["batch_size"])
+    for step, (lr, matrix_lr) in enumerate(rates):
+        factor = training.lr_factor(schedule, step, total)
+        assert lr == pytest.approx(settings["lr"] * factor) and matrix_lr == pytest.approx(4e-3 * factor)
+    assert rates[-1][1] < 0.5 * rates[0][1]
