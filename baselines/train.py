@@ -36,9 +36,10 @@ def build_baseline(params: Mapping[str, Any], model: str, resolution: int) -> nn
 
 def lapcvae_flops_epochs(params: Mapping[str, Any], model: str, resolution: int) -> int:
     """Epochs that give one-job model `model` LapCVAE's training FLOPs at `resolution` (registry.flops_matched()):
-    budget.epochs x LapCVAE's training FLOPs per image, summed over its levels, / the model's,
-    rounded, and never fewer than budget.epochs. Both see the same training images per epoch; an optimizer with
-    per-step FLOPs (Muon) adds them shared by each model's batch."""
+    budget.epochs x LapCVAE's training FLOPs per image, summed over its levels, / the model's, rounded, at least
+    one. Both see the same training images per epoch; an optimizer with per-step FLOPs (Muon) adds them shared by
+    each model's batch, so a model whose step costs more than LapCVAE's levels' (the VAE on Muon, whose largest
+    matrices are larger) trains fewer epochs than the budget rule's."""
     from core.params import train_settings
     from models.flops import lapcvae_step_flops, training_image_flops
 
@@ -46,7 +47,7 @@ def lapcvae_flops_epochs(params: Mapping[str, Any], model: str, resolution: int)
     settings = train_settings(params, registry.spec(model).params_section, resolution)
     model_flops = training_image_flops(build_baseline(params, model, resolution), resolution, settings)
     lapcvae_flops = lapcvae_step_flops(params, resolution, train_settings(params, "lapcvae", resolution))
-    matched = max(epochs, round(epochs * lapcvae_flops / model_flops))
+    matched = max(1, round(epochs * lapcvae_flops / model_flops))
     logger.info("%s at %d px: %d epochs give it LapCVAE's %d epochs of training FLOPs (%.3g against %.3g per image "
                 "and epoch)", model, resolution, matched, epochs, lapcvae_flops, model_flops)
     return matched

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from baselines.train import BASELINES, build_baseline, train_baseline
+from baselines.train import BASELINES, build_baseline, lapcvae_flops_epochs, train_baseline
 from baselines.vae import VAE
 from core.params import load_params
 from eval.cost import training_cost
@@ -109,6 +109,24 @@ def test_the_vae_at_lapcvae_s_flops_trains_until_its_flops_match(tmp_path, lapcv
     per_epoch = vae_cost["train_flops"] / meta["epochs"]
     assert abs(vae_cost["train_flops"] - lapcvae_cost["train_flops"]) <= 0.5 * per_epoch
     assert (sum(job["optimizer_flops"] for job in lapcvae_cost["jobs"]) > 0) is (lapcvae_optimizer == "muon")
+
+
+def test_the_vae_at_lapcvae_s_flops_trains_fewer_epochs_where_its_step_costs_more():
+    """With Muon the default VAE's step costs more than LapCVAE's levels' on Adam (its largest matrices are
+    larger): the matched row then trains fewer epochs than the budget rule, as many as LapCVAE's FLOPs buy."""
+    from core.params import train_settings
+    from models.flops import lapcvae_step_flops, training_image_flops
+
+    params = load_params()
+    params["vae"]["64"]["train"]["optimizer"] = "muon"
+    params["lapcvae"]["64"]["train"]["optimizer"] = "adam"
+    epochs = params["budget"]["epochs"]
+    vae_flops = training_image_flops(build_baseline(params, "vae_equal_flops", 64), 64,
+                                     train_settings(params, "vae", 64))
+    lapcvae_flops = lapcvae_step_flops(params, 64, train_settings(params, "lapcvae", 64))
+    matched = lapcvae_flops_epochs(params, "vae_equal_flops", 64)
+    assert 1 <= matched < epochs
+    assert abs(matched * vae_flops - epochs * lapcvae_flops) <= 0.5 * vae_flops  # per image: the same images
 
 
 class TorchsFlopCounter(FlopCounterMode):
