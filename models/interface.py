@@ -29,7 +29,7 @@ class StepResult:
 @runtime_checkable
 class Trainable(Protocol):
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters each objective of `training_step` updates, one Adam optimizer per group."""
+        """Parameters each objective of `training_step` updates, one optimizer per group."""
         ...
 
     def training_step(self, images: torch.Tensor) -> StepResult:

@@ -432,7 +432,7 @@ class JointTrainable(nn.Module):
     The alternative to greedy training that section 5 compares against ("the total training time is doubled if
     the greedy training procedure is used"). Each level sees what it sees under greedy training -- u(x_{k+1})
     and z_{k+1..K} from the coarser levels' posterior means, and M_k of q_{k+1}'s re-encoding -- but nothing is
-    frozen: level k's loss also trains the coarser levels through those inputs. One parameter group, one Adam.
+    frozen: level k's loss also trains the coarser levels through those inputs. One parameter group, one optimizer.
     """
 
     kl_scale = 1.0  # KL warm-up factor, set by the training loop each step (train.kl_warmup)

@@ -1,7 +1,7 @@
 """The one training loop of the suite: every model (LapCVAE levels, M retraining, VAE, VAE/GAN) trains with `fit`.
 
-It owns the optimizers (one Adam per parameter group), the device, bf16 autocast, per-epoch resume checkpoints,
-the per-step CSV log, NaN/Inf detection and multi-process data parallelism (`torchrun`).
+It owns the optimizers (one per parameter group, params `train.optimizer`), the device, bf16 autocast, per-epoch
+resume checkpoints, the per-step CSV log, NaN/Inf detection and multi-process data parallelism (`torchrun`).
 
 Determinism: batches are shuffled by a generator seeded from (seed, epoch), and the global torch RNG (used by
 reparameterisation noise) is reseeded from (seed, epoch, rank) at the start of every epoch. The RNG state at an
@@ -565,7 +565,7 @@ def _update(
     optimizers: dict[str, Optimizer], settings: dict[str, Any], ranks: _Distributed,
     step: int, label: str, guard: _FiniteGuard,
 ) -> None:
-    """Route each objective's gradient to its own group only, average over ranks, step that group's Adam.
+    """Route each objective's gradient to its own group only, average over ranks, step that group's optimizer.
 
     Why not DistributedDataParallel: DDP reduces whatever one backward() left in .grad, but here several
     objectives each update their own group from one shared graph (VAE/GAN), via torch.autograd.grad; so the

@@ -17,7 +17,9 @@ from models.checkpoint import load_model
 def tiny_params():
     params = copy.deepcopy(load_params())
     params["device"] = "cpu"
-    params["train"].update(batch_size=4, log_every=1, lr=0.01)
+    # Adam at a constant rate: a few steps that separate the candidates; the tuning logic is under test here.
+    params["train"].update(batch_size=4, log_every=1, lr=0.01, optimizer="adam", schedule=None)
+    del params["train"]["matrix_lr"]
     params["lapcvae"]["16"] = {"levels": 2, "latent_dims": [4, 3], "kl_weights": [0.1, 1.0], "widths": [4, 8],
                                "feature_size": 2, "m_hidden": 6, "train": {}}
     params["vaegan"]["16"] = {**params["vaegan"]["64"], "widths": [4, 8, 8], "latent_dim": 4, "dis_hidden": 8,
