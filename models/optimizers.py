@@ -165,7 +165,17 @@ def orthogonalize(matrix: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> tor
     """
     a, b, c = NEWTON_SCHULZ
     x, wide = _normalized_wide(matrix, torch.float32)  # (m, n), m <= n: the Gram matrix is the small side's
-    squared_values, vectors = torch.linalg.eigh(x @ x.T)  # (m,), (m, m): x x^T = U diag(s^2) U^T
+    gram = x @ x.T  # (m, m)
+    try:
+        squared_values, vectors = torch.linalg.eigh(gram)  # (m,), (m, m): x x^T = U diag(s^2) U^T
+    except torch.linalg.LinAlgError:
+        # LAPACK's fp32 solver can fail to converge on a Gram matrix with many (near-)equal eigenvalues (dead units
+        # give repeated zeros: it happened to LapCVAE's 128 px finest level); float64 converges where it does not,
+        # and the matrix iteration itself is the last resort. Deterministic: the same input fails the same way.
+        try:
+            squared_values, vectors = (part.float() for part in torch.linalg.eigh(gram.double()))
+        except torch.linalg.LinAlgError:
+            return newton_schulz(matrix, steps)
     squared_values = squared_values.clamp(min=0.0)  # rounding can leave a null direction slightly negative
     scale = torch.ones_like(squared_values)
     for _ in range(steps):

@@ -344,6 +344,23 @@ def test_orthogonalize_applies_the_newton_schulz_matrix_iteration_through_the_gr
     assert (result - expected).norm() < 5e-3 * expected.norm()
 
 
+@pytest.mark.parametrize("failing", [{torch.float32}, {torch.float32, torch.float64}])
+def test_orthogonalize_falls_back_where_lapack_does_not_converge(failing, monkeypatch) -> None:
+    """fp32 eigh can fail on a Gram matrix with many repeated eigenvalues (it stopped a LapCVAE job): the step is
+    then made in float64, and where that fails too by the matrix iteration, the same map either way."""
+    eigh = torch.linalg.eigh
+
+    def flaky_eigh(matrix: torch.Tensor):
+        if matrix.dtype in failing:
+            raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+        return eigh(matrix)
+
+    matrix = torch.randn(20, 50, generator=torch.Generator().manual_seed(2))
+    expected = optimizers.orthogonalize(matrix)
+    monkeypatch.setattr(torch.linalg, "eigh", flaky_eigh)
+    assert torch.allclose(optimizers.orthogonalize(matrix), expected, atol=1e-4)
+
+
 def test_muon_steps_matrices_along_the_orthogonalised_momentum_and_the_rest_with_adam() -> None:
     torch.manual_seed(0)
     layer = torch.nn.Linear(5, 4)  # weight (4, 5): a matrix; bias (4,): Adam's
