@@ -42,7 +42,6 @@ import torch
 from torch import nn
 
 from core.atomic import atomic_path
-from core.params import deep_merge, train_settings
 from eval.cost import images_seen
 from eval.metrics import atomic_write_csv, atomic_write_json, per_image_metrics, rate_per_image, rmse_per_image
 from models.checkpoint import load_model
@@ -138,10 +137,10 @@ def train_variant(params: Mapping[str, Any], resolution: int, variant: str, trai
             coarser = checkpoint
         _atomic_copy(out_dir / "level0.pt", out_dir / "model.pt")
 
-    retrain = trial["lapcvae"]["retrain_m"]
-    settings = deep_merge(train_settings(trial, "lapcvae", resolution),
-                          {"epochs": retrain["epochs"], "lr": retrain["lr"]})
+    from models.train_lapcvae import retrain_m_settings
     from models.training import derive_seed, fit
+
+    settings = retrain_m_settings(trial, resolution)
 
     retrained = out_dir / "retrained_m.pt"
     meta = fit(PriorRetrainer(model), train_images, settings=settings,

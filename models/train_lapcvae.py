@@ -57,6 +57,14 @@ def level_settings(params: dict[str, Any], resolution: int, level: int) -> dict[
     return train_settings(params, "lapcvae", resolution)
 
 
+def retrain_m_settings(params: dict[str, Any], resolution: int) -> dict[str, Any]:
+    """The loop's settings for retraining the M networks (section 5.1.3): LapCVAE's, with `lapcvae.retrain_m`'s
+    epochs, lr and, where it names one, optimizer."""
+    retrain = params["lapcvae"]["retrain_m"]
+    return {**train_settings(params, "lapcvae", resolution), "epochs": retrain["epochs"], "lr": retrain["lr"],
+            **({"optimizer": retrain["optimizer"]} if "optimizer" in retrain else {})}
+
+
 def build_level_model(params: dict[str, Any], resolution: int, variant: str, level: int,
                       coarser: str | Path | None) -> LapCVAE:
     """The model holding levels `level`..K: fresh level `level` plus the trained coarser levels."""

@@ -65,3 +65,18 @@ def test_matrix_lr_is_refused_where_no_model_on_muon_reads_it(change, refused):
         return
     with pytest.raises(ParamsError, match=rf"^{refused}: .*set train.optimizer \(or that model's\) to muon"):
         validate(params)
+
+
+def test_retraining_m_takes_its_own_epochs_rate_and_optimizer():
+    """lapcvae.retrain_m's epochs, lr and optimizer override LapCVAE's own settings (the workflow's retrain-m job
+    and the ablations both read them here); without an optimizer of its own it keeps LapCVAE's."""
+    from core.params import train_settings
+    from models.train_lapcvae import retrain_m_settings
+
+    params = load_params()
+    retrain = params["lapcvae"]["retrain_m"]
+    settings = retrain_m_settings(params, 128)
+    assert (settings["epochs"], settings["lr"], settings["optimizer"]) == (retrain["epochs"], retrain["lr"], "adam")
+    assert train_settings(params, "lapcvae", 128)["optimizer"] == "muon"
+    del retrain["optimizer"]
+    assert retrain_m_settings(params, 128)["optimizer"] == "muon"

@@ -11,10 +11,9 @@ import os
 from pathlib import Path
 
 from baselines.train import BASELINES, load_train_images, train_baseline
-from core.params import deep_merge, train_settings
 from models.checkpoint import add_meta, load_checkpoint, load_model, pyramid_train_seconds
 from models.lapcvae import LapCVAE, PriorRetrainer
-from models.train_lapcvae import VARIANTS, load_images, resolution_params, train_level
+from models.train_lapcvae import VARIANTS, load_images, resolution_params, retrain_m_settings, train_level
 from models.training import derive_seed, fit
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
@@ -62,10 +61,8 @@ def retrain_m_main(argv: list[str] | None = None) -> None:
     model = load_model(args.checkpoint)
     if not isinstance(model, LapCVAE) or model.config["resolution"] != args.res:
         raise ValueError(f"--checkpoint {args.checkpoint} is not a {args.res} px LapCVAE; pass its level0.pt")
-    retrain = params["lapcvae"]["retrain_m"]
-    settings = deep_merge(train_settings(params, "lapcvae", args.res),
-                          {"epochs": retrain["epochs"], "lr": retrain["lr"]})
-    meta = fit(PriorRetrainer(model), load_images(args.data, args.res), settings=settings,
+    meta = fit(PriorRetrainer(model), load_images(args.data, args.res),
+               settings=retrain_m_settings(params, args.res),
                seed=derive_seed(params["seed"], "lapcvae-retrain-m", args.res), output=args.out, export=model,
                device=params["device"], name=f"{args.res}/lapcvae/retrain_m")
     record_pyramid_seconds(args.out, meta["train_seconds"] + (pyramid_train_seconds(model.meta) or 0.0))
