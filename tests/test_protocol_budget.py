@@ -75,8 +75,8 @@ def test_retraining_m_takes_its_own_epochs_rate_and_optimizer():
 
     params = load_params()
     retrain = params["lapcvae"]["retrain_m"]
-    settings = retrain_m_settings(params, 128)
+    settings = retrain_m_settings(params, 64)
     assert (settings["epochs"], settings["lr"], settings["optimizer"]) == (retrain["epochs"], retrain["lr"], "adam")
-    assert train_settings(params, "lapcvae", 128)["optimizer"] == "muon"
+    assert train_settings(params, "lapcvae", 64)["optimizer"] == "muon"
     del retrain["optimizer"]
-    assert retrain_m_settings(params, 128)["optimizer"] == "muon"
+    assert retrain_m_settings(params, 64)["optimizer"] == "muon"
