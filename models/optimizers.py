@@ -169,9 +169,9 @@ def orthogonalize(matrix: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> tor
     try:
         squared_values, vectors = torch.linalg.eigh(gram)  # (m,), (m, m): x x^T = U diag(s^2) U^T
     except torch.linalg.LinAlgError:
-        # LAPACK's fp32 solver can fail to converge on a Gram matrix with many (near-)equal eigenvalues (dead units
-        # give repeated zeros: it happened to LapCVAE's 128 px finest level); float64 converges where it does not,
-        # and the matrix iteration itself is the last resort. Deterministic: the same input fails the same way.
+        # LAPACK's fp32 solver stopped a LapCVAE 128 px job this way, on its way to diverging (the same level went
+        # to NaN in later runs): retry in float64, then take the matrix iteration, so that a diverging run ends at
+        # the loop's NaN check with its message instead of here. Deterministic: the same input fails the same way.
         try:
             squared_values, vectors = (part.float() for part in torch.linalg.eigh(gram.double()))
         except torch.linalg.LinAlgError:

@@ -346,8 +346,8 @@ def test_orthogonalize_applies_the_newton_schulz_matrix_iteration_through_the_gr
 
 @pytest.mark.parametrize("failing", [{torch.float32}, {torch.float32, torch.float64}])
 def test_orthogonalize_falls_back_where_lapack_does_not_converge(failing, monkeypatch) -> None:
-    """fp32 eigh can fail on a Gram matrix with many repeated eigenvalues (it stopped a LapCVAE job): the step is
-    then made in float64, and where that fails too by the matrix iteration, the same map either way."""
+    """fp32 eigh can fail to converge (it stopped a diverging LapCVAE job): the step is then made in float64, and
+    where that fails too by the matrix iteration, the same map either way."""
     eigh = torch.linalg.eigh
 
     def flaky_eigh(matrix: torch.Tensor):
