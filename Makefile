@@ -41,7 +41,7 @@ lint: setup
 dvc-check: setup
 	python -m workflow.dvc_check
 
-## The speed benchmarks (ratios side by side in one run). benchmarks/quality.py, std_ratio.py and face_statistics.py
+## The speed benchmarks (ratios side by side in one run). benchmarks/quality.py and face_statistics.py
 ## measure models and data rather than speed and take arguments: see their --help.
 SPEED_BENCHMARKS := prepare neighbours poisson step_options vaegan_backward startup train
 bench: setup

@@ -24,6 +24,7 @@ import yaml
 
 from baselines.train import BASELINES
 from core.params import load_params, validate
+from eval.metrics import contrast_per_image
 from eval.tuning import validation_rmse
 
 
@@ -37,11 +38,10 @@ def apply_override(params: dict[str, Any], assignment: str) -> None:
 
 
 def std_ratio(model: torch.nn.Module, images: np.ndarray) -> float:
-    """Median over images of the reconstruction's pixel std over the original's (1 = as much contrast)."""
+    """Median over images of the reconstruction's pixel std over the original's (Table 1's contrast)."""
     with torch.inference_mode():
         reference = torch.from_numpy(np.array(images)).float() / 255.0
-        recon = model.reconstruct(reference)
-    return float((recon.flatten(1).std(dim=1) / reference.flatten(1).std(dim=1)).median())
+        return float(contrast_per_image(reference, model.reconstruct(reference)).nanmedian())
 
 
 def mean_rate(model: torch.nn.Module, images: np.ndarray, batch: int = 256) -> float | None:

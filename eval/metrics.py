@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 MODELS = tuple(registry.names())  # Table 1's row order (core/registry.py)
 R2_BANDS = 2  # h_0 and h_1: the bands LapCVAE's two finest levels must reconstruct
-PER_IMAGE_COLUMNS = ("image", "rmse", "psnr", "ssim", *(f"r2_h{k}" for k in range(R2_BANDS)), "rate")
+PER_IMAGE_COLUMNS = ("image", "rmse", "psnr", "ssim", *(f"r2_h{k}" for k in range(R2_BANDS)), "contrast", "rate")
 PIXEL_MAX = 255.0
 
 
@@ -144,6 +144,16 @@ def band_r2(reference: torch.Tensor, reconstruction: torch.Tensor, bands: int = 
     return torch.stack(scores, dim=1).float()  # (N, bands)
 
 
+def contrast_per_image(reference: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """(N,) the quantised reconstruction's pixel std over the reference's, over pixels and channels: 1 keeps the
+    original's contrast, near 0 is a grey (averaged) image; NaN where the reference is flat."""
+    _check_pair(reference, reconstruction)
+    original = reference.double().flatten(1)  # (N, 3 * H * W)
+    rebuilt = quantise(reconstruction.double()).flatten(1)
+    original_std = original.std(dim=1)
+    return torch.where(original_std > 0, rebuilt.std(dim=1) / original_std, torch.full_like(original_std, math.nan))
+
+
 def bootstrap_mean_ci(
     values: np.ndarray, samples: int, seed: int, confidence: float = 0.95
 ) -> tuple[float, float]:
@@ -178,6 +188,7 @@ def per_image_metrics(reference: torch.Tensor, reconstruction: torch.Tensor) -> 
         "psnr": psnr_per_image(reference, reconstruction).cpu(),
         "ssim": ssim_per_image(reference, reconstruction).cpu(),
         **{f"r2_h{k}": r2[:, k] for k in range(R2_BANDS)},
+        "contrast": contrast_per_image(reference, reconstruction).float().cpu(),
     }
 
 
@@ -237,6 +248,8 @@ def summarise(per_image: pd.DataFrame, bootstrap_samples: int, seed: int) -> dic
         "psnr_mean": float(finite_psnr.mean()),
         "ssim_mean": float(per_image["ssim"].mean()),
         **{f"r2_h{k}_mean": float(per_image[f"r2_h{k}"].mean()) for k in range(R2_BANDS)},
+        # median: a near-flat original makes one image's ratio large (issue 12: VAE/GAN must keep half the contrast)
+        "contrast_median": float(per_image["contrast"].median()),
         "rate_mean": float(per_image["rate"].mean()),  # nats per image; NaN for models without a posterior
     }
 

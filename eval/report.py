@@ -322,15 +322,19 @@ def table1_section(table: pd.DataFrame) -> list[Block]:
         blocks.append(Table(header, rows, f"Ours, {res}x{res}: RMSE on the [0, 255] scale over the test "
                             "split (mean ± std over test images; across seeds: mean ± std of the seeds' means, "
                             "and the number of seeds), 95% interval of the mean (bootstrap over images with one "
-                            "seed, t over seeds with several), training time and FLOPs (every training job of "
+                            "seed, t over seeds with several), contrast (median over test images of the "
+                            "reconstruction's pixel std over the original's: 1 keeps it, near 0 is grey), "
+                            "training time and FLOPs (every training job of "
                             "the model), and the paired test across seeds of mean RMSE against the VAE."))
     return blocks
 
 
 # Columns shown in Table 1 when the table has them (per-band R^2 and rate come from eval.metrics when it has them).
 OPTIONAL_TABLE1_COLUMNS = (("r2_h0_mean", "R² h0", 3), ("r2_h1_mean", "R² h1", 3), ("r2_h0", "R² h0", 3),
-                           ("r2_h1", "R² h1", 3), ("rate_mean", "Rate (nats)", 1), ("rate", "Rate (nats)", 1),
-                           ("rate_nats", "Rate (nats)", 1),
+                           ("r2_h1", "R² h1", 3),
+                           # median over test images of the reconstruction's pixel std over the original's
+                           ("contrast_median", "Contrast", 3),
+                           ("rate_mean", "Rate (nats)", 1), ("rate", "Rate (nats)", 1), ("rate_nats", "Rate (nats)", 1),
                            # Time to draw eval.samples prior samples (64 by default) in `evaluate`.
                            ("sample_seconds", "Sampling (s per batch)", 2))
 

@@ -13,6 +13,7 @@ from torch import nn
 from eval.metrics import (
     band_r2,
     bootstrap_mean_ci,
+    contrast_per_image,
     count_parameters,
     psnr_per_image,
     rmse_per_image,
@@ -112,6 +113,18 @@ def test_band_r2_is_one_for_the_image_itself_lower_when_blurred_and_at_most_zero
 def test_band_r2_is_nan_for_a_flat_reference():
     flat = torch.full((1, 3, 8, 8), 0.5)
     assert torch.isnan(band_r2(flat, uint8_images(1, 8))).all()
+
+
+def test_contrast_is_one_for_the_image_near_half_when_its_deviations_are_halved_and_zero_when_grey():
+    images = uint8_images(4, 16)  # (4, 3, 16, 16)
+    assert torch.allclose(contrast_per_image(images, images.clone()), torch.ones(4, dtype=torch.float64))
+    per_image_mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    halved = per_image_mean + 0.5 * (images - per_image_mean)  # the mean kept, every deviation halved
+    np.testing.assert_allclose(contrast_per_image(images, halved).numpy(), 0.5, atol=0.01)  # 8-bit rounding only
+    grey = per_image_mean.expand_as(images)  # what a model that averages to grey outputs
+    assert (contrast_per_image(images, grey) < 0.01).all()
+    flat = torch.full((1, 3, 8, 8), 0.5)
+    assert torch.isnan(contrast_per_image(flat, uint8_images(1, 8))).all()
 
 
 def test_bootstrap_interval_contains_the_mean_and_is_seeded():

@@ -78,11 +78,14 @@ def test_evaluate_writes_reconstructions_metrics_samples_and_summary(tmp_path, s
 
     # The per-image RMSE is that of the saved uint8 reconstruction, in test order.
     per_image = pd.read_csv(per_image_path)
-    assert list(per_image.columns) == ["image", "rmse", "psnr", "ssim", "r2_h0", "r2_h1", "rate"]
+    assert list(per_image.columns) == ["image", "rmse", "psnr", "ssim", "r2_h0", "r2_h1", "contrast", "rate"]
     assert per_image["image"].tolist() == list(range(N_TEST))
     difference = reconstructions.astype(np.float64) - test_images
     np.testing.assert_allclose(per_image["rmse"], np.sqrt((difference**2).mean(axis=(1, 2, 3))), rtol=1e-5)
     assert (per_image["r2_h0"] < 1).all()  # the stand-in blurs
+    contrast = reconstructions.reshape(N_TEST, -1).std(1) / test_images.reshape(N_TEST, -1).std(1)
+    np.testing.assert_allclose(per_image["contrast"], contrast, rtol=1e-4)  # of the saved uint8 reconstruction
+    assert (per_image["contrast"] < 1).all()  # blurring noise lowers its contrast
     assert per_image["rate"].isna().all()  # it has no posterior
 
     samples = np.load(out_dir / "samples.npy")
@@ -93,6 +96,7 @@ def test_evaluate_writes_reconstructions_metrics_samples_and_summary(tmp_path, s
     assert summary["n_test"] == N_TEST and summary["resolution"] == SIZE and summary["model"] == "lapcvae"
     assert summary["rmse_mean"] == pytest.approx(per_image["rmse"].mean())
     assert summary["rmse_std"] == pytest.approx(per_image["rmse"].std(ddof=1))
+    assert summary["contrast_median"] == pytest.approx(per_image["contrast"].median())
     low, high = summary["rmse_ci95"]
     assert low < summary["rmse_mean"] < high
     assert summary["parameters"] == 3 * 9 + 1

@@ -43,6 +43,7 @@ def write_eval(results: Path, lapcvae_gain: float, seeds: tuple[int, ...] = (0,)
                                       "ssim": rng.uniform(0.5, 0.9, N_TEST),
                                       "r2_h0": 0.2 * index + rng.normal(0, 0.05, N_TEST),
                                       "r2_h1": 0.3 + 0.2 * index + rng.normal(0, 0.05, N_TEST),
+                                      "contrast": rng.uniform(0.4, 1.1, N_TEST),
                                       "rate": rng.uniform(50, 80, N_TEST)})
             per_image_path = root / "metrics" / "per_image" / f"{RES}_{model}.csv"
             per_image_path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +107,7 @@ def test_report_holds_every_table_and_embeds_every_figure(tmp_path):
             assert f"{record['rmse_mean']:.2f} ± {record['rmse_std']:.2f}" in document
             assert f"[{record['rmse_ci95_lo']:.2f}, {record['rmse_ci95_hi']:.2f}]" in document
             assert f"{record['ssim_mean']:.3f}" in document
+            assert f"{record['contrast_median']:.3f}" in document  # Table 1's contrast column
         assert "not testable" in document  # one seed: no claim about the methods is tested
         assert "22.78 ± 4.64" in document and "THE PAPER" in document  # the paper's Table 1, labelled
         assert "84.39 ± 8.14" in document and "68.750" in document and "4.321" in document  # Table 2
