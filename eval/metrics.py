@@ -2,10 +2,13 @@
 
 Every metric is computed on the reconstruction as a saved image would hold it: clamped to [0, 1] and quantised
 to 8 bits (round(x * 255)), so the numbers match `reconstructions.npy` exactly. The paper's metric is the
-per-image square root of the MSE with pixels in [0, 255]; PSNR, SSIM, per-band R^2 and the rate are added:
+per-image square root of the MSE with pixels in [0, 255]; PSNR, SSIM, per-band R^2, contrast and the rate are
+added:
 - r2_h{k}: how much of the original's Laplacian band h_k (Eq. 6) the reconstruction reproduces, aligned:
   1 - |h_k(x_hat) - h_k(x)|^2 / |h_k(x)|^2. 1 is exact, 0 is no detail at all (a flat band), below 0 is detail
   in the wrong place. Unlike an energy ratio it cannot be fooled by high-frequency noise.
+- contrast: the reconstruction's pixel std over the original's; a model that averages to grey scores near 0,
+  which RMSE alone can hide (Table 1 reports its median over images).
 - rate: KL(q(z|x) || p(z)) in nats per image, the model's `rate(x)` (LapCVAE: summed over levels against the
   prior each level trained with; NaN for models without a posterior).
 """
