@@ -32,6 +32,11 @@ def write_override(tmp_path, content: dict) -> str:
         ({"data": {"celeba": {"download": "yes"}}}, r"data\.celeba\.download: 'yes' is not of type 'boolean'"),
         ({"lapcvae": {"64": {"kl_weights": [1.0, 1.0]}}}, r"lapcvae\.64\.kl_weights: has 2 entries but"),
         ({"data": {"resolutions": [96]}}, r"lapcvae\.96: data\.resolutions lists 96"),
+        # a model's own schedule is checked against the shared loop's schema (a $ref into train.schema.yaml)
+        ({"vae": {"64": {"train": {"schedule": {"decay": "step"}}}}},
+         r"vae\.64\.train\.schedule\.decay: 'step' is not one of"),
+        ({"lapcvae": {"128": {"train": {"schedule": {"warmup": 2}}}}},
+         r"lapcvae\.128\.train\.schedule\.warmup: 2 is greater than the maximum"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, override, message):
