@@ -99,7 +99,7 @@ class VAEGAN(EncoderDecoderModel):
     # Encoder and decoder gradients from one backward pass (training_step); False: one pass per objective, the
     # same gradients (tests and benchmarks/vaegan_backward.py compare).
     shared_backward = True
-    # True: every step updates every group, whatever the balancing rule says; models.flops sets it to count a full
+    # True: every step updates every group, whatever the balancing rule says; training.flops sets it to count a full
     # step, so that a trained model's FLOPs per image do not depend on where its weights sit against the rule.
     every_objective = False
 
@@ -221,7 +221,7 @@ class VAEGAN(EncoderDecoderModel):
         # The decoder's -L_GAN also flows into the discriminator's weights; the training loop applies each
         # objective's gradient to its own group only (models/interface.py), so it updates the decoder alone.
         decoder_loss = self.gamma * dis_l - (1.0 - self.gamma) * generated_bce
-        if shared_pass:  # one tensor for both groups: the loop takes its gradient once (models/training.py)
+        if shared_pass:  # one tensor for both groups: the loop takes its gradient once (training/loop.py)
             encoder_loss = decoder_loss = decoder_loss + self.kl_scale * self.kl_weight * kl  # not the decoder's
         else:
             encoder_loss = self.kl_scale * self.kl_weight * kl + dis_l

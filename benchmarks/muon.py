@@ -1,5 +1,5 @@
 """Muon's orthogonalisation per step, side by side: the reference Newton-Schulz matrix iteration (fp32 and the
-reference implementation's bf16) against `models.optimizers.orthogonalize` (the same map through one
+reference implementation's bf16) against `training.optimizers.orthogonalize` (the same map through one
 eigendecomposition of the Gram matrix), on the weight matrices of the default VAE at 64 and 128 px, whose linear
 layers dominate the optimizer's cost. Prints milliseconds per optimizer step (median of interleaved repeats), the
 ratio to the eigendecomposition form, and each form's relative distance to the float64 iteration.
@@ -18,7 +18,7 @@ import torch
 
 from baselines.vae import VAE, vae_config
 from core.params import load_params
-from models.optimizers import Muon, newton_schulz, orthogonalize
+from training.optimizers import Muon, newton_schulz, orthogonalize
 
 FORMS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "Newton-Schulz matrix iteration, fp32": newton_schulz,

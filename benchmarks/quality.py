@@ -22,10 +22,10 @@ import numpy as np
 import torch
 import yaml
 
-from baselines.train import BASELINES
 from core.params import load_params, validate
 from eval.metrics import contrast_per_image
-from eval.tuning import validation_rmse
+from studies.tuning import validation_rmse
+from training.baseline_jobs import BASELINES
 
 
 def apply_override(params: dict[str, Any], assignment: str) -> None:
@@ -56,7 +56,7 @@ def mean_rate(model: torch.nn.Module, images: np.ndarray, batch: int = 256) -> f
 
 def train(params: dict[str, Any], model: str, resolution: int, images: np.ndarray, work: Path) -> torch.nn.Module:
     if model == "lapcvae":
-        from models.train_lapcvae import train_level
+        from training.lapcvae_jobs import train_level
 
         coarser = None
         for level in reversed(range(params["lapcvae"][str(resolution)]["levels"])):
@@ -64,7 +64,7 @@ def train(params: dict[str, Any], model: str, resolution: int, images: np.ndarra
             network, _ = train_level(params, resolution, "lapcvae", level, coarser, images, out)
             coarser = out
         return network.cpu().eval()
-    from baselines.train import train_baseline
+    from training.baseline_jobs import train_baseline
 
     return train_baseline(params, model, resolution, images, work / "model.pt")[0].cpu().eval()
 

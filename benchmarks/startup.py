@@ -1,6 +1,6 @@
 """CPU seconds a fresh process spends on the two things that would import torch._dynamo: building an optimizer
-and taking its first step (the training loop's Adam, models/optimizers.py, against torch.optim.Adam, both fused),
-and counting the FLOPs of one training step (models.flops.FlopCounter against torch's FlopCounterMode). One
+and taking its first step (the training loop's Adam, training/optimizers.py, against torch.optim.Adam, both fused),
+and counting the FLOPs of one training step (training.flops.FlopCounter against torch's FlopCounterMode). One
 process each, interleaved, medians of one run.
 
 Every job of the DAG is a new process, so this is paid once per job: torch.optim imports torch._dynamo when an
@@ -36,12 +36,12 @@ print(imported - started, time.process_time() - before, "torch._dynamo" in sys.m
 # Each comparison: the suite's way first, torch's second.
 COMPARISONS = {
     "optimizer (every training job)": {
-        "the loop's Adam (models/optimizers.py)":
-            "from models.optimizers import Adam\nAdam(model.parameters(), lr=1e-3, fused=True).step()",
+        "the loop's Adam (training/optimizers.py)":
+            "from training.optimizers import Adam\nAdam(model.parameters(), lr=1e-3, fused=True).step()",
         "torch.optim.Adam": "from torch.optim import Adam\nAdam(model.parameters(), lr=1e-3, fused=True).step()",
     },
     "FLOP counter (every evaluation job)": {
-        "models.flops.FlopCounter": "from models.flops import FlopCounter\nwith FlopCounter():\n    step()",
+        "training.flops.FlopCounter": "from training.flops import FlopCounter\nwith FlopCounter():\n    step()",
         "torch's FlopCounterMode":
             "from torch.utils.flop_counter import FlopCounterMode\nwith FlopCounterMode(display=False):\n    step()",
     },

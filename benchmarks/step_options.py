@@ -18,7 +18,7 @@ import torch
 from train import RawStep, build, interleaved_medians
 
 from core.params import load_params
-from models.training import autocast_dtype
+from training.loop import autocast_dtype
 
 JOBS = [("vae", 64, None), ("lapcvae", 64, 0), ("vaegan", 64, None)]
 # RawStep options of the two variants of each comparison, the first the one the loop does not use (where it can).

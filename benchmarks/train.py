@@ -7,7 +7,7 @@ with levels k+1..K frozen, as in train-level; the VAE; the VAE/GAN), side by sid
   bf16 natively (CUDA, CPUs with AVX512-BF16/AMX), fused Adam, no per-step host copy (and torch.compile with
   --compile);
 - the speed-up, the fast step's FLOP rate as a fraction of the fp32 and the bf16 torch.mm rates measured in this
-  run (FLOPs of forward + backward counted by models.flops.FlopCounter, FlopCounterMode's count);
+  run (FLOPs of forward + backward counted by training.flops.FlopCounter, FlopCounterMode's count);
 - `fit/raw`: a whole `fit` call (`--fit-steps` steps, checkpoint included) in img/s over the fast raw step's.
 
     .venv/bin/python benchmarks/train.py [--steps 2] [--batch-size 16] [--resolutions 64 128] [--configs default]
@@ -31,15 +31,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from baselines.train import build_baseline
+from core.device import autocast_dtype, resolve_device
 from core.params import load_params
-from models.flops import FlopCounter
 from models.lapcvae import LapCVAE, LevelTrainable
-from models.training import (
-    autocast_dtype,
+from training.baseline_jobs import build_baseline
+from training.flops import FlopCounter
+from training.loop import (
     fit,
     make_optimizers,
-    resolve_device,
     set_gradients,
     uses_channels_last,
 )

@@ -28,7 +28,7 @@ TRAIN_ONE_JOB = "train_baseline"  # `lapcvae train-baseline --model NAME`: Class
 TRAIN_PER_LEVEL = "train_level"  # `lapcvae train-level`: one job per LapCVAE pyramid level, coarsest first
 RETRAIN_M = "retrain_m"  # `lapcvae retrain-m`: a trained LapCVAE's M networks retrained (Figure 8)
 # options["budget"] of a one-job model trained for LapCVAE's training FLOPs instead of budget.epochs
-# (baselines/train.py, lapcvae_flops_epochs).
+# (training/baseline_jobs.py, lapcvae_flops_epochs).
 BUDGET_LAPCVAE_FLOPS = "lapcvae_flops"
 
 
@@ -58,8 +58,8 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
     # The VAE's widths are matched to LapCVAE's parameter count, so LapCVAE's settings matter to it.
     ModelSpec("vae", "VAE", "baselines.vae:VAE", "vae", curve_column="reconstruction",
               params_also=("lapcvae.{res}",)),
-    # The same VAE trained for as many epochs as give it LapCVAE's training FLOPs (baselines/train.py): does LapCVAE
-    # still win when the VAE gets its compute, not only its epochs?
+    # The same VAE trained for as many epochs as give it LapCVAE's training FLOPs (training/baseline_jobs.py):
+    # does LapCVAE still win when the VAE gets its compute, not only its epochs?
     ModelSpec("vae_equal_flops", "VAE at LapCVAE's training FLOPs", "baselines.vae:VAE", "vae",
               curve_column="reconstruction", params_also=("lapcvae.{res}",), checkpoint_kind="vae",
               options={"budget": BUDGET_LAPCVAE_FLOPS}),

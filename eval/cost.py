@@ -4,14 +4,14 @@ A model is built by one or more training jobs (a LapCVAE: one job per level, coa
 retraining for `lapcvae_retrained_m`; a baseline: one job). For each job's checkpoint:
 
 - images seen = steps x min(batch_size, N), from the checkpoint's meta (the loop drops partial batches);
-- FLOPs per image = models.flops.FlopCounter's count (FlopCounterMode's, to the FLOP; 2 per multiply-add) of one
+- FLOPs per image = training.flops.FlopCounter's count (FlopCounterMode's, to the FLOP; 2 per multiply-add) of one
   training step, forward *and* the backward passes the loop runs (torch.autograd.grad of each objective with
   respect to its own parameter group), on a batch of 2 random images, halved. Frozen coarser LapCVAE levels cost
   their forward pass only, and each of VAE/GAN's three objectives is differentiated, as in
-  models.training._update, also those its balancing rule would skip at the trained weights (a full step: the
+  training.loop._update, also those its balancing rule would skip at the trained weights (a full step: the
   count must not depend on where the weights sit against the rule; the steps that skipped an update cost less).
   Adam's and RMSprop's element-wise updates are left out (a few FLOPs per parameter per step, negligible beside
-  the convolutions); Muon's Newton-Schulz iterations are not (models.flops.optimizer_step_flops: matrix products
+  the convolutions); Muon's Newton-Schulz iterations are not (training.flops.optimizer_step_flops: matrix products
   over every weight matrix, per step whatever the batch size), and count as the job's optimizer FLOPs.
 - train FLOPs = sum over jobs of FLOPs per image x images seen + optimizer FLOPs; train seconds = sum of the
   jobs' times.
@@ -34,7 +34,7 @@ from torch import nn
 
 from core.atomic import write_json
 from models.checkpoint import load_model
-from models.flops import optimizer_step_flops, training_step_flops
+from training.flops import optimizer_step_flops, training_step_flops
 
 logger = logging.getLogger(__name__)
 

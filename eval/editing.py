@@ -10,17 +10,15 @@ In pipeline mode (no --image) the commands pick a test face themselves: for the 
 sunglasses, whose eye region is painted over with the skin tone of its cheeks and forehead (Figure 1, right).
 
 This module holds the editing maths (masks, the coarse level, the two edits, compositing); the files an edit
-reads and writes and Figures 1 and 9 are in `eval.editing_figures`, whose names can still be imported from here.
+reads and writes and Figures 1 and 9 are in `eval.editing_figures`.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -124,7 +122,7 @@ def composite(variants: torch.Tensor, target: torch.Tensor, mask: np.ndarray) ->
     return torch.from_numpy(np.stack(blended)).float()  # (N, 3, H, W)
 
 
-def _check_model(model: nn.Module) -> None:
+def check_model(model: nn.Module) -> None:
     if not hasattr(model, "partial_sample"):
         raise ValueError(f"editing needs a LapCVAE checkpoint (results/models/<res>/lapcvae/level0.pt), "
                          f"got a {getattr(model, 'kind', type(model).__name__)} model")
@@ -135,7 +133,7 @@ def resample_region(model: nn.Module, image: torch.Tensor, edited: torch.Tensor,
                     fixed_levels: int, variants: int, seed: int) -> EditResult:
     """Keep `edited`'s coarse latents, sample `variants` completions, composite their region into the
     reconstruction of `image`. image, edited: (1, 3, H, W) in [0, 1] at the model's resolution; mask (H, W)."""
-    _check_model(model)
+    check_model(model)
     if image.shape != edited.shape or image.shape[0] != 1:
         raise ValueError(f"image {tuple(image.shape)} and edited {tuple(edited.shape)} must both be (1, 3, H, W)")
     if tuple(mask.shape) != tuple(image.shape[-2:]):
@@ -165,11 +163,3 @@ def region_resample(model: nn.Module, image: torch.Tensor, mask: np.ndarray, fix
                     seed: int) -> EditResult:
     """Figure 9: keep the image's own coarse levels and resample the masked region."""
     return resample_region(model, image, image, mask, fixed_levels, variants, seed)
-
-
-def __getattr__(name: str) -> Any:
-    """`from eval.editing import edit_figure` (or any name of eval.editing_figures) still works."""
-    members = vars(importlib.import_module("eval.editing_figures"))
-    if name in members and not name.startswith("__"):
-        return members[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

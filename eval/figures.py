@@ -161,7 +161,7 @@ def read_log(path: Path) -> pd.DataFrame:
         raise ValueError(f"training log {path} is not a readable CSV ({error}); retrain the model") from error
     if "step" not in log.columns:
         raise ValueError(f"training log {path} has no 'step' column (columns: {list(log.columns)}); "
-                         "it must come from models/training.py")
+                         "it must come from training/loop.py")
     return log
 
 

@@ -11,15 +11,13 @@ quality) and "with_original" (which better matches the original shown above them
 
 This module holds the study's vocabulary (experiments, a pair of key.csv, a response); the export is in
 `eval.study_export` (pairs, images, key.csv, study.html) and the analysis in `eval.study_analysis` (responses,
-binomial tests, agreement, table2.csv). Their names can still be imported from here.
+binomial tests, agreement, table2.csv).
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +55,3 @@ class Response:
     side: str
     response_ms: float
     chosen_model: str
-
-
-def __getattr__(name: str) -> Any:
-    """`from eval.human_study import export_study` (or any export or analysis name) still works."""
-    for module in ("eval.study_export", "eval.study_analysis"):
-        members = vars(importlib.import_module(module))
-        if name in members and not name.startswith("_"):
-            return members[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,8 +20,6 @@ from typing import Any
 import pandas as pd
 
 from core import registry
-from eval.ablations import report_section as ablations_report_section
-from eval.budget_curve import report_section as budget_curve_report_section
 from eval.paper import (
     PAPER_PIXELVAE_SAMPLING_BATCH,
     PAPER_PIXELVAE_SAMPLING_MINUTES,
@@ -39,6 +37,7 @@ from eval.report_blocks import (
     Paragraph,
     Table,
     across_seeds,
+    csv_table,
     display,
     engineering,
     number,
@@ -47,6 +46,7 @@ from eval.report_blocks import (
 )
 from eval.report_provenance import provenance_section
 from eval.report_render import render_html, render_markdown, write_text_atomically
+from eval.report_studies import ablations_section, budget_curve_section
 from eval.table import MIN_SEEDS, REFERENCES, paired_wilcoxon
 
 logger = logging.getLogger(__name__)
@@ -414,16 +414,6 @@ def figures_section(figures_dir: Path, resolutions: Sequence[int]) -> list[Block
     return blocks
 
 
-def csv_table(path: Path, caption: str, columns: Sequence[str] | None = None) -> Table:
-    """A CSV file as a report table (numbers rounded), keeping `columns` in that order when given."""
-    frame = pd.read_csv(path)
-    if columns:
-        frame = frame[[column for column in columns if column in frame.columns]]
-    rows = [[number(value, 3) if isinstance(value, float) else str(value) for value in record]
-            for record in frame.itertuples(index=False)]
-    return Table([str(column) for column in frame.columns], rows, caption)
-
-
 def neighbours_section(neighbours_dir: Path, resolutions: Sequence[int]) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Nearest neighbours (memorisation check)")]
     for res in resolutions:
@@ -474,8 +464,8 @@ def build_report(params: Mapping[str, Any], results: Path, prepared: Path) -> li
         *figures_section(results / "figures", resolutions),
         *neighbours_section(results / "neighbours", resolutions),
         *human_study_section(results / "human_study" / "table2.csv"),
-        *budget_curve_report_section(results),  # eval/budget_curve.py: only when `snakemake budget_curve` ran
-        *ablations_report_section(results),  # eval/ablations.py: only when `snakemake ablations` ran
+        *budget_curve_section(results),  # only when `snakemake budget_curve` ran
+        *ablations_section(results),  # only when `snakemake ablations` ran
         *provenance_section(params, results, prepared),
     ]
 

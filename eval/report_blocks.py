@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,3 +102,13 @@ def across_seeds(record: Mapping[str, Any], column: str, digits: int = 2) -> str
     if spread is None or pd.isna(spread):
         return number(value, digits)
     return f"{number(value, digits)} ± {number(spread, digits)} ({int(n_seeds)})"
+
+
+def csv_table(path: Path, caption: str, columns: Sequence[str] | None = None) -> Table:
+    """A CSV file as a report table (numbers rounded), keeping `columns` in that order when given."""
+    frame = pd.read_csv(path)
+    if columns:
+        frame = frame[[column for column in columns if column in frame.columns]]
+    rows = [[number(value, 3) if isinstance(value, float) else str(value) for value in record]
+            for record in frame.itertuples(index=False)]
+    return Table([str(column) for column in frame.columns], rows, caption)

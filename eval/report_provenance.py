@@ -14,6 +14,7 @@ import torch
 import yaml
 
 from core import registry
+from core.device import cpu_has_native_bf16
 from core.params import REPO_ROOT
 from eval.plotting import MODELS
 from eval.report_blocks import (
@@ -28,7 +29,6 @@ from eval.report_blocks import (
     number,
     read_json,
 )
-from models.training import cpu_has_native_bf16
 
 
 def git_commit() -> str:

@@ -1,6 +1,6 @@
 """The contracts every model of the suite honours, so that training and evaluation treat them alike.
 
-- `Trainable`: what the one training loop (models/training.py) needs from a model.
+- `Trainable`: what the one training loop (training/loop.py) needs from a model.
 - `GenerativeModel`: what evaluation, figures, editing and the human study need from a trained model.
 Images are float tensors in [0, 1] of shape (N, 3, H, W) on both sides of every interface.
 """

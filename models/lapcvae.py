@@ -12,7 +12,7 @@ Level k = 0..K (finest first, like `models.pyramid.laplacian_pyramid`) is one VA
 Images are float in [0, 1]; high-frequency levels h_k (k < K) are signed, roughly in [-1, 1].
 
 `JointTrainable` trains every level at once (Eq. 12 summed over the levels, end to end), the alternative to
-greedy training (`LevelTrainable`) that the ablations compare (eval/ablations.py).
+greedy training (`LevelTrainable`) that the ablations compare (studies/ablations.py).
 
 A model may hold only its `trained_levels` coarsest levels (greedy training, coarsest first): the checkpoint
 written after training level k holds levels k..K; `level0.pt` is the whole model.

@@ -1,4 +1,4 @@
-"""Ablations (eval/ablations.py): joint training, the decoder's conditioning (Eq. 10 / 11), time to target, DAG."""
+"""Ablations (studies/ablations.py): joint training, the decoder's conditioning (Eq. 10 / 11), time to target, DAG."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 import torch
 from conftest import dry_run_job_counts, with_random_band_outputs
 
-from eval.ablations import compare_training, time_to_target
 from models import lapcvae as lapcvae_module
 from models.lapcvae import JointTrainable, LapCVAE, LevelTrainable
 from models.pyramid import laplacian_pyramid
-from models.training import fit
+from studies.ablations import compare_training, time_to_target
+from training.loop import fit
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -13,7 +13,7 @@ import torch
 from baselines.vae import VAE, count_widths, lapcvae_parameter_count, sample_prior, vae_config
 from baselines.vaegan import VAEGAN
 from core.params import load_params
-from models.training import fit
+from training.loop import fit
 
 BALANCE_OFF = {"enabled": False, "margin": 0.35, "equilibrium": 0.68}
 
@@ -220,8 +220,8 @@ def test_vae_loss_is_pixel_sse_plus_weighted_kl_in_nats(kl_weight: float) -> Non
 
 
 def test_paper_vaegan_trains_with_rmsprop_and_weight_decay() -> None:
-    from models.optimizers import RMSprop
-    from models.training import make_optimizers
+    from training.loop import make_optimizers
+    from training.optimizers import RMSprop
 
     params = load_params("config/paper.yaml")
     settings = {**params["train"], **params["vaegan"]["64"]["train"]}

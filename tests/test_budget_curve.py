@@ -10,7 +10,8 @@ import pytest
 from conftest import dry_run_job_counts
 
 from core.params import load_params, validate
-from eval.budget_curve import across_seeds, budget_epochs, combine, curve, pca_rmse
+from eval.report_studies import budget_curve_seed_means
+from studies.budget_curve import budget_epochs, combine, curve, pca_rmse
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_pca_line_is_the_best_linear_code_of_lapcvae_s_latent_size(tiny_params, 
 def test_points_average_over_seeds_with_their_spread():
     table = pd.DataFrame({"model": ["vae"] * 4, "seed": [0, 1, 0, 1], "factor": [1, 1, 2, 2], "epochs": [6, 6, 12, 12],
                           "rmse_mean": [16.0, 18.0, 14.0, 14.0], "train_flops": [1.0, 1.0, 2.0, 2.0]})
-    summary = across_seeds(table).set_index("factor")
+    summary = budget_curve_seed_means(table).set_index("factor")
     assert summary.loc[1, "rmse_mean"] == 17.0 and summary.loc[1, "rmse_seed_std"] == pytest.approx(2 ** 0.5)
     assert summary.loc[2, "rmse_seed_std"] == 0.0 and list(summary["n_seeds"]) == [2, 2]
     assert list(summary["epochs"]) == [6, 12] and "seed" not in summary.columns

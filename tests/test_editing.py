@@ -16,14 +16,12 @@ from eval.editing import (
     box_slices,
     coarse_edit,
     coarse_image,
-    load_edited_coarse,
-    load_mask,
     paint_box,
-    pick_sunglasses_face,
     region_resample,
     skin_tone,
     with_coarse_image,
 )
+from eval.editing_figures import load_edited_coarse, load_mask, pick_sunglasses_face
 from models.checkpoint import save_model
 from models.lapcvae import LapCVAE
 from workflow.commands.editing import edit_coarse_main, edit_region_main

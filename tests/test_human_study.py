@@ -13,8 +13,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from eval.human_study import fleiss_kappa, read_key
 from eval.plotting import DISPLAY_NAMES
+from eval.study_analysis import fleiss_kappa, read_key
 from workflow.commands.study import analyze_main, export_main
 
 RESOLUTION = 16

@@ -19,7 +19,7 @@ from eval.metrics import (
     rmse_per_image,
     ssim_per_image,
 )
-from models.flops import count_flops
+from training.flops import count_flops
 
 
 def uint8_images(n: int, size: int, seed: int = 0) -> torch.Tensor:

@@ -6,7 +6,7 @@ import torch
 
 from baselines.pixelvae import MaskedConv2d, PixelVAE
 from core.params import load_params
-from models.training import fit
+from training.loop import fit
 
 TINY = {"resolution": 16, "latent_dim": 4, "widths": [4, 8], "condition_channels": 3, "pixelcnn_hidden": 6,
         "pixelcnn_layers": 3, "first_kernel": 5, "kernel": 3, "kl_weight": 0.01, "sample_temperature": 1.0}

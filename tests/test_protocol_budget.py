@@ -8,7 +8,7 @@ import pytest
 
 from core.params import ParamsError, load_params, train_settings, validate
 from core.registry import level_checkpoint, training_jobs
-from models.train_lapcvae import level_settings
+from training.lapcvae_jobs import level_settings
 from workflow.pipeline import training_checkpoints
 
 
@@ -71,7 +71,7 @@ def test_retraining_m_takes_its_own_epochs_rate_and_optimizer():
     """lapcvae.retrain_m's epochs, lr and optimizer override LapCVAE's own settings (the workflow's retrain-m job
     and the ablations both read them here); without an optimizer of its own it keeps LapCVAE's."""
     from core.params import train_settings
-    from models.train_lapcvae import retrain_m_settings
+    from training.lapcvae_jobs import retrain_m_settings
 
     params = load_params()
     retrain = params["lapcvae"]["retrain_m"]

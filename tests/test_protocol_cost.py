@@ -11,15 +11,15 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from baselines.train import BASELINES, build_baseline, lapcvae_flops_epochs, train_baseline
 from baselines.vae import VAE
 from core.params import load_params
 from eval.cost import training_cost
-from models import flops
 from models.checkpoint import save_model
-from models.flops import count_flops, training_step_flops
 from models.lapcvae import LapCVAE, LevelTrainable
-from models.train_lapcvae import train_level
+from training import flops
+from training.baseline_jobs import BASELINES, build_baseline, lapcvae_flops_epochs, train_baseline
+from training.flops import count_flops, training_step_flops
+from training.lapcvae_jobs import train_level
 
 
 def test_vae_training_step_costs_about_three_forward_passes(tmp_path):
@@ -37,7 +37,7 @@ def test_vae_training_step_costs_about_three_forward_passes(tmp_path):
 def test_muon_s_newton_schulz_products_count_in_the_training_flops(tmp_path):
     """Muon multiplies matrices every step whatever the batch: the cost adds what FlopCounterMode measures in one
     optimizer step (batch-independent) and its eigendecompositions, times the job's steps; Adam adds nothing."""
-    from models.optimizers import EIGH_FLOPS_PER_CUBE, Muon, muon_step_flops
+    from training.optimizers import EIGH_FLOPS_PER_CUBE, Muon, muon_step_flops
 
     torch.manual_seed(0)
     model = VAE(resolution=16, latent_dim=5, widths=[4, 8], kl_weight=1.0)
@@ -115,7 +115,7 @@ def test_the_vae_at_lapcvae_s_flops_trains_fewer_epochs_where_its_step_costs_mor
     """With Muon the default VAE's step costs more than LapCVAE's levels' on Adam (its largest matrices are
     larger): the matched row then trains fewer epochs than the budget rule, as many as LapCVAE's FLOPs buy."""
     from core.params import train_settings
-    from models.flops import lapcvae_step_flops, training_image_flops
+    from training.flops import lapcvae_step_flops, training_image_flops
 
     params = load_params()
     params["vae"]["64"]["train"]["optimizer"] = "muon"
@@ -130,7 +130,7 @@ def test_the_vae_at_lapcvae_s_flops_trains_fewer_epochs_where_its_step_costs_mor
 
 
 class TorchsFlopCounter(FlopCounterMode):
-    """torch's FlopCounterMode behind models.flops.FlopCounter's interface: the reference the suite's counter
+    """torch's FlopCounterMode behind training.flops.FlopCounter's interface: the reference the suite's counter
     must equal."""
 
     def __init__(self) -> None:
@@ -175,7 +175,7 @@ def test_counting_flops_does_not_import_torch_dynamo_unlike_flopcountermode(coun
     script = (
         "import sys, torch\n"
         "from baselines.vae import VAE\n"
-        "from models import flops\n"
+        "from training import flops\n"
         "from torch.utils.flop_counter import FlopCounterMode\n"
         "class Torchs(FlopCounterMode):\n"
         "    __init__ = lambda self: super().__init__(display=False)\n"

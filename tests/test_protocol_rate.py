@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 
 from baselines.vae import VAE
-from eval.rate_distortion import rate_per_image, scaled
 from models.blocks import kl_diagonal_gaussians
 from models.lapcvae import LapCVAE
 from models.pyramid import laplacian_pyramid
+from studies.rate_distortion import rate_per_image, scaled
 
 TINY = {"resolution": 16, "levels": 2, "latent_dims": [4, 3], "kl_weights": [0.1, 1.0], "widths": [4, 8],
         "feature_size": 2, "m_hidden": 6}

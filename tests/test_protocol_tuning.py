@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from core.params import load_params
-from eval.tuning import candidate_factors, candidates, override_file, tune, validation_rmse
 from models.checkpoint import load_model
+from studies.tuning import candidate_factors, candidates, override_file, tune, validation_rmse
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from baselines.vae import VAE
 from core.params import ParamsError, deep_merge, load_params, validate
 from data.celeba import extract
 from data.prepare import Crop, prepare
-from eval.human_study import csv_records
+from eval.study_analysis import csv_records
 from models import checkpoint
 from models.lapcvae import LapCVAE
 from workflow import cli, locks

@@ -21,7 +21,7 @@ from core import registry
 from core.params import load_params
 from core.registry import checkpoint, level_checkpoint, seed_results
 from eval.references import build_references
-from models.training import derive_seed
+from training.loop import derive_seed
 from workflow.pipeline import levels
 
 REPO = Path(__file__).resolve().parent.parent

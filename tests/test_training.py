@@ -1,4 +1,4 @@
-"""The shared training loop (models/training.py): resume, NaN handling, gradient routing, logs, DDP on gloo."""
+"""The shared training loop (training/loop.py): resume, NaN handling, gradient routing, logs, DDP on gloo."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-from models import optimizers, training
+from core import device as device_module
 from models.checkpoint import load_checkpoint
 from models.interface import StepResult
 from models.lapcvae import LapCVAE, LevelTrainable
-from models.training import NonFiniteLossError, fit, steps_per_epoch
+from training import loop as training
+from training import optimizers
+from training.loop import NonFiniteLossError, fit, steps_per_epoch
 
 SETTINGS = {"lr": 1e-3, "batch_size": 4, "epochs": 2, "log_every": 1, "bf16": False, "grad_clip": 1.0}
 
@@ -155,7 +157,7 @@ def test_a_resume_file_is_continued_only_by_the_run_that_made_it(
     tmp_path: Path, change: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
     data = train_images()
-    with caplog.at_level(logging.INFO, logger="models.training"):
+    with caplog.at_level(logging.INFO, logger="training.loop"):
         output, per_epoch = interrupted_then_resumed(tmp_path, data, change)
     part = {"kl_weights": "model config", "coarser weights": "fixed weights", "data": "data"}[change]
     assert any("starting over" in record.message and part in record.message for record in caplog.records)
@@ -164,7 +166,7 @@ def test_a_resume_file_is_continued_only_by_the_run_that_made_it(
 
 
 def test_an_unchanged_rerun_resumes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="models.training"):
+    with caplog.at_level(logging.INFO, logger="training.loop"):
         interrupted_then_resumed(tmp_path, train_images(), "nothing")
     assert any("resuming" in record.message for record in caplog.records)
 
@@ -184,7 +186,7 @@ def test_a_changed_weight_shape_starts_over_without_a_traceback(tmp_path: Path) 
 
 @pytest.mark.parametrize("change", ["keep csv", "delete csv"])
 def test_the_curve_is_complete_after_a_resume(tmp_path: Path, change: str, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="models.training"):
+    with caplog.at_level(logging.INFO, logger="training.loop"):
         output, per_epoch = interrupted_then_resumed(tmp_path, train_images(), change)
     assert any("resuming" in record.message for record in caplog.records)
     with output.with_name("level0.log.csv").open() as handle:
@@ -200,7 +202,7 @@ def test_bf16_and_fp32_training_reach_similar_losses(tmp_path: Path, monkeypatch
     stay fp32, so after a few steps the losses agree to a few percent. Forced on here even on CPUs without native
     bf16 (emulated, slow, but this model is tiny) so the path is tested everywhere.
     """
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
     data, losses = train_images(16), {}
     for bf16 in (False, True):
         trainable = level_trainable()
@@ -220,7 +222,7 @@ def test_the_fp32_profile_trains_every_model_in_fp32_where_the_default_autocasts
     from core import registry
     from core.params import REPO_ROOT, load_params, train_settings
 
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
     cpu = torch.device("cpu")
     for profile, expected in (((), torch.bfloat16), ((REPO_ROOT / "config" / "fp32.yaml",), None)):
         params = load_params(*profile)
@@ -228,13 +230,13 @@ def test_the_fp32_profile_trains_every_model_in_fp32_where_the_default_autocasts
                 for name in registry.models_at(params, res)}
         assert {section for section, _ in jobs} == set(registry.params_sections())  # every trained model
         for section, res in jobs:  # each with `train` overrides of its own, which the profile must not miss
-            assert training.autocast_dtype(cpu, train_settings(params, section, res)["bf16"]) is expected
+            assert device_module.autocast_dtype(cpu, train_settings(params, section, res)["bf16"]) is expected
 
 
 def test_a_resumed_bf16_run_matches_an_uninterrupted_one_bitwise(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(training, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
     data, settings = train_images(), {**SETTINGS, "bf16": True}
     per_epoch = steps_per_epoch(len(data), settings["batch_size"])
     whole = level_trainable()
@@ -414,7 +416,7 @@ def test_a_training_job_does_not_import_torch_dynamo(tmp_path: Path) -> None:
     script = (
         "import sys, numpy as np, torch\n"
         "from models.lapcvae import LapCVAE, LevelTrainable\n"
-        "from models.training import fit\n"
+        "from training.loop import fit\n"
         "model = LapCVAE(resolution=8, levels=2, latent_dims=[4, 3], kl_weights=[0.1, 1.0], widths=[4, 8],"
         " feature_size=2, m_hidden=6, use_m=True)\n"
         "images = np.random.default_rng(0).integers(0, 256, (8, 3, 8, 8), dtype=np.uint8)\n"

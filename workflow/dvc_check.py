@@ -35,7 +35,7 @@ import yaml
 from core import registry
 from workflow.pipeline import CODE_USED, params_used
 
-CODE_PACKAGES = ("core", "data", "models", "baselines", "eval", "workflow")
+CODE_PACKAGES = ("core", "workflow", *sorted({package for packages in CODE_USED.values() for package in packages}))
 SNAKEMAKE = ["snakemake", "--cores", "all"]
 
 

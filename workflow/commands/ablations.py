@@ -1,4 +1,4 @@
-"""`lapcvae ablations train|table`: greedy against joint training and the decoder's conditioning (eval/ablations.py).
+"""`lapcvae ablations train|table`: greedy against joint training and the decoder's conditioning (studies/ablations.py).
 
     lapcvae ablations train --res 64 --variant joint_latents --train data/prepared/64/train.npy \\
         --val data/prepared/64/val.npy --out-dir results/ablations/64/joint_latents
@@ -12,14 +12,14 @@ import argparse
 import logging
 
 from data.arrays import load_image_array
-from eval.ablations import ablation_table, parse_variant, read_records, train_variant, write_tables
+from studies.ablations import ablation_table, parse_variant, read_records, train_variant, write_tables
 from workflow.commands import add_params_arguments, add_split_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)
 
 
 def ablations_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae ablations", description=doc_summary("eval.ablations"))
+    parser = argparse.ArgumentParser(prog="lapcvae ablations", description=doc_summary("studies.ablations"))
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train one variant (and retrain its M networks)")
     add_params_arguments(train)

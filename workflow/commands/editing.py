@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.device import resolve_device
 from eval.editing import (
     EditResult,
-    _check_model,
     box_mask,
+    check_model,
     coarse_edit,
     coarse_image,
     paint_box,
@@ -36,7 +37,6 @@ from eval.editing_figures import (
 from eval.metrics import load_images
 from eval.plotting import save_figure
 from models.checkpoint import load_model
-from models.training import resolve_device
 from workflow.commands import add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def _parser(command: str, description: str) -> argparse.ArgumentParser:
 
 def _load_editing_model(args: argparse.Namespace, params: Mapping[str, Any]) -> nn.Module:
     model = load_model(args.checkpoint, resolve_device(params["device"]))
-    _check_model(model)
+    check_model(model)
     if args.res is not None and args.res != model.config["resolution"]:
         raise ValueError(f"--res {args.res} but {args.checkpoint} is a {model.config['resolution']} px model: "
                          "pass the checkpoint of that resolution")

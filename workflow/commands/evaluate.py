@@ -18,6 +18,7 @@ from core.atomic import save_npy as atomic_save_npy
 from core.atomic import write_csv as atomic_write_csv
 from core.atomic import write_json as atomic_write_json
 from core.atomic import write_text as write_text_atomically
+from core.device import resolve_device
 from eval.cost import write_training_cost
 from eval.fid import sample_quality
 from eval.metrics import (
@@ -31,8 +32,7 @@ from eval.metrics import (
     to_uint8,
 )
 from models.checkpoint import load_model, pyramid_train_seconds
-from models.flops import count_flops
-from models.training import resolve_device
+from training.flops import count_flops
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)

@@ -1,8 +1,9 @@
 """`lapcvae references`, `training-cost`, `tune`, `rate-distortion`, `budget-curve`(`-plot`): the comparison
 protocol's command lines.
 
-Library: eval/references.py, eval/cost.py, eval/tuning.py, eval/rate_distortion.py, eval/budget_curve.py (README,
-"How models are compared"). Each `*_main(argv)` parses its options and calls library functions with plain arguments.
+Library: eval/references.py, eval/cost.py, studies/tuning.py, studies/rate_distortion.py, studies/budget_curve.py
+(README, "How models are compared"). Each `*_main(argv)` parses its options and calls library functions with plain
+arguments.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from core.atomic import write_csv as atomic_write_csv
 from core.atomic import write_json as atomic_write_json
 from core.atomic import write_text as atomic_write_text
 from data.arrays import load_image_array
-from eval import budget_curve
 from eval.cost import write_training_cost
-from eval.rate_distortion import plot, sweep
 from eval.references import REFERENCES, build_references, evaluate_reference
-from eval.tuning import override_file, tune
+from studies import budget_curve
+from studies.rate_distortion import plot, sweep
+from studies.tuning import override_file, tune
 from workflow.commands import add_params_arguments, add_split_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def training_cost_main(argv: list[str] | None = None) -> None:
 
 
 def tune_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae tune", description=doc_summary("eval.tuning"))
+    parser = argparse.ArgumentParser(prog="lapcvae tune", description=doc_summary("studies.tuning"))
     add_params_arguments(parser)
     add_split_arguments(parser, "train", "val")
     parser.add_argument("--out-dir", required=True, help="writes {res}.csv, {res}.json, {res}.yaml here")
@@ -92,7 +93,7 @@ def tune_main(argv: list[str] | None = None) -> None:
 
 def rate_distortion_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lapcvae rate-distortion",
-                                     description=doc_summary("eval.rate_distortion"))
+                                     description=doc_summary("studies.rate_distortion"))
     add_params_arguments(parser)
     add_split_arguments(parser, "train", "test")
     parser.add_argument("--work-dir", required=True, help="where the swept models' checkpoints go")
@@ -107,7 +108,7 @@ def rate_distortion_main(argv: list[str] | None = None) -> None:
 
 
 def budget_curve_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae budget-curve", description=doc_summary("eval.budget_curve"))
+    parser = argparse.ArgumentParser(prog="lapcvae budget-curve", description=doc_summary("studies.budget_curve"))
     add_params_arguments(parser)
     add_split_arguments(parser, "train", "val", "test")
     parser.add_argument("--model", required=True, choices=["vae", "vaegan", "lapcvae"], help="the model to retrain")
@@ -123,7 +124,7 @@ def budget_curve_main(argv: list[str] | None = None) -> None:
 
 
 def budget_curve_plot_main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lapcvae budget-curve-plot", description=doc_summary("eval.budget_curve"))
+    parser = argparse.ArgumentParser(prog="lapcvae budget-curve-plot", description=doc_summary("studies.budget_curve"))
     add_params_arguments(parser)
     add_split_arguments(parser, "train", "test")  # PCA's reference line: fitted on train, scored on test
     parser.add_argument("--tables", nargs="+", required=True, help="the models' curves (lapcvae budget-curve)")

@@ -16,9 +16,9 @@ from torchvision.utils import make_grid
 
 from core.atomic import save_image
 from core.atomic import save_npy as atomic_save_npy
+from core.device import resolve_device
 from data.arrays import load_image_array
 from models.checkpoint import load_model
-from models.training import resolve_device
 from workflow.commands import add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)

@@ -10,11 +10,11 @@ import logging
 import os
 from pathlib import Path
 
-from baselines.train import BASELINES, load_train_images, train_baseline
 from models.checkpoint import add_meta, load_checkpoint, load_model, pyramid_train_seconds
 from models.lapcvae import LapCVAE, PriorRetrainer
-from models.train_lapcvae import VARIANTS, load_images, resolution_params, retrain_m_settings, train_level
-from models.training import derive_seed, fit
+from training.baseline_jobs import BASELINES, load_train_images, train_baseline
+from training.lapcvae_jobs import VARIANTS, load_images, resolution_params, retrain_m_settings, train_level
+from training.loop import derive_seed, fit
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def retrain_m_main(argv: list[str] | None = None) -> None:
 
 def train_baseline_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lapcvae train-baseline",
-                                     description=doc_summary("baselines.train", paragraph=True))
+                                     description=doc_summary("training.baseline_jobs", paragraph=True))
     add_params_arguments(parser)
     parser.add_argument("--model", required=True, choices=sorted(BASELINES), help="which baseline to train")
     parser.add_argument("--res", required=True, type=int, help="image resolution in pixels, e.g. 64")

@@ -1,4 +1,4 @@
-# Ablations (eval/ablations.py), not part of `all`:
+# Ablations (studies/ablations.py), not part of `all`:
 #   snakemake ablations --cores all   -> results/ablations/{res}.{csv,json}
 # One job per variant (<greedy|joint>_<latents|image|both>: training, then retrain-M), then one table per resolution.
 ABLATION_RES = [str(res) for res in config["ablations"]["resolutions"]]

@@ -7,7 +7,7 @@
         --out results/models/64/lapcvae/retrained_m.pt
 
 Levels train coarsest first: the checkpoint of level k holds levels k..K and seeds the job of level k - 1.
-`train_joint` trains all levels in one job instead (the ablation of greedy training, eval/ablations.py).
+`train_joint` trains all levels in one job instead (the ablation of greedy training, studies/ablations.py).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from core.params import train_settings
 from data.arrays import load_image_array
 from models.checkpoint import load_checkpoint
 from models.lapcvae import LapCVAE
-from models.training import derive_seed
+from training.loop import derive_seed
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def train_level(params: dict[str, Any], resolution: int, variant: str, level: in
     """Train level `level` of a LapCVAE variant on its frozen coarser levels into `out` (greedy training,
     coarsest first); returns levels level..K and fit's metadata. validate(model) -> values: see `fit`."""
     from models.lapcvae import LevelTrainable
-    from models.training import fit
+    from training.loop import fit
 
     model = build_level_model(params, resolution, variant, level, coarser)
     meta = fit(LevelTrainable(model, level), images, settings=level_settings(params, resolution, level),
@@ -128,7 +128,7 @@ def train_joint(params: dict[str, Any], resolution: int, images: np.ndarray, out
     """Train every level of LapCVAE (with M) in one job, end to end (`JointTrainable`: Eq. 12 summed over the
     levels, the same kl_weights), for budget.epochs with LapCVAE's training settings; returns it and fit's meta."""
     from models.lapcvae import JointTrainable
-    from models.training import fit
+    from training.loop import fit
 
     level_params = resolution_params(params, resolution)
     torch.manual_seed(derive_seed(params["seed"], "lapcvae-joint-init", resolution))

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from core import atomic
-from eval.tuning import train_model, validation_rmse
+from studies.tuning import train_model, validation_rmse
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """FLOPs of one training step per image (2 per multiply-add), the unit of the suite's compute budgets: Table 1's
-training FLOPs (eval/cost.py), the ablations (eval/ablations.py) and the VAE trained with LapCVAE's training FLOPs
-(baselines/train.py); and the counter behind them and behind Table 1's FLOPs per reconstruction."""
+training FLOPs (eval/cost.py), the ablations (studies/ablations.py) and the VAE trained with LapCVAE's training FLOPs
+(training/baseline_jobs.py); and the counter behind them and behind Table 1's FLOPs per reconstruction."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from models.optimizers import muon_step_flops
+from training.optimizers import muon_step_flops
 
 FLOP_BATCH = 2  # batch norm needs more than one image per batch in training mode
 

@@ -41,7 +41,7 @@ def lapcvae_flops_epochs(params: Mapping[str, Any], model: str, resolution: int)
     each model's batch, so a model whose step costs more than LapCVAE's levels' (the VAE on Muon, whose largest
     matrices are larger) trains fewer epochs than the budget rule's."""
     from core.params import train_settings
-    from models.flops import lapcvae_step_flops, training_image_flops
+    from training.flops import lapcvae_step_flops, training_image_flops
 
     epochs = int(params["budget"]["epochs"])
     settings = train_settings(params, registry.spec(model).params_section, resolution)
@@ -64,7 +64,7 @@ def train_baseline(params: Mapping[str, Any], model: str, resolution: int, image
     import torch
 
     from core.params import train_settings
-    from models.training import derive_seed, fit  # imported here so that `--help` stays fast
+    from training.loop import derive_seed, fit  # imported here so that `--help` stays fast
 
     settings = train_settings(params, registry.spec(model).params_section, resolution)
     if model in registry.flops_matched():

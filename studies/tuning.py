@@ -95,7 +95,7 @@ def short_budget(params: Mapping[str, Any], epochs: int) -> dict[str, Any]:
 def train_baseline(params: dict[str, Any], model: str, resolution: int, train_images: np.ndarray,
                    out: Path) -> nn.Module:
     """Train the VAE or VAE/GAN that `params` describes with the shared loop; returns it (eval mode)."""
-    from baselines.train import train_baseline as train_one_job
+    from training.baseline_jobs import train_baseline as train_one_job
 
     return train_one_job(params, model, resolution, train_images, out)[0].cpu().eval()
 
@@ -103,7 +103,7 @@ def train_baseline(params: dict[str, Any], model: str, resolution: int, train_im
 def train_level(params: dict[str, Any], resolution: int, level: int, coarser: Path | None,
                 train_images: np.ndarray, out: Path) -> nn.Module:
     """Train LapCVAE's level `level` (with M) on the coarser levels' checkpoint; returns levels level..K."""
-    from models.train_lapcvae import train_level as train_one_level
+    from training.lapcvae_jobs import train_level as train_one_level
 
     return train_one_level(params, resolution, "lapcvae", level, coarser, train_images, out)[0].cpu().eval()
 

@@ -31,7 +31,8 @@ from core import atomic
 from eval.cost import training_cost
 from eval.plotting import DISPLAY_NAMES
 from eval.references import build_references
-from eval.tuning import short_budget, train_model, validation_rmse
+from eval.report_studies import budget_curve_seed_means
+from studies.tuning import short_budget, train_model, validation_rmse
 
 logger = logging.getLogger(__name__)
 
@@ -72,16 +73,6 @@ def pca_rmse(params: dict[str, Any], resolution: int, train_images: np.ndarray, 
     return validation_rmse(pca, test_images)
 
 
-def across_seeds(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, factor): the mean over training seeds of every number, test RMSE's std across them
-    (NaN with one seed) and the number of seeds."""
-    groups = table.groupby(["model", "factor"], sort=False)
-    means = groups.mean(numeric_only=True).drop(columns="seed")
-    means["rmse_seed_std"] = groups["rmse_mean"].std()
-    means["n_seeds"] = groups.size()
-    return means.reset_index()
-
-
 def plot(table: pd.DataFrame, resolution: int, pca: float, path: str | Path) -> None:
     """Test RMSE (mean over seeds, std across them as bars) against training FLOPs (log scale), one line per
     model, points labelled with their epochs."""
@@ -91,7 +82,7 @@ def plot(table: pd.DataFrame, resolution: int, pca: float, path: str | Path) -> 
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(5.5, 4))
-    summary = across_seeds(table)
+    summary = budget_curve_seed_means(table)
     for model, rows in summary.groupby("model", sort=False):
         rows = rows.sort_values("train_flops")
         seeds = int(rows["n_seeds"].min())
@@ -118,30 +109,3 @@ def combine(tables: Sequence[pd.DataFrame], pca: float) -> pd.DataFrame:
     table = pd.concat(list(tables), ignore_index=True)
     table["rmse_over_pca"] = table["rmse_mean"] / pca
     return table
-
-
-def report_section(results: Path) -> list[Any]:
-    """The report's budget-curve tables (when `snakemake budget_curve` has run), as eval.report blocks."""
-    from eval.report import csv_table
-    from eval.report_blocks import Heading, Paragraph, display
-
-    paths = sorted((Path(results) / "metrics").glob("budget_curve_*.csv"))
-    if not paths:
-        return []
-    blocks: list[Any] = [Heading(2, "Budget curves: RMSE against the training budget")]
-    for path in paths:
-        res = path.stem.removeprefix("budget_curve_")
-        blocks.append(csv_table(path, f"{res}x{res}: each model retrained at `factor` x budget.epochs (every LapCVAE "
-                                      "level too) from each training seed; RMSE on the validation and test splits, "
-                                      "training FLOPs and seconds summed over the model's jobs; rmse_over_pca = test "
-                                      "RMSE / PCA's."))
-        ends = []
-        for model, rows in across_seeds(pd.read_csv(path)).groupby("model", sort=False):
-            rows = rows.sort_values("factor")
-            first, last = rows.iloc[0], rows.iloc[-1]
-            seeds = int(last["n_seeds"])
-            ends.append(f"{display(str(model))} {first['rmse_over_pca']:.2f}x PCA at {first['epochs']:g} epochs, "
-                        f"{last['rmse_over_pca']:.2f}x at {last['epochs']:g} (mean of {seeds} seed{'s' * (seeds > 1)})")
-        blocks.append(Paragraph(f"{res}x{res}: " + "; ".join(ends) + ". A curve still falling at the budget rule's "
-                                "point says that model's Table 1 row is limited by the budget, not by the model."))
-    return blocks

@@ -45,8 +45,8 @@ from core.atomic import atomic_path
 from eval.cost import images_seen
 from eval.metrics import atomic_write_csv, atomic_write_json, per_image_metrics, rate_per_image, rmse_per_image
 from models.checkpoint import load_model
-from models.flops import training_step_flops
 from models.lapcvae import CONDITIONING, JointTrainable, LapCVAE, LevelTrainable, PriorRetrainer
+from training.flops import training_step_flops
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def train_variant(params: Mapping[str, Any], resolution: int, variant: str, trai
 
     Returns the training record: jobs (checkpoint, seconds, images seen, FLOPs) and the validation curve.
     """
-    from models.train_lapcvae import train_joint, train_level
+    from training.lapcvae_jobs import train_joint, train_level
 
     training, conditioning = parse_variant(variant)
     trial = variant_params(params, resolution, conditioning)
@@ -137,8 +137,8 @@ def train_variant(params: Mapping[str, Any], resolution: int, variant: str, trai
             coarser = checkpoint
         _atomic_copy(out_dir / "level0.pt", out_dir / "model.pt")
 
-    from models.train_lapcvae import retrain_m_settings
-    from models.training import derive_seed, fit
+    from training.lapcvae_jobs import retrain_m_settings
+    from training.loop import derive_seed, fit
 
     settings = retrain_m_settings(trial, resolution)
 
@@ -239,7 +239,7 @@ def measure_test(model: nn.Module, test_images: np.ndarray) -> dict[str, float]:
 def ablation_table(records: Mapping[str, Mapping[str, Any]], work_dir: str | Path, val_images: np.ndarray,
                    test_images: np.ndarray, device: str = "cpu") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(one row per variant and per variant after retrain-M; greedy against joint per conditioning)."""
-    from models.training import resolve_device
+    from core.device import resolve_device
 
     rows = []
     for variant, record in records.items():
@@ -288,35 +288,3 @@ def read_records(work_dir: str | Path, variants: Sequence[str]) -> dict[str, dic
             raise FileNotFoundError(f"{path} is missing: run `lapcvae ablations train --variant {variant}` first")
         records[variant] = json.loads(path.read_text())
     return records
-
-
-def report_section(results: Path) -> list[Any]:
-    """The report's ablation tables (when `snakemake ablations` has run), as eval.report blocks."""
-    from eval.report import Heading, Paragraph, csv_table
-
-    paths = sorted((Path(results) / "ablations").glob("*.json"))
-    if not paths:
-        return []
-    blocks: list[Any] = [Heading(2, "Ablations: greedy against joint training, decoder conditioning")]
-    for path in paths:
-        res = path.stem
-        blocks.append(csv_table(path.with_suffix(".csv"),
-                                f"{res}x{res}: LapCVAE variants (<training>_<conditioning>; latents = Eq. 11, image = "
-                                "Eq. 10) on the test split; train seconds and FLOPs summed over each variant's jobs."))
-        comparison = json.loads(path.read_text()).get("greedy_vs_joint", [])
-        for row in comparison:
-            blocks.append(Paragraph(
-                f"{res}x{res}, conditioning {row['conditioning']}: to the validation RMSE "
-                f"{_number(row['target_val_rmse'], 2)} (the worse final one) greedy training took "
-                f"{_number(row['greedy_seconds_to_target'], 0)} s and {row['greedy_images_to_target']} images, joint "
-                f"training {_number(row['joint_seconds_to_target'], 0)} s and {row['joint_images_to_target']} images: "
-                f"greedy / joint = {_number(row['seconds_ratio_greedy_over_joint'], 2)} in time and "
-                f"{_number(row.get('flops_ratio_greedy_over_joint'), 2)} in training FLOPs (the paper's claim: greedy "
-                "training doubles the total training time, i.e. 2)."))
-    return blocks
-
-
-def _number(value: Any, digits: int) -> str:
-    """A JSON number for the report; None (a NaN written as null) as "n/a"."""
-    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
-
