@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from baselines.vae import check_conv_stack, sample_prior
 from models.blocks import ConvDecoder, ConvEncoder, kl_diagonal_gaussians, reparameterize
-from models.interface import StepResult
+from models.interface import StepResult, mark_io_layers
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class ConditionalPixelCNN(nn.Module):
             MaskedConv2d(hidden, hidden, kernel, "B") for _ in range(layers - 1)])
         self.condition = nn.Conv2d(condition_channels, hidden * layers, kernel_size=1)  # one bias map per layer
         self.to_mean = nn.Conv2d(hidden, 3, kernel_size=1)
+        mark_io_layers(self.layers[0], self.condition, self.to_mean)
         # How far the output at a pixel reaches: rows above and columns either side (the sum of kernel radii).
         self.context = first_kernel // 2 + (layers - 1) * (kernel // 2)
 

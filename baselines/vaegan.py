@@ -22,7 +22,7 @@ from torch.func import functional_call
 
 from baselines.vae import EncoderDecoderModel, check_conv_stack
 from models.blocks import ConvDecoder, ConvEncoder, conv_block, kl_diagonal_gaussians, reparameterize
-from models.interface import StepResult
+from models.interface import StepResult, mark_io_layers
 
 
 class Discriminator(nn.Module):
@@ -50,6 +50,7 @@ class Discriminator(nn.Module):
             nn.LeakyReLU(0.2),
             nn.Linear(hidden, 1),
         )
+        mark_io_layers(first[0], self.classify[1], self.classify[-1])
 
     def forward(self, images: torch.Tensor, features_only: bool = False) -> tuple[torch.Tensor | None, torch.Tensor]:
         """features_only: stop at conv `dis_layer` (the logit is None); what Dis_l needs, without the layers

@@ -13,8 +13,9 @@ retraining for `lapcvae_retrained_m`; a baseline: one job). For each job's check
   Adam's and RMSprop's element-wise updates are left out (a few FLOPs per parameter per step, negligible beside
   the convolutions); Muon's Newton-Schulz iterations are not (training.flops.optimizer_step_flops: matrix products
   over every weight matrix, per step whatever the batch size), and count as the job's optimizer FLOPs.
-- train FLOPs = sum over jobs of FLOPs per image x images seen + optimizer FLOPs; train seconds = sum of the
-  jobs' times.
+- network FLOPs = sum over jobs of FLOPs per image x images seen (the forward and backward passes: what the
+  equal-compute control matches); optimizer FLOPs = sum over jobs of the optimizer's; train FLOPs = both; train
+  seconds = sum of the jobs' times.
 
 Written by `lapcvae evaluate ... --training-checkpoints level3.pt ... level0.pt --cost .../cost.json` in the DAG
 (one job per model), or alone:
@@ -74,11 +75,13 @@ def training_cost(checkpoints: list[str | Path]) -> dict[str, Any]:
         optimizer_flops = optimizer_step_flops(trainable, meta.get("settings", {})) * int(meta.get("steps", 0))
         jobs.append({"checkpoint": str(checkpoint), "train_seconds": meta.get("train_seconds"),
                      "epochs": meta.get("epochs"), "steps": meta.get("steps"), "images_seen": seen,
-                     "flops_per_image": flops, "optimizer_flops": optimizer_flops,
+                     "flops_per_image": flops, "network_flops": flops * seen, "optimizer_flops": optimizer_flops,
                      "train_flops": flops * seen + optimizer_flops})
     return {
         "train_seconds": sum(job["train_seconds"] or 0.0 for job in jobs),
         "images_seen": sum(job["images_seen"] for job in jobs),
+        "network_flops": sum(job["network_flops"] for job in jobs),
+        "optimizer_flops": sum(job["optimizer_flops"] for job in jobs),
         "train_flops": sum(job["train_flops"] for job in jobs),
         "jobs": jobs,
     }

@@ -31,7 +31,7 @@ BASELINE = "vae"  # every model is tested against the VAE at the same resolution
 SUMMARY_COLUMNS = ("n_test", "rmse_mean", "rmse_std", "psnr_mean", "ssim_mean", "r2_h0_mean", "r2_h1_mean",
                    "contrast_median", "rate_mean", "parameters", "flops_per_image", "train_seconds", "eval_seconds",
                    "sample_seconds")
-COST_COLUMNS = ("train_seconds", "images_seen", "train_flops")  # eval.cost's cost.json
+COST_COLUMNS = ("train_seconds", "images_seen", "network_flops", "optimizer_flops", "train_flops")  # eval.cost
 REFERENCES = ("mean_face", "pca", "lapcvae_coarsest")  # eval.references: rows every model must beat
 MIN_SEEDS = 3  # fewer training seeds leave a cross-seed test without power: report it as not testable
 SIGNIFICANCE = 0.05

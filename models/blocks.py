@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from models.interface import mark_io_layers
+
 
 def conv_block(in_channels: int, out_channels: int, *, batch_norm: bool = True) -> nn.Sequential:
     """Halve the spatial size: 4x4 stride-2 conv, batch norm (or a bias), leaky ReLU (the DCGAN-style block)."""
@@ -40,6 +42,7 @@ class ConvEncoder(nn.Module):
                                         for a, b in zip(channels[:-1], channels[1:], strict=True)))
         feature_size = size // 2 ** len(widths)
         self.to_stats = nn.Linear(widths[-1] * feature_size * feature_size, 2 * latent_dim)
+        mark_io_layers(self.features[0][0], self.to_stats)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.features(x).flatten(1)  # (B, widths[-1] * s * s)
@@ -65,6 +68,7 @@ class ConvDecoder(nn.Module):
         blocks = [deconv_block(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)]
         self.features = nn.Sequential(*blocks)
         self.to_image = nn.ConvTranspose2d(widths[-1], out_channels, kernel_size=4, stride=2, padding=1)
+        mark_io_layers(self.from_latent[0], self.to_image)
         if output_bias is not None:
             # Start from a flat output_bias image: a randomly initialised output layer's first hundred steps go
             # to shrinking its noise (LapCVAE's finest SSE at init 2,172 against 24 for predicting no detail),

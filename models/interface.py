@@ -2,6 +2,7 @@
 
 - `Trainable`: what the one training loop (training/loop.py) needs from a model.
 - `GenerativeModel`: what evaluation, figures, editing and the human study need from a trained model.
+- `mark_io_layers`: which layers are a network's input or output layers (the optimizer treats them apart).
 Images are float tensors in [0, 1] of shape (N, 3, H, W) on both sides of every interface.
 """
 
@@ -52,3 +53,19 @@ class GenerativeModel(Protocol):
     def sample(self, n: int, seed: int) -> torch.Tensor:
         """n images (n, 3, H, W) in [0, 1] decoded from the prior; the same seed gives the same images."""
         ...
+
+
+IO_LAYER = "io_layer"  # attribute set on a network's input and output layers
+
+
+def mark_io_layers(*layers: nn.Module) -> None:
+    """Mark the layers that read a network's input or write its output (the first convolution on an image, a
+    latent's mean/log-variance head, the layer decoding a latent, the RGB output, M's layers): Muon orthogonalises
+    only hidden weight matrices, these step with Adam (Jordan et al. 2024, "Muon: an optimizer for hidden layers")."""
+    for layer in layers:
+        setattr(layer, IO_LAYER, True)
+
+
+def io_parameters(module: nn.Module) -> set[int]:
+    """ids of the parameters of every layer inside `module` marked by `mark_io_layers`."""
+    return {id(param) for layer in module.modules() if getattr(layer, IO_LAYER, False) for param in layer.parameters()}

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from models.blocks import ConvDecoder, ConvEncoder, conv_block, kl_diagonal_gaussians, reparameterize
-from models.interface import StepResult
+from models.interface import StepResult, mark_io_layers
 from models.pyramid import downsample, laplacian_pyramid, upsample
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class PriorNet(nn.Module):
         self.mean = mlp(coarser_dim, hidden, latent_dim)  # R_k
         # S_k maps log sigma^2 to log sigma^2, so its output is a valid variance without a constraint.
         self.log_var = mlp(coarser_dim, hidden, latent_dim)
+        mark_io_layers(self)  # a shallow MLP from one latent to another: no hidden matrix for Muon
 
     def forward(self, coarser: Gaussian) -> Gaussian:
         coarser_mean, coarser_log_var = coarser  # (B, n_z[k+1]) each
@@ -105,6 +106,7 @@ class ImageEmbedding(nn.Module):
         self.features = nn.Sequential(*(conv_block(a, b) for a, b in zip(channels[:-1], channels[1:], strict=True)))
         feature_size = size // 2 ** len(widths)
         self.to_vector = nn.Linear(widths[-1] * feature_size * feature_size, dim)
+        mark_io_layers(self.features[0][0], self.to_vector)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.to_vector(self.features(image).flatten(1))  # (B, dim)

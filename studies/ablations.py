@@ -138,13 +138,13 @@ def train_variant(params: Mapping[str, Any], resolution: int, variant: str, trai
         _atomic_copy(out_dir / "level0.pt", out_dir / "model.pt")
 
     from training.lapcvae_jobs import retrain_m_settings
-    from training.loop import derive_seed, fit
+    from training.loop import fit, paired_seeds
 
     settings = retrain_m_settings(trial, resolution)
 
     retrained = out_dir / "retrained_m.pt"
     meta = fit(PriorRetrainer(model), train_images, settings=settings,
-               seed=derive_seed(params["seed"], "lapcvae-retrain-m", resolution), output=retrained, export=model,
+               seed=paired_seeds(params["seed"], resolution)[1], output=retrained, export=model,
                device=params["device"], name=f"{resolution}/{variant}/retrain_m")
     jobs.append({"job": "retrain_m", **_cost(PriorRetrainer(model), resolution, meta, retrained)})
 

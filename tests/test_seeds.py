@@ -21,7 +21,7 @@ from core import registry
 from core.params import load_params
 from core.registry import checkpoint, level_checkpoint, seed_results
 from eval.references import build_references
-from training.loop import derive_seed
+from training.loop import paired_seeds
 from workflow.pipeline import levels
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,6 +114,32 @@ def test_each_seeds_jobs_train_with_their_own_seed(smoke_run: SmokeRun, tmp_path
     run_command("snakemake", "--cores", CORES, *paths, "--configfile", "seeds.yaml", cwd=root)
     trained = [torch.load(root / path, weights_only=False) for path in paths]
     assert [each["meta"]["seed"] for each in trained] == [
-        derive_seed(seed, "lapcvae-train", 64, "lapcvae", level) for seed in seeds]
+        paired_seeds(seed, 64)[1] for seed in seeds]
     first, second = (each["state_dict"] for each in trained)
     assert any(not torch.equal(first[name], second[name]) for name in first)
+
+
+def test_one_seed_gives_every_model_the_same_data_order_and_initialisation(tmp_path: Path) -> None:
+    """Seeds pair: the VAE, the VAE at LapCVAE's FLOPs and LapCVAE's coarsest level train from one seed with the
+    same data order and noise, and models of one shape start from the same weights; another seed changes both."""
+    from training.baseline_jobs import build_baseline, train_baseline
+    from training.lapcvae_jobs import train_level
+
+    params = load_params("config/smoke.yaml")
+    params["device"] = "cpu"
+    images = np.random.default_rng(0).integers(0, 256, (8, 3, 64, 64), dtype=np.uint8)
+    params["vae"]["64"]["train"]["epochs"] = 1
+    trained = {name: train_baseline(params, name, 64, images, tmp_path / f"{name}.pt")[1] for name in
+               ("vae", "vae_equal_flops")}
+    _, level_meta = train_level(params, 64, "lapcvae", levels(params, 64) - 1, None, images, tmp_path / "level.pt")
+    assert trained["vae"]["seed"] == trained["vae_equal_flops"]["seed"] == level_meta["seed"]
+    initial = {}
+    for seed in (params["seed"], params["seed"] + 1):
+        torch.manual_seed(paired_seeds(seed, 64)[0])
+        initial[seed] = build_baseline(params, "vae", 64).state_dict()
+    torch.manual_seed(paired_seeds(params["seed"], 64)[0])
+    same = build_baseline(params, "vae_equal_flops", 64).state_dict()
+    first, second = initial.values()
+    assert all(torch.equal(first[name], same[name]) for name in first)
+    assert any(not torch.equal(first[name], second[name]) for name in first)
+    assert paired_seeds(params["seed"], 64) != paired_seeds(params["seed"] + 1, 64)

@@ -382,6 +382,40 @@ def test_muon_steps_matrices_along_the_orthogonalised_momentum_and_the_rest_with
     assert torch.equal(layer.bias, reference.bias)
 
 
+def test_muon_leaves_the_input_and_output_layers_to_adam() -> None:
+    """Muon orthogonalises hidden weight matrices only: the first convolution on the image, the latent heads and
+    the RGB output step exactly as torch's Adam steps them (Jordan et al. 2024)."""
+    from baselines.vae import VAE
+    from models.interface import io_parameters
+
+    torch.manual_seed(0)
+    model = VAE(resolution=16, latent_dim=5, widths=[4, 8], kl_weight=1.0)
+    reference = VAE(resolution=16, latent_dim=5, widths=[4, 8], kl_weight=1.0)
+    reference.load_state_dict(model.state_dict())
+    io = io_parameters(model)
+    io_names = {name.rsplit(".", 1)[0] for name, param in model.named_parameters() if id(param) in io}
+    assert io_names == {"encoder.features.0.0", "encoder.to_stats", "decoder.from_latent.0", "decoder.to_image"}
+    (muon,) = training.make_optimizers(model, {"optimizer": "muon", "lr": 1e-2, "matrix_lr": 3e-2},
+                                       fused=False).values()
+    reference_io = [param for name, param in reference.named_parameters() if name.rsplit(".", 1)[0] in io_names]
+    adam = torch.optim.Adam(reference_io, lr=1e-2)
+    images = torch.rand(4, 3, 16, 16)
+    for network in (model, reference):
+        torch.manual_seed(1)  # the same reparameterisation noise
+        (loss,) = network.training_step(images).objectives.values()
+        loss.backward()
+    before = model.encoder.features[1][0].weight.detach().clone()
+    muon.step()
+    adam.step()
+    for (name, param), (_, expected) in zip(model.named_parameters(), reference.named_parameters(), strict=True):
+        if name.rsplit(".", 1)[0] in io_names:
+            assert torch.allclose(param, expected, atol=1e-6), name
+    hidden = model.encoder.features[1][0].weight  # (8, 4, 4, 4): a hidden convolution, Muon's
+    nesterov = hidden.grad.reshape(8, -1) * (1 + 0.95)  # first step: momentum = grad, Nesterov adds 0.95 of it
+    expected = before - 3e-2 * optimizers.orthogonalize(nesterov).reshape(hidden.shape)  # 8 rows < 64 cols
+    assert torch.allclose(hidden, expected, atol=1e-6)
+
+
 def test_muon_resumed_from_its_state_dict_makes_the_same_updates() -> None:
     images = torch.from_numpy(train_images()).float() / 255.0
     weights = {}

@@ -35,21 +35,19 @@ def build_baseline(params: Mapping[str, Any], model: str, resolution: int) -> nn
 
 
 def lapcvae_flops_epochs(params: Mapping[str, Any], model: str, resolution: int) -> int:
-    """Epochs that give one-job model `model` LapCVAE's training FLOPs at `resolution` (registry.flops_matched()):
-    budget.epochs x LapCVAE's training FLOPs per image, summed over its levels, / the model's, rounded, at least
-    one. Both see the same training images per epoch; an optimizer with per-step FLOPs (Muon) adds them shared by
-    each model's batch, so a model whose step costs more than LapCVAE's levels' (the VAE on Muon, whose largest
-    matrices are larger) trains fewer epochs than the budget rule's."""
-    from core.params import train_settings
-    from training.flops import lapcvae_step_flops, training_image_flops
+    """Epochs that give one-job model `model` LapCVAE's network training FLOPs at `resolution`
+    (registry.flops_matched()): budget.epochs x LapCVAE's forward and backward FLOPs per image, summed over its
+    levels, / the model's, rounded, at least one. The optimizer's FLOPs are left out of the match: they depend on
+    the optimizer's matrix shapes, not on what the network computes, and are shown beside it in Table 1."""
+    from training.flops import lapcvae_step_flops, training_step_flops
 
     epochs = int(params["budget"]["epochs"])
-    settings = train_settings(params, registry.spec(model).params_section, resolution)
-    model_flops = training_image_flops(build_baseline(params, model, resolution), resolution, settings)
-    lapcvae_flops = lapcvae_step_flops(params, resolution, train_settings(params, "lapcvae", resolution))
+    model_flops = training_step_flops(build_baseline(params, model, resolution), resolution)
+    lapcvae_flops = lapcvae_step_flops(params, resolution)
     matched = max(1, round(epochs * lapcvae_flops / model_flops))
-    logger.info("%s at %d px: %d epochs give it LapCVAE's %d epochs of training FLOPs (%.3g against %.3g per image "
-                "and epoch)", model, resolution, matched, epochs, lapcvae_flops, model_flops)
+    logger.info("%s at %d px: %d epochs give it LapCVAE's %d epochs of network FLOPs (%.3g against %.3g per image "
+                "and epoch; %+.1f %% after rounding)", model, resolution, matched, epochs, lapcvae_flops,
+                model_flops, 100 * (matched * model_flops / (epochs * lapcvae_flops) - 1))
     return matched
 
 
@@ -64,17 +62,17 @@ def train_baseline(params: Mapping[str, Any], model: str, resolution: int, image
     import torch
 
     from core.params import train_settings
-    from training.loop import derive_seed, fit  # imported here so that `--help` stays fast
+    from training.loop import fit, paired_seeds  # imported here so that `--help` stays fast
 
     settings = train_settings(params, registry.spec(model).params_section, resolution)
     if model in registry.flops_matched():
         settings["epochs"] = lapcvae_flops_epochs(params, model, resolution)
-    # Initial weights come from the params seed too, so that a rerun reaches the same weights.
-    torch.manual_seed(derive_seed(params["seed"], f"{model}-init", resolution))
+    init_seed, train_seed = paired_seeds(params["seed"], resolution)
+    torch.manual_seed(init_seed)  # initial weights from the params seed too, so a rerun reaches the same weights
     network = build_baseline(params, model, resolution)
     logger.info("%s at %d px: %d parameters, %d training images, %d epochs", model, resolution,
                 sum(parameter.numel() for parameter in network.parameters()), len(images), settings["epochs"])
     summary = fit(network, images, settings=settings,
-                  seed=derive_seed(params["seed"], f"{model}-train", resolution), output=out,
+                  seed=train_seed, output=out,
                   device=params["device"], name=f"{model}@{resolution}")
     return network, summary

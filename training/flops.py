@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from models.interface import io_parameters
 from training.optimizers import muon_step_flops
 
 FLOP_BATCH = 2  # batch norm needs more than one image per batch in training mode
@@ -102,24 +103,17 @@ def training_step_flops(trainable: nn.Module, resolution: int, seed: int = 0) ->
 
 def optimizer_step_flops(trainable: nn.Module, settings: Mapping[str, Any]) -> int:
     """FLOPs one step of the job's optimizer spends beyond element-wise updates (Adam's and RMSprop's, a few per
-    parameter, are left out): Muon's Newton-Schulz matrix products over every parameter group, whatever the batch."""
+    parameter, are left out): Muon's orthogonalisation of every hidden weight matrix, whatever the batch."""
     if settings.get("optimizer", "adam") != "muon":
         return 0
-    return sum(muon_step_flops(params) for params in trainable.parameter_groups().values())
+    io = io_parameters(trainable)
+    return sum(muon_step_flops(params, io) for params in trainable.parameter_groups().values())
 
 
-def training_image_flops(trainable: nn.Module, resolution: int, settings: Mapping[str, Any]) -> float:
-    """Training FLOPs per image of a job with these loop settings: a step's forward and backward passes per image,
-    plus the optimizer's per-step FLOPs shared by the batch."""
-    return training_step_flops(trainable, resolution) + optimizer_step_flops(trainable, settings) / int(
-        settings["batch_size"])
-
-
-def lapcvae_step_flops(params: Mapping[str, Any], resolution: int, settings: Mapping[str, Any] | None = None
-                       ) -> float:
-    """LapCVAE's (with M) training FLOPs per image summed over its levels: one greedy step of each level, its
-    frozen coarser levels costing their forward pass (with the loop `settings`, the optimizer's share too). Times
-    budget.epochs passes, it is the model's training FLOPs per training image."""
+def lapcvae_step_flops(params: Mapping[str, Any], resolution: int) -> float:
+    """LapCVAE's (with M) network training FLOPs per image summed over its levels: one greedy step of each level,
+    its frozen coarser levels costing their forward pass. Times budget.epochs passes, it is the model's network
+    training FLOPs per training image."""
     from models.lapcvae import LapCVAE, LevelTrainable
 
     level_params = params["lapcvae"][str(resolution)]
@@ -128,6 +122,5 @@ def lapcvae_step_flops(params: Mapping[str, Any], resolution: int, settings: Map
     for level in range(levels):
         model = LapCVAE.from_params(level_params, resolution, use_m=True, trained_levels=levels - level)
         trainable = LevelTrainable(model, level)
-        total += (training_step_flops(trainable, resolution) if settings is None
-                  else training_image_flops(trainable, resolution, settings))
+        total += training_step_flops(trainable, resolution)
     return total

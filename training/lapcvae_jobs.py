@@ -25,7 +25,7 @@ from core.params import train_settings
 from data.arrays import load_image_array
 from models.checkpoint import load_checkpoint
 from models.lapcvae import LapCVAE
-from training.loop import derive_seed
+from training.loop import paired_seeds
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def build_level_model(params: dict[str, Any], resolution: int, variant: str, lev
         raise ValueError(f"--level {level} is the coarsest level, which has no M: both variants share one "
                          f"(one job, one checkpoint); train it with --variant {SHARED_COARSEST_VARIANT} and pass "
                          f"that checkpoint as --coarser of {variant}'s level {level - 1}")
-    torch.manual_seed(derive_seed(params["seed"], "lapcvae-init", resolution, level))
+    torch.manual_seed(paired_seeds(params["seed"], resolution)[0])
     model = LapCVAE.from_params(level_params, resolution, use_m=VARIANTS[variant],
                                 trained_levels=coarsest + 1 - level)
     if coarser is not None:
@@ -116,7 +116,7 @@ def train_level(params: dict[str, Any], resolution: int, variant: str, level: in
 
     model = build_level_model(params, resolution, variant, level, coarser)
     meta = fit(LevelTrainable(model, level), images, settings=level_settings(params, resolution, level),
-               seed=derive_seed(params["seed"], "lapcvae-train", resolution, variant, level), output=out,
+               seed=paired_seeds(params["seed"], resolution)[1], output=out,
                export=model, device=params["device"], name=f"{resolution}/{variant}/level{level}",
                validate=None if validate is None else lambda: validate(model), validate_every=validate_every)
     return model, meta
@@ -131,10 +131,10 @@ def train_joint(params: dict[str, Any], resolution: int, images: np.ndarray, out
     from training.loop import fit
 
     level_params = resolution_params(params, resolution)
-    torch.manual_seed(derive_seed(params["seed"], "lapcvae-joint-init", resolution))
+    torch.manual_seed(paired_seeds(params["seed"], resolution)[0])
     model = LapCVAE.from_params(level_params, resolution, use_m=True)
     meta = fit(JointTrainable(model), images, settings=train_settings(params, "lapcvae", resolution),
-               seed=derive_seed(params["seed"], "lapcvae-joint-train", resolution), output=out, export=model,
+               seed=paired_seeds(params["seed"], resolution)[1], output=out, export=model,
                device=params["device"], name=f"{resolution}/lapcvae/joint",
                validate=None if validate is None else lambda: validate(model), validate_every=validate_every)
     return model, meta

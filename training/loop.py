@@ -39,6 +39,7 @@ from tqdm import tqdm
 from core.atomic import atomic_path
 from core.device import autocast_dtype, resolve_device
 from models.checkpoint import atomic_save, save_model
+from models.interface import io_parameters
 from training.optimizers import Adam, Muon, Optimizer, RMSprop
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,13 @@ def derive_seed(*parts: Any) -> int:
     """A stable 31-bit seed from any parts (params seed, names, indices)."""
     digest = hashlib.sha256(json.dumps([str(part) for part in parts]).encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def paired_seeds(seed: int, resolution: int) -> tuple[int, int]:
+    """(initialisation seed, training seed) of every training job at `resolution`: one params seed gives every
+    model the same initialisation stream (where shapes allow, the same initial weights) and the same data order
+    and noise, so that differences between models trained from one seed pair across seeds."""
+    return derive_seed(seed, "init", resolution), derive_seed(seed, "train", resolution)
 
 
 def hardware_info(device: torch.device) -> dict[str, Any]:
@@ -199,11 +207,13 @@ def make_optimizers(
     name = settings.get("optimizer", "adam")
     optimizer = OPTIMIZERS[name]
     optimizers = {}
+    io = io_parameters(trainable)  # the input and output layers, which Muon leaves to Adam
     for group, params in trainable.parameter_groups().items():
         use_fused = fused and name in FUSED and all(param.device.type in ("cpu", "cuda") for param in params)
         options = {"lr": settings["lr"], "weight_decay": settings.get("weight_decay", 0.0),
                    **({"fused": True} if use_fused else {}),
                    **({"matrix_lr": settings["matrix_lr"]} if name == "muon" and "matrix_lr" in settings else {}),
+                   **({"io_parameters": io} if name == "muon" else {}),
                    **overrides.get(group, {})}
         optimizers[group] = optimizer(params, **options)
     return optimizers

@@ -186,24 +186,26 @@ def orthogonalize(matrix: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> tor
     return x if wide else x.T
 
 
-def muon_step_flops(params: Iterable[nn.Parameter]) -> int:
+def muon_step_flops(params: Iterable[nn.Parameter], io_parameters: set[int] = frozenset()) -> int:
     """FLOPs of one Muon step's orthogonalisation over `params` (2 per multiply-add, as the FLOP counter): per
-    matrix m x n (m <= n), the Gram matrix (2 m^2 n), its eigendecomposition (EIGH_FLOPS_PER_CUBE m^3),
-    U diag U^T (2 m^3) and its product with the matrix (2 m^2 n)."""
+    hidden matrix m x n (m <= n), the Gram matrix (2 m^2 n), its eigendecomposition (EIGH_FLOPS_PER_CUBE m^3),
+    U diag U^T (2 m^3) and its product with the matrix (2 m^2 n). io_parameters: ids of the input and output
+    layers' parameters (models.interface.io_parameters), which step with Adam."""
     total = 0
     for param in params:
-        if Muon.orthogonalizes(param):
+        if Muon.orthogonalizes(param, io_parameters):
             m, n = sorted((param.shape[0], param[0].numel()))
             total += 4 * m * m * n + (2 + EIGH_FLOPS_PER_CUBE) * m ** 3
     return total
 
 
 class Muon(Optimizer):
-    """Muon for every weight matrix (a convolution's flattened to out x in*k*k), torch's Adam for the rest.
+    """Muon for every hidden weight matrix (a convolution's flattened to out x in*k*k), torch's Adam for the rest.
 
     A matrix steps by matrix_lr along its orthogonalised Nesterov momentum, scaled by sqrt(max(1, rows / cols)) as
-    in the reference implementation; biases, norms' scales and matrices with at most 3 rows or columns (a
-    convolution to the 3 RGB channels) step with Adam at lr. The update's scale is fixed by the orthogonalisation,
+    in the reference implementation; biases, norms' scales, the input and output layers marked by the model
+    (`io_parameters`, models.interface.mark_io_layers) and matrices with at most 3 rows or columns step with Adam
+    at lr. The update's scale is fixed by the orthogonalisation,
     not by the loss, so one matrix_lr serves models whose Adam rates differ (params.yaml `train.matrix_lr`; chosen
     on validation: docs/tuning-2026-11-29.md, "Twelfth session"); train.schedule scales both rates. Optimizer FLOPs
     per step: muon_step_flops (eval/cost.py adds them).
@@ -213,16 +215,21 @@ class Muon(Optimizer):
                                           "matrix_lr": 5e-3, "momentum": 0.95}
     STATE = ("exp_avg", "exp_avg_sq")  # a matrix's momentum is its exp_avg; its exp_avg_sq stays unused
 
+    def __init__(self, params: Iterable[nn.Parameter], io_parameters: set[int] = frozenset(), **options: Any) -> None:
+        super().__init__(params, **options)
+        self.io_parameters = set(io_parameters)
+
     @staticmethod
-    def orthogonalizes(param: torch.Tensor) -> bool:
-        return param.ndim >= 2 and min(param.shape[0], param[0].numel()) > 3
+    def orthogonalizes(param: torch.Tensor, io_parameters: set[int] = frozenset()) -> bool:
+        """Whether `param` is a hidden weight matrix, the kind Muon steps."""
+        return param.ndim >= 2 and id(param) not in io_parameters and min(param.shape[0], param[0].numel()) > 3
 
     def _update(self, params: list[nn.Parameter], grads: list[torch.Tensor], states: list[dict[str, torch.Tensor]],
                 *, has_complex: bool) -> None:
         group = self._group
         adam_params, adam_grads, adam_states = [], [], []
         for param, grad, state in zip(params, grads, states, strict=True):
-            if not self.orthogonalizes(param):
+            if not self.orthogonalizes(param, self.io_parameters):
                 adam_params.append(param)
                 adam_grads.append(grad)
                 adam_states.append(state)

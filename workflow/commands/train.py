@@ -14,7 +14,7 @@ from models.checkpoint import add_meta, load_checkpoint, load_model, pyramid_tra
 from models.lapcvae import LapCVAE, PriorRetrainer
 from training.baseline_jobs import BASELINES, load_train_images, train_baseline
 from training.lapcvae_jobs import VARIANTS, load_images, resolution_params, retrain_m_settings, train_level
-from training.loop import derive_seed, fit
+from training.loop import fit, paired_seeds
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def retrain_m_main(argv: list[str] | None = None) -> None:
         raise ValueError(f"--checkpoint {args.checkpoint} is not a {args.res} px LapCVAE; pass its level0.pt")
     meta = fit(PriorRetrainer(model), load_images(args.data, args.res),
                settings=retrain_m_settings(params, args.res),
-               seed=derive_seed(params["seed"], "lapcvae-retrain-m", args.res), output=args.out, export=model,
+               seed=paired_seeds(params["seed"], args.res)[1], output=args.out, export=model,
                device=params["device"], name=f"{args.res}/lapcvae/retrain_m")
     record_pyramid_seconds(args.out, meta["train_seconds"] + (pyramid_train_seconds(model.meta) or 0.0))
 
