@@ -32,9 +32,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from baselines.vae import check_conv_stack, sample_prior
+from core.progress import progress_bar
 from models.blocks import ConvDecoder, ConvEncoder, kl_diagonal_gaussians, reparameterize
 from models.interface import StepResult, mark_io_layers
 
@@ -220,7 +220,7 @@ class PixelVAE(nn.Module):
         conditions = padded(condition.float())  # (H + R, W + 2R, B, F); projected per crop (a 1x1 conv)
         inside = padded(torch.ones(1, 1, height, width, device=device))  # (H + R, W + 2R, 1, 1)
         steps = width + (reach + 1) * (height - 1)
-        for step in tqdm(range(steps), desc="pixelvae decoding", unit="step", leave=False, disable=steps < 512):
+        for step in progress_bar(range(steps), desc="pixelvae decoding", unit="step", leave=False, disable=steps < 512):
             # Pixels drawn at this step: c = step - (reach + 1) r, within the image.
             first_row = max(0, -(-(step - width + 1) // (reach + 1)))
             rows = range(first_row, min(height - 1, step // (reach + 1)) + 1)

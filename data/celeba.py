@@ -24,9 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tqdm import tqdm
-
 from core.atomic import atomic_directory
+from core.progress import progress_bar
 from data.celeba_format import ATTRIBUTES_FILE, IMAGE_DIR, PARTITION_FILE
 
 logger = logging.getLogger(__name__)
@@ -46,8 +45,8 @@ def file_md5(path: str | Path, chunk_size: int = 1 << 20) -> str:
     """MD5 of a file, read in chunks with a progress bar (the archive is 1.4 GB)."""
     path = Path(path)
     digest = hashlib.md5()
-    with open(path, "rb") as handle, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
-                                          desc=f"md5 {path.name}", disable=None) as progress:
+    with open(path, "rb") as handle, progress_bar(total=path.stat().st_size, unit="B", unit_scale=True,
+                                                  desc=f"md5 {path.name}") as progress:
         while block := handle.read(chunk_size):
             digest.update(block)
             progress.update(len(block))
@@ -90,7 +89,7 @@ def extract(archive_path: Path, target: Path) -> int:
         images = [m for m in members if not m.is_dir() and m.filename.lower().endswith(".jpg")]
         if not any(PurePosixPath(m.filename).parts[0] == IMAGE_DIR for m in images):
             raise ValueError(f"{archive_path}: no {IMAGE_DIR}/*.jpg inside; is this CelebA's {ARCHIVE_NAME}?")
-        for member in tqdm(members, desc="extract", unit="file", disable=None):
+        for member in progress_bar(members, desc="extract", unit="file"):
             archive.extract(member, target)
     return len(images)
 
@@ -101,7 +100,7 @@ def _download_url(url: str, directory: Path) -> Path:
     try:
         with urllib.request.urlopen(url) as response, open(destination, "wb") as handle:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc="download", disable=None) as progress:
+            with progress_bar(total=total, unit="B", unit_scale=True, desc="download") as progress:
                 while block := response.read(1 << 20):
                     handle.write(block)
                     progress.update(len(block))

@@ -42,9 +42,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tqdm import tqdm
 
 from core.atomic import atomic_directory
+from core.progress import progress_bar
 from data.celeba_format import ATTRIBUTES_FILE, EXTRAS_FILE, IMAGE_DIR, read_attributes
 
 logger = logging.getLogger(__name__)
@@ -289,7 +289,7 @@ def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequen
                 _preallocate(staging / str(size) / f"{split}.npy")
         jobs = _jobs(paths, splits)
         odd_sizes: list[tuple[str, int, int]] = []
-        with tqdm(total=len(paths), desc="prepare", unit="img", disable=None) as progress:
+        with progress_bar(total=len(paths), desc="prepare", unit="img") as progress:
             if workers > 1:
                 context = multiprocessing.get_context("spawn")
                 with context.Pool(workers, initializer=_init_worker,

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from core import atomic
 from core.atomic import atomic_directory
+from core.progress import progress_bar
 from data.celeba_format import (
     ATTRIBUTES_FILE,
     EXTRAS_FILE,
@@ -74,7 +74,7 @@ def generate(out: str | Path, *, count: int, seed: int, jpeg_quality: int, worke
         image_dir.mkdir()
         jobs = [(seed, index, jpeg_quality, str(image_dir)) for index in range(count)]
         specs: list[FaceSpec | None] = [None] * count
-        progress = tqdm(total=count, desc="faces", unit="img", disable=None)
+        progress = progress_bar(total=count, desc="faces", unit="img")
         if workers > 1:
             with multiprocessing.get_context("spawn").Pool(workers) as pool:
                 for index, spec in pool.imap_unordered(_write_face, jobs, chunksize=max(1, count // (8 * workers))):

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
+from core.progress import progress_bar
 from eval.poisson import PoissonSolver
 from models.pyramid import laplacian_pyramid, reconstruct
 
@@ -118,7 +118,7 @@ def composite(variants: torch.Tensor, target: torch.Tensor, mask: np.ndarray) ->
     solver = PoissonSolver(mask)
     target_array = target[0].cpu().double().numpy()  # (3, H, W)
     blended = [solver.blend(variant.cpu().double().numpy(), target_array)
-               for variant in tqdm(variants, desc="poisson composite", unit="image", leave=False)]
+               for variant in progress_bar(variants, desc="poisson composite", unit="image", leave=False)]
     return torch.from_numpy(np.stack(blended)).float()  # (N, 3, H, W)
 
 

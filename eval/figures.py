@@ -23,9 +23,9 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from tqdm import tqdm
 
 from core import registry
+from core.progress import progress_bar
 from data.arrays import load_image_array
 from eval.plotting import (
     DEFAULT_DPI,
@@ -121,7 +121,7 @@ def partial_sample_rows(
     rows: GridRows = []
     row_labels = []
     with torch.no_grad():
-        for fixed in tqdm(range(1, coarsest + 1), desc="partial sampling", unit="row"):
+        for fixed in progress_bar(range(1, coarsest + 1), desc="partial sampling", unit="row"):
             generated, base = model.partial_sample(x, fixed, samples, seed)  # (n, 3, H, W), (1, 3, H, W)
             rows.append([base[0].cpu().numpy(), *generated.cpu().numpy()])
             first_fixed = coarsest - fixed + 1

@@ -25,9 +25,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from core import atomic, registry
+from core.progress import progress_bar
 from data.arrays import load_image_array
 from models.pyramid import laplacian_pyramid
 
@@ -226,7 +226,7 @@ def evaluate_model(
     """
     columns: dict[str, list[torch.Tensor]] = {name: [] for name in PER_IMAGE_COLUMNS[1:]}
     with torch.inference_mode():
-        for start in tqdm(range(0, len(test_images), batch_size), desc="evaluate", unit="batch"):
+        for start in progress_bar(range(0, len(test_images), batch_size), desc="evaluate", unit="batch"):
             batch_uint8 = torch.from_numpy(np.array(test_images[start:start + batch_size]))
             reference = batch_uint8.to(device).float() / PIXEL_MAX  # (B, 3, H, W)
             reconstruction = model.reconstruct(reference)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
+from core.progress import progress_bar
 from eval.metrics import MODELS
 from eval.plotting import DISPLAY_NAMES, image_grid, save_figure
 
@@ -61,7 +61,7 @@ def nearest_neighbours(
     query_vectors = _flat_float64(queries)  # (Q, D)
     query_norms = np.einsum("ij,ij->i", query_vectors, query_vectors)[:, None]  # (Q, 1)
     best_keys = np.empty((len(queries), 0), dtype=np.int64)  # (Q, <=k)
-    for start in tqdm(range(0, n_train, chunk), desc="neighbours", unit="chunk", leave=False):
+    for start in progress_bar(range(0, n_train, chunk), desc="neighbours", unit="chunk", leave=False):
         train_vectors = _flat_float64(train[start:start + chunk])  # (C, D), the only float copy
         products = (torch.from_numpy(query_vectors) @ torch.from_numpy(train_vectors).T).numpy()  # (Q, C)
         squared = query_norms - 2.0 * products + np.einsum("ij,ij->i", train_vectors, train_vectors)  # exact

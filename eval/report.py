@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 
 from core import registry
+from eval.metric_directions import BETTER, badness
 from eval.paper import (
     PAPER_PIXELVAE_SAMPLING_BATCH,
     PAPER_PIXELVAE_SAMPLING_MINUTES,
@@ -69,12 +70,12 @@ FIGURES = (
                     "composited."),
     ("training_curves", "Training curves: reconstruction and KL terms per step, one line per LapCVAE level."),
 )
-# (summary column, per-image column, label, how "better" is judged)
+# (summary column, per-image column, label); which value is better: eval.metric_directions.BETTER
 METRICS = (
-    ("rmse_mean", "rmse", "RMSE", "lower"),
-    ("psnr_mean", "psnr", "PSNR", "higher"),
-    ("ssim_mean", "ssim", "SSIM", "higher"),
-    ("r2_h0_mean", "r2_h0", "R² of band h0", "higher"),  # aligned finest detail: 1 exact, <= 0 none
+    ("rmse_mean", "rmse", "RMSE"),
+    ("psnr_mean", "psnr", "PSNR"),
+    ("ssim_mean", "ssim", "SSIM"),
+    ("r2_h0_mean", "r2_h0", "R² of band h0"),  # aligned finest detail: 1 exact, <= 0 none
 )
 
 
@@ -111,21 +112,13 @@ def paired_p(first: pd.Series, second: pd.Series) -> float:
     return paired_wilcoxon(both.iloc[:, 0], both.iloc[:, 1])["wilcoxon_p"]
 
 
-def badness(values: pd.Series, judged: str) -> pd.Series:
-    """Turn a metric into "lower is better" so that every metric ranks the same way."""
-    if judged == "lower":
-        return values
-    if judged == "higher":
-        return -values
-    return (values - 1.0).abs()
-
-
 def metric_winners(rows: pd.DataFrame, res: int, per_image_dir: Path) -> list[str]:
     """For each metric: the best model, the runner-up and the paired test between them, one sentence each."""
     sentences = []
-    for summary_column, per_image_column, label, judged in METRICS:
+    for summary_column, per_image_column, label in METRICS:
         if summary_column not in rows.columns:
             continue
+        judged = BETTER[summary_column]
         # Retraining M leaves encoders and decoders untouched, so its reconstructions equal LapCVAE's exactly:
         # rank distinct models only, or the "runner-up" would be the winner's twin.
         ranked = rows.dropna(subset=[summary_column]).drop_duplicates(subset=[summary_column])
@@ -298,12 +291,17 @@ def table1_section(table: pd.DataFrame) -> list[Block]:
                         "measured by this suite. * trained with this error metric."))
     optional = [(column, label, digits) for column, label, digits in OPTIONAL_TABLE1_COLUMNS
                 if column in table.columns and table[column].notna().any()]
-    header = ["Model", "RMSE mean ± std", "RMSE across seeds", "RMSE 95% CI", "PSNR (dB)", "SSIM",
-              *[label for _, label, _ in optional], "Parameters", "FLOPs / image", "Training (s)",
-              "Training FLOPs: network + optimizer", "ΔRMSE vs VAE (seeds)", "p vs VAE (seeds)", "Paper RMSE"]
+    # (header, the metric it shows when the column is ranked by eval.metric_directions)
+    columns = [("Model", ""), ("RMSE mean ± std", "rmse_mean"), ("RMSE across seeds", "rmse_mean"), ("RMSE 95% CI", ""),
+               ("PSNR (dB)", "psnr_mean"), ("SSIM", "ssim_mean"), *[(label, column) for column, label, _ in optional],
+               ("Parameters", ""), ("FLOPs / image", ""), ("Training (s)", ""),
+               ("Training FLOPs: network + optimizer", ""), ("ΔRMSE vs VAE (seeds)", ""), ("p vs VAE (seeds)", ""),
+               ("Paper RMSE", "")]
+    header = [label for label, _ in columns]
     for res in sorted(table["resolution"].unique()):
         rows = []
-        for record in table[table["resolution"] == res].to_dict(orient="records"):
+        records = table[table["resolution"] == res].to_dict(orient="records")
+        for record in records:
             rows.append([
                 display(record["model"]) + (" (reference)" if record["model"] in REFERENCES else ""),
                 f"{number(record['rmse_mean'])} ± {number(record['rmse_std'])}",
@@ -319,13 +317,16 @@ def table1_section(table: pd.DataFrame) -> list[Block]:
                       and record["seed_test_vs_vae"].startswith("not testable") else MISSING),
                 number(record.get("paper_rmse_mean")),
             ])
+        ranking = {"better": [BETTER.get(column) for _, column in columns],
+                   "yardstick_rows": frozenset(row for row, record in enumerate(records)
+                                               if record["model"] in REFERENCES)}
         blocks.append(Table(header, rows, f"Ours, {res}x{res}: RMSE on the [0, 255] scale over the test "
                             "split (mean ± std over test images; across seeds: mean ± std of the seeds' means, "
                             "and the number of seeds), 95% interval of the mean (bootstrap over images with one "
                             "seed, t over seeds with several), contrast (median over test images of the "
                             "reconstruction's pixel std over the original's: 1 keeps it, near 0 is grey), "
                             "training time and FLOPs (every training job of "
-                            "the model), and the paired test across seeds of mean RMSE against the VAE."))
+                            "the model), and the paired test across seeds of mean RMSE against the VAE.", **ranking))
     return blocks
 
 

@@ -7,13 +7,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from eval.metric_directions import BETTER, best_positions
 from eval.plotting import DISPLAY_NAMES
 
 MISSING = "n/a"
@@ -41,6 +43,10 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     caption: str
+    # Per column, which value is better (eval.metric_directions.BETTER's word) or None; ranked columns get their
+    # best value marked. Rows in `yardstick_rows` (the reference rows) are shown but not ranked.
+    better: Sequence[str | None] = ()
+    yardstick_rows: frozenset[int] = field(default_factory=frozenset)
 
 
 @dataclass
@@ -55,6 +61,30 @@ class Preformatted:
 
 
 Block = Heading | Paragraph | Bullets | Table | FigureBlock | Preformatted
+
+# A cell's leading number: "12.34 ± 1.20 (3)", "[11.0, 13.2]", "1.0e-04", "2.50 G" (engineering()'s suffixes).
+CELL_NUMBER = re.compile(r"^\[?(?P<number>[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)(?:\s?(?P<suffix>[kMGT]))?(?=$|[\s,\]])")
+SUFFIXES = {"k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+def cell_value(text: str) -> float | None:
+    """The number a table cell starts with (what it sorts and ranks by); None for words and n/a."""
+    match = CELL_NUMBER.match(text.strip())
+    if match is None:
+        return None
+    return float(match["number"]) * SUFFIXES.get(match["suffix"] or "", 1.0)
+
+
+def best_cells(table: Table) -> set[tuple[int, int]]:
+    """(row, column) of the best value of each ranked column, ties included, over the rows that are not yardsticks."""
+    cells = set()
+    for column, direction in enumerate(table.better):
+        if direction is None:
+            continue
+        ranked = [row for row in range(len(table.rows)) if row not in table.yardstick_rows]
+        values = [cell_value(table.rows[row][column]) for row in ranked]
+        cells |= {(ranked[position], column) for position in best_positions(values, direction)}
+    return cells
 
 def number(value: Any, digits: int = 2) -> str:
     """A table cell: the value with `digits` decimals, or n/a for a missing value."""
@@ -111,4 +141,5 @@ def csv_table(path: Path, caption: str, columns: Sequence[str] | None = None) ->
         frame = frame[[column for column in columns if column in frame.columns]]
     rows = [[number(value, 3) if isinstance(value, float) else str(value) for value in record]
             for record in frame.itertuples(index=False)]
-    return Table([str(column) for column in frame.columns], rows, caption)
+    return Table([str(column) for column in frame.columns], rows, caption,
+                 better=[BETTER.get(str(column)) for column in frame.columns])

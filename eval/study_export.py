@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
 from core.atomic import atomic_directory
+from core.progress import progress_bar
 from data.arrays import load_image_array
 from eval.human_study import EXPERIMENTS, ORIGINAL, StudyPair, StudyPlan
 
@@ -139,7 +139,7 @@ def export_study(
     """Write images/, key.csv and study.html into a temporary folder beside `out`, then rename it to `out`."""
     with atomic_directory(out) as staging:
         (staging / "images").mkdir()
-        for image_id, (source, row) in tqdm(sorted(plan.images.items()), desc="study images", unit="png"):
+        for image_id, (source, row) in progress_bar(sorted(plan.images.items()), desc="study images", unit="png"):
             image = originals[row] if source == ORIGINAL else reconstructions[source][row]  # (3, H, W)
             pixels = np.ascontiguousarray(image.transpose(1, 2, 0))  # (H, W, 3)
             Image.fromarray(pixels).save(staging / image_path(image_id))

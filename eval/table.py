@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from core import registry
+from eval.metric_directions import BETTER, LOWER
 from eval.metrics import MODELS
 from eval.paper import PAPER_TABLE1
 
@@ -35,21 +36,18 @@ COST_COLUMNS = ("train_seconds", "images_seen", "network_flops", "optimizer_flop
 REFERENCES = ("mean_face", "pca", "lapcvae_coarsest")  # eval.references: rows every model must beat
 MIN_SEEDS = 3  # fewer training seeds leave a cross-seed test without power: report it as not testable
 SIGNIFICANCE = 0.05
-# The comparison's claims, each tested across seeds: (claim, model, versus, per-seed column, which is better).
+# The comparison's claims, each tested across seeds: (claim, model, versus, per-seed column, better as BETTER says).
 CLAIMS = (
-    ("LapCVAE reconstructs with lower RMSE than the VAE", "lapcvae", "vae", "rmse_mean", "lower"),
+    ("LapCVAE reconstructs with lower RMSE than the VAE", "lapcvae", "vae", "rmse_mean"),
     ("LapCVAE reconstructs with lower RMSE than the VAE trained with as many FLOPs", "lapcvae", "vae_equal_flops",
-     "rmse_mean", "lower"),
-    ("LapCVAE reconstructs with lower RMSE than VAE/GAN", "lapcvae", "vaegan", "rmse_mean", "lower"),
-    ("M helps: LapCVAE has lower RMSE than LapCVAE without M", "lapcvae", "lapcvae_nom", "rmse_mean", "lower"),
-    ("LapCVAE keeps more aligned fine detail (R^2 of band h0) than the VAE", "lapcvae", "vae", "r2_h0_mean",
-     "higher"),
-    ("LapCVAE's finer levels improve on its coarsest level alone", "lapcvae", "lapcvae_coarsest", "rmse_mean",
-     "lower"),
-    ("LapCVAE beats PCA with as many components as its latent dimensions", "lapcvae", "pca", "rmse_mean",
-     "lower"),
-    ("The VAE beats the mean face", "vae", "mean_face", "rmse_mean", "lower"),
-    ("VAE/GAN beats the mean face", "vaegan", "mean_face", "rmse_mean", "lower"),
+     "rmse_mean"),
+    ("LapCVAE reconstructs with lower RMSE than VAE/GAN", "lapcvae", "vaegan", "rmse_mean"),
+    ("M helps: LapCVAE has lower RMSE than LapCVAE without M", "lapcvae", "lapcvae_nom", "rmse_mean"),
+    ("LapCVAE keeps more aligned fine detail (R^2 of band h0) than the VAE", "lapcvae", "vae", "r2_h0_mean"),
+    ("LapCVAE's finer levels improve on its coarsest level alone", "lapcvae", "lapcvae_coarsest", "rmse_mean"),
+    ("LapCVAE beats PCA with as many components as its latent dimensions", "lapcvae", "pca", "rmse_mean"),
+    ("The VAE beats the mean face", "vae", "mean_face", "rmse_mean"),
+    ("VAE/GAN beats the mean face", "vaegan", "mean_face", "rmse_mean"),
 )
 
 
@@ -239,7 +237,8 @@ def claims_table(long: pd.DataFrame, min_seeds: int = MIN_SEEDS) -> pd.DataFrame
     """
     rows = []
     for resolution in sorted(long["resolution"].unique()):
-        for claim, first, second, column, better in CLAIMS:
+        for claim, first, second, column in CLAIMS:
+            better = BETTER[column]
             a, b = _values(long, resolution, first, column), _values(long, resolution, second, column)
             row = {"resolution": int(resolution), "claim": claim, "model": first, "versus": second,
                    "metric": column, "better": better}
@@ -253,7 +252,7 @@ def claims_table(long: pd.DataFrame, min_seeds: int = MIN_SEEDS) -> pd.DataFrame
             elif test["p_value"] >= SIGNIFICANCE:
                 verdict = "not shown"
             else:
-                claimed = test["mean_diff"] < 0 if better == "lower" else test["mean_diff"] > 0
+                claimed = test["mean_diff"] < 0 if better == LOWER else test["mean_diff"] > 0
                 verdict = "supported" if claimed else "contradicted"
             rows.append({**row, **test, "verdict": verdict})
     return pd.DataFrame(rows)

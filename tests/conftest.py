@@ -17,6 +17,7 @@ mostly one-thread jobs leave free, instead of waiting for them or leaving a core
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -26,9 +27,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -105,6 +108,41 @@ def smoke_copy(destination: Path, overrides: dict | None = None) -> Path:
 def checkpoint_hashes(root: Path, params: dict) -> dict[str, str]:
     """SHA-256 of every training checkpoint of the study in `root` (a retrained one differs: it records its time)."""
     return {path: hashlib.sha256((root / path).read_bytes()).hexdigest() for path in training_checkpoints(params)}
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# Marks of a test that drives Debian's Chromium: skipped, saying how to install it, where it is absent.
+NEEDS_CHROMIUM = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+                       reason=f"{CHROMIUM} or {CHROMEDRIVER} is absent: apt-get install -y chromium chromium-driver"),
+]
+
+
+@contextlib.contextmanager
+def headless_chromium(profile: Path, width: int, height: int, downloads: Path | None = None) -> Iterator[Any]:
+    """A selenium driver of headless Chromium with a `width` x `height` window, offline, its profile in `profile`;
+    files it downloads land in `downloads` when given."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={profile}", f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    if downloads is not None:
+        options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                                  "download.prompt_for_download": False})
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        if downloads is not None:
+            driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+        yield driver
+    finally:
+        driver.quit()
 
 
 @dataclass

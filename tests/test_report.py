@@ -117,7 +117,7 @@ def test_report_holds_every_table_and_embeds_every_figure(tmp_path):
         assert "fig9_region_64.png" in document  # missing figures are named, not silently dropped
     embedded = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
     assert sorted(embedded) == sorted(base64.b64encode(path.read_bytes()).decode() for path in paths["figures"])
-    for external in ('src="http', "<link", "<script", "url("):
+    for external in ('src="http', "<link", "<script src", "url(", "@import"):  # one inline script, nothing fetched
         assert external not in page
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown):
         assert (paths["md"].parent / link).is_file()
@@ -207,3 +207,37 @@ def test_report_shows_budget_curves_when_they_were_run(tmp_path):
         # The reading: each model's RMSE over PCA at the budget rule and at the largest budget.
         assert "VAE 2.05x PCA at 6 epochs, 1.73x at 24 (mean of 2 seeds)" in document
         assert "LapCVAE 1.57x PCA at 6 epochs, 1.38x at 24 (mean of 2 seeds)" in document
+
+
+def test_best_values_are_marked_by_each_metric_s_direction_among_models_not_references(tmp_path):
+    """The direction of each column comes from eval.metric_directions; ties are all marked; reference rows are shown
+    but never marked; the HTML and the Markdown mark the same cells."""
+    from eval.report_blocks import Table, best_cells
+    from eval.report_render import render_html, render_markdown
+
+    table = pd.DataFrame({"resolution": 64, "model": ["pca", "vae", "lapcvae", "lapcvae_retrained_m"],
+                          "rmse_mean": [9.0, 21.0, 18.0, 18.0], "rmse_std": 1.0, "psnr_mean": [30.0, 21.5, 22.5, 22.5],
+                          "ssim_mean": [0.9, 0.61, 0.6, 0.6], "contrast_median": [1.0, 0.93, 1.09, 1.09]})
+    ours = [block for block in report.table1_section(table) if isinstance(block, Table)][-1]
+    marked: dict[str, set[str]] = {}
+    for row, column in best_cells(ours):
+        marked.setdefault(ours.header[column], set()).add(ours.rows[row][0])
+    lapcvae = {report.display("lapcvae"), report.display("lapcvae_retrained_m")}  # equal reconstructions: a tie
+    assert marked == {"RMSE mean ± std": lapcvae, "RMSE across seeds": lapcvae, "PSNR (dB)": lapcvae,
+                      "SSIM": {"VAE"}, "Contrast": {"VAE"}}  # PCA's better RMSE is a yardstick; 0.93 is nearer 1
+    page = render_html([ours])
+    assert page.count('class="best"') == 8 and page.count("<td") == len(ours.rows) * len(ours.header)
+    assert re.search(r'<td data-value="18\.0" class="best" title="best: lower is better">18\.00 ± 1\.00</td>', page)
+    assert '<td data-value="9.0">9.00 ± 1.00</td>' in page  # PCA's row: shown, sortable, not marked
+    markdown = render_markdown([ours], tmp_path)
+    assert markdown.count("**") == 2 * 8 and "| **18.00 ± 1.00** |" in markdown and "RMSE mean ± std ↓" in markdown
+
+
+def test_html_contents_link_every_section_to_a_unique_anchor(tmp_path):
+    _, page = run_report(write_fixture(tmp_path))
+    contents = page[page.index('<nav id="contents">'):page.index("</nav>")]
+    links = re.findall(r'<a href="#([^"]+)">', contents)
+    anchors = re.findall(r'<h[23] id="([^"]+)">', page)
+    assert links == anchors and len(set(anchors)) == len(anchors) > 8
+    assert "figures-64x64" in anchors and "reading-of-the-results-64x64" in anchors  # same title, two sections
+    assert page.count('<div class="table-scroll"><table class="sortable">') == page.count("<table")

@@ -34,10 +34,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
 from core.atomic import atomic_path
 from core.device import autocast_dtype, resolve_device
+from core.progress import progress_bar
 from models.checkpoint import atomic_save, save_model
 from models.interface import io_parameters
 from training.optimizers import Adam, Muon, Optimizer, RMSprop
@@ -405,8 +405,9 @@ def fit(
             logger.info("%s: KL terms warmed up over the first %.0f%% of the steps", label,
                         100 * settings["kl_warmup"])
         guard = _FiniteGuard(list(groups), device_, per_epoch, label)
-        progress = tqdm(total=epochs * per_epoch, initial=step, desc=label, disable=not ranks.main,
-                        dynamic_ncols=True)
+        progress = progress_bar(total=epochs * per_epoch, initial=step, desc=label, unit="step",
+                                disable=not ranks.main, dynamic_ncols=True)
+
         def run_validation(epoch: int, seconds: float) -> float:
             """Validate (rank 0), log, and return the seconds it took, which are not training time."""
             if val_log is None:
