@@ -88,7 +88,7 @@ class VAE(EncoderDecoderModel):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> VAE:
-        # Checkpoints written before kl_weight was a parameter trained with a weight of 1.
+        # A checkpoint without kl_weight trained with a weight of 1.
         return cls(resolution=int(config["resolution"]), latent_dim=int(config["latent_dim"]),
                    widths=[int(width) for width in config["widths"]], kl_weight=float(config.get("kl_weight", 1.0)))
 

@@ -142,8 +142,8 @@ class VAEGAN(EncoderDecoderModel):
             resolution=int(config["resolution"]), latent_dim=int(config["latent_dim"]),
             widths=[int(width) for width in config["widths"]], dis_hidden=int(config["dis_hidden"]),
             dis_layer=int(config["dis_layer"]), gamma=float(config["gamma"]), balance=dict(config["balance"]),
-            # Checkpoints written before these were parameters: KL weight 1, reconstructions discriminated, real
-            # and generated images weighted equally.
+            # A checkpoint without these keys trained with KL weight 1, reconstructions discriminated, real and
+            # generated images weighted equally.
             kl_weight=float(config.get("kl_weight", 1.0)),
             discriminate_reconstructions=bool(config.get("discriminate_reconstructions", True)),
             real_weight=float(config.get("real_weight", 0.5)),

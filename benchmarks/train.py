@@ -1,9 +1,9 @@
-"""Training throughput of every model (LapCVAE levels, VAE, VAE/GAN): today's fp32 step against the loop's fast path.
+"""Training throughput of every model (LapCVAE levels, VAE, VAE/GAN): a plain fp32 step against the loop's fast path.
 
 For each resolution, default (params.yaml) and paper (config/paper.yaml) widths, and model (each LapCVAE level k
 with levels k+1..K frozen, as in train-level; the VAE; the VAE/GAN), side by side in one run:
-- `fp32 img/s`: a raw eager step as the loop ran it before: NCHW, fp32, every loss copied to the host each step;
-- `fast img/s`: the same step the way `fit` runs it now: channels-last, bf16 autocast where the device computes
+- `fp32 img/s`: a plain eager step: NCHW, fp32, every loss copied to the host each step;
+- `fast img/s`: the same step the way `fit` runs it: channels-last, bf16 autocast where the device computes
   bf16 natively (CUDA, CPUs with AVX512-BF16/AMX), fused Adam, no per-step host copy (and torch.compile with
   --compile);
 - the speed-up, the fast step's FLOP rate as a fraction of the fp32 and the bf16 torch.mm rates measured in this
@@ -97,7 +97,7 @@ class RawStep:
             uses_channels_last(trainable) else torch.contiguous_format
         trainable.to(memory_format=self.memory_format)
         self.groups = {group: list(params) for group, params in trainable.parameter_groups().items()}
-        # fused (default: fast): fit's fused Adam, or the per-tensor Adam the loop used before.
+        # fused (default: fast): fit's fused Adam, or the per-tensor Adam.
         self.optimizers = make_optimizers(trainable, {"lr": 1e-4}, fused=fast if fused is None else fused)
         self.step_fn: Callable = torch.compile(trainable.training_step) if compile_step else trainable.training_step
 

@@ -1,5 +1,5 @@
-"""VAE/GAN training steps as now (encoder and decoder gradients from one backward pass, VAEGAN.shared_backward)
-against one pass per objective (as before): median of interleaved steps, one run, default params.
+"""VAE/GAN training steps as the loop takes them (encoder and decoder gradients from one backward pass,
+VAEGAN.shared_backward) against one pass per objective: median of interleaved steps, one run, default params.
 
 Interleaving the two step by step keeps the ratio fair on a machine shared with other jobs.
 

@@ -4,7 +4,7 @@
 
 The archive comes from, in order: `data.celeba.archive` (a zip you already have), `data.celeba.url` (fetched
 with urllib to a temporary file) or, with `data.celeba.download: true`, torchvision's Google Drive downloader
-(often over quota: torchvision issues 1920, 5705, 8268). Its MD5 must equal `data.celeba.md5`. Members that
+(often over quota: github.com/pytorch/vision/issues/1920). Its MD5 must equal `data.celeba.md5`. Members that
 would land outside the output folder (`../x`, absolute paths) are refused before anything is written.
 
 Attributes are optional for real CelebA: `list_attr_celeba.txt` and `list_eval_partition.txt` are copied when

@@ -123,7 +123,7 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
     PyTorch's uint8 antialiased bicubic follows PIL's resize(BICUBIC) (its support widens with the downscale
     factor), agreeing within 2 grey levels, and is several times faster on CPU; one call per batch keeps its
-    thread start-up cost negligible (one call per image made it 10x slower on a busy machine).
+    thread start-up cost negligible against the work.
     """
     return F.interpolate(images, size=(size, size), mode="bicubic", antialias=True)
 
@@ -150,8 +150,8 @@ def _open_arrays(staging: str, resolutions: Sequence[int], crop: Crop, splits: S
             _arrays[(size, split)] = np.load(Path(staging) / str(size) / f"{split}.npy", mmap_mode="r+")
 
 
-# Starting a worker process costs about 2 s (it imports torch): on this 2-core machine a second process only pays
-# off for some 10,000 images or more (benchmarks/prepare.py measures both), so small sets stay in one process.
+# A worker process starts by importing torch: on a 2-core machine a second process only pays off for some 10,000
+# images or more (benchmarks/prepare.py measures both), so small sets stay in one process.
 MIN_IMAGES_PER_WORKER = 5000
 
 

@@ -74,9 +74,9 @@ def rmse_per_image(reference: torch.Tensor, reconstruction: torch.Tensor) -> tor
 def psnr_per_image(reference: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     """(N,) PSNR in dB of the quantised reconstruction, 10 log10(1 / MSE) on [0, 1] (inf for a perfect one).
 
-    The formula and float32 arithmetic of torchmetrics' peak_signal_noise_ratio(data_range=1, dim=(1, 2, 3)),
-    which this replaced (tests/test_metrics.py compares them): torchmetrics costs every job that imports it
-    ~7 s of CPU (it pulls in torchvision and torch._dynamo).
+    The formula and float32 arithmetic of torchmetrics' peak_signal_noise_ratio(data_range=1, dim=(1, 2, 3))
+    (tests/test_metrics.py compares them), without importing torchmetrics: it pulls torchvision and
+    torch._dynamo into every job that imports it.
     """
     _check_pair(reference, reconstruction)
     difference = quantise(reconstruction) - reference.to(reconstruction.dtype)  # (N, 3, H, W)
@@ -132,7 +132,7 @@ def band_r2(reference: torch.Tensor, reconstruction: torch.Tensor, bands: int = 
     R^2_k = 1 - |h_k(x_hat) - h_k(x)|^2 / |h_k(x)|^2 per image, summed over pixels and channels, on the quantised
     reconstruction; NaN where the reference's band is all zero (a flat image).
 
-    The pyramids are float32 (3.5x faster than float64 on CPUs; the binomial weights are exact, so a band is off
+    The pyramids are float32 (faster than float64 on CPUs; the binomial weights are exact, so a band is off
     by a few float32 roundings of values <= 1), the sums float64: R^2 within ~1e-6 of an all-float64 computation.
     """
     _check_pair(reference, reconstruction)
@@ -251,7 +251,7 @@ def summarise(per_image: pd.DataFrame, bootstrap_samples: int, seed: int) -> dic
         "psnr_mean": float(finite_psnr.mean()),
         "ssim_mean": float(per_image["ssim"].mean()),
         **{f"r2_h{k}_mean": float(per_image[f"r2_h{k}"].mean()) for k in range(R2_BANDS)},
-        # median: a near-flat original makes one image's ratio large (issue 12: VAE/GAN must keep half the contrast)
+        # median: a near-flat original makes one image's ratio large (the contrast goal: keep at least half)
         "contrast_median": float(per_image["contrast"].median()),
         "rate_mean": float(per_image["rate"].mean()),  # nats per image; NaN for models without a posterior
     }

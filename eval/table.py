@@ -70,7 +70,7 @@ def read_per_image(path: Path) -> pd.Series:
 
 def paired_wilcoxon(model_rmse: pd.Series, baseline_rmse: pd.Series) -> dict[str, float]:
     """Wilcoxon signed-rank test of paired per-image RMSE (model - baseline) over the same test images."""
-    from scipy.stats import wilcoxon  # imported when used: scipy.stats costs every job importing this module ~2 s
+    from scipy.stats import wilcoxon  # imported when used: scipy.stats is slow to import
 
     if not model_rmse.index.equals(baseline_rmse.index):
         raise ValueError("per-image metrics cover different test images; evaluate every model on the same split")

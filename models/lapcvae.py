@@ -122,9 +122,8 @@ class LevelVAE(nn.Module):
         depth = level_depth(size, feature_size, len(widths))
         # Smaller levels keep the deepest (widest) blocks: coarse levels carry the face's layout.
         level_widths = widths[-depth:]
-        # The coarsest encoder has no batch norm: with it, the 8 px level's code of an image moved with its batch
-        # companions, and that level reconstructed b_K at 7.7-11.4 grey levels RMSE over four seeds, 6.1-6.6
-        # without (validation, 64 px; docs/tuning-2026-11-29.md, "Sixth session").
+        # The coarsest encoder has no batch norm: batch statistics make an image's 8 px code depend on its batch
+        # companions in training and not at evaluation (evidence: docs/tuning.md, "LapCVAE").
         self.encoder = ConvEncoder(in_channels=3 if coarsest else 6, size=size, widths=level_widths,
                                    latent_dim=latent_dims[0], batch_norm=not coarsest)
         # Eq. 10 conditions on u(x_{k+1}): embedded to as many features as the coarser latents of Eq. 11, so that
@@ -134,8 +133,8 @@ class LevelVAE(nn.Module):
             ImageEmbedding(size=size, widths=level_widths, dim=coarser_dim)
         decoder_dim = latent_dims[0] + (0 if coarsest else
                                         {"latents": 1, "image": 1, "both": 2}[conditioning] * coarser_dim)
-        # A band h_k (k < K) has mean about 0: its decoder starts by predicting no detail (validation, 64 px, five
-        # seeds: 14.21 against 15.07 from a random output layer; docs/tuning-2026-11-29.md, "Fifth session").
+        # A band h_k (k < K) has mean about 0: its decoder starts by predicting no detail, so that early steps train
+        # what the latent adds rather than shrink a random output (docs/tuning.md, "LapCVAE").
         self.decoder = ConvDecoder(latent_dim=decoder_dim, size=size, widths=level_widths[::-1], out_channels=3,
                                    output_bias=None if coarsest else 0.0)
         self.prior_net = None if m_hidden is None else PriorNet(latent_dims[1], m_hidden, latent_dims[0])

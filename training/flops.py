@@ -34,10 +34,11 @@ class FlopCounter(TorchDispatchMode):
     registry: 2 per multiply-add of matmuls and convolutions, forward and backward): FlopCounterMode's total.
 
     Why not FlopCounterMode itself: a TorchDispatchMode's `__torch_dispatch__` is wrapped in torch._disable_dynamo
-    unless the mode opts out, and its first call imports torch._dynamo (1.3 s of CPU in every process that counts;
-    FlopCounterMode's module tracker does the same in backward). This mode never runs under torch.compile, so it
-    opts out; it keeps FlopCounterMode's dispatch rules (ops without a formula are decomposed and their parts
-    counted), so the totals are the same (tests/test_protocol_cost.py compares them on every model).
+    unless the mode opts out, and its first call imports torch._dynamo in every process that counts
+    (benchmarks/startup.py measures it; FlopCounterMode's module tracker does the same in backward). This mode never
+    runs under torch.compile, so it opts out; it keeps FlopCounterMode's dispatch rules (ops without a formula are
+    decomposed and their parts counted), so the totals are the same (tests/test_protocol_cost.py compares them on
+    every model).
     """
 
     def __init__(self) -> None:

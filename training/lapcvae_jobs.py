@@ -88,7 +88,7 @@ def build_level_model(params: dict[str, Any], resolution: int, variant: str, lev
         checkpoint = load_checkpoint(coarser)
         expected = {**model.config, "trained_levels": coarsest - level}
         found = dict(checkpoint.get("config") or {})
-        found.setdefault("conditioning", "latents")  # checkpoints from before the option
+        found.setdefault("conditioning", "latents")  # a checkpoint without the key conditioned on latents
         if level + 1 == coarsest and "use_m" in found:
             found["use_m"] = model.config["use_m"]  # the coarsest level alone has no M: the variants share it
         if isinstance(found.get("kl_weights"), list) and len(found["kl_weights"]) == len(expected["kl_weights"]):

@@ -45,7 +45,7 @@ from training.optimizers import Adam, Muon, Optimizer, RMSprop
 logger = logging.getLogger(__name__)
 
 SETTINGS_KEYS = ("lr", "batch_size", "epochs", "log_every", "bf16", "grad_clip")
-# Optional settings (older settings dicts without them keep working): train.compile wraps training_step in
+# Optional settings (settings dicts without them keep working): train.compile wraps training_step in
 # torch.compile; off by default because on the default run's job sizes its compile time does not pay
 # (benchmarks/train.py --compile measures it).
 OPTIONAL_SETTINGS = {"compile": False, "schedule": None, "kl_warmup": 0.0}
@@ -192,8 +192,8 @@ def _check_inputs(trainable: Any, train_images: np.ndarray, settings: dict[str, 
 
 
 OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop, "muon": Muon}  # settings["optimizer"] (training/optimizers.py)
-# Optimizers with a fused kernel: one pass over each parameter instead of ~10 elementwise ops; steps 1.04-1.20x
-# faster at the 64 px defaults on this CPU (benchmarks/step_options.py). Same update rule, different rounding.
+# Optimizers with a fused kernel: one pass over each parameter instead of ~10 elementwise ops, so faster steps
+# (benchmarks/step_options.py measures them). Same update rule, different rounding.
 FUSED = {"adam"}
 SCHEDULED_RATES = ("lr", "matrix_lr")  # the step sizes train.schedule scales (matrix_lr: Muon's weight matrices)
 

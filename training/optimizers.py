@@ -1,15 +1,14 @@
 """Adam, RMSprop and Muon for the training loop; Adam and RMSprop step with torch's own functional kernels.
 
-Why not torch.optim.Adam itself: building any torch.optim.Optimizer (and its first step) imports torch._dynamo,
-1.4-1.7 s of CPU in every training process on the 2-core CPU machine (benchmarks/startup.py), longer
-than a smoke-scale job trains and almost what `import torch` costs. These classes call the same functions
-torch.optim.Adam.step and RMSprop.step call (torch.optim.adam.adam, torch.optim.rmsprop.rmsprop: fused or
-per-tensor), with the same state, so they make the same updates bit for bit, and their state_dict has torch's
+Why not torch.optim.Adam itself: building any torch.optim.Optimizer (and its first step) imports torch._dynamo in
+every training process, longer than a smoke-scale job trains (benchmarks/startup.py measures it). These classes call
+the same functions torch.optim.Adam.step and RMSprop.step call (torch.optim.adam.adam, torch.optim.rmsprop.rmsprop:
+fused or per-tensor), with the same state, so they make the same updates bit for bit, and their state_dict has torch's
 layout (tests/test_training.py checks both).
 
 Muon (Jordan et al. 2024, "Muon: an optimizer for hidden layers") is not in torch 2.14's torch.optim for
-convolutions, so it is written here: docs/tuning-2026-11-29.md ("Eleventh session") measures what it does for the
-VAE under the budget rule, and what it costs.
+convolutions, so it is written here: docs/tuning.md ("The optimizer and its schedule") shows what it does for
+every model under the budget rule, and what it costs.
 """
 
 from __future__ import annotations
@@ -160,8 +159,7 @@ def orthogonalize(matrix: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> tor
     s -> s (a + b s^2 + c s^4). Here one eigendecomposition of the small side's Gram matrix x x^T = U S^2 U^T gives
     the singular values, the steps run on them as scalars, and the result is U diag(scale) U^T x: the map of
     `newton_schulz`'s rounds of (m, n) matrix products (within 0.2 % of it in float64, tests/test_training.py) for 2
-    products of that size: a quarter of the FLOPs and a third of the time for the VAE's 512 x 2,816 layer
-    (benchmarks/muon.py; docs/tuning-2026-11-29.md, "Twelfth session").
+    products of that size instead of fifteen (benchmarks/muon.py times both forms).
     """
     a, b, c = NEWTON_SCHULZ
     x, wide = _normalized_wide(matrix, torch.float32)  # (m, n), m <= n: the Gram matrix is the small side's
@@ -169,9 +167,9 @@ def orthogonalize(matrix: torch.Tensor, steps: int = NEWTON_SCHULZ_STEPS) -> tor
     try:
         squared_values, vectors = torch.linalg.eigh(gram)  # (m,), (m, m): x x^T = U diag(s^2) U^T
     except torch.linalg.LinAlgError:
-        # LAPACK's fp32 solver stopped a LapCVAE 128 px job this way, on its way to diverging (the same level went
-        # to NaN in later runs): retry in float64, then take the matrix iteration, so that a diverging run ends at
-        # the loop's NaN check with its message instead of here. Deterministic: the same input fails the same way.
+        # LAPACK's fp32 solver can fail on a diverging run's matrices: retry in float64, then take the matrix
+        # iteration, so that a diverging run ends at the loop's NaN check with its message instead of here.
+        # Deterministic: the same input fails the same way.
         try:
             squared_values, vectors = (part.float() for part in torch.linalg.eigh(gram.double()))
         except torch.linalg.LinAlgError:
@@ -207,7 +205,7 @@ class Muon(Optimizer):
     (`io_parameters`, models.interface.mark_io_layers) and matrices with at most 3 rows or columns step with Adam
     at lr. The update's scale is fixed by the orthogonalisation,
     not by the loss, so one matrix_lr serves models whose Adam rates differ (params.yaml `train.matrix_lr`; chosen
-    on validation: docs/tuning-2026-11-29.md, "Twelfth session"); train.schedule scales both rates. Optimizer FLOPs
+    on validation: docs/tuning.md); train.schedule scales both rates. Optimizer FLOPs
     per step: muon_step_flops (eval/cost.py adds them).
     """
 
