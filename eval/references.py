@@ -51,8 +51,10 @@ def mean_face(train_images: np.ndarray, chunk: int = CHUNK) -> torch.Tensor:
     return torch.from_numpy(total / len(train_images) / 255.0)
 
 
-def fit_pca(train_images: np.ndarray, components: int, chunk: int = CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
-    """PCA of the training images (pixels in [0, 1]): (mean (D,), orthonormal basis (k, D)), float64.
+def fit_pca(train_images: np.ndarray, components: int, chunk: int = CHUNK
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PCA of the training images (pixels in [0, 1]): (mean (D,), orthonormal basis (k, D), the covariance's
+    whole spectrum (min(N, D),), descending: the variance along every principal direction), float64.
 
     Exact, through the smaller of the two Gram matrices of the centred data X (N, D): X X^T (N, N) when there
     are fewer images than pixels (thousands of 64 or 128 px faces), else X^T X (D, D); either is accumulated a
@@ -71,6 +73,7 @@ def fit_pca(train_images: np.ndarray, components: int, chunk: int = CHUNK) -> tu
             columns -= mean[start:start + chunk * 4]  # (N, c), centred
             gram += columns @ columns.T
         values, vectors = torch.linalg.eigh(gram)  # ascending
+        spectrum = values.flip(0).clamp_min(0.0) / count  # the covariance X^T X / N shares X X^T's eigenvalues
         values, vectors = values.flip(0)[:k], vectors.flip(1)[:, :k]  # (k,), (N, k)
         scale = values.clamp_min(1e-12).rsqrt()  # right singular vectors: X^T u / s
         basis = torch.empty(k, dims, dtype=torch.float64)
@@ -84,8 +87,9 @@ def fit_pca(train_images: np.ndarray, components: int, chunk: int = CHUNK) -> tu
             rows = torch.from_numpy(np.asarray(flat[start:start + chunk], np.float64)) / 255.0 - mean  # (c, D)
             covariance += rows.T @ rows
         values, vectors = torch.linalg.eigh(covariance)
+        spectrum = values.flip(0).clamp_min(0.0) / count
         basis = vectors.flip(1)[:, :k].T.contiguous()  # (k, D)
-    return mean, basis
+    return mean, basis, spectrum
 
 
 class MeanFace(nn.Module):
@@ -106,10 +110,11 @@ class PCACode(nn.Module):
 
     kind = "reference"
 
-    def __init__(self, mean: torch.Tensor, basis: torch.Tensor):
+    def __init__(self, mean: torch.Tensor, basis: torch.Tensor, spectrum: torch.Tensor | None = None):
         super().__init__()
         self.register_buffer("mean", mean)  # (D,) float64
         self.register_buffer("basis", basis)  # (k, D) float64
+        self.spectrum = spectrum  # (min(N, D),) the training covariance's eigenvalues (eval.gaussian_bound)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.double().reshape(len(x), -1) - self.mean  # (B, D)
@@ -129,10 +134,10 @@ def build_references(params: dict[str, Any], resolution: int, train_images: np.n
         references["mean_face"] = MeanFace(mean_face(train_images))
     if "pca" in names:
         started = time.perf_counter()
-        mean, basis = fit_pca(train_images, latent)
+        mean, basis, spectrum = fit_pca(train_images, latent)
         logger.info("PCA with %d components on %d training images in %.1f s", len(basis), len(train_images),
                     time.perf_counter() - started)
-        references["pca"] = PCACode(mean, basis)
+        references["pca"] = PCACode(mean, basis, spectrum)
     if coarsest is not None and "lapcvae_coarsest" in names:
         model = load_model(coarsest, torch.device("cpu"))
         if getattr(model, "first_level", None) != getattr(model, "coarsest", -1):

@@ -336,6 +336,8 @@ OPTIONAL_TABLE1_COLUMNS = (("r2_h0_mean", "R² h0", 3), ("r2_h1_mean", "R² h1",
                            # median over test images of the reconstruction's pixel std over the original's
                            ("contrast_median", "Contrast", 3),
                            ("rate_mean", "Rate (nats)", 1), ("rate", "Rate (nats)", 1), ("rate_nats", "Rate (nats)", 1),
+                           # eval.gaussian_bound: the best code of a Gaussian of the training covariance at that rate
+                           ("gaussian_rmse_at_rate", "Linear-Gaussian RMSE at that rate", 2),
                            # Time to draw eval.samples prior samples (64 by default) in `evaluate`.
                            ("sample_seconds", "Sampling (s per batch)", 2))
 

@@ -118,9 +118,11 @@ def table_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out-dir", required=True, help="where table1.csv and metrics.json go, e.g. results/metrics")
     args = parser.parse_args(argv)
     params = params_from_args(args)
+    from eval.gaussian_bound import with_gaussian_bound
     from eval.table import build_table1, claims_table, metrics_json, paths_of, per_seed_table, run_seeds
 
-    table = build_table1(params, args.eval_dir, args.per_image_dir, args.seeds)
+    table = with_gaussian_bound(build_table1(params, args.eval_dir, args.per_image_dir, args.seeds),
+                                args.eval_dir[0], params["data"]["resolutions"])
     seeds = args.seeds or run_seeds(params, len(args.eval_dir))
     long = per_seed_table(params, paths_of(args.eval_dir), paths_of(args.per_image_dir), seeds)
     out_dir = Path(args.out_dir)

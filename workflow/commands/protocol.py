@@ -15,11 +15,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from core.atomic import save_npy
 from core.atomic import write_csv as atomic_write_csv
 from core.atomic import write_json as atomic_write_json
 from core.atomic import write_text as atomic_write_text
 from data.arrays import load_image_array
 from eval.cost import write_training_cost
+from eval.gaussian_bound import SPECTRUM_FILE
 from eval.references import REFERENCES, build_references, evaluate_reference
 from studies import budget_curve
 from studies.rate_distortion import plot, sweep
@@ -55,6 +57,8 @@ def references_main(argv: list[str] | None = None) -> None:
                    "n_train": len(train_images)}
         atomic_write_csv(Path(args.per_image_dir) / f"{args.res}_{name}.csv", per_image)
         atomic_write_json(Path(args.eval_dir) / str(args.res) / name / "summary.json", summary)
+        if getattr(reference, "spectrum", None) is not None:  # PCA's: the linear-Gaussian bound's (eval.gaussian_bound)
+            save_npy(Path(args.eval_dir) / str(args.res) / name / SPECTRUM_FILE, reference.spectrum.numpy())
         logger.info("%s at %d px: RMSE %.2f on %d test images", name, args.res, summary["rmse_mean"],
                     summary["n_test"])
 

@@ -51,6 +51,7 @@ rule table:
                             name=SEED_REFERENCES)],
         costs=[f"{results}/eval/{res}/{model}/cost.json" for results in RUNS.values() for res in RES
                for model in models_at(config, res)],
+        spectra=expand(f"{RESULTS}/eval/{{res}}/pca/spectrum.npy", res=RES),
     output:
         table=report(f"{RESULTS}/metrics/table1.csv", caption="../report/table1.rst", category="Table 1"),
         seeds=f"{RESULTS}/metrics/table1_seeds.csv",

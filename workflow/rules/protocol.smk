@@ -12,6 +12,7 @@ rule references:
     output:
         summaries=expand(f"{RESULTS}/eval/{{{{res}}}}/{{name}}/summary.json", name=REFERENCES),
         per_image=expand(f"{RESULTS}/metrics/per_image/{{{{res}}}}_{{name}}.csv", name=REFERENCES),
+        spectrum=f"{RESULTS}/eval/{{res}}/pca/spectrum.npy",  # eval/gaussian_bound.py
     log:
         "logs/references_{res}.log",
     params:
