@@ -34,14 +34,11 @@ TABLE1_COLUMNS = (
 
 
 def read_csv(path: Path, required: Sequence[str], how_to_make: str) -> pd.DataFrame:
+    """A CSV of `lapcvae table` with the columns this page shows; a missing file or column names the fix."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: {how_to_make}")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not a readable CSV ({error}): {how_to_make}") from error
-    missing = [column for column in required if column not in frame.columns]
-    if missing:
+    frame = pd.read_csv(path)
+    if missing := [column for column in required if column not in frame.columns]:
         raise ValueError(f"{path} lacks the columns {missing}: {how_to_make}")
     return frame
 

@@ -99,3 +99,11 @@ def test_results_doc_without_a_table_names_the_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="lapcvae table"):
         results_doc_main(["--metrics", str(tmp_path / "metrics"), "--out", str(tmp_path / "results.md")])
     assert not (tmp_path / "results.md").exists()
+
+
+def test_results_doc_refuses_a_table_without_its_columns(tmp_path):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "table1.csv").write_text("resolution,model,rmse_mean\n64,vae,13.0\n")
+    with pytest.raises(ValueError, match=r"lacks the columns \['kind', 'n_seeds'\].*lapcvae table"):
+        results_doc_main(["--metrics", str(tmp_path / "metrics"), "--out", str(tmp_path / "results.md")])
+    assert not (tmp_path / "results.md").exists()
