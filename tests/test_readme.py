@@ -17,7 +17,7 @@ from workflow.cli import COMMANDS
 README = REPO_ROOT / "README.md"
 # What a run, the set-up or the user makes: named by the README, absent from a fresh clone.
 MADE_BY_A_RUN = ("results", "data/raw", "data/prepared", ".venv", "site-packages", "study_responses")
-USER_FILES = {"img_align_celeba.zip", "list_attr_celeba.txt"}  # CelebA's files, which the user brings
+USER_FILES = {"img_align_celeba.zip", "img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt"}  # CelebA's
 PATH_PATTERN = re.compile(r"(?<![\w./:<-])((?:\.?[\w-]+/)+[\w.-]*|[\w-]+\.(?:md|yaml|yml|toml|py|cff|png|txt|zip))"
                           r"(?![\w/])")
 
@@ -44,7 +44,7 @@ def named_paths(text: str) -> set[str]:
                   for match in PATH_PATTERN.finditer(re.sub(r"\w+://\S+", " ", span))}
     candidates |= {link for link in links if "://" not in link}
     return {path for path in candidates
-            if not any(mark in path for mark in "{}<>*") and path not in USER_FILES
+            if not any(mark in path for mark in "{}<>*") and path.rstrip("/") not in USER_FILES
             and not any(path == made or path.startswith(made + "/") for made in MADE_BY_A_RUN)}
 
 
