@@ -41,6 +41,8 @@ COMMANDS = {
     "export-study": ("study:export_main", "export the human-study pairs and study.html"),
     "analyze-study": ("study:analyze_main", "turn study responses into Table 2"),
     "report": ("evaluate:report_main", "write results/report.md and the self-contained report.html"),
+    # workflow/commands/docs.py
+    "results-doc": ("docs:results_doc_main", "write a run's Table 1 and claims into a Markdown file's results block"),
 }
 
 

@@ -1,0 +1,192 @@
+"""Table 1 and the claims of a run as Markdown for the docs (`lapcvae results-doc`), written between two markers.
+
+The block is rendered from the run's own files (`table1.csv`, `claims.csv`, `table1_seeds.csv` of
+`results/metrics`, and each model's `summary.json` for the hardware it trained on), never typed by hand, and says
+where it came from: the params files, the settings that size the run, and the CPU, GPU and precision of training.
+Everything outside the markers is left as it is, so a document keeps its own prose around the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from core.atomic import write_text
+from eval.report_blocks import MISSING, display, engineering, number, p_value
+from eval.report_render import markdown_cell
+
+BEGIN_MARKER = "<!-- results-doc:begin (written by `lapcvae results-doc`: edit outside the markers) -->"
+END_MARKER = "<!-- results-doc:end -->"
+TABLE1_REQUIRED = ("resolution", "model", "kind", "n_seeds", "rmse_mean")
+CLAIMS_REQUIRED = ("resolution", "claim", "metric", "n_seeds", "mean_diff", "p_value", "verdict")
+PCA = "pca"  # the reference row each model's RMSE is divided by (the best linear code of LapCVAE's latent size)
+# (column, header, cell format) of Table 1 after the model, its seeds, RMSE and RMSE / PCA
+TABLE1_COLUMNS = (
+    ("r2_h0_mean", "R² h0", 3), ("r2_h1_mean", "R² h1", 3), ("contrast_median", "contrast", 3),
+    ("rate_mean", "rate (nats)", 1), ("ssim_mean", "SSIM", 3), ("parameters", "parameters", None),
+    ("train_seconds", "training (s)", 0), ("train_flops", "training FLOPs", None),
+    ("sample_seconds", "sampling (s)", 2),
+)
+
+
+def read_csv(path: Path, required: Sequence[str], how_to_make: str) -> pd.DataFrame:
+    """A CSV of `lapcvae table` with the columns this page shows; a missing file or column names the fix."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: {how_to_make}")
+    frame = pd.read_csv(path)
+    if missing := [column for column in required if column not in frame.columns]:
+        raise ValueError(f"{path} lacks the columns {missing}: {how_to_make}")
+    return frame
+
+
+def cell(value: Any, digits: int | None) -> str:
+    """A number with `digits` decimals, or engineering notation (2.17 M, 4.58 T) when digits is None."""
+    return engineering(value) if digits is None else number(value, digits)
+
+
+def with_spread(record: Mapping[str, Any], column: str, digits: int | None) -> str:
+    """'mean ± std across seeds' where the table has several seeds, else the one value."""
+    value, spread = cell(record.get(column), digits), record.get(f"{column}_seed_std")
+    if value == MISSING or spread is None or pd.isna(spread):
+        return value.replace(MISSING, "–")
+    return f"{value} ± {cell(spread, digits)}"
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(map(markdown_cell, header)) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(map(markdown_cell, row)) + " |" for row in rows]
+
+
+def model_name(record: Mapping[str, Any]) -> str:
+    return display(str(record["model"])) + (" (reference)" if record.get("kind") == "reference" else "")
+
+
+def table1_lines(table: pd.DataFrame) -> list[str]:
+    """Table 1: one row per resolution and model, each number the mean over seeds ± its std across them."""
+    columns = [(column, header, digits) for column, header, digits in TABLE1_COLUMNS if column in table.columns]
+    rows = []
+    for res, group in table.groupby("resolution", sort=True):
+        pca_rmse = group.loc[group["model"] == PCA, "rmse_mean"]
+        for record in group.to_dict(orient="records"):
+            ratio = (f"{record['rmse_mean'] / pca_rmse.iloc[0]:.2f}x"
+                     if len(pca_rmse) and pca_rmse.iloc[0] > 0 else "–")
+            rows.append([str(res), model_name(record), str(int(record["n_seeds"])),
+                         with_spread(record, "rmse_mean", 2), ratio,
+                         *[with_spread(record, column, digits) for column, _, digits in columns]])
+    header = ["res", "model", "seeds", "RMSE", "RMSE / PCA", *[header for _, header, _ in columns]]
+    return markdown_table(header, rows)
+
+
+def per_seed_lines(per_seed: pd.DataFrame) -> list[str]:
+    """Each seed's test RMSE per model, in seed order (models trained with several seeds only)."""
+    seeds = sorted(per_seed["seed"].unique())
+    if len(seeds) < 2:
+        return []
+    rows = []
+    for (res, model), group in per_seed.groupby(["resolution", "model"], sort=False):
+        by_seed = group.set_index("seed")["rmse_mean"]
+        if len(by_seed) < 2:
+            continue
+        rows.append([str(res), display(str(model)), ", ".join(number(by_seed.get(seed)) for seed in seeds)])
+    if not rows:
+        return []
+    return ["Test RMSE of each training seed (" + ", ".join(map(str, seeds)) + "):", "",
+            *markdown_table(["res", "model", "RMSE per seed"], rows)]
+
+
+def claims_lines(claims: pd.DataFrame) -> list[str]:
+    """Each claim, per resolution: the mean over seeds of the per-seed difference, the paired t test, the verdict."""
+    lines: list[str] = []
+    for res, group in claims.groupby("resolution", sort=True):
+        n_seeds = int(group["n_seeds"].max())
+        rows = []
+        for record in group.to_dict(orient="records"):
+            difference = f"{record['mean_diff']:+.2f}" if not pd.isna(record["mean_diff"]) else "–"
+            if not pd.isna(record.get("std_diff", float("nan"))):
+                difference += f" ± {record['std_diff']:.2f}"
+            rows.append([str(record["claim"]), f"{difference} ({record['metric']})",
+                         p_value(record["p_value"]).replace(MISSING, "–"), str(record["verdict"])])
+        lines += [f"{res} px:", "", *markdown_table(
+            ["claim", f"mean difference over {n_seeds} seed{'s' * (n_seeds != 1)} (± std)", "p (paired t)",
+             "verdict"], rows), ""]
+    return lines[:-1]
+
+
+def training_hardware(eval_dir: Path, table: pd.DataFrame) -> list[str]:
+    """The distinct machines the table's models trained on, from each summary.json's checkpoint meta."""
+    machines: dict[str, list[str]] = {}
+    for record in table.to_dict(orient="records"):
+        path = eval_dir / str(record["resolution"]) / str(record["model"]) / "summary.json"
+        if record.get("kind") == "reference" or not path.is_file():
+            continue
+        try:
+            meta = json.loads(path.read_text()).get("meta") or {}
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not valid JSON ({error}): rerun `lapcvae evaluate` for that model") from error
+        device = meta.get("device", MISSING)
+        where = f"GPU {meta['gpu']}" if meta.get("gpu") else f"CPU {meta.get('cpu', MISSING)}"
+        threads = f", {meta['cpu_threads']} thread(s) per job" if meta.get("cpu_threads") else ""
+        machine = f"{where} ({device}{threads}), {meta.get('precision', MISSING)}, torch {meta.get('torch', MISSING)}"
+        machines.setdefault(machine, []).append(f"{record['resolution']} {record['model']}")
+    return [f"{machine}: {len(models)} model(s)" for machine, models in machines.items()]
+
+
+def run_settings(params: Mapping[str, Any]) -> str:
+    """The settings that size a run: data, resolutions, budget, seeds, optimizer and precision."""
+    data = params["data"]
+    source = data["source"]
+    count = (data.get(source) or {}).get("count")
+    seeds = params.get("seeds") or [params["seed"]]
+    return (f"data.source {source}" + (f" ({count} images)" if count else "")
+            + f", data.resolutions {list(data['resolutions'])}, budget.epochs {params['budget']['epochs']}, "
+            f"seeds {list(seeds)}, train.optimizer {params['train']['optimizer']}, "
+            f"train.bf16 {str(params['train']['bf16']).lower()}")
+
+
+def results_block(metrics_dir: Path, eval_dir: Path, params: Mapping[str, Any], params_files: Sequence[str],
+                  label: str, cpu: str) -> str:
+    """The Markdown between the markers: provenance, Table 1, per-seed RMSE, claims."""
+    how = "run `lapcvae table` (or the DAG) first"
+    table = read_csv(metrics_dir / "table1.csv", TABLE1_REQUIRED, how)
+    claims = read_csv(metrics_dir / "claims.csv", CLAIMS_REQUIRED, how)
+    per_seed_path = metrics_dir / "table1_seeds.csv"
+    per_seed = (read_csv(per_seed_path, ("resolution", "model", "seed", "rmse_mean"), how)
+                if per_seed_path.is_file() else None)
+    n_test = sorted({int(value) for value in table.get("n_test", pd.Series(dtype=float)).dropna()})
+    provenance = [
+        f"- Run: **{label}**; params: `{' + '.join(['params.yaml', *params_files])}`.",
+        f"- Settings: {run_settings(params)}; test images: {', '.join(map(str, n_test)) or MISSING}.",
+        *[f"- Trained on: {machine}." for machine in training_hardware(eval_dir, table)],
+        f"- Rendered on: {cpu}, from `{metrics_dir}/table1.csv` and `claims.csv` by "
+        f"`lapcvae results-doc` (training seconds depend on the machine and its load; FLOPs do not).",
+    ]
+    legend = ("RMSE is on [0, 255] over the test split; each number is the mean over seeds ± its standard deviation "
+              "across seeds (one value with one seed). RMSE / PCA divides by the PCA reference row. R² hk is the "
+              "aligned R² of the reconstruction's Laplacian band h_k (1 exact, 0 no detail). Contrast: median of "
+              "the reconstruction's pixel std over the original's. Rate: KL nats per image. Training time and "
+              "FLOPs sum a model's jobs; sampling is the wall time of one batch of `eval.samples` prior samples.")
+    lines = [*provenance, "", "### Table 1", "", legend, "", *table1_lines(table), ""]
+    if per_seed is not None and (seed_lines := per_seed_lines(per_seed)):
+        lines += [*seed_lines, ""]
+    lines += ["### Claims", "", "Paired t test over seeds of the per-seed means (first model minus the second); "
+              "with fewer than 3 seeds a claim is *not testable*.", "", *claims_lines(claims)]
+    return "\n".join(lines) + "\n"
+
+
+def replace_between_markers(document: str, block: str, source: str) -> str:
+    """`document` with the text between its begin and end markers replaced by `block`."""
+    begin, end = document.find(BEGIN_MARKER), document.find(END_MARKER)
+    if begin < 0 or end < 0 or end < begin or document.count(BEGIN_MARKER) > 1 or document.count(END_MARKER) > 1:
+        raise ValueError(f"{source} must hold the line {BEGIN_MARKER!r} once and, after it, {END_MARKER!r} once: "
+                         "add them where the results go (or pass a new file to --out)")
+    return document[:begin + len(BEGIN_MARKER)] + "\n" + block + document[end:]
+
+
+def write_results_doc(out: Path, block: str, title: str) -> None:
+    """Replace the block between the markers of `out`; a new file gets a title and the two markers."""
+    document = out.read_text() if out.is_file() else f"# {title}\n\n{BEGIN_MARKER}\n{END_MARKER}\n"
+    write_text(out, replace_between_markers(document, block, str(out)))

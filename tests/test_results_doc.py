@@ -1,0 +1,109 @@
+"""`lapcvae results-doc`: Table 1 and the claims rendered from the CSVs `lapcvae table` writes, between markers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eval.results_doc import BEGIN_MARKER, END_MARKER
+from workflow.commands.docs import results_doc_main
+from workflow.commands.evaluate import table_main
+
+SEEDS = (0, 1, 2)
+# Per seed, the mean test RMSE of each row: LapCVAE is better than the VAE in every seed by 2-4.
+RMSE = {"pca": (8.0, 8.0, 8.0), "vae": (13.0, 14.0, 15.5), "lapcvae": (10.0, 11.0, 12.0)}
+META = {"device": "cpu", "cpu": "Test CPU 9000", "cpu_threads": 1, "gpu": None, "precision": "bf16",
+        "torch": "2.14.1"}
+
+
+def write_run(root: Path) -> Path:
+    """Three seeds' summary.json and per-image CSVs as `lapcvae evaluate` writes them; returns an override file."""
+    for index, seed_dir in enumerate(root / f"seed{seed}" for seed in SEEDS):
+        for model, means in RMSE.items():
+            if model == "pca" and index > 0:
+                continue  # as in a run: the reference rows are computed once, with the first seed's files
+            rmse = means[index] + np.array([-1.0, 0.0, 1.0])  # three test images around the seed's mean
+            (seed_dir / "per_image").mkdir(parents=True, exist_ok=True)
+            (seed_dir / "per_image" / f"64_{model}.csv").write_text(
+                "image,rmse\n" + "".join(f"{image},{value}\n" for image, value in enumerate(rmse)))
+            summary = {"model": model, "resolution": 64, "n_test": 3, "rmse_mean": float(rmse.mean()),
+                       "rmse_std": float(rmse.std(ddof=1)), "rmse_ci95": [float(rmse.min()), float(rmse.max())],
+                       "psnr_mean": 25.0, "ssim_mean": 0.8, "r2_h0_mean": 0.4 if model == "lapcvae" else 0.1,
+                       "parameters": 2_170_000, "flops_per_image": 5e6, "train_seconds": 70.0 + index,
+                       "eval_seconds": 1.0}
+            if model != "pca":
+                summary["meta"] = META
+            directory = seed_dir / "eval" / "64" / model
+            directory.mkdir(parents=True)
+            (directory / "summary.json").write_text(json.dumps(summary))
+    override = root / "only64.yaml"
+    override.write_text("data: {resolutions: [64]}\nseeds: [0, 1, 2]\n")
+    table_main(["--params", str(override),
+                "--eval-dir", *[str(root / f"seed{seed}" / "eval") for seed in SEEDS],
+                "--per-image-dir", *[str(root / f"seed{seed}" / "per_image") for seed in SEEDS],
+                "--seeds", *map(str, SEEDS), "--out-dir", str(root / "metrics")])
+    return override
+
+
+def table_row(document: str, model: str) -> list[str]:
+    line = next(line for line in document.splitlines() if line.startswith(f"| 64 | {model} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_results_doc_renders_table1_and_claims_from_the_run_between_markers(tmp_path):
+    override = write_run(tmp_path)
+    out = tmp_path / "results.md"
+    out.write_text(f"# Results\n\nProse before.\n\n{BEGIN_MARKER}\nstale numbers\n{END_MARKER}\n\nProse after.\n")
+    argv = ["--params", str(override), "--metrics", str(tmp_path / "metrics"), "--eval-dir",
+            str(tmp_path / "seed0" / "eval"), "--out", str(out), "--label", "three-seed test run"]
+    results_doc_main(argv)
+    document = out.read_text()
+
+    assert document.startswith("# Results\n\nProse before.\n") and document.endswith("\n\nProse after.\n")
+    assert "stale numbers" not in document
+    # Mean over seeds ± std across seeds: (10 + 11 + 12) / 3 = 11, std 1; ratio to PCA 11 / 8.
+    lapcvae = table_row(document, "LapCVAE")
+    assert lapcvae[2:5] == ["3", "11.00 ± 1.00", "1.38x"]
+    assert table_row(document, "PCA (reference)")[2:5] == ["1", "8.00", "1.00x"]
+    assert "2.17 M" in lapcvae and "71 ± 1" in lapcvae  # parameters; training seconds 70, 71, 72
+    assert "| 64 | VAE | 13.00, 14.00, 15.50 |" in document  # each seed's RMSE
+    # The VAE minus LapCVAE is 3, 3, 3.5 per seed: LapCVAE's claim is supported by the paired t test.
+    claim = next(line for line in document.splitlines()
+                 if line.startswith("| LapCVAE reconstructs with lower RMSE than the VAE |"))
+    assert "-3.17 ± 0.29 (rmse_mean)" in claim and claim.endswith("| supported |")
+    assert "Test CPU 9000" in document and f"params.yaml + {override}" in document
+    assert "seeds [0, 1, 2]" in document and "three-seed test run" in document
+
+    results_doc_main(argv)  # rendering again changes nothing
+    assert out.read_text() == document
+
+
+def test_results_doc_creates_a_new_file_and_refuses_one_without_markers(tmp_path):
+    override = write_run(tmp_path)
+    new = tmp_path / "docs" / "new.md"
+    new.parent.mkdir()
+    results_doc_main(["--params", str(override), "--metrics", str(tmp_path / "metrics"), "--out", str(new)])
+    assert BEGIN_MARKER in new.read_text() and "| 64 | LapCVAE |" in new.read_text()
+
+    unmarked = tmp_path / "unmarked.md"
+    unmarked.write_text("# Results\n\nno markers here\n")
+    with pytest.raises(ValueError, match="add them where the results go"):
+        results_doc_main(["--params", str(override), "--metrics", str(tmp_path / "metrics"), "--out", str(unmarked)])
+    assert unmarked.read_text() == "# Results\n\nno markers here\n"
+
+
+def test_results_doc_without_a_table_names_the_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match="lapcvae table"):
+        results_doc_main(["--metrics", str(tmp_path / "metrics"), "--out", str(tmp_path / "results.md")])
+    assert not (tmp_path / "results.md").exists()
+
+
+def test_results_doc_refuses_a_table_without_its_columns(tmp_path):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "table1.csv").write_text("resolution,model,rmse_mean\n64,vae,13.0\n")
+    with pytest.raises(ValueError, match=r"lacks the columns \['kind', 'n_seeds'\].*lapcvae table"):
+        results_doc_main(["--metrics", str(tmp_path / "metrics"), "--out", str(tmp_path / "results.md")])
+    assert not (tmp_path / "results.md").exists()
