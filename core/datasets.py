@@ -1,7 +1,7 @@
 """The one table of the suite's data sets: which data sets `data.source` may name, and the function that writes each.
 
 A data set is a plugin, in the spirit of nanoGPT's `data/<name>/prepare.py`: one module in `data/` with one
-writer function, one `DatasetSpec` in DATASETS below, and a schema fragment for its params (README, "Adding a
+writer function, one `DatasetSpec` in DATASETS below, and a schema fragment for its params (docs/extending.md, "Adding a
 data set"). The writer turns the data set into a CelebA-format raw tree, which `lapcvae prepare` then crops,
 resizes and splits like any other:
 
@@ -42,7 +42,7 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in [
                 rule="generate_faces"),
     DatasetSpec("celeba", "data.celeba:write_raw", "CelebA's aligned faces from img_align_celeba.zip",
                 rule="fetch_celeba"),
-    # Add a data set here (README, "Adding a data set"), e.g.
+    # Add a data set here (docs/extending.md, "Adding a data set"), e.g.
     # DatasetSpec("mydata", "data.mydata:write_raw", "my faces"), with core/schemas/datasets/mydata.schema.yaml.
 ]}
 

@@ -4,7 +4,7 @@ Everything that needs to know which models exist reads it: the Snakefile and dvc
 which files they write), the checkpoint loader (which class a checkpoint's `kind` rebuilds), training (which
 models `lapcvae train-baseline` builds), evaluation, figures, the report and the human study (Table 1's rows,
 their order and their names). Adding a model is one model file, one `ModelSpec` in MODELS below, its params
-section in params.yaml and its schema fragment in core/schemas/ (README, "Adding a model").
+section in params.yaml and its schema fragment in core/schemas/ (docs/extending.md, "Adding a model").
 
 Artefact paths are relative to `paths.results` and spelled only here:
     models/{res}/{name}/model.pt          a model trained by one job (`train_baseline`)
@@ -72,8 +72,9 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
               trained_by=RETRAIN_M, curve_column="loss", checkpoint_kind="lapcvae"),
     # PixelVAE (Gulrajani et al. 2016): a VAE whose decoder conditions a PixelCNN; sampling is autoregressive.
     ModelSpec("pixelvae", "PixelVAE", "baselines.pixelvae:PixelVAE", "pixelvae", curve_column="reconstruction"),
-    # Add a model here (README, "Adding a model"), e.g. ModelSpec("mymodel", "My model", "models.mymodel:MyModel",
-    # "mymodel"): it is then trained by `lapcvae train-baseline --model mymodel` and joins Table 1.
+    # Add a model here (docs/extending.md, "Adding a model"), e.g. ModelSpec("mymodel", "My model",
+    # "models.mymodel:MyModel", "mymodel"): it is then trained by `lapcvae train-baseline --model mymodel` and
+    # joins Table 1.
 ]}
 
 

@@ -245,7 +245,7 @@ def claims_section(claims_path: Path) -> list[Block]:
 
 
 def protocol_section(params: Mapping[str, Any], results: Path, prepared: Path) -> list[Block]:
-    """How the models were compared (README "How models are compared"), with this run's numbers."""
+    """How the models were compared (docs/protocol.md, "How models are compared"), with this run's numbers."""
     manifest_path = prepared / "manifest.json"
     counts = json.loads(manifest_path.read_text()).get("counts", {}) if manifest_path.is_file() else {}
     seeds = params.get("seeds") or [params["seed"]]
@@ -374,7 +374,7 @@ def sampling_and_fid_section(params: Mapping[str, Any], table: pd.DataFrame) -> 
         configured = (params["eval"].get("fid") or {}).get("inception_weights")
         why = (f"eval.fid.inception_weights is set ({configured}) but no summary.json holds FID: rerun "
                "`lapcvae evaluate`." if configured else "No FID or KID: they need the Inception-v3 weights file, "
-               "which this suite never downloads: README, 'FID and KID', says where to get the file "
+               "which this suite never downloads: docs/protocol.md, 'FID and KID', says where to get the file "
                "(pt_inception-2015-12-05) and how to set eval.fid.inception_weights.")
         blocks.append(Paragraph(why, note=True))
     return blocks

@@ -1,6 +1,6 @@
 """Tuning every model's regularisation weights on the validation split, with the same number of trials each.
 
-The protocol (README "How models are compared"): each tuned weight gets `tune.trials` candidates, either
+The protocol (docs/protocol.md, "How models are compared"): each tuned weight gets `tune.trials` candidates, either
 `tune.grid.<model>` (factors applied to the current value) or log-spaced factors 10^[-span, span] around it;
 every candidate trains with the same short budget (`tune.epochs` epochs over train.npy, the training split
 minus validation) from the same seed, and is scored by its reconstruction RMSE on the validation split

@@ -1,6 +1,6 @@
-"""The README's "Adding a data set", followed to the letter in a copy of the repository, with a toy data set.
+"""docs/extending.md's "Adding a data set", followed to the letter in a copy of the repository, with a toy data set.
 
-Steps (README): the data set's module (tests/toy/toyfaces.py -> data/toyfaces.py), one entry in
+Steps (docs/extending.md): the data set's module (tests/toy/toyfaces.py -> data/toyfaces.py), one entry in
 core/datasets.py's DATASETS and its schema fragment in core/schemas/datasets/; params then name it in
 data.source. Nothing else is edited: the DAG must write its raw tree and prepare must split it into arrays.
 """
@@ -37,7 +37,7 @@ def run(*command: str, cwd: Path) -> str:
 
 
 def copy_with_toy_data_set(destination: Path) -> Path:
-    """The repository (as git sees it) at smoke scale, 64 px only, with the toy data set added the README's way."""
+    """The repository (as git sees it) at smoke scale, 64 px only, with the toy data set added the documented way."""
     copy_repository(destination)
     # 1. the module with its writer
     (destination / "data/toyfaces.py").write_text((TOY / "toyfaces.py").read_text())

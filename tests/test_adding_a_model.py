@@ -1,6 +1,6 @@
-"""The README's "Adding a model", followed to the letter in a copy of the repository, with a toy autoencoder.
+"""docs/extending.md's "Adding a model", followed to the letter in a copy of the repository, with a toy autoencoder.
 
-Steps (README): the model file (tests/toy/toy.py -> models/toy.py), one entry in core/registry.py's MODELS,
+Steps (docs/extending.md): the model file (tests/toy/toy.py -> models/toy.py), one entry in core/registry.py's MODELS,
 its params section in params.yaml and its schema fragment in core/schemas/. Nothing else is edited: the DAG must
 train and evaluate it, and Table 1 and the report must show it.
 """
@@ -41,7 +41,7 @@ def run(*command: str, cwd: Path, fails: bool = False) -> str:
 
 
 def copy_with_toy_model(destination: Path) -> Path:
-    """The repository (as git sees it) at smoke scale, 64 px only, with the toy model added the README's way."""
+    """The repository (as git sees it) at smoke scale, 64 px only, with the toy model added the documented way."""
     copy_repository(destination)
     # 1. the model file
     (destination / "models/toy.py").write_text((TOY / "toy.py").read_text())
@@ -71,17 +71,17 @@ def test_a_registered_model_joins_every_step_of_the_dag(tmp_path: Path) -> None:
     # models differ between resolutions, a rule's outputs cannot)
     neighbours = [job for job in parse_dry_run(plan) if job.rule == "neighbours"]
     assert neighbours and "results/eval/64/toy/samples.npy" in neighbours[0].inputs
-    # dvc.yaml: the model in the `models` var and its params section in the train and report stages (README);
+    # dvc.yaml: the model in the `models` var and its params section in the train and report stages (docs);
     # then DVC's stages match the DAG again.
     assert "toy" in run(sys.executable, "-m", "workflow.dvc_check", fails=True, cwd=root)
     dvc_file = root / "dvc.yaml"
     text = dvc_file.read_text()
-    # The three lines README's 'Adding a model' names: the `models` var, the train stage's and the report's params.
+    # The three lines 'Adding a model' names: the `models` var, the train stage's and the report's params.
     for pattern, addition in [(r"(- models: \[[^\]]*)\]", r"\1, toy]"),
                               (r'(params: \[[^\]]*"vaegan\.\$\{item\}"[^\]]*)\]', r'\1, "toy.${item}"]'),
                               (r"(params: \[[^\]]*vaegan, lapcvae, )", r"\1toy, ")]:
         text, count = re.subn(pattern, addition, text, count=1)
-        assert count == 1, f"dvc.yaml lost the line {pattern!r} that README's 'Adding a model' refers to"
+        assert count == 1, f"dvc.yaml lost the line {pattern!r} that 'Adding a model' (docs) refers to"
     dvc_file.write_text(text)
     run(sys.executable, "-m", "workflow.dvc_check", cwd=root)
     assert "toy" in run("lapcvae", "evaluate", "--help", cwd=root)

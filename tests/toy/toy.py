@@ -1,4 +1,5 @@
-"""A toy model for tests/test_adding_a_model.py: a linear autoencoder added the README's way ("Adding a model").
+"""A toy model for tests/test_adding_a_model.py: a linear autoencoder added as docs/extending.md says
+("Adding a model").
 
 The test copies this file to models/toy.py of a copy of the repository, adds its registry entry, params
 section and schema fragment there, and runs the smoke DAG: nothing else may need editing.

@@ -1,4 +1,4 @@
-"""A toy data set, added the README's way ("Adding a data set"): one module with one writer function.
+"""A toy data set, added the docs/extending.md way ("Adding a data set"): one module with one writer function.
 
 Each image is a 178x218 JPEG of one flat colour with a darker square (the "face"), drawn from the seed; the
 colour of image i is recorded in its name's attribute `Bright` (1 for light images) so that `prepare` has

@@ -2,8 +2,8 @@
 protocol's command lines.
 
 Library: eval/references.py, eval/cost.py, studies/tuning.py, studies/rate_distortion.py, studies/budget_curve.py
-(README, "How models are compared"). Each `*_main(argv)` parses its options and calls library functions with plain
-arguments.
+(docs/protocol.md, "How models are compared"). Each `*_main(argv)` parses its options and calls library
+functions with plain arguments.
 """
 
 from __future__ import annotations

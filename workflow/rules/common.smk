@@ -49,7 +49,7 @@ RESULTS = config["paths"]["results"]
 RES = [str(res) for res in resolutions(config)]
 RESOURCES = config["resources"]
 LAPCVAE_LEVELS = {res: levels(config, res) for res in RES}
-# Training seeds (params `seeds`; README "How models are compared"). Each has its own results folder (core/registry.py,
+# Training seeds (params `seeds`; docs/protocol.md, "How models are compared"). Each has its own results folder (core/registry.py,
 # seed_results): the first seed's is RESULTS itself, so a one-seed study's rules, files and logs are those of a
 # one-seed run; every further seed gets its own copy of each rule that trains or scores a model, named <rule>_seed<seed>.
 # Data, the split and the data-only references are shared; figures, neighbours, editing and the study use the first.

@@ -40,7 +40,7 @@ rule fetch_celeba:
         "lapcvae fetch-celeba --params $LAPCVAE_PARAMS --out {output} 2>&1 | tee {log}"
 
 
-# Any other data set (README, "Adding a data set"): its registered writer, through `lapcvae raw-data`.
+# Any other data set (docs/extending.md, "Adding a data set"): its registered writer, through `lapcvae raw-data`.
 rule raw_data:
     conda:
         CONDA_ENV

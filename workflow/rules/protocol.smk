@@ -1,4 +1,4 @@
-# The comparison protocol (README "How models are compared"): Table 1's reference rows (each model's training
+# The comparison protocol (docs/protocol.md, "How models are compared"): Table 1's reference rows (each model's training
 # cost is written by `evaluate`, eval.smk). Tuning and the rate-distortion sweep are in tune.smk.
 
 rule references:

@@ -1,4 +1,4 @@
-# Tuning, the rate-distortion sweep and the budget curves (README "How models are compared"); none is part of `all`:
+# Tuning, the rate-distortion sweep and the budget curves (docs/protocol.md, "How models are compared"); none is part of `all`:
 #   snakemake tune --cores all              -> results/tuning/{res}.{csv,json,yaml}
 #   snakemake rate_distortion --cores all   -> results/metrics/rate_distortion_{res}.csv, results/figures/...png
 #   snakemake budget_curve --cores all      -> results/metrics/budget_curve_{res}.csv, results/figures/...png
