@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,3 +30,19 @@ def load_image_array(
             f"resolution) matches the file, or rerun {made_by}"
         )
     return images
+
+
+def read_rows(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """images[indices] as a new array. From a memory-mapped file the rows are read with pread, not through the
+    mapping, so the pages of the images a job has seen do not stay in its resident memory: a training job's peak
+    memory does not grow with the size of its data set."""
+    if not isinstance(images, np.memmap) or images.filename is None or not images.flags.c_contiguous:
+        return np.asarray(images[indices])
+    row_bytes = images[0].nbytes
+    out = np.empty((len(indices), *images.shape[1:]), images.dtype)
+    with open(images.filename, "rb", buffering=0) as handle:
+        for position, row in enumerate(np.asarray(indices, np.int64)):
+            start = images.offset + int(row) * row_bytes
+            out[position] = np.frombuffer(os.pread(handle.fileno(), row_bytes, start), images.dtype).reshape(
+                images.shape[1:])
+    return out

@@ -38,6 +38,7 @@ from torch import nn
 from core.atomic import atomic_path
 from core.device import autocast_dtype, resolve_device
 from core.progress import progress_bar
+from data.arrays import read_rows
 from models.checkpoint import atomic_save, save_model
 from models.interface import io_parameters
 from training.optimizers import Adam, Muon, Optimizer, RMSprop
@@ -301,8 +302,12 @@ def _fixed_weights_digest(trainable: nn.Module, groups: dict[str, list[nn.Parame
     return digest.hexdigest()[:16]
 
 
-def _data_digest(images: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(images).data).hexdigest()[:16]
+def _data_digest(images: np.ndarray, chunk: int = 1024) -> str:
+    """sha256 of the images' bytes, read `chunk` images at a time (a memmap never sits in memory whole)."""
+    digest = hashlib.sha256()
+    for start in range(0, len(images), chunk):
+        digest.update(read_rows(images, np.arange(start, min(start + chunk, len(images)))).data)
+    return digest.hexdigest()[:16]
 
 
 def _fingerprint(
@@ -370,8 +375,7 @@ def fit(
         base_rates = {group: [{key: options[key] for key in SCHEDULED_RATES if key in options}
                               for options in optimizer.param_groups] for group, optimizer in optimizers.items()}
         groups = {group: list(params) for group, params in trainable.parameter_groups().items()}
-        host_images = np.array(train_images)  # (N, 3, H, W) uint8, read once
-        fingerprint = _fingerprint(settings, seed, label, groups, host_images, ranks.world_size, trainable, export)
+        fingerprint = _fingerprint(settings, seed, label, groups, train_images, ranks.world_size, trainable, export)
         state = _load_resume(resume_path, fingerprint, device_)
         start_epoch, step, train_seconds = 0, 0, 0.0
         if state is not None:
@@ -387,8 +391,8 @@ def fit(
         # After loading: load_state_dict copies values into whatever layout the parameters have.
         trainable.to(memory_format=memory_format)
 
-        # Kept on the device as uint8 (4x smaller than float); batches become float on the fly.
-        images = torch.from_numpy(host_images).to(device_)  # (N, 3, H, W) uint8
+        # Read a batch at a time from the (memory-mapped) array: peak memory does not grow with the data set.
+        images = train_images  # (N, 3, H, W) uint8
         batch_size, epochs = settings["batch_size"], settings["epochs"]
         if min(batch_size, len(images)) < ranks.world_size:
             raise ValueError(f"batch_size {batch_size} is smaller than the {ranks.world_size} processes; raise it")
@@ -429,8 +433,8 @@ def fit(
             epoch_start = time.perf_counter()
             validation_seconds = 0.0
             for indices in _batches(len(images), batch_size, seed, epoch):
-                shard = indices[ranks.rank:: ranks.world_size].to(device_)  # each rank a shard of every batch
-                batch = images[shard].float().div_(255.0)  # (b, 3, H, W) in [0, 1]
+                shard = indices[ranks.rank:: ranks.world_size].numpy()  # each rank a shard of every batch
+                batch = torch.from_numpy(read_rows(images, shard)).to(device_).float().div_(255.0)  # (b, 3, H, W)
                 batch = batch.contiguous(memory_format=memory_format)
                 if anneals_kl:
                     trainable.kl_scale = kl_factor(settings["kl_warmup"], step, epochs * per_epoch)
