@@ -23,6 +23,7 @@ wildcard_constraints:
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/eval.smk"
+include: "workflow/rules/prior.smk"
 include: "workflow/rules/protocol.smk"
 include: "workflow/rules/tune.smk"
 include: "workflow/rules/ablations.smk"

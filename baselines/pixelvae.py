@@ -247,8 +247,12 @@ class PixelVAE(nn.Module):
         return self.generate(self.decoder(mean), noise_std=0.0)
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int) -> torch.Tensor:
-        device = next(self.parameters()).device
-        latents = sample_prior(n, self.latent_dim, seed, device)  # (n, latent_dim)
+    def decode_latents(self, latents: torch.Tensor, seed: int) -> torch.Tensor:
+        """(n, latent_dim) codes -> (n, 3, H, W) in [0, 1], the PixelCNN's pixel noise drawn from `seed + 1`."""
         generator = torch.Generator().manual_seed(seed + 1)  # the pixel noise, apart from the latents' stream
         return self.generate(self.decoder(latents), self.sample_temperature * self.sigma, generator)
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int) -> torch.Tensor:
+        device = next(self.parameters()).device
+        return self.decode_latents(sample_prior(n, self.latent_dim, seed, device), seed)  # (n, latent_dim) codes

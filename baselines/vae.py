@@ -58,9 +58,14 @@ class EncoderDecoderModel(nn.Module):
         return kl_diagonal_gaussians(mean.float(), log_var.float())
 
     @torch.no_grad()
+    def decode_latents(self, latents: torch.Tensor, seed: int) -> torch.Tensor:
+        """(n, latent_dim) codes -> (n, 3, H, W) in [0, 1]; `seed` is unused (the decoder is deterministic)."""
+        return self.decoder(latents).clamp(0.0, 1.0)
+
+    @torch.no_grad()
     def sample(self, n: int, seed: int) -> torch.Tensor:
         device = next(self.parameters()).device
-        return self.decoder(sample_prior(n, self.latent_dim, seed, device)).clamp(0.0, 1.0)  # (n, 3, H, W)
+        return self.decode_latents(sample_prior(n, self.latent_dim, seed, device), seed)  # (n, 3, H, W)
 
 
 class VAE(EncoderDecoderModel):

@@ -153,6 +153,11 @@ def checkpoint(results: str, res: int | str, name: str) -> str:
     return f"{results}/models/{res}/{name}/model.pt"
 
 
+def fitted_prior(results: str, res: int | str, name: str) -> str:
+    """The prior fitted to a model's training-split posterior means (models/fitted_prior.py), by `fit-prior`."""
+    return f"{results}/priors/{res}/{name}.pt"
+
+
 def retrain_source() -> str:
     """The per-level model whose whole checkpoint `retrain_m` starts from (the LapCVAE with M networks)."""
     return next(name for name, model in MODELS.items()

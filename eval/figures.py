@@ -1,7 +1,8 @@
 """Figures 4, 5, 7, 8 of the paper and the training curves, for one resolution (command `lapcvae figures`).
 
 - Figure 4: test images and every model's reconstruction of them (rows: models, columns: images).
-- Figure 5: samples of every model (all drawn with the same seed by `evaluate`).
+- Figure 5: samples of every model (all drawn with the same seed by `evaluate`); `prior_sample_rows` puts each
+  model's samples from its fitted prior (models/fitted_prior.py) under those from N(0, I).
 - Figure 7: LapCVAE partial sampling: the coarsest levels of one test image fixed, the finer ones sampled.
 - Figure 8: LapCVAE samples before and after retraining M (section 5.1.3), same seeds.
 - Training curves: reconstruction and KL terms over steps from each checkpoint's `.log.csv`.
@@ -92,6 +93,35 @@ def sample_rows(samples: Mapping[str, np.ndarray]) -> tuple[GridRows, list[str],
     rows: GridRows = [list(images) for images in samples.values()]
     row_labels = [DISPLAY_NAMES.get(model, model) for model in samples]
     col_labels = [f"sample {i + 1}" for i in range(max(len(row) for row in rows))]
+    return rows, row_labels, col_labels
+
+
+# Figure 5's row names for the two priors a model's samples come from (models/fitted_prior.py).
+PRIOR_NAMES = {"standard": "N(0, I) prior", "fitted": "fitted prior"}
+
+
+def prior_sample_rows(
+    samples: Mapping[str, np.ndarray], fitted: Mapping[str, np.ndarray]
+) -> tuple[GridRows, list[str], list[str]]:
+    """Figure 5 with both priors: per model a row of its N(0, I) samples (n, 3, H, W), the paper's model, then,
+    where `fitted` has the model, a row of its fitted prior's samples drawn with the same seed."""
+    unknown = sorted(set(fitted) - set(samples))
+    if unknown:
+        raise ValueError(f"fitted-prior samples of {unknown} have no N(0, I) samples beside them; evaluate "
+                         "those models (samples.npy) or drop their samples_fitted.npy")
+    rows: GridRows = []
+    row_labels: list[str] = []
+    for model, images in samples.items():
+        name = DISPLAY_NAMES.get(model, model)
+        rows.append(list(images))
+        row_labels.append(f"{name}, {PRIOR_NAMES['standard']}")
+        if model in fitted:
+            if fitted[model].shape != images.shape:
+                raise ValueError(f"{model}'s fitted-prior samples have shape {fitted[model].shape}, its N(0, I) "
+                                 f"samples {images.shape}; re-evaluate {model} so that both hold as many")
+            rows.append(list(fitted[model]))
+            row_labels.append(f"{name}, {PRIOR_NAMES['fitted']}")
+    col_labels = [f"sample {i + 1}" for i in range(max((len(row) for row in rows), default=0))]
     return rows, row_labels, col_labels
 
 

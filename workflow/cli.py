@@ -17,13 +17,14 @@ COMMANDS = {
     "fetch-celeba": ("data:fetch_celeba_main", "check and unpack img_align_celeba.zip (local path, URL or download)"),
     "raw-data": ("data:raw_data_main", "write any registered data set's CelebA-format tree (core/datasets.py)"),
     "prepare": ("data:prepare_main", "crop, resize and split into data/prepared/{res}/{train,test}.npy"),
-    # workflow/commands/train.py and sample.py
+    # workflow/commands/train.py, sample.py and prior.py
     "train-level": ("train:train_level_main", "train one LapCVAE pyramid level"),
     "retrain-m": ("train:retrain_m_main", "retrain only the M networks of a trained LapCVAE"),
     "train-baseline": ("train:train_baseline_main", "train the VAE or VAE/GAN baseline"),
     "reconstruct": ("sample:reconstruct_main", "reconstruct images with any checkpoint"),
     "sample": ("sample:sample_main", "sample images from any checkpoint"),
     "partial-sample": ("sample:partial_sample_main", "keep an image's coarse LapCVAE levels, sample the rest"),
+    "fit-prior": ("prior:fit_prior_main", "fit a Gaussian prior to a model's training-split posterior means"),
     # workflow/commands/evaluate.py, protocol.py, editing.py, study.py
     "evaluate": ("evaluate:evaluate_main", "per-image metrics, reconstructions and samples of one model"),
     "references": ("protocol:references_main", "Table 1's reference rows: mean face, PCA, LapCVAE's coarsest level"),

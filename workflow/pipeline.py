@@ -79,6 +79,7 @@ PARAMS_USED = {
     # plus the model's own section and its registry `params_also` (see params_used)
     "train_baseline": ["budget", "train"],
     "evaluate": ["eval.batch_size", "eval.samples", "eval.bootstrap_samples"],
+    "fit_prior": ["eval.batch_size", "eval.fitted_prior"],
     "references": ["eval.batch_size", "eval.bootstrap_samples", "lapcvae.{res}.latent_dims"],
     "tune_resolution": ["tune", "budget", "train", "vae.{res}", "vaegan.{res}", "lapcvae.{res}"],
     "rate_distortion_resolution": ["rate_distortion", "budget", "train", "vae.{res}", "vaegan.{res}",
@@ -106,6 +107,7 @@ CODE_USED = {
     "retrain_m": ["models", "training"],
     "train_baseline": ["models", "baselines", "training"],
     "evaluate": ["models", "baselines", "training", "eval"],
+    "fit_prior": ["models", "baselines"],
     "references": ["models", "eval"],
     "tune_resolution": ["models", "baselines", "training", "eval", "studies"],
     "rate_distortion_resolution": ["models", "baselines", "training", "eval", "studies"],

@@ -19,6 +19,7 @@ from core.atomic import save_npy as atomic_save_npy
 from core.device import resolve_device
 from data.arrays import load_image_array
 from models.checkpoint import load_model
+from models.fitted_prior import load_prior, sample_fitted
 from workflow.commands import add_params_arguments, params_from_args
 
 logger = logging.getLogger(__name__)
@@ -110,12 +111,18 @@ def sample_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--checkpoint", required=True, help="any model checkpoint (.pt)")
     parser.add_argument("--n", type=int, default=16, help="number of samples")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    parser.add_argument("--prior", help="a prior fitted by `lapcvae fit-prior` to sample from instead of N(0, I)")
     parser.add_argument("--out", required=True, help=".npy (uint8) or .png grid")
     args = parser.parse_args(argv)
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     model, _, _ = _model_and_params(args)
-    samples = model.sample(args.n, args.seed).cpu()
+    if args.prior is None:
+        samples = model.sample(args.n, args.seed).cpu()
+    else:
+        prior = load_prior(args.prior)
+        prior.check_model(model, f"--prior {args.prior}")
+        samples = sample_fitted(model, prior, args.n, args.seed).cpu()
     write_output(args.out, samples, nrow=min(args.n, 8))
     print(f"sampled {args.n} images -> {args.out}")
 

@@ -1,0 +1,39 @@
+# The prior fitted after training to each model's training-split posterior means (models/fitted_prior.py):
+# results/priors/{res}/{model}.pt beside the N(0, I) prior the models train with. `snakemake fitted_priors_{res}`
+# (dvc.yaml's `fit_prior@{res}` stage) asks for every model's at one resolution.
+
+from core.registry import fitted_prior
+
+
+for seed, results in RUNS.items():  # one copy per training seed (common.smk: seed_rule)
+
+    rule:
+        name:
+            seed_rule("fit_prior", seed)
+        conda:
+            CONDA_ENV
+        input:
+            model=whole_model_of(results),
+            train=f"{PREP}/{{res}}/train.npy",
+        output:
+            prior=fitted_prior(results, "{res}", "{model}"),
+        log:
+            f"logs/fit_prior_{{res}}_{{model}}{seed_log(seed)}.log",
+        params:
+            fingerprint=fingerprint_of("fit_prior", seed),
+            seed_params=seed_params(seed),  # a value, not in the shell string: see seed_params
+        threads: RESOURCES["eval"]["threads"]
+        resources:
+            **EVAL_RESOURCES,
+        shell:
+            "OMP_NUM_THREADS={threads} lapcvae fit-prior --params $LAPCVAE_PARAMS{params.seed_params}"
+            " --checkpoint {input.model} --data {input.train} --out {output.prior} 2>&1 | tee {log}"
+
+
+for _res in RES:
+
+    rule:
+        name:
+            f"fitted_priors_{_res}"
+        input:
+            [fitted_prior(results, _res, model) for results in RUNS.values() for model in models_at(config, _res)],
