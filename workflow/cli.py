@@ -26,6 +26,8 @@ COMMANDS = {
     "partial-sample": ("sample:partial_sample_main", "keep an image's coarse LapCVAE levels, sample the rest"),
     # workflow/commands/evaluate.py, protocol.py, editing.py, study.py
     "evaluate": ("evaluate:evaluate_main", "per-image metrics, reconstructions and samples of one model"),
+    "sample-embedding": ("evaluate:sample_embedding_main", "fit the sample-quality embedding on the training split "
+                         "and score training images as the real-image reference"),
     "references": ("protocol:references_main", "Table 1's reference rows: mean face, PCA, LapCVAE's coarsest level"),
     "training-cost": ("protocol:training_cost_main", "training time, images seen and training FLOPs of one model"),
     "tune": ("protocol:tune_main", "tune every model's regularisation weights on the validation split"),

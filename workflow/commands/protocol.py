@@ -20,8 +20,10 @@ from core.atomic import write_text as atomic_write_text
 from data.arrays import load_image_array
 from eval import budget_curve
 from eval.cost import write_training_cost
+from eval.metrics import to_uint8
 from eval.rate_distortion import plot, sweep
-from eval.references import REFERENCES, build_references, evaluate_reference
+from eval.references import REFERENCES, MeanFace, build_references, evaluate_reference
+from eval.sample_quality import SampleEmbedding, repeated, sample_metrics
 from eval.tuning import override_file, tune
 from workflow.commands import add_params_arguments, add_split_arguments, doc_summary, params_from_args
 
@@ -39,8 +41,12 @@ def references_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-dir", required=True, help="writes {res}/{name}/summary.json here, e.g. results/eval")
     parser.add_argument("--per-image-dir", required=True, help="writes {res}_{name}.csv, e.g. "
                                                                "results/metrics/per_image")
+    parser.add_argument("--embedding", default=None,
+                        help="the resolution's sample embedding (results/eval/64/sample_embedding.npz): scores "
+                             "eval.samples copies of the mean face as samples (precision, recall, fd_embedding)")
     args = parser.parse_args(argv)
     params = params_from_args(args)
+    embedding = SampleEmbedding.load(args.embedding, args.res) if args.embedding else None
     train_images = load_image_array(args.train, args.res)
     test_images = load_image_array(args.test, args.res)
     latent = sum(params["lapcvae"][str(args.res)]["latent_dims"])
@@ -52,6 +58,9 @@ def references_main(argv: list[str] | None = None) -> None:
                    "parameters": None, "flops_per_image": None, "train_seconds": None,
                    "latent_dims": {"mean_face": 0, "pca": latent}.get(name),
                    "n_train": len(train_images)}
+        if embedding is not None and isinstance(reference, MeanFace):  # the sample set with no diversity at all
+            faces = repeated(to_uint8(reference.face[None])[0], params["eval"]["samples"])
+            summary.update(sample_metrics(embedding, test_images, faces, params["eval"]["sample_quality"]["k"]))
         atomic_write_csv(Path(args.per_image_dir) / f"{args.res}_{name}.csv", per_image)
         atomic_write_json(Path(args.eval_dir) / str(args.res) / name / "summary.json", summary)
         logger.info("%s at %d px: RMSE %.2f on %d test images", name, args.res, summary["rmse_mean"],
