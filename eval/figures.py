@@ -68,7 +68,7 @@ def first_images(images: np.ndarray, n: int, source: str) -> np.ndarray:
     """The first n images as an in-memory (n, 3, H, W) uint8 array; ValueError if there are fewer."""
     if len(images) < n:
         raise ValueError(f"{source} holds {len(images)} images but the figure shows {n}; "
-                         "lower eval.figure_images or evaluate more images")
+                         "lower eval.figure_images (eval.figure_samples for Figure 5) or evaluate more images")
     return np.array(images[:n])
 
 
