@@ -14,6 +14,8 @@ Metrics (summary.json keys), real = the test split, generated = a model's prior 
 - fd_embedding: the Frechet distance between Gaussians fitted to the two sets' embeddings. It is computed in this
   embedding, not Inception's: never compare it with an FID (eval/fid.py computes FID where the weights exist).
 k-NN radii and the Frechet distance depend on the set sizes: compare sets of equal size against the same split.
+With a few dozen test images (the smoke data's 12) the balls cover the whole cloud, its centre included, so a
+near-constant set can score precision 1: the numbers mean something from hundreds of images (MIN_IMAGES).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 DETAIL_BANDS = 2  # h_0 and h_1: the finest detail, which blur removes and noise adds
 ENERGY_FLOOR = 1.0 / PIXEL_MAX  # one grey level: the log energy of a flat band stays finite
 CHUNK = 1024  # query rows of a distance matrix held at once
+MIN_IMAGES = 100  # fewer real or generated images: precision and recall are logged as unreliable
 METRIC_KEYS = ("sample_precision", "sample_recall", "fd_embedding")
 # Table 1's real-image reference row: eval.samples training images scored against the test split as samples are.
 TRAINING_IMAGES = "training_images"
@@ -204,6 +207,10 @@ def sample_metrics(embedding: SampleEmbedding, test_images: np.ndarray, generate
     split; test_embedded: the test split's embedding when already computed (one per resolution)."""
     real = embedding.embed(test_images) if test_embedded is None else test_embedded
     fake = embedding.embed(generated)
+    if min(len(real), len(fake)) < MIN_IMAGES:
+        logger.warning("sample precision and recall of %d generated against %d test images: below %d images the "
+                       "k-NN balls cover most of the embedding, and the numbers say little", len(fake), len(real),
+                       MIN_IMAGES)
     precision, recall = precision_recall(real, fake, k)
     return {"sample_precision": precision, "sample_recall": recall, "fd_embedding": frechet_distance(real, fake),
             "sample_quality_test_images": len(real), "sample_quality_generated": len(fake),
