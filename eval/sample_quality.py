@@ -20,6 +20,8 @@ near-constant set can score precision 1: the numbers mean something from hundred
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,6 +82,9 @@ class SampleEmbedding:
     basis: np.ndarray  # (D, F) orthonormal principal directions, largest variance first
     variance: np.ndarray  # (D,) training variance along each direction
     fit_images: int  # training images the embedding was fitted on
+    # The test split's embedding, computed once for every model of the resolution, and its images' SHA-256.
+    test_embedded: np.ndarray | None = None
+    test_sha256: str = ""
 
     @property
     def dims(self) -> int:
@@ -93,12 +98,25 @@ class SampleEmbedding:
         features = image_features(images, self.layout_size, self.detail_size, batch_size)
         return ((features - self.mean) / self.scale) @ self.basis.T
 
+    def with_test_split(self, test_images: np.ndarray) -> SampleEmbedding:
+        """This embedding holding the test split's embedding, which `embed_test` then reuses."""
+        return dataclasses.replace(self, test_embedded=self.embed(test_images), test_sha256=split_hash(test_images))
+
+    def embed_test(self, test_images: np.ndarray) -> np.ndarray:
+        """(N, D) embedding of the test split: the stored one when it is of these very images."""
+        if self.test_embedded is not None and len(self.test_embedded) == len(test_images) \
+                and self.test_sha256 == split_hash(test_images):
+            return self.test_embedded
+        return self.embed(test_images)
+
     def save(self, path: str | Path) -> Path:
         """Atomically, as .npz (through a handle: np.savez would add `.npz` to the temporary name)."""
+        test = {} if self.test_embedded is None else {"test_embedded": self.test_embedded,
+                                                       "test_sha256": self.test_sha256}
         with atomic_path(path) as temporary, temporary.open("wb") as handle:
             np.savez(handle, resolution=self.resolution, layout_size=self.layout_size,
                      detail_size=self.detail_size, mean=self.mean, scale=self.scale, basis=self.basis,
-                     variance=self.variance, fit_images=self.fit_images)
+                     variance=self.variance, fit_images=self.fit_images, **test)
         return Path(path)
 
     @classmethod
@@ -108,13 +126,22 @@ class SampleEmbedding:
             raise FileNotFoundError(f"sample embedding {path} does not exist: run `lapcvae sample-embedding` "
                                     "(snakemake rule sample_embedding) first")
         with np.load(path) as stored:
+            test = stored.get("test_embedded")
             embedding = cls(int(stored["resolution"]), int(stored["layout_size"]), int(stored["detail_size"]),
                             stored["mean"], stored["scale"], stored["basis"], stored["variance"],
-                            int(stored["fit_images"]))
+                            int(stored["fit_images"]), test, str(stored["test_sha256"]) if test is not None else "")
         if resolution is not None and embedding.resolution != resolution:
             raise ValueError(f"{path} was fitted at {embedding.resolution} px, not {resolution}: pass "
                              f"results/eval/{resolution}/sample_embedding.npz")
         return embedding
+
+
+def split_hash(images: np.ndarray) -> str:
+    """SHA-256 of a uint8 image array's shape and pixels (a memmap is read in chunks)."""
+    digest = hashlib.sha256(str(images.shape).encode())
+    for start in range(0, len(images), CHUNK):
+        digest.update(np.ascontiguousarray(images[start:start + CHUNK]).tobytes())
+    return digest.hexdigest()
 
 
 def fit_embedding(train_images: np.ndarray, settings: Mapping[str, Any], seed: int) -> SampleEmbedding:
@@ -201,11 +228,11 @@ def frechet_distance(real: np.ndarray, generated: np.ndarray) -> float:
     return float(mean_difference @ mean_difference + np.trace(cov_real) + np.trace(cov_generated) - 2 * trace_root)
 
 
-def sample_metrics(embedding: SampleEmbedding, test_images: np.ndarray, generated: np.ndarray, k: int,
-                   test_embedded: np.ndarray | None = None) -> dict[str, Any]:
+def sample_metrics(embedding: SampleEmbedding, test_images: np.ndarray, generated: np.ndarray, k: int
+                   ) -> dict[str, Any]:
     """summary.json's sample-quality entries (METRIC_KEYS, plus the set sizes) of `generated` against the test
-    split; test_embedded: the test split's embedding when already computed (one per resolution)."""
-    real = embedding.embed(test_images) if test_embedded is None else test_embedded
+    split (whose embedding the artefact holds, `SampleEmbedding.with_test_split`, or is computed here)."""
+    real = embedding.embed_test(test_images)
     fake = embedding.embed(generated)
     if min(len(real), len(fake)) < MIN_IMAGES:
         logger.warning("sample precision and recall of %d generated against %d test images: below %d images the "

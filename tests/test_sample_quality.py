@@ -164,8 +164,16 @@ def test_the_embedding_is_fitted_on_training_images_and_saved_exactly(study, emb
     np.testing.assert_allclose(train_embedded.mean(axis=0), 0.0, atol=1e-9)  # centred on the training split
     np.testing.assert_allclose(train_embedded.var(axis=0, ddof=1), embedding.variance, rtol=1e-6)
     assert np.all(np.diff(embedding.variance) <= 0)  # largest variance first
-    loaded = SampleEmbedding.load(embedding.save(tmp_path / "sample_embedding.npz"), SIZE)
+    loaded = SampleEmbedding.load(embedding.with_test_split(study["test"]).save(tmp_path / "sample_embedding.npz"),
+                                  SIZE)
     np.testing.assert_array_equal(loaded.embed(study["test"]), embedding.embed(study["test"]))
+    # The stored test embedding serves that split only; other images are embedded afresh.
+    assert loaded.embed_test(study["test"]) is loaded.test_embedded
+    np.testing.assert_array_equal(loaded.test_embedded, embedding.embed(study["test"]))
+    np.testing.assert_array_equal(loaded.embed_test(study["held_out"]), embedding.embed(study["held_out"]))
+    changed = study["test"].copy()
+    changed[0, 0, 0, 0] ^= 1
+    assert loaded.embed_test(changed) is not loaded.test_embedded
     with pytest.raises(ValueError, match="not 64"):
         SampleEmbedding.load(tmp_path / "sample_embedding.npz", 64)
     with pytest.raises(FileNotFoundError, match="sample-embedding"):

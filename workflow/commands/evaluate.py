@@ -143,7 +143,7 @@ def sample_embedding_main(argv: list[str] | None = None) -> None:
     settings = params["eval"]
     train_images = load_images(args.train, args.res)
     test_images = load_images(args.test, args.res)
-    embedding = fit_embedding(train_images, settings["sample_quality"], params["seed"])
+    embedding = fit_embedding(train_images, settings["sample_quality"], params["seed"]).with_test_split(test_images)
     real = training_reference(train_images, settings["samples"], params["seed"])
     summary = {"model": TRAINING_IMAGES, "kind": "reference", "resolution": args.res, "n_test": len(test_images),
                "n_train": len(train_images), "parameters": None, "flops_per_image": None, "train_seconds": None,
