@@ -211,7 +211,7 @@ def build_table1(params: Mapping[str, Any], eval_dir: str | Path | Sequence[str 
             half = t_distribution.ppf(0.975, len(means) - 1) * means.std(ddof=1) / np.sqrt(len(means))
             row["rmse_ci95_lo"], row["rmse_ci95_hi"] = means.mean() - half, means.mean() + half
         baseline = _values(long, resolution, BASELINE, "rmse_mean")
-        if baseline and model != BASELINE:
+        if baseline and model != BASELINE and not pd.isna(row["rmse_mean"]):  # a row with RMSE to compare
             test = seed_test(_values(long, resolution, model, "rmse_mean"), baseline)
             row.update({"seed_rmse_diff_vs_vae": test["mean_diff"], "seed_p_vs_vae": test["p_value"],
                         "seed_test_vs_vae": test["test"]})

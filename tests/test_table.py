@@ -110,7 +110,9 @@ def test_sample_quality_columns_and_the_real_image_row_reach_table1_and_metrics_
     assert table1.loc["training_images", "kind"] == "reference" and np.isnan(table1.loc["training_images",
                                                                                        "rmse_mean"])
     assert table1["sample_recall"].to_dict() == {"training_images": 0.95, "vae": 0.1, "lapcvae": 0.4}
-    assert np.isnan(table1.loc["training_images", "wilcoxon_p"])
+    assert np.isnan(table1.loc["training_images", "wilcoxon_p"]) and np.isnan(table1.loc["training_images",
+                                                                                       "seed_p_vs_vae"])
+    assert pd.isna(table1.loc["training_images", "seed_test_vs_vae"])  # no RMSE: nothing to test against the VAE
     nested = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
     assert nested["64"]["lapcvae"]["fd_embedding"] == 3.0 and nested["64"]["training_images"]["rmse_mean"] is None
     assert nested["64"]["training_images"]["sample_precision"] == 0.9
