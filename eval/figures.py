@@ -1,8 +1,8 @@
 """Figures 4, 5, 7, 8 of the paper and the training curves, for one resolution (command `lapcvae figures`).
 
 - Figure 4: test images and every model's reconstruction of them (rows: models, columns: images).
-- Figure 5: samples of every model (all drawn with the same seed by `evaluate`); `prior_sample_rows` puts each
-  model's samples from its fitted prior (models/fitted_prior.py) under those from N(0, I).
+- Figure 5: eval.figure_samples samples of every model (all drawn with the same seeds by `evaluate`);
+  `prior_sample_rows` puts each model's samples from its fitted prior (models/fitted_prior.py) under those from N(0, I).
 - Figure 7: LapCVAE partial sampling: the coarsest levels of one test image fixed, the finer ones sampled.
 - Figure 8: LapCVAE samples before and after retraining M (section 5.1.3), same seeds.
 - Training curves: reconstruction and KL terms over steps from each checkpoint's `.log.csv`.
@@ -69,7 +69,7 @@ def first_images(images: np.ndarray, n: int, source: str) -> np.ndarray:
     """The first n images as an in-memory (n, 3, H, W) uint8 array; ValueError if there are fewer."""
     if len(images) < n:
         raise ValueError(f"{source} holds {len(images)} images but the figure shows {n}; "
-                         "lower eval.figure_images or evaluate more images")
+                         "lower eval.figure_images (eval.figure_samples for Figure 5) or evaluate more images")
     return np.array(images[:n])
 
 
@@ -88,10 +88,16 @@ def reconstruction_rows(
     return rows, row_labels, col_labels
 
 
-def sample_rows(samples: Mapping[str, np.ndarray]) -> tuple[GridRows, list[str], list[str]]:
-    """Figure 5 (and 8): one row of samples (n, 3, H, W) per model."""
-    rows: GridRows = [list(images) for images in samples.values()]
-    row_labels = [DISPLAY_NAMES.get(model, model) for model in samples]
+def sample_rows(samples: Mapping[str, np.ndarray], per_row: int | None = None
+                ) -> tuple[GridRows, list[str], list[str]]:
+    """Figure 5: each model's samples (n, 3, H, W) in rows of `per_row` (default: one row), labelled once."""
+    rows: GridRows = []
+    row_labels: list[str] = []
+    for model, images in samples.items():
+        width = per_row or len(images)
+        for start in range(0, len(images), width):
+            rows.append(list(images[start:start + width]))
+            row_labels.append(DISPLAY_NAMES.get(model, model) if start == 0 else "")
     col_labels = [f"sample {i + 1}" for i in range(max(len(row) for row in rows))]
     return rows, row_labels, col_labels
 
@@ -280,8 +286,8 @@ def write_figures(params: Mapping[str, Any], res: int, eval_dir: Path, models_di
     results = {model: eval_dir / str(res) / model for model in models}
     reconstructions = {model: first_images(load_images(folder / "reconstructions.npy"), n, str(folder))
                        for model, folder in results.items()}
-    samples = {model: first_images(load_images(folder / "samples.npy"), n, str(folder))
-               for model, folder in results.items()}
+    sample_sets = {model: load_images(folder / "samples.npy") for model, folder in results.items()}
+    samples = {model: first_images(images, n, str(results[model])) for model, images in sample_sets.items()}
 
     rows, row_labels, col_labels = reconstruction_rows(originals, reconstructions)
     path = out_dir / f"fig4_reconstructions_{res}.png"
@@ -290,10 +296,13 @@ def write_figures(params: Mapping[str, Any], res: int, eval_dir: Path, models_di
               path)
     written.append(path)
 
-    rows, row_labels, col_labels = sample_rows(samples)
+    shown = params["eval"]["figure_samples"]
+    rows, row_labels, col_labels = sample_rows(
+        {model: first_images(images, shown, str(results[model])) for model, images in sample_sets.items()}, n)
     path = out_dir / f"fig5_samples_{res}.png"
     save_grid(rows, (row_labels, col_labels), f"Figure 5: samples ({size})",
-              f"Each row: the first {n} samples of one model, decoded from the prior with seed {seed}.", path)
+              f"The first {shown} samples of each model, {n} per row, decoded from the prior with seeds from "
+              f"{seed} (the same for every model).", path)
     written.append(path)
 
     if "lapcvae" in models:

@@ -109,7 +109,8 @@ def engineering(value: Any) -> str:
     return f"{value:.0f}"
 
 
-REFERENCE_DISPLAY_NAMES = {"mean_face": "mean face", "pca": "PCA", "lapcvae_coarsest": "LapCVAE coarsest level"}
+REFERENCE_DISPLAY_NAMES = {"mean_face": "mean face", "pca": "PCA", "lapcvae_coarsest": "LapCVAE coarsest level",
+                           "training_images": "training images (real faces)"}
 
 
 def display(model: str) -> str:

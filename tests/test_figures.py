@@ -152,6 +152,14 @@ def test_training_curves_one_line_per_level_and_term_log_scale():
         figures.training_curves_figure({}, res=SIZE)
 
 
+def test_figure5_shows_every_sample_in_rows_labelled_once_per_model():
+    samples = {"vae": smooth_images(16, seed=1), "lapcvae": smooth_images(16, seed=2)}
+    rows, row_labels, col_labels = figures.sample_rows(samples, per_row=8)
+    assert [len(row) for row in rows] == [8, 8, 8, 8] and col_labels == [f"sample {i}" for i in range(1, 9)]
+    assert row_labels == ["VAE", "", "LapCVAE", ""]
+    np.testing.assert_array_equal(np.stack(rows[2] + rows[3]), samples["lapcvae"])  # in order, none dropped
+
+
 def write_fixture_tree(root: Path, n_test: int = 6) -> dict[str, Path]:
     """results/eval, results/models logs and test.npy for resolution SIZE, as the pipeline lays them out."""
     test = root / "data" / "test.npy"
@@ -162,7 +170,7 @@ def write_fixture_tree(root: Path, n_test: int = 6) -> dict[str, Path]:
         folder = eval_dir / str(SIZE) / model
         folder.mkdir(parents=True)
         np.save(folder / "reconstructions.npy", smooth_images(n_test, seed=10 + index))
-        np.save(folder / "samples.npy", smooth_images(8, seed=20 + index))
+        np.save(folder / "samples.npy", smooth_images(16, seed=20 + index))  # eval.samples, Figure 5's 16
     steps = np.arange(30)
     log = pd.DataFrame({"step": steps, "epoch": 0, "rec": 100 / (1 + steps), "kl": 1 + steps / 10})
     for relative in ("vae/model", "vaegan/model", "lapcvae/level0", "lapcvae/level1", "lapcvae/retrained_m",

@@ -12,6 +12,7 @@ import torch
 import yaml
 from torch import nn
 
+from core.params import load_params
 from models import checkpoint
 from workflow.commands.evaluate import evaluate_main
 
@@ -129,3 +130,39 @@ def test_evaluate_of_a_diverged_model_leaves_nothing_half_written(tmp_path, stan
 def test_training_time_is_read_from_the_checkpoint_metadata() -> None:
     assert checkpoint.pyramid_train_seconds({"train_seconds": 5.0, "pyramid_train_seconds": 23.0}) == 23.0
     assert checkpoint.pyramid_train_seconds({"train_seconds": 4.0}) == 4.0  # a baseline: its own job
+
+
+def test_evaluate_scores_its_samples_in_the_sample_embedding(tmp_path, stand_in_checkpoint):
+    """--embedding: the saved samples, all eval.samples of them, scored against the test split (eval.sample_quality)."""
+    from eval.sample_quality import fit_embedding, sample_metrics
+    from workflow.commands.evaluate import sample_embedding_main
+
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "train.npy", rng.integers(0, 256, (40, 3, SIZE, SIZE), dtype=np.uint8))
+    test_images = rng.integers(0, 256, (N_TEST, 3, SIZE, SIZE), dtype=np.uint8)
+    np.save(tmp_path / "test.npy", test_images)
+    params = tmp_path / "override.yaml"
+    params.write_text(yaml.safe_dump({"device": "cpu", "seed": 7,
+                                      "eval": {"batch_size": 4, "bootstrap_samples": 50, "samples": 12}}))
+    embedding_path = tmp_path / "eval" / "16" / "sample_embedding.npz"
+    sample_embedding_main(["--params", str(params), "--res", str(SIZE), "--train", str(tmp_path / "train.npy"),
+                           "--test", str(tmp_path / "test.npy"), "--out", str(embedding_path),
+                           "--reference-dir", str(tmp_path / "eval" / "16" / "training_images")])
+    out_dir = tmp_path / "eval" / "16" / "lapcvae"
+    evaluate_main(["--params", str(params), "--res", str(SIZE), "--model", "lapcvae",
+                   "--checkpoint", str(stand_in_checkpoint), "--test", str(tmp_path / "test.npy"),
+                   "--out-dir", str(out_dir), "--per-image", str(tmp_path / "p.csv"),
+                   "--embedding", str(embedding_path)])
+
+    samples = np.load(out_dir / "samples.npy")
+    assert samples.shape == (12, 3, SIZE, SIZE)  # eval.samples, drawn in batches of eval.batch_size
+    summary = json.loads((out_dir / "summary.json").read_text())
+    settings = load_params(str(params))["eval"]["sample_quality"]
+    embedding = fit_embedding(np.load(tmp_path / "train.npy"), settings, seed=7)  # the same fit, redone here
+    expected = sample_metrics(embedding, test_images, samples, settings["k"])
+    for key in ("sample_precision", "sample_recall", "fd_embedding", "sample_quality_generated"):
+        assert summary[key] == pytest.approx(expected[key]), key
+    assert summary["sample_count"] == 12
+    reference = json.loads((tmp_path / "eval" / "16" / "training_images" / "summary.json").read_text())
+    assert reference["kind"] == "reference" and reference["sample_quality_generated"] == 12
+    assert 0.0 <= reference["sample_precision"] <= 1.0 and reference["fd_embedding"] >= 0.0

@@ -87,3 +87,32 @@ def test_per_image_csvs_of_different_test_sets_are_refused(tmp_path):
     with pytest.raises(ValueError, match="same split"):
         build_table1(PARAMS, tmp_path / "eval", tmp_path / "per_image")
 
+
+
+def test_sample_quality_columns_and_the_real_image_row_reach_table1_and_metrics_json(tmp_path):
+    """Each model's sample precision, recall and fd_embedding, and the training-images reference row, which has
+    sample metrics but no reconstruction (no RMSE, no per-image CSV, no Wilcoxon test)."""
+    write_model(tmp_path, 64, "vae", np.array([20.0, 21.0, 22.0]))
+    write_model(tmp_path, 64, "lapcvae", np.array([19.0, 21.5, 20.0]))
+    for model, (precision, recall, distance) in {"vae": (0.2, 0.1, 9.0), "lapcvae": (0.6, 0.4, 3.0)}.items():
+        path = tmp_path / "eval" / "64" / model / "summary.json"
+        summary = json.loads(path.read_text())
+        path.write_text(json.dumps({**summary, "sample_precision": precision, "sample_recall": recall,
+                                    "fd_embedding": distance}))
+    real = tmp_path / "eval" / "64" / "training_images"
+    real.mkdir(parents=True)
+    real.joinpath("summary.json").write_text(json.dumps({
+        "model": "training_images", "kind": "reference", "resolution": 64, "n_test": 3, "sample_precision": 0.9,
+        "sample_recall": 0.95, "fd_embedding": 0.5}))
+    table_main(["--eval-dir", str(tmp_path / "eval"), "--per-image-dir", str(tmp_path / "per_image"),
+                "--out-dir", str(tmp_path / "metrics")])
+    table1 = pd.read_csv(tmp_path / "metrics" / "table1.csv").set_index("model")
+    assert table1.loc["training_images", "kind"] == "reference" and np.isnan(table1.loc["training_images",
+                                                                                       "rmse_mean"])
+    assert table1["sample_recall"].to_dict() == {"training_images": 0.95, "vae": 0.1, "lapcvae": 0.4}
+    assert np.isnan(table1.loc["training_images", "wilcoxon_p"]) and np.isnan(table1.loc["training_images",
+                                                                                       "seed_p_vs_vae"])
+    assert pd.isna(table1.loc["training_images", "seed_test_vs_vae"])  # no RMSE: nothing to test against the VAE
+    nested = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
+    assert nested["64"]["lapcvae"]["fd_embedding"] == 3.0 and nested["64"]["training_images"]["rmse_mean"] is None
+    assert nested["64"]["training_images"]["sample_precision"] == 0.9

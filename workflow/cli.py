@@ -27,6 +27,8 @@ COMMANDS = {
     "fit-prior": ("prior:fit_prior_main", "fit a Gaussian prior to a model's training-split posterior means"),
     # workflow/commands/evaluate.py, protocol.py, editing.py, study.py
     "evaluate": ("evaluate:evaluate_main", "per-image metrics, reconstructions and samples of one model"),
+    "sample-embedding": ("evaluate:sample_embedding_main", "fit the sample-quality embedding on the training split "
+                         "and score training images as the real-image reference"),
     "references": ("protocol:references_main", "Table 1's reference rows: mean face, PCA, LapCVAE's coarsest level"),
     "training-cost": ("protocol:training_cost_main", "training time, images seen and training FLOPs of one model"),
     "tune": ("protocol:tune_main", "tune every model's regularisation weights on the validation split"),

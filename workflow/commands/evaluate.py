@@ -20,7 +20,7 @@ from core.atomic import write_json as atomic_write_json
 from core.atomic import write_text as write_text_atomically
 from core.device import resolve_device
 from eval.cost import write_training_cost
-from eval.fid import sample_quality
+from eval.fid import sample_quality as fid_kid
 from eval.metrics import (
     MODELS,
     PIXEL_MAX,
@@ -29,7 +29,14 @@ from eval.metrics import (
     expected_checkpoint,
     load_images,
     summarise,
-    to_uint8,
+)
+from eval.sample_quality import (
+    TRAINING_IMAGES,
+    SampleEmbedding,
+    draw_samples,
+    fit_embedding,
+    sample_metrics,
+    training_reference,
 )
 from models.checkpoint import load_model, pyramid_train_seconds
 from training.flops import count_flops
@@ -54,6 +61,10 @@ def evaluate_main(argv: list[str] | None = None) -> None:
                         help="with --cost: every training job's checkpoint of the model (LapCVAE: each "
                              "level{k}.pt, ...), whose training cost (eval/cost.py) goes to --cost")
     parser.add_argument("--cost", default=None, help="JSON to write, e.g. results/eval/64/lapcvae/cost.json")
+    parser.add_argument("--embedding", default=None,
+                        help="the sample embedding of --res, e.g. results/eval/64/sample_embedding.npz: adds "
+                             "sample precision, recall and fd_embedding against the test split "
+                             "(eval/sample_quality.py)")
     args = parser.parse_args(argv)
     if (args.training_checkpoints is None) != (args.cost is None):
         parser.error("--training-checkpoints and --cost go together: pass both (the training cost) or neither")
@@ -62,6 +73,7 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     device = resolve_device(params["device"])
 
     test_images = load_images(args.test, args.res)
+    embedding = SampleEmbedding.load(args.embedding, args.res) if args.embedding else None  # before the work
     model = load_model(args.checkpoint, device, **expected_checkpoint(args.model, args.res))
     logger.info("evaluating %s (%s) on %d test images of %d px on %s", args.model, args.checkpoint,
                 len(test_images), args.res, device)
@@ -69,10 +81,13 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     with atomic_npy_memmap(out_dir / "reconstructions.npy", test_images.shape, np.uint8) as reconstructions:
         per_image = evaluate_model(model, test_images, settings["batch_size"], device, reconstructions)
+    if settings["samples"] < len(test_images):
+        logger.warning("eval.samples (%d) is below the %d test images: sample precision and recall then compare "
+                       "sets of unequal size; raise eval.samples", settings["samples"], len(test_images))
     sampling_started = time.perf_counter()
-    with torch.inference_mode():
-        samples = to_uint8(model.sample(settings["samples"], seed=params["seed"]))  # same seed for every model
-    sample_seconds = time.perf_counter() - sampling_started  # one batch of eval.samples prior samples
+    # the same seeds for every model (eval/sample_quality.py chunk_seed)
+    samples = draw_samples(model, settings["samples"], settings["batch_size"], params["seed"])
+    sample_seconds = time.perf_counter() - sampling_started  # all eval.samples prior samples
     eval_seconds = time.perf_counter() - started
 
     one_image = torch.from_numpy(np.array(test_images[:1])).to(device).float() / PIXEL_MAX  # (1, 3, H, W)
@@ -92,8 +107,10 @@ def evaluate_main(argv: list[str] | None = None) -> None:
         "checkpoint": str(args.checkpoint),
         "meta": meta,
     }
-    # FID and KID against the test split, when the user supplied the Inception weights (eval/fid.py).
-    summary.update(sample_quality(settings.get("fid") or {}, test_images, samples,
+    if embedding is not None:  # precision, recall and Frechet distance in the training split's embedding
+        summary.update(sample_metrics(embedding, test_images, samples, settings["sample_quality"]["k"]))
+    # FID and KID of the same samples against the test split, when the user supplied the Inception weights.
+    summary.update(fid_kid(settings.get("fid") or {}, test_images, samples,
                                   load_images(out_dir / "reconstructions.npy", args.res), params["seed"], device))
     atomic_save_npy(out_dir / "samples.npy", samples)
     atomic_write_csv(args.per_image, per_image)
@@ -103,7 +120,40 @@ def evaluate_main(argv: list[str] | None = None) -> None:
         write_training_cost(args.training_checkpoints, args.cost)
     atomic_write_json(out_dir / "summary.json", summary)  # last: its presence means the rest is complete
     print(f"{args.model} {args.res}px: RMSE {summary['rmse_mean']:.2f} +- {summary['rmse_std']:.2f} "
-          f"(95% CI {summary['rmse_ci95'][0]:.2f}-{summary['rmse_ci95'][1]:.2f}) on {summary['n_test']} images")
+          f"(95% CI {summary['rmse_ci95'][0]:.2f}-{summary['rmse_ci95'][1]:.2f}) on {summary['n_test']} images"
+          + (f"; {len(samples)} samples: precision {summary['sample_precision']:.3f}, recall "
+             f"{summary['sample_recall']:.3f}, fd_embedding {summary['fd_embedding']:.3f}" if embedding else ""))
+
+
+def sample_embedding_main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="lapcvae sample-embedding",
+                                     description=doc_summary("eval.sample_quality", paragraph=True))
+    add_params_arguments(parser)
+    parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
+    parser.add_argument("--train", required=True, help="the split the embedding is fitted on, e.g. "
+                                                       "data/prepared/64/train.npy")
+    parser.add_argument("--test", required=True, help="the split samples are scored against, e.g. "
+                                                      "data/prepared/64/test.npy")
+    parser.add_argument("--out", required=True, help="e.g. results/eval/64/sample_embedding.npz")
+    parser.add_argument("--reference-dir", required=True,
+                        help=f"writes the real-image reference row's summary.json here, e.g. "
+                             f"results/eval/64/{TRAINING_IMAGES}: eval.samples training images scored as samples")
+    args = parser.parse_args(argv)
+    params = params_from_args(args)
+    settings = params["eval"]
+    train_images = load_images(args.train, args.res)
+    test_images = load_images(args.test, args.res)
+    embedding = fit_embedding(train_images, settings["sample_quality"], params["seed"]).with_test_split(test_images)
+    real = training_reference(train_images, settings["samples"], params["seed"])
+    summary = {"model": TRAINING_IMAGES, "kind": "reference", "resolution": args.res, "n_test": len(test_images),
+               "n_train": len(train_images), "parameters": None, "flops_per_image": None, "train_seconds": None,
+               **sample_metrics(embedding, test_images, real, settings["sample_quality"]["k"])}
+    embedding.save(args.out)
+    atomic_write_json(Path(args.reference_dir) / "summary.json", summary)
+    print(f"sample embedding at {args.res}px: {embedding.dims} components of {embedding.fit_images} training "
+          f"images; {len(real)} training images against {len(test_images)} test images: precision "
+          f"{summary['sample_precision']:.3f}, recall {summary['sample_recall']:.3f}, fd_embedding "
+          f"{summary['fd_embedding']:.3f}")
 
 
 def table_main(argv: list[str] | None = None) -> None:

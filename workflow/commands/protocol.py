@@ -22,7 +22,9 @@ from core.atomic import write_text as atomic_write_text
 from data.arrays import load_image_array
 from eval.cost import write_training_cost
 from eval.gaussian_bound import SPECTRUM_FILE
-from eval.references import REFERENCES, build_references, evaluate_reference
+from eval.metrics import to_uint8
+from eval.references import REFERENCES, MeanFace, build_references, evaluate_reference
+from eval.sample_quality import SampleEmbedding, repeated, sample_metrics
 from studies import budget_curve
 from studies.rate_distortion import plot, sweep
 from studies.tuning import override_file, tune
@@ -42,8 +44,12 @@ def references_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-dir", required=True, help="writes {res}/{name}/summary.json here, e.g. results/eval")
     parser.add_argument("--per-image-dir", required=True, help="writes {res}_{name}.csv, e.g. "
                                                                "results/metrics/per_image")
+    parser.add_argument("--embedding", default=None,
+                        help="the resolution's sample embedding (results/eval/64/sample_embedding.npz): scores "
+                             "eval.samples copies of the mean face as samples (precision, recall, fd_embedding)")
     args = parser.parse_args(argv)
     params = params_from_args(args)
+    embedding = SampleEmbedding.load(args.embedding, args.res) if args.embedding else None
     train_images = load_image_array(args.train, args.res)
     test_images = load_image_array(args.test, args.res)
     latent = sum(params["lapcvae"][str(args.res)]["latent_dims"])
@@ -55,6 +61,9 @@ def references_main(argv: list[str] | None = None) -> None:
                    "parameters": None, "flops_per_image": None, "train_seconds": None,
                    "latent_dims": {"mean_face": 0, "pca": latent}.get(name),
                    "n_train": len(train_images)}
+        if embedding is not None and isinstance(reference, MeanFace):  # the sample set with no diversity at all
+            faces = repeated(to_uint8(reference.face[None])[0], params["eval"]["samples"])
+            summary.update(sample_metrics(embedding, test_images, faces, params["eval"]["sample_quality"]["k"]))
         atomic_write_csv(Path(args.per_image_dir) / f"{args.res}_{name}.csv", per_image)
         atomic_write_json(Path(args.eval_dir) / str(args.res) / name / "summary.json", summary)
         if getattr(reference, "spectrum", None) is not None:  # PCA's: the linear-Gaussian bound's (eval.gaussian_bound)

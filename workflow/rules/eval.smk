@@ -1,6 +1,33 @@
 # Evaluation (paper section 5.1): per-model metrics and training cost on the test split, Table 1, nearest
 # neighbours, figures.
 
+SAMPLE_REFERENCE = "training_images"  # eval/sample_quality.py TRAINING_IMAGES: the real-image reference row
+
+
+# The embedding every sample of a resolution is scored in (eval/sample_quality.py), fitted on the training split
+# once for all seeds, and the real-image reference row: eval.samples training images scored as samples are.
+rule sample_embedding:
+    conda:
+        CONDA_ENV
+    input:
+        train=f"{PREP}/{{res}}/train.npy",
+        test=f"{PREP}/{{res}}/test.npy",
+    output:
+        embedding=f"{RESULTS}/eval/{{res}}/sample_embedding.npz",
+        reference=f"{RESULTS}/eval/{{res}}/{SAMPLE_REFERENCE}/summary.json",
+    log:
+        "logs/sample_embedding_{res}.log",
+    params:
+        reference_dir=folder("output", "reference"),
+        fingerprint=fingerprint_of("sample_embedding"),
+    threads: RESOURCES["eval"]["threads"]
+    resources:
+        **EVAL_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} lapcvae sample-embedding --params $LAPCVAE_PARAMS --res {wildcards.res}"
+        " --train {input.train} --test {input.test} --out {output.embedding} --reference-dir {params.reference_dir}"
+        " 2>&1 | tee {log}"
+
 
 for seed, results in RUNS.items():  # one copy per training seed (common.smk: seed_rule)
 
@@ -12,6 +39,7 @@ for seed, results in RUNS.items():  # one copy per training seed (common.smk: se
         input:
             model=whole_model_of(results),
             test=f"{PREP}/{{res}}/test.npy",
+            embedding=f"{RESULTS}/eval/{{res}}/sample_embedding.npz",  # one per resolution, shared by every seed
             # every training job's checkpoint of the model, for its training cost (eval/cost.py)
             training=lambda w, results=results: training_jobs(results, w.res, w.model, LAPCVAE_LEVELS[w.res]),
         output:
@@ -33,7 +61,8 @@ for seed, results in RUNS.items():  # one copy per training seed (common.smk: se
             "OMP_NUM_THREADS={threads} lapcvae evaluate --params $LAPCVAE_PARAMS{params.seed_params}"
             " --res {wildcards.res} --model {wildcards.model} --checkpoint {input.model} --test {input.test}"
             " --out-dir {params.out_dir} --per-image {output.per_image}"
-            " --training-checkpoints {input.training} --cost {output.cost} 2>&1 | tee {log}"
+            " --training-checkpoints {input.training} --cost {output.cost} --embedding {input.embedding}"
+            " 2>&1 | tee {log}"
 
 
 rule table:
@@ -48,7 +77,8 @@ rule table:
                    for model in models_at(config, res)],
         references=[*expand(f"{RESULTS}/eval/{{res}}/{{name}}/summary.json", res=RES, name=REFERENCES),
                     *expand("{results}/eval/{res}/{name}/summary.json", results=list(RUNS.values())[1:], res=RES,
-                            name=SEED_REFERENCES)],
+                            name=SEED_REFERENCES),
+                    *expand(f"{RESULTS}/eval/{{res}}/{SAMPLE_REFERENCE}/summary.json", res=RES)],
         costs=[f"{results}/eval/{res}/{model}/cost.json" for results in RUNS.values() for res in RES
                for model in models_at(config, res)],
         spectra=expand(f"{RESULTS}/eval/{{res}}/pca/spectrum.npy", res=RES),

@@ -9,6 +9,7 @@ rule references:
         test=f"{PREP}/{{res}}/test.npy",
         coarsest=lambda w: level_checkpoint(RESULTS, w.res, "lapcvae", LAPCVAE_LEVELS[w.res] - 1,
                                             LAPCVAE_LEVELS[w.res]),
+        embedding=f"{RESULTS}/eval/{{res}}/sample_embedding.npz",  # the mean face's samples are scored in it
     output:
         summaries=expand(f"{RESULTS}/eval/{{{{res}}}}/{{name}}/summary.json", name=REFERENCES),
         per_image=expand(f"{RESULTS}/metrics/per_image/{{{{res}}}}_{{name}}.csv", name=REFERENCES),
@@ -25,7 +26,7 @@ rule references:
     shell:
         "OMP_NUM_THREADS={threads} lapcvae references --params $LAPCVAE_PARAMS --res {wildcards.res}"
         " --train {input.train} --test {input.test} --coarsest {input.coarsest} --eval-dir {params.eval_dir}"
-        " --per-image-dir {params.per_image_dir} 2>&1 | tee {log}"
+        " --per-image-dir {params.per_image_dir} --embedding {input.embedding} 2>&1 | tee {log}"
 
 
 # A further training seed's reference rows: only LapCVAE's coarsest level depends on training; the mean face and
