@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +109,17 @@ def shuffled(items: Sequence[str], random) -> list[str]:
     return items
 
 
+def drawn(items: Sequence[str], count: int, random) -> list[str]:
+    """`count` items without replacement: study.html's draw, a Fisher-Yates shuffle from the front stopped after
+    `count` steps (so the random draws grow with `count`, not with the number of items)."""
+    items = list(items)
+    steps = min(count, len(items))
+    for index in range(steps):
+        other = index + int(random() * (len(items) - index))
+        items[index], items[other] = items[other], items[index]
+    return items[:steps]
+
+
 def participant_trials(
     pairs: Mapping[str, Sequence[str]], checks: Mapping[str, Sequence[str]], per_participant: int,
     assignment_seed: int, participant: str,
@@ -115,20 +127,20 @@ def participant_trials(
     """The pair ids one participant is shown, per experiment and in order (study.html's studyOrder).
 
     pairs / checks: per experiment, the comparison and attention pair ids sorted as the page lists them (by id).
-    The first `per_participant` of a shuffle of the comparison pairs, then a shuffle of those with every check.
+    `per_participant` comparison pairs drawn without replacement, then a shuffle of those with every check.
     """
     random = mulberry32(hash_text(f"{assignment_seed}:{participant}"))
     trials = {}
     for experiment in EXPERIMENTS:
-        chosen = shuffled(pairs.get(experiment, ()), random)[:per_participant]
+        chosen = drawn(pairs.get(experiment, ()), per_participant, random)
         trials[experiment] = shuffled([*chosen, *checks.get(experiment, ())], random)
     return trials
 
 
 def completion_code(participant: str, answers: Mapping[str, str]) -> str:
-    """The code study.html shows when a participant finishes: a hash of the id and every (pair id, side) answer."""
+    """The code study.html shows when a participant finishes: a CRC-32 of the id and every (pair id, side) answer."""
     lines = [participant, *(f"{pair_id}:{answers[pair_id]}" for pair_id in sorted(answers))]
-    value = f"{hash_text(NEWLINE.join(lines)):08X}"
+    value = f"{zlib.crc32(NEWLINE.join(lines).encode('utf-8')):08X}"  # CRC-32: study.html's crc32, in C here
     return f"{value[:4]}-{value[4:]}"
 
 

@@ -241,7 +241,7 @@ def screen_participants(
     for participant in sorted(own):
         answers = own[participant]
         trials = participant_trials(pairs, checks, design["pairs_per_participant"], design["assignment_seed"],
-                                    participant)
+                                    participant)  # random draws: as many as the pairs given, like the answers
         assigned = {pair_id for shown in trials.values() for pair_id in shown}
         for answer in answers:
             if answer.pair_id not in assigned:
