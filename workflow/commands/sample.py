@@ -2,7 +2,7 @@
 
 Outputs ending in .npy are uint8 (N, 3, H, W) arrays; any other suffix (.png, .jpg) is an image grid (the
 figure). Image files of any size are taken: cropped to a square (`--crop centre`, the default, or `--crop celeba`
-for an aligned 178x218 CelebA image) and resized to the model's side (`data.photos`).
+for an aligned 178x218 CelebA image) and resized to the model's side (`workflow.commands.photos`).
 
     lapcvae reconstruct --checkpoint results/models/128/lapcvae/level0.pt --images me.jpg --out me_pyramid.png
     lapcvae partial-sample --checkpoint results/models/128/lapcvae/level0.pt --image me.jpg --fixed-levels 2 \
@@ -23,11 +23,11 @@ from torchvision.utils import make_grid
 from core.atomic import save_image
 from core.atomic import save_npy as atomic_save_npy
 from data.arrays import load_image_array
-from data.photos import CROPS, load_photo
 from data.prepare import Crop
 from models.checkpoint import load_model
 from models.training import resolve_device
 from workflow.commands import add_params_arguments, params_from_args
+from workflow.commands.photos import CROPS, load_photo
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 def read_image_file(path: str | Path, resolution: int, crop: str = "centre",
                     celeba_box: Crop | None = None) -> torch.Tensor:
-    """An image file of any size -> (1, 3, resolution, resolution) float in [0, 1] (`data.photos.load_photo`)."""
+    """An image file of any size -> (1, 3, resolution, resolution) float in [0, 1] (`photos.load_photo`)."""
     return load_photo(path, resolution, crop, celeba_box)
 
 

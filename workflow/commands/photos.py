@@ -5,7 +5,8 @@ Two crops (`lapcvae reconstruct|partial-sample --crop`):
 - `celeba`: the authors' box of an aligned 178x218 CelebA image (params `data.crop`, rows 40:188 and columns
   15:163), the crop the models were trained on, so a CelebA image or one of the synthetic faces comes out exactly
   as `lapcvae prepare` makes it.
-Both resize as `lapcvae prepare` does (antialiased bicubic, `data.prepare.resize`).
+Both resize as `lapcvae prepare` does (antialiased bicubic, `data.prepare.resize`). Only the model commands use
+this, so it lives beside them rather than in the data package, whose files every data job's rerun check reads.
 """
 
 from __future__ import annotations
