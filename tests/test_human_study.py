@@ -14,8 +14,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from eval.human_study import completion_code, fleiss_kappa, participant_trials, read_key
+from eval.human_study import completion_code, participant_trials
 from eval.plotting import DISPLAY_NAMES
+from eval.study_analysis import fleiss_kappa, read_key
 from workflow.commands.study import analyze_main, export_main
 
 RESOLUTION = 16
