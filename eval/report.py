@@ -463,9 +463,10 @@ def human_study_section(table2: Path) -> list[Block]:
                         f"{PAPER_TABLE2_RESOLUTION} CelebA reconstructions), not measured by this suite."))
     if table2.is_file():
         blocks.append(csv_table(table2, "Ours: preference per experiment and model (mean ± std across "
-                                "participants), binomial test against no preference, rater agreement.",
+                                "participants), binomial test against no preference, rater agreement; participants "
+                                "who failed the attention checks are dropped (participants.csv says why).",
                                 ["experiment", "display_name", "preference_mean", "preference_std", "answers",
-                                 "participants", "binomial_p", "fleiss_kappa"]))
+                                 "participants", "dropped_participants", "binomial_p", "fleiss_kappa"]))
     else:
         blocks.append(Paragraph(f"No {table2}: no study responses analysed yet (`lapcvae analyze-study`).",
                                 note=True))

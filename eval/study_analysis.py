@@ -1,15 +1,23 @@
 """The human study's analysis (`lapcvae analyze-study`): responses against key.csv, preference per model with a
 binomial test against no preference, rater agreement (Fleiss' kappa), Table 2 as table2.csv and table2.json.
+
+Participants are screened first (participants.csv beside table2.csv): one who answered less than
+`human_study.attention_checks.min_correct` of their attention checks right, answered none of them, or (when the
+codes they reported are given) reported a completion code that does not match their answers is dropped, with the
+reason. Every step is one pass over the responses (and one assignment per participant), so the time grows
+linearly with the number of responses.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import math
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +25,20 @@ import numpy as np
 from scipy.stats import binomtest
 
 from core.atomic import write_text
-from eval.human_study import EXPERIMENTS, RESPONSE_COLUMNS, SIDES, Response, StudyPair
+from eval.human_study import (
+    ATTENTION,
+    COMPARISON,
+    DEGRADED,
+    EXPERIMENTS,
+    INTACT,
+    RESPONSE_COLUMNS,
+    ROLES,
+    SIDES,
+    Response,
+    StudyPair,
+    completion_code,
+    participant_trials,
+)
 from eval.plotting import DISPLAY_NAMES, MODELS
 
 logger = logging.getLogger(__name__)
@@ -25,8 +46,24 @@ logger = logging.getLogger(__name__)
 TABLE_COLUMNS = (
     "experiment", "model", "display_name", "preference_mean", "preference_std", "preference_pooled",
     "chosen", "answers", "missing", "participants", "binomial_p",
-    "fleiss_kappa", "pairwise_agreement", "multi_rated_pairs",
+    "fleiss_kappa", "pairwise_agreement", "multi_rated_pairs", "dropped_participants",
 )
+DESIGN_KEYS = ("assignment_seed", "pairs_per_participant", "attention_checks_per_experiment")
+CODE_COLUMNS = ("participant", "completion_code")
+
+
+@dataclass(frozen=True)
+class Screening:
+    """One row of participants.csv: a participant's attention checks and completion code, kept or dropped."""
+
+    participant: str
+    comparison_answers: int
+    checks_answered: int
+    checks_correct: int
+    completion_code: str  # what study.html showed them for these answers
+    reported_code: str  # what they reported ("" when no codes file was given or they are not in it)
+    kept: bool
+    reason: str  # why dropped ("" when kept)
 
 
 def csv_records(path: Path, required: Sequence[str], what: str) -> list[tuple[int, dict[str, str]]]:
@@ -69,18 +106,53 @@ def read_key(path: Path) -> dict[str, StudyPair]:
             image_row = int(row["image_row"])
         except ValueError as error:
             raise ValueError(f"{where}: image_row {row['image_row']!r} is not an integer") from error
+        if row["role"] not in ROLES:
+            raise ValueError(f"{where}: role {row['role']!r} is not one of {', '.join(ROLES)}; "
+                             "re-run `lapcvae export-study`")
+        if row["role"] == ATTENTION and {row["left_model"], row["right_model"]} != {INTACT, DEGRADED}:
+            raise ValueError(f"{where}: an attention check must show {INTACT} and {DEGRADED} images; "
+                             "re-run `lapcvae export-study`")
         values = {column: row[column] for column in columns}
         key[row["pair_id"]] = StudyPair(**{**values, "image_row": image_row})
     models = study_models(key)
-    if len(models) != 2 or any(pair.left_model == pair.right_model for pair in key.values()):
+    comparisons = [pair for pair in key.values() if pair.role == COMPARISON]
+    if len(models) != 2 or any(pair.left_model == pair.right_model for pair in comparisons):
         raise ValueError(f"key {path}: every pair must compare the same two different models, found "
                          f"{', '.join(models) or 'none'}; re-run `lapcvae export-study`")
     return key
 
 
+def read_design(path: Path) -> dict[str, int]:
+    """design.json of the export: the assignment seed, pairs per participant and attention checks per experiment."""
+    if not path.is_file():
+        raise FileNotFoundError(f"design {path} does not exist: it is written beside key.csv by "
+                                "`lapcvae export-study` (re-run it, or pass --design)")
+    try:
+        design = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"design {path} is not JSON ({error}); re-run `lapcvae export-study`") from error
+    if not isinstance(design, dict) or any(not isinstance(design.get(name), int) for name in DESIGN_KEYS):
+        raise ValueError(f"design {path} must hold the integers {', '.join(DESIGN_KEYS)}; "
+                         "re-run `lapcvae export-study`")
+    return {name: design[name] for name in DESIGN_KEYS}
+
+
+def read_codes(path: Path) -> dict[str, str]:
+    """participant -> the completion code they reported, from a CSV with participant and completion_code columns."""
+    codes: dict[str, str] = {}
+    for line, row in csv_records(path, CODE_COLUMNS, "completion codes file"):
+        participant = row["participant"].strip()
+        if participant in codes:
+            raise ValueError(f"completion codes file {path} line {line}: participant {participant} appears twice; "
+                             "keep one code per participant")
+        codes[participant] = row["completion_code"].strip().upper()
+    return codes
+
+
 def study_models(key: Mapping[str, StudyPair]) -> list[str]:
     """The compared models in Table 1's order (so the VAE row comes before LapCVAE, as in Table 2)."""
-    models = {model for pair in key.values() for model in (pair.left_model, pair.right_model)}
+    models = {model for pair in key.values() if pair.role == COMPARISON
+              for model in (pair.left_model, pair.right_model)}
     return sorted(models, key=lambda model: (MODELS.index(model) if model in MODELS else len(MODELS), model))
 
 
@@ -143,19 +215,77 @@ def fleiss_kappa(counts: np.ndarray) -> tuple[float | None, float | None, int]:
     return kappa, mean_agreement, len(counts)
 
 
+def pair_ids_by_experiment(key: Mapping[str, StudyPair], role: str) -> dict[str, list[str]]:
+    """Per experiment, the ids of the pairs of `role`, sorted as study.html lists them."""
+    ids: dict[str, list[str]] = {experiment: [] for experiment in EXPERIMENTS}
+    for pair_id, pair in key.items():
+        if pair.role == role:
+            ids[pair.experiment].append(pair_id)
+    return {experiment: sorted(own) for experiment, own in ids.items()}
+
+
+def screen_participants(
+    key: Mapping[str, StudyPair], responses: Sequence[Response], design: Mapping[str, int], min_correct: float,
+    reported_codes: Mapping[str, str] | None = None,
+) -> list[Screening]:
+    """Each participant's attention checks and completion code; who is kept and why the others are dropped.
+
+    Refuses answers to pairs that study.html did not give that participant (another export, or a design.json
+    that is not the export's). Share of checks right: over the checks the participant answered.
+    """
+    pairs, checks = pair_ids_by_experiment(key, COMPARISON), pair_ids_by_experiment(key, ATTENTION)
+    own: dict[str, list[Response]] = defaultdict(list)
+    for response in responses:
+        own[response.participant].append(response)
+    screenings = []
+    for participant in sorted(own):
+        answers = own[participant]
+        trials = participant_trials(pairs, checks, design["pairs_per_participant"], design["assignment_seed"],
+                                    participant)  # random draws: as many as the pairs given, like the answers
+        assigned = {pair_id for shown in trials.values() for pair_id in shown}
+        for answer in answers:
+            if answer.pair_id not in assigned:
+                raise ValueError(f"participant {participant} answered pair {answer.pair_id}, which study.html does "
+                                 "not give them: analyse with the key.csv and design.json of the export they "
+                                 "took part in")
+        on_checks = [answer for answer in answers if key[answer.pair_id].role == ATTENTION]
+        correct = sum(answer.chosen_model == INTACT for answer in on_checks)
+        code = completion_code(participant, {answer.pair_id: answer.side for answer in answers})
+        reported = "" if reported_codes is None else reported_codes.get(participant, "")
+        reason = ""
+        if checks[EXPERIMENTS[0]] and not on_checks:
+            reason = "answered none of the attention checks"
+        elif on_checks and correct < min_correct * len(on_checks):
+            reason = (f"{correct} of {len(on_checks)} attention checks right, below the required share "
+                      f"{min_correct:g}")
+        elif reported_codes is not None and not reported:
+            reason = "reported no completion code"
+        elif reported_codes is not None and reported != code:
+            reason = f"reported completion code {reported}, but their answers give {code}"
+        screenings.append(Screening(participant, len(answers) - len(on_checks), len(on_checks), correct, code,
+                                    reported, not reason, reason))
+    return screenings
+
+
 def summarize_experiment(
-    pair_ids: Sequence[str], answers: Sequence[Response], participants: Sequence[str], models: Sequence[str]
+    pair_ids: Sequence[str], answers: Sequence[Response], participants: Sequence[str], models: Sequence[str],
+    pairs_per_participant: int,
 ) -> dict[str, Any]:
-    """Table 2 for one experiment: preference per model across participants, binomial test, agreement."""
-    per_participant: dict[str, dict[str, float]] = {}
-    for participant in participants:
-        own = [answer.chosen_model for answer in answers if answer.participant == participant]
-        if own:
-            per_participant[participant] = {model: 100 * own.count(model) / len(own) for model in models}
+    """Table 2 for one experiment: preference per model across participants, binomial test, agreement.
+
+    One pass over `answers`: each participant's picks are counted as they come.
+    """
+    picks: dict[str, Counter[str]] = defaultdict(Counter)
+    for answer in answers:
+        picks[answer.participant][answer.chosen_model] += 1
+    per_participant = {participant: {model: 100 * picks[participant][model] / picks[participant].total()
+                                     for model in models}
+                       for participant in participants if participant in picks}
+    chosen_by_model = Counter(answer.chosen_model for answer in answers)
     preference = {}
     for model in models:
         values = np.array([shares[model] for shares in per_participant.values()])  # (participants,)
-        chosen = sum(answer.chosen_model == model for answer in answers)
+        chosen = chosen_by_model[model]
         preference[model] = {
             "mean": float(values.mean()) if len(values) else None,
             # The paper's +-: spread across participants (sample standard deviation).
@@ -175,7 +305,8 @@ def summarize_experiment(
     kappa, agreement, multi_rated = fleiss_kappa(counts)
     return {
         "pairs": len(pair_ids), "participants": len(per_participant), "answers": len(answers),
-        "missing": len(participants) * len(pair_ids) - len(answers), "preference": preference,
+        "missing": len(participants) * min(pairs_per_participant, len(pair_ids)) - len(answers),
+        "preference": preference,
         # A quality check of the study itself: very fast answers suggest clicking through.
         "median_response_ms": float(np.median([answer.response_ms for answer in answers])) if answers else None,
         "binomial": binomial,
@@ -184,15 +315,31 @@ def summarize_experiment(
     }
 
 
-def analyze(key: Mapping[str, StudyPair], responses: Sequence[Response]) -> dict[str, Any]:
+def analyze(
+    key: Mapping[str, StudyPair], responses: Sequence[Response], design: Mapping[str, int], min_correct: float,
+    reported_codes: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Table 2 from the answers of the participants who pass the screening (`screen_participants`)."""
     models = study_models(key)
-    participants = sorted({response.participant for response in responses})
-    experiments = {}
-    for experiment in EXPERIMENTS:
-        pair_ids = [pair_id for pair_id, pair in key.items() if pair.experiment == experiment]
-        answers = [response for response in responses if response.experiment == experiment]
-        experiments[experiment] = summarize_experiment(pair_ids, answers, participants, models)
-    return {"models": models, "participants": participants, "experiments": experiments}
+    screenings = screen_participants(key, responses, design, min_correct, reported_codes)
+    kept = {screening.participant for screening in screenings if screening.kept}
+    dropped = {screening.participant: screening.reason for screening in screenings if not screening.kept}
+    if dropped:
+        logger.warning("dropped %d of %d participants: %s", len(dropped), len(screenings),
+                       "; ".join(f"{name}: {reason}" for name, reason in dropped.items()))
+    participants = sorted(kept)
+    pair_ids = pair_ids_by_experiment(key, COMPARISON)
+    answers: dict[str, list[Response]] = {experiment: [] for experiment in EXPERIMENTS}
+    for response in responses:
+        if response.participant in kept and key[response.pair_id].role == COMPARISON:
+            answers[response.experiment].append(response)
+    experiments = {experiment: summarize_experiment(pair_ids[experiment], answers[experiment], participants, models,
+                                                    design["pairs_per_participant"])
+                   for experiment in EXPERIMENTS}
+    screening = {"attention_checks_per_experiment": design["attention_checks_per_experiment"],
+                 "min_correct": min_correct, "participants": [asdict(row) for row in screenings],
+                 "kept": len(kept), "dropped": dropped}
+    return {"models": models, "participants": participants, "screening": screening, "experiments": experiments}
 
 
 def table_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -208,16 +355,23 @@ def table_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "answers": result["answers"], "missing": result["missing"],
                 "participants": result["participants"],
                 "binomial_p": result["binomial"]["p_value"], **result["agreement"],
+                "dropped_participants": len(summary["screening"]["dropped"]),
             })
     return rows
 
 
+def csv_text(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
+    """CSV with a header; None is an empty cell."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([("" if row[column] is None else row[column]) for column in columns] for row in rows)
+    return text.getvalue()
+
+
 def write_table(out: Path, summary: Mapping[str, Any]) -> None:
-    """table2.csv at `out` and table2.json beside it (None is an empty CSV cell and JSON null)."""
-    rows = table_rows(summary)
-    lines = [",".join(TABLE_COLUMNS)]
-    lines += [",".join("" if row[column] is None else str(row[column]) for column in TABLE_COLUMNS)
-              for row in rows]
-    json_path = out.with_suffix(".json")
-    write_text(json_path, json.dumps(summary, indent=2) + "\n")
-    write_text(out, "\n".join(lines) + "\n")
+    """table2.csv at `out`, table2.json and participants.csv (the screening) beside it."""
+    write_text(out.with_suffix(".json"), json.dumps(summary, indent=2) + "\n")
+    write_text(out.with_name("participants.csv"),
+               csv_text([field.name for field in fields(Screening)], summary["screening"]["participants"]))
+    write_text(out, csv_text(TABLE_COLUMNS, table_rows(summary)))

@@ -1,7 +1,10 @@
-"""The human study's export (`lapcvae export-study`): blind pairs, their images, key.csv and study.html.
+"""The human study's export (`lapcvae export-study`): blind pairs, attention checks, their images, key.csv,
+design.json and study.html.
 
 What participants see (study.html, images/) carries opaque random ids only; key.csv maps every pair to its
-models and sides. The vocabulary (experiments, StudyPair) is in `eval.human_study`.
+models and sides (and marks the attention checks); design.json holds what the analysis needs to recompute each
+participant's subset (`eval.human_study.participant_trials`). The vocabulary (experiments, StudyPair) is in
+`eval.human_study`.
 """
 
 from __future__ import annotations
@@ -16,15 +19,16 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy.ndimage import gaussian_filter
 
 from core.atomic import atomic_directory
 from core.progress import progress_bar
 from data.arrays import load_image_array
-from eval.human_study import EXPERIMENTS, ORIGINAL, StudyPair, StudyPlan
+from eval.human_study import ATTENTION, COMPARISON, DEGRADED, EXPERIMENTS, INTACT, ORIGINAL, StudyPair, StudyPlan
 
 logger = logging.getLogger(__name__)
 
-EXPORT_ENTRIES = ("images", "key.csv", "study.html")
+EXPORT_ENTRIES = ("images", "key.csv", "design.json", "study.html")
 TEMPLATE = Path(__file__).with_name("study_page.html")
 DATA_PLACEHOLDER = "/*STUDY_DATA*/null"
 # Salt of the study's random stream, so that its draws differ from other steps that use the same global seed.
@@ -63,8 +67,18 @@ def opaque_ids(rng: np.random.Generator, count: int) -> list[str]:
     return [f"{value:0{ID_HEX_DIGITS}x}" for value in values]
 
 
-def plan_study(test_size: int, models: Sequence[str], pairs: int, seed: int) -> StudyPlan:
-    """Which test rows are compared and which model is on the left, for both experiments; all from `seed`."""
+def attention_rows(rng: np.random.Generator, test_size: int, compared: np.ndarray, count: int) -> list[int]:
+    """Test rows of the attention checks' faces: rows not compared when the split has enough, else any rows."""
+    if count == 0:
+        return []
+    spare = np.setdiff1d(np.arange(test_size), compared)  # (spare,)
+    candidates = spare if len(spare) >= count else np.arange(test_size)
+    return np.sort(rng.choice(candidates, size=count, replace=count > len(candidates))).tolist()
+
+
+def plan_study(test_size: int, models: Sequence[str], pairs: int, seed: int, attention_checks: int = 0) -> StudyPlan:
+    """Which test rows are compared, which model is on the left, and the attention checks, for both experiments;
+    all from `seed`. Each check pairs a test face (INTACT) with its degraded copy, in random sides."""
     if test_size < 1:
         raise ValueError("the test split is empty: prepare the data with a non-zero data.test_fraction")
     count = min(pairs, test_size)
@@ -73,23 +87,43 @@ def plan_study(test_size: int, models: Sequence[str], pairs: int, seed: int) -> 
                     "experiment", pairs, test_size, count)
     rng = np.random.default_rng([seed, STUDY_SEED_SALT])
     rows = np.sort(rng.choice(test_size, size=count, replace=False))  # (count,)
-    ids = iter(opaque_ids(rng, count * (len(models) + 1 + len(EXPERIMENTS))))
+    check_rows = attention_rows(rng, test_size, rows, attention_checks)
+    per_experiment = count + len(check_rows)
+    ids = iter(opaque_ids(rng, count * (len(models) + 1) + 2 * len(check_rows) + per_experiment * len(EXPERIMENTS)))
     images: dict[str, tuple[str, int]] = {}
     image_of: dict[tuple[str, int], str] = {}
-    for row in rows.tolist():
-        for source in (ORIGINAL, *models):
+    sources = [(source, row) for row in rows.tolist() for source in (ORIGINAL, *models)]
+    sources += [(source, row) for row in check_rows for source in (ORIGINAL, DEGRADED)]
+    for source, row in sources:
+        if (source, row) not in image_of:  # a check may reuse a compared face's original when the split is small
             image_id = next(ids)
             images[image_id] = (source, row)
             image_of[source, row] = image_id
+    image_of.update({(INTACT, row): image_of[ORIGINAL, row] for row in check_rows})
     study_pairs = []
     for experiment in EXPERIMENTS:
-        swapped = rng.integers(0, 2, size=count).astype(bool)  # (count,) left/right order, drawn per pair
-        for row, swap in zip(rows.tolist(), swapped.tolist(), strict=True):
-            left, right = (models[1], models[0]) if swap else (models[0], models[1])
+        trials = [(row, models, COMPARISON) for row in rows.tolist()]
+        trials += [(row, (INTACT, DEGRADED), ATTENTION) for row in check_rows]
+        swapped = rng.integers(0, 2, size=len(trials)).astype(bool)  # (trials,) left/right order, drawn per pair
+        for (row, compared, role), swap in zip(trials, swapped.tolist(), strict=True):
+            left, right = (compared[1], compared[0]) if swap else (compared[0], compared[1])
             original = image_of[ORIGINAL, row] if experiment == "with_original" else ""
             study_pairs.append(StudyPair(next(ids), experiment, row, left, right,
-                                         image_of[left, row], image_of[right, row], original))
-    return StudyPlan(study_pairs, images)
+                                         image_of[left, row], image_of[right, row], original, role))
+    assignment_seed = int(rng.integers(0, 2**31))
+    return StudyPlan(study_pairs, images, assignment_seed)
+
+
+def degrade(image: np.ndarray, blur_sigma: float, noise_std: float, seed: int) -> np.ndarray:
+    """An attention check's degraded face: Gaussian blur (sigma a fraction of the side), then Gaussian noise.
+
+    image: (3, H, W) uint8; returns the same shape and type. The noise is drawn from `seed`.
+    """
+    pixels = image.astype(np.float64) / 255.0
+    sigma = blur_sigma * image.shape[-1]
+    blurred = gaussian_filter(pixels, sigma=(0, sigma, sigma), mode="reflect")
+    noisy = blurred + np.random.default_rng(seed).normal(0.0, noise_std, size=pixels.shape)
+    return np.round(np.clip(noisy, 0.0, 1.0) * 255).astype(np.uint8)
 
 
 def image_path(image_id: str) -> str:
@@ -97,21 +131,37 @@ def image_path(image_id: str) -> str:
     return f"images/{image_id}.png"
 
 
-def render_page(pairs: Sequence[StudyPair], display_size: int) -> str:
-    """study.html: the template with the pairs (ids and relative image paths only) embedded as JSON."""
+def render_page(plan: StudyPlan, display_size: int, pairs_per_participant: int) -> str:
+    """study.html: the template with the pairs (ids and relative image paths only) embedded as JSON.
+
+    Each experiment lists its comparison pairs and its attention checks apart (the page gives every participant
+    all checks and a subset of the pairs), each sorted by the random pair id, so the file's order says nothing
+    about test rows or sides.
+    """
+    def shown(pair: StudyPair) -> dict[str, str | None]:
+        return {"id": pair.pair_id, "left": image_path(pair.left_image), "right": image_path(pair.right_image),
+                "original": image_path(pair.original_image) if pair.original_image else None}
+
     experiments = []
     for experiment in EXPERIMENTS:
-        # Sorted by the random pair id: the file's order says nothing about test rows or sides.
-        shown = sorted((pair for pair in pairs if pair.experiment == experiment), key=lambda p: p.pair_id)
-        experiments.append({"name": experiment, "pairs": [
-            {"id": pair.pair_id, "left": image_path(pair.left_image), "right": image_path(pair.right_image),
-             "original": image_path(pair.original_image) if pair.original_image else None}
-            for pair in shown
-        ]})
-    data = json.dumps({"displaySize": display_size, "experiments": experiments}, separators=(",", ":"))
+        own = sorted((pair for pair in plan.pairs if pair.experiment == experiment), key=lambda p: p.pair_id)
+        experiments.append({"name": experiment,
+                            "pairs": [shown(pair) for pair in own if pair.role != ATTENTION],
+                            "checks": [shown(pair) for pair in own if pair.role == ATTENTION]})
+    data = json.dumps({"displaySize": display_size, "assignmentSeed": plan.assignment_seed,
+                       "pairsPerParticipant": pairs_per_participant, "experiments": experiments},
+                      separators=(",", ":"))
     template = TEMPLATE.read_text(encoding="utf-8")
     # "</" inside a <script> would end it early; JSON allows the escaped form.
     return template.replace(DATA_PLACEHOLDER, data.replace("</", "<\\/"))
+
+
+def study_design(plan: StudyPlan, pairs_per_participant: int) -> dict[str, int]:
+    """design.json: what the analysis needs to recompute each participant's subset and to judge the checks."""
+    checks = sum(pair.role == ATTENTION for pair in plan.pairs if pair.experiment == EXPERIMENTS[0])
+    pool = sum(pair.role != ATTENTION for pair in plan.pairs if pair.experiment == EXPERIMENTS[0])
+    return {"assignment_seed": plan.assignment_seed, "pairs_per_participant": min(pairs_per_participant, pool),
+            "attention_checks_per_experiment": checks}
 
 
 def write_key(path: Path, pairs: Sequence[StudyPair]) -> None:
@@ -134,16 +184,30 @@ def keep_others(out: Path, staging: Path) -> None:
 
 def export_study(
     out: Path, plan: StudyPlan, originals: np.ndarray, reconstructions: Mapping[str, np.ndarray],
-    display_size: int,
+    display_size: int, pairs_per_participant: int, attention: Mapping[str, float] | None = None,
 ) -> None:
-    """Write images/, key.csv and study.html into a temporary folder beside `out`, then rename it to `out`."""
+    """Write images/, key.csv, design.json and study.html into a temporary folder beside `out`, then rename it.
+
+    attention: `blur_sigma` and `noise_std` of the attention checks' degraded faces (human_study.attention_checks).
+    """
+    if any(source == DEGRADED for source, _ in plan.images.values()) and attention is None:
+        raise ValueError("the plan has attention checks: pass their blur_sigma and noise_std "
+                         "(human_study.attention_checks)")
+    design = study_design(plan, pairs_per_participant)
     with atomic_directory(out) as staging:
         (staging / "images").mkdir()
         for image_id, (source, row) in progress_bar(sorted(plan.images.items()), desc="study images", unit="png"):
-            image = originals[row] if source == ORIGINAL else reconstructions[source][row]  # (3, H, W)
+            if source == DEGRADED:  # noise drawn from the image's own random id: fixed by the study's seed
+                image = degrade(originals[row], attention["blur_sigma"], attention["noise_std"], int(image_id, 16))
+            else:
+                image = originals[row] if source == ORIGINAL else reconstructions[source][row]  # (3, H, W)
             pixels = np.ascontiguousarray(image.transpose(1, 2, 0))  # (H, W, 3)
             Image.fromarray(pixels).save(staging / image_path(image_id))
         write_key(staging / "key.csv", plan.pairs)
-        (staging / "study.html").write_text(render_page(plan.pairs, display_size), encoding="utf-8")
+        (staging / "design.json").write_text(json.dumps(design, indent=2) + "\n", encoding="utf-8")
+        (staging / "study.html").write_text(render_page(plan, display_size, design["pairs_per_participant"]),
+                                            encoding="utf-8")
         keep_others(out, staging)
-    logger.info("wrote %d pairs and %d images to %s", len(plan.pairs), len(plan.images), out)
+    logger.info("wrote %d pairs (%d attention checks per experiment; %d pairs per participant and experiment) "
+                "and %d images to %s", len(plan.pairs), design["attention_checks_per_experiment"],
+                design["pairs_per_participant"], len(plan.images), out)

@@ -1,8 +1,10 @@
-"""study.html driven in a real headless Chromium: participant id, clicks and arrow keys, one step back, CSV download."""
+"""study.html driven in a real headless Chromium: participant id, a seeded subset with attention checks, clicks and
+arrow keys, one step back, CSV download, completion code; the page's subset and code match the analysis's."""
 
 from __future__ import annotations
 
 import csv
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +14,14 @@ import pytest
 import yaml
 from conftest import NEEDS_CHROMIUM, headless_chromium
 
+from eval.human_study import completion_code, participant_trials
 from workflow.commands.study import analyze_main, export_main
 
 RESOLUTION = 16
-PAIRS = 4
+POOL = 6  # comparison pairs per experiment
+PAIRS = 3  # of them, each participant's
+CHECKS = 2  # attention checks per experiment
+TRIALS = PAIRS + CHECKS
 SIDES = ("left", "right")
 
 pytestmark = NEEDS_CHROMIUM
@@ -23,9 +29,10 @@ pytestmark = NEEDS_CHROMIUM
 
 @pytest.fixture
 def study(tmp_path: Path) -> Path:
-    """A study of 4 pairs per experiment exported from tiny random images; returns the study folder."""
+    """A study of 6 pairs per experiment, 3 per participant, 2 attention checks, exported from tiny random images;
+    returns the study folder."""
     rng = np.random.default_rng(0)
-    originals = rng.integers(0, 256, (PAIRS, 3, RESOLUTION, RESOLUTION), dtype=np.uint8)
+    originals = rng.integers(0, 256, (POOL + CHECKS, 3, RESOLUTION, RESOLUTION), dtype=np.uint8)
     (tmp_path / "prepared" / str(RESOLUTION)).mkdir(parents=True)
     np.save(tmp_path / "prepared" / str(RESOLUTION) / "test.npy", originals)
     for model, images in (("vae", originals // 2), ("lapcvae", 255 - originals)):
@@ -33,7 +40,8 @@ def study(tmp_path: Path) -> Path:
         np.save(tmp_path / "eval" / str(RESOLUTION) / model / "reconstructions.npy", images)
     params = tmp_path / "p.yaml"
     params.write_text(yaml.safe_dump({"human_study": {
-        "resolution": RESOLUTION, "models": ["vae", "lapcvae"], "pairs": PAIRS, "display_size": 64}}))
+        "resolution": RESOLUTION, "models": ["vae", "lapcvae"], "pairs": POOL, "display_size": 64,
+        "pairs_per_participant": PAIRS, "attention_checks": {"per_experiment": CHECKS}}}))
     export_main(["--params", str(params), "--resolution", str(RESOLUTION),
                  "--eval-dir", str(tmp_path / "eval"), "--prepared",
                  str(tmp_path / "prepared"), "--out", str(tmp_path / "study")])
@@ -71,6 +79,16 @@ def test_study_page_in_headless_chromium(study: Path, browser: tuple, tmp_path: 
     others = [driver.execute_script(f"return studyOrder('{name}').map((part) => part.pairs.map((p) => p.id))")
               for name in ("p2", "p3", "p4")]
     assert any(other != order for other in others), "each participant gets an own order"
+    with (study / "key.csv").open(newline="") as handle:
+        key = {row["pair_id"]: row for row in csv.DictReader(handle)}
+    design = json.loads((study / "design.json").read_text())
+    ids = {role: {experiment: sorted(pair_id for pair_id, row in key.items()
+                                     if row["role"] == role and row["experiment"] == experiment)
+                  for experiment in ("without_original", "with_original")} for role in ("comparison", "attention")}
+    for name, shown in zip(("p1", "p2", "p3", "p4"), [order, *others], strict=True):
+        # The analysis recomputes exactly the page's subset and order from key.csv and design.json.
+        trials = participant_trials(ids["comparison"], ids["attention"], PAIRS, design["assignment_seed"], name)
+        assert shown == [trials["without_original"], trials["with_original"]]
 
     state = {"answered": 0}
 
@@ -81,7 +99,7 @@ def test_study_page_in_headless_chromium(study: Path, browser: tuple, tmp_path: 
         """Wait until pair `index` of part `part` is on screen with its images loaded; return its id."""
         wait_for(lambda: trial("data-ready") == "1"
                  and driver.find_element(By.ID, "progress").text == f"Part {part + 1} of 2, pair {index + 1} of "
-                 f"{PAIRS}", f"pair {index + 1} of part {part + 1}")
+                 f"{TRIALS}", f"pair {index + 1} of part {part + 1}")
         return trial("data-pair-id")
 
     def start(participant: str) -> None:
@@ -101,21 +119,23 @@ def test_study_page_in_headless_chromium(study: Path, browser: tuple, tmp_path: 
     presented: list[str] = []
     for part, experiment in enumerate(("without_original", "with_original")):
         driver.find_element(By.ID, "begin-button").click()
-        for index in range(PAIRS):
+        for index in range(TRIALS):
             pair_id = shown(part, index)
             assert trial("data-experiment") == experiment
             assert driver.find_element(By.ID, "original-box").is_displayed() == (experiment == "with_original")
             if part == 1 and index == 2:
                 driver.save_screenshot(str(tmp_path / "mid_study.png"))
             side = SIDES[(index * 3 + part) % 2]
-            choose(side)
+            if key[pair_id]["role"] == "attention":  # an attentive participant: the intact face
+                side = "left" if key[pair_id]["left_model"] == "intact" else "right"
             if part == 0 and index == 1:
-                # Go back one step: the same pair returns, and the new answer replaces the first one.
+                # Answer the other side, then go back one step: the same pair returns, and the new answer replaces
+                # the first one (on an attention check, a wrong answer corrected).
+                choose(SIDES[1 - SIDES.index(side)])
                 shown(part, index + 1)
                 ActionChains(driver).send_keys(Keys.BACKSPACE).perform()
                 assert shown(part, index) == pair_id
-                side = SIDES[1 - SIDES.index(side)]
-                choose(side)
+            choose(side)
             expected[pair_id] = side
             presented.append(pair_id)
             if part == 0 and index == 2:
@@ -134,9 +154,10 @@ def test_study_page_in_headless_chromium(study: Path, browser: tuple, tmp_path: 
     assert {row["pair_id"]: row["side"] for row in rows} == expected
     assert {row["participant"] for row in rows} == {"p1"}
     assert all(int(row["response_ms"]) >= 0 for row in rows)
-    with (study / "key.csv").open(newline="") as handle:
-        key = {row["pair_id"]: row for row in csv.DictReader(handle)}
     assert all(key[row["pair_id"]]["experiment"] == row["experiment"] for row in rows)
+    # The completion code on the last screen is the one the analysis derives from the downloaded answers.
+    shown_code = driver.find_element(By.ID, "completion-code").text
+    assert shown_code == completion_code("p1", {row["pair_id"]: row["side"] for row in rows})
 
     analyze_main(["--key", str(study / "key.csv"), "--responses", str(download), "--out",
                   str(tmp_path / "table2.csv")])
@@ -144,7 +165,9 @@ def test_study_page_in_headless_chromium(study: Path, browser: tuple, tmp_path: 
         table = {(row["experiment"], row["model"]): row for row in csv.DictReader(handle)}
     for experiment in ("without_original", "with_original"):
         picks = [key[pair_id][f"{side}_model"] for pair_id, side in expected.items()
-                 if key[pair_id]["experiment"] == experiment]
+                 if key[pair_id]["experiment"] == experiment and key[pair_id]["role"] == "comparison"]
+        assert len(picks) == PAIRS
         assert float(table[experiment, "lapcvae"]["preference_mean"]) == pytest.approx(
             100 * picks.count("lapcvae") / PAIRS)
         assert int(table[experiment, "lapcvae"]["missing"]) == 0
+        assert int(table[experiment, "lapcvae"]["dropped_participants"]) == 0

@@ -1,4 +1,5 @@
-"""Greedy training and the model commands, run in-process on a tiny 16 px LapCVAE."""
+"""Greedy training and the model commands, run in-process on a tiny 16 px LapCVAE, on arrays and on face photos of
+any size (a 178x218 face of the synthetic generator)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import torch
 import yaml
 from PIL import Image
 
+from data.faces import draw_face
+from data.prepare import Crop, load_batch
 from models.checkpoint import load_checkpoint, load_model
 from workflow.commands.sample import paired_rows, partial_sample_main, reconstruct_main, sample_main, to_uint8
 from workflow.commands.train import retrain_m_main, train_level_main
@@ -103,7 +106,9 @@ def test_model_commands(setup: dict[str, Path], tmp_path: Path) -> None:
     png = tmp_path / "in.png"
     Image.fromarray(images[2].transpose(1, 2, 0)).save(png)
     reconstruct_main(["--checkpoint", checkpoint, "--images", str(png), "--out", str(tmp_path / "r.png")])
-    assert Image.open(tmp_path / "r.png").size == (16 + 4, 2 * 16 + 6)  # inputs over outputs, 2 px padding
+    # One row: the input, then the reconstruction at each of the 2 levels, with 2 px padding.
+    assert Image.open(tmp_path / "r.png").size == (3 * 16 + 4 * 2, 16 + 2 * 2)
+    assert np.array_equal(grid_cell(tmp_path / "r.png", 0, 0), images[2].transpose(1, 2, 0))
 
     for name in ("s1.npy", "s2.npy"):
         sample_main(["--checkpoint", checkpoint, "--n", "3", "--seed", "7", "--out", str(tmp_path / name)])
@@ -137,3 +142,98 @@ def test_reconstruction_grid_pairs_rows() -> None:
     assert rows.shape == (32, 3, 2, 2)
     assert torch.equal(rows[8:16], outputs[:8]) and torch.equal(rows[16:18], inputs[8:])
     assert torch.equal(rows[18:24], torch.ones(6, 3, 2, 2)) and torch.equal(rows[24:26], outputs[8:])
+
+
+def grid_cell(path: Path, row: int, column: int, side: int = 16) -> np.ndarray:
+    """The (side, side, 3) image at (row, column) of a figure written with make_grid's 2 px padding."""
+    pixels = np.asarray(Image.open(path).convert("RGB"))
+    top, left = 2 + row * (side + 2), 2 + column * (side + 2)
+    return pixels[top: top + side, left: left + side]
+
+
+@pytest.fixture()
+def face_photo(tmp_path: Path) -> Path:
+    """A 178x218 aligned face of the synthetic generator, as a PNG (lossless, so crops can be compared)."""
+    pixels, _ = draw_face(0, 3)
+    assert pixels.shape == (218, 178, 3)
+    path = tmp_path / "face.png"
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def test_a_face_photo_of_any_size_is_cropped_resized_and_reconstructed(
+    setup: dict[str, Path], tmp_path: Path, face_photo: Path
+) -> None:
+    train(setup, 1, coarser=False)
+    checkpoint = str(train(setup, 0))
+    model = load_model(checkpoint)
+    photo = Image.open(face_photo)
+
+    # Default: the centred 178x178 square, resized to the model's 16 px.
+    reconstruct_main(["--checkpoint", checkpoint, "--images", str(face_photo), "--out", str(tmp_path / "c.png")])
+    reconstruct_main(["--checkpoint", checkpoint, "--images", str(face_photo), "--out", str(tmp_path / "c.npy")])
+    shown_input = grid_cell(tmp_path / "c.png", 0, 0)
+    by_pil = np.asarray(photo.crop((0, 20, 178, 198)).resize((16, 16), Image.Resampling.BICUBIC)).astype(int)
+    assert np.abs(shown_input.astype(int) - by_pil).max() <= 2  # torch's antialiased bicubic follows PIL's
+    reconstruction = np.load(tmp_path / "c.npy")[0]  # (3, 16, 16)
+    expected = to_uint8(model.reconstruct(torch.from_numpy(shown_input.transpose(2, 0, 1).copy())[None] / 255.0))
+    assert np.array_equal(reconstruction, expected[0])
+    # The figure's row runs coarse to fine: level 1 upsampled, then the whole reconstruction.
+    assert np.array_equal(grid_cell(tmp_path / "c.png", 0, 2), reconstruction.transpose(1, 2, 0))
+    assert not np.array_equal(grid_cell(tmp_path / "c.png", 0, 1), grid_cell(tmp_path / "c.png", 0, 2))
+
+    # --crop celeba: the authors' box, exactly as `lapcvae prepare` turns the same file into training data.
+    reconstruct_main(["--checkpoint", checkpoint, "--images", str(face_photo), "--crop", "celeba",
+                      "--out", str(tmp_path / "a.png")])
+    prepared = load_batch([face_photo], Crop(top=40, left=15, size=148), [16])[0][0]  # (3, 16, 16)
+    assert np.array_equal(grid_cell(tmp_path / "a.png", 0, 0), prepared.transpose(1, 2, 0))
+    assert not np.array_equal(prepared.transpose(1, 2, 0), shown_input)
+
+    # partial-sample takes the photo too: input, base, then samples; every level fixed gives the reconstruction.
+    partial_sample_main(["--checkpoint", checkpoint, "--image", str(face_photo), "--fixed-levels", "2", "--n", "3",
+                         "--out", str(tmp_path / "p.png")])
+    assert Image.open(tmp_path / "p.png").size == (5 * 16 + 6 * 2, 16 + 2 * 2)
+    assert np.array_equal(grid_cell(tmp_path / "p.png", 0, 0), shown_input)
+    for column in (2, 3, 4):
+        assert np.array_equal(grid_cell(tmp_path / "p.png", 0, column), reconstruction.transpose(1, 2, 0))
+
+
+def test_photos_that_cannot_be_used_are_refused_by_name(
+    setup: dict[str, Path], tmp_path: Path, face_photo: Path
+) -> None:
+    checkpoint = str(train(setup, 1, coarser=False))
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    truncated = tmp_path / "truncated.jpg"
+    Image.open(face_photo).convert("RGB").save(truncated, format="JPEG")
+    truncated.write_bytes(truncated.read_bytes()[:400])
+    square = tmp_path / "square.png"
+    Image.open(face_photo).crop((0, 0, 100, 100)).save(square)
+    cases = [
+        ([str(text)], "centre", r"notes\.jpg cannot be decoded"),
+        ([str(truncated)], "centre", r"truncated\.jpg cannot be decoded"),
+        ([str(tmp_path)], "centre", "is a folder"),
+        ([str(square)], "celeba", r"square\.png is 100x100, but --crop celeba takes an aligned 178x218"),
+    ]
+    for images, crop, message in cases:
+        with pytest.raises(ValueError, match=message):
+            reconstruct_main(["--checkpoint", checkpoint, "--images", *images, "--crop", crop,
+                              "--out", str(tmp_path / "o.png")])
+        with pytest.raises(ValueError, match=message):
+            partial_sample_main(["--checkpoint", checkpoint, "--image", images[0], "--crop", crop,
+                                 "--fixed-levels", "1", "--out", str(tmp_path / "o.png")])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        reconstruct_main(["--checkpoint", checkpoint, "--images", str(tmp_path / "absent.png"),
+                          "--out", str(tmp_path / "o.png")])
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_a_sixteen_bit_grey_photo_keeps_its_tones(setup: dict[str, Path], tmp_path: Path) -> None:
+    checkpoint = str(train(setup, 1, coarser=False))
+    ramp = (np.linspace(0, 65535, 16, dtype=np.uint16)[None, :] * np.ones((16, 1), dtype=np.uint16))  # (16, 16)
+    path = tmp_path / "grey16.png"
+    Image.fromarray(ramp).save(path)
+    assert Image.open(path).mode.startswith("I;16")
+    reconstruct_main(["--checkpoint", checkpoint, "--images", str(path), "--out", str(tmp_path / "g.png")])
+    shown = grid_cell(tmp_path / "g.png", 0, 0).astype(int)
+    assert np.array_equal(shown[..., 0], (ramp >> 8).astype(int)) and (shown[..., 0] == shown[..., 2]).all()

@@ -96,7 +96,7 @@ PARAMS_USED = {
     "edit_coarse": ["editing"],
     "edit_region": ["editing"],
     "export_study": ["human_study"],
-    "analyze_study": [],
+    "analyze_study": ["human_study.attention_checks.min_correct"],
     # The report prints the merged params, so every section it shows is part of its fingerprint.
     "report": ["data", "seeds", "budget", "train", *registry.params_sections(), "tune", "eval", "human_study"],
 }

@@ -1,6 +1,12 @@
 """Reconstruct, sample and partially sample with any checkpoint (`lapcvae reconstruct|sample|partial-sample`).
 
-Outputs ending in .npy are uint8 (N, 3, H, W) arrays; any other suffix (.png, .jpg) is an image grid.
+Outputs ending in .npy are uint8 (N, 3, H, W) arrays; any other suffix (.png, .jpg) is an image grid (the
+figure). Image files of any size are taken: cropped to a square (`--crop centre`, the default, or `--crop celeba`
+for an aligned 178x218 CelebA image) and resized to the model's side (`workflow.commands.photos`).
+
+    lapcvae reconstruct --checkpoint results/models/128/lapcvae/level0.pt --images me.jpg --out me_pyramid.png
+    lapcvae partial-sample --checkpoint results/models/128/lapcvae/level0.pt --image me.jpg --fixed-levels 2 \
+        --out me_samples.png
 """
 
 from __future__ import annotations
@@ -11,16 +17,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torchvision.utils import make_grid
 
 from core.atomic import save_image
 from core.atomic import save_npy as atomic_save_npy
 from core.device import resolve_device
 from data.arrays import load_image_array
+from data.prepare import Crop
 from models.checkpoint import load_model
 from models.fitted_prior import load_prior, sample_fitted
 from workflow.commands import add_params_arguments, params_from_args
+from workflow.commands.photos import CROPS, load_photo
 
 logger = logging.getLogger(__name__)
 
@@ -30,20 +38,10 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return images.clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
 
 
-def read_image_file(path: str | Path, resolution: int) -> torch.Tensor:
-    """An RGB image file of resolution x resolution -> (1, 3, H, W) float in [0, 1]."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist: pass an existing image file")
-    try:
-        with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB"))  # (H, W, 3) uint8
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
-        raise ValueError(f"image {path} cannot be decoded ({error}); pass a valid PNG or JPEG") from error
-    if pixels.shape[:2] != (resolution, resolution):
-        raise ValueError(f"image {path} is {pixels.shape[1]}x{pixels.shape[0]}, the model takes "
-                         f"{resolution}x{resolution}; resize it or use the matching checkpoint")
-    return torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None].float() / 255.0
+def read_image_file(path: str | Path, resolution: int, crop: str = "centre",
+                    celeba_box: Crop | None = None) -> torch.Tensor:
+    """An image file of any size -> (1, 3, resolution, resolution) float in [0, 1] (`photos.load_photo`)."""
+    return load_photo(path, resolution, crop, celeba_box)
 
 
 def read_npy(path: str | Path, resolution: int) -> np.ndarray:
@@ -51,11 +49,35 @@ def read_npy(path: str | Path, resolution: int) -> np.ndarray:
     return load_image_array(path, resolution, made_by="the step that wrote it")
 
 
-def read_images(paths: list[str], resolution: int) -> torch.Tensor:
-    """Any mix of .npy arrays and image files -> (N, 3, H, W) float in [0, 1]."""
+def read_images(paths: list[str], resolution: int, crop: str = "centre",
+                celeba_box: Crop | None = None) -> torch.Tensor:
+    """Any mix of .npy arrays (at the model's side) and image files (any size) -> (N, 3, H, W) float in [0, 1]."""
     batches = [torch.from_numpy(np.array(read_npy(path, resolution))).float() / 255.0 if path.endswith(".npy")
-               else read_image_file(path, resolution) for path in paths]
+               else read_image_file(path, resolution, crop, celeba_box) for path in paths]
     return torch.cat(batches)
+
+
+def add_crop_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--crop", choices=CROPS, default="centre",
+                        help="how an image file becomes a square before it is resized to the model's side: "
+                        "centre (default: the largest centred square of any photo) or celeba (the authors' box, "
+                        "params data.crop, of an aligned 178x218 CelebA image)")
+
+
+def celeba_box(params: dict) -> Crop:
+    return Crop(**params["data"]["crop"])
+
+
+def pyramid_rows(model, images: torch.Tensor) -> torch.Tensor:
+    """LapCVAE's figure: per image, the input then the reconstruction level by level, coarse to fine, each
+    upsampled to full size (the last is the reconstruction). (N * (1 + levels held), 3, H, W)."""
+    held = model.levels - model.first_level
+    rows = []
+    device = next(model.parameters()).device
+    for image in images:
+        composed = model.partial_levels(image[None].to(device), held, 1, 0)  # [x_first..x_K], finest first
+        rows += [image[None], *(model.to_full_size(level).clamp(0, 1).cpu() for level in reversed(composed))]
+    return torch.cat(rows)
 
 
 def write_output(path: str | Path, images: torch.Tensor, grid_rows: torch.Tensor | None = None,
@@ -91,17 +113,25 @@ def reconstruct_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lapcvae reconstruct", description="reconstruct images with a checkpoint")
     add_params_arguments(parser)
     parser.add_argument("--checkpoint", required=True, help="any model checkpoint (.pt)")
-    parser.add_argument("--images", nargs="+", required=True, help="uint8 (N, 3, H, W) .npy and/or image files")
+    parser.add_argument("--images", nargs="+", required=True,
+                        help="uint8 (N, 3, H, W) .npy and/or image files of any size (face photos)")
+    add_crop_argument(parser)
     parser.add_argument("--out", required=True,
-                        help=".npy (uint8 reconstructions) or .png (rows of 8 inputs, each over its outputs)")
+                        help=".npy (uint8 reconstructions) or .png: for LapCVAE one row per image (input, then the "
+                        "reconstruction level by level, coarse to fine), for other models rows of 8 inputs, each "
+                        "over its outputs")
     args = parser.parse_args(argv)
     model, params, device = _model_and_params(args)
-    images = read_images(args.images, model.config["resolution"])  # (N, 3, H, W)
+    images = read_images(args.images, model.config["resolution"], args.crop, celeba_box(params))  # (N, 3, H, W)
     batch_size = params["eval"]["batch_size"]
     outputs = torch.cat([model.reconstruct(images[start: start + batch_size].to(device)).cpu()
                          for start in range(0, len(images), batch_size)])
-    per_row = min(len(images), 8)
-    write_output(args.out, outputs, grid_rows=paired_rows(images, outputs, per_row), nrow=per_row)
+    if hasattr(model, "partial_levels"):
+        held = model.levels - model.first_level
+        write_output(args.out, outputs, grid_rows=pyramid_rows(model, images), nrow=1 + held)
+    else:
+        per_row = min(len(images), 8)
+        write_output(args.out, outputs, grid_rows=paired_rows(images, outputs, per_row), nrow=per_row)
     print(f"reconstructed {len(images)} images -> {args.out}")
 
 
@@ -133,20 +163,21 @@ def partial_sample_main(argv: list[str] | None = None) -> None:
     add_params_arguments(parser)
     parser.add_argument("--checkpoint", required=True, help="a LapCVAE checkpoint (.pt)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--image", help="the input image file")
+    source.add_argument("--image", help="the input image file, any size (a face photo)")
     source.add_argument("--npy", help="uint8 (N, 3, H, W) array holding the input image")
     parser.add_argument("--index", type=int, default=0, help="row of --npy to use")
+    add_crop_argument(parser)
     parser.add_argument("--fixed-levels", type=int, required=True, help="coarsest levels kept from the input")
     parser.add_argument("--n", type=int, default=8, help="number of samples")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--out", required=True, help=".npy (uint8 samples) or .png (input, base, samples)")
     args = parser.parse_args(argv)
-    model, _, device = _model_and_params(args)
+    model, params, device = _model_and_params(args)
     if not hasattr(model, "partial_sample"):
         raise ValueError(f"--checkpoint {args.checkpoint} is a {model.kind} model; partial sampling needs LapCVAE")
     resolution = model.config["resolution"]
     if args.image is not None:
-        image = read_image_file(args.image, resolution)
+        image = read_image_file(args.image, resolution, args.crop, celeba_box(params))
     else:
         array = read_npy(args.npy, resolution)
         if not 0 <= args.index < len(array):

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 from core.params import study_resolution
-from eval.study_analysis import analyze, read_key, read_responses, table_rows, write_table
+from eval.study_analysis import analyze, read_codes, read_design, read_key, read_responses, table_rows, write_table
 from eval.study_export import export_study, load_study_inputs, plan_study
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
@@ -36,31 +36,44 @@ def export_main(argv: list[str] | None = None) -> None:
         args.eval_dir or results / "eval", args.prepared or Path(params["paths"]["prepared"]),
         args.resolution or study_resolution(params), study["models"],
     )
-    plan = plan_study(len(originals), study["models"], study["pairs"], params["seed"])
-    export_study(args.out or results / "human_study", plan, originals, reconstructions, study["display_size"])
+    attention = study["attention_checks"]
+    plan = plan_study(len(originals), study["models"], study["pairs"], params["seed"], attention["per_experiment"])
+    export_study(args.out or results / "human_study", plan, originals, reconstructions, study["display_size"],
+                 study["pairs_per_participant"], attention)
 
 
 def analyze_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lapcvae analyze-study",
-                                     description="turn study responses into Table 2")
+                                     description="turn study responses into Table 2, dropping participants who "
+                                     "fail the attention checks (human_study.attention_checks.min_correct)")
     add_params_arguments(parser)
     parser.add_argument("--key", type=Path,
                         help="key.csv of the export (default: <paths.results>/human_study/key.csv)")
+    parser.add_argument("--design", type=Path, help="design.json of the export (default: beside --key)")
     parser.add_argument("--responses", type=Path, nargs="+", required=True, metavar="CSV",
                         help="response files downloaded from study.html, one or more per participant")
-    parser.add_argument("--out", type=Path, help="table2.csv to write; table2.json goes beside it "
-                        "(default: <paths.results>/human_study/table2.csv)")
+    parser.add_argument("--codes", type=Path, metavar="CSV",
+                        help="completion codes participants reported (columns participant, completion_code): "
+                        "a participant whose code is missing or does not match their answers is dropped")
+    parser.add_argument("--out", type=Path, help="table2.csv to write; table2.json and participants.csv go "
+                        "beside it (default: <paths.results>/human_study/table2.csv)")
     args = parser.parse_args(argv)
-    if args.key is None or args.out is None:  # params are only needed for the default paths
-        study_dir = Path(params_from_args(args)["paths"]["results"]) / "human_study"
-        args.key, args.out = args.key or study_dir / "key.csv", args.out or study_dir / "table2.csv"
-    key = read_key(args.key)
-    summary = analyze(key, read_responses(args.responses, key))
-    out = args.out
+    params = params_from_args(args)
+    study_dir = Path(params["paths"]["results"]) / "human_study"
+    key_path, out = args.key or study_dir / "key.csv", args.out or study_dir / "table2.csv"
+    key = read_key(key_path)
+    design = read_design(args.design or key_path.with_name("design.json"))
+    codes = read_codes(args.codes) if args.codes else None
+    min_correct = params["human_study"]["attention_checks"]["min_correct"]
+    summary = analyze(key, read_responses(args.responses, key), design, min_correct, codes)
     write_table(out, summary)
+    screening = summary["screening"]
+    print(f"kept {screening['kept']} of {len(screening['participants'])} participants; dropped "
+          f"{len(screening['dropped'])}" + "".join(f"\n  {name}: {reason}"
+                                                  for name, reason in screening["dropped"].items()))
     for row in table_rows(summary):
         mean, std, p_value = row["preference_mean"], row["preference_std"], row["binomial_p"]
         text = "n/a" if mean is None else f"{mean:.2f}" + ("" if std is None else f" ± {std:.2f}")
         print(f"{row['experiment']:<17} {row['display_name']:<24} {text:>16} %  binomial p = "
               + ("n/a" if p_value is None else f"{p_value:.3g}"))
-    logger.info("wrote %s and %s", out, out.with_suffix(".json"))
+    logger.info("wrote %s, %s and %s", out, out.with_suffix(".json"), out.with_name("participants.csv"))

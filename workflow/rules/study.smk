@@ -15,6 +15,7 @@ rule export_study:
     output:
         page=f"{RESULTS}/human_study/study.html",
         key=f"{RESULTS}/human_study/key.csv",
+        design=f"{RESULTS}/human_study/design.json",
         images=directory(f"{RESULTS}/human_study/images"),
     log:
         "logs/export_study.log",
@@ -29,7 +30,8 @@ rule export_study:
         " --prepared {params.prepared} --out {params.out_dir} 2>&1 | tee {log}"
 
 
-# Table 2 from the answers people gave: drop their CSV downloads into study_responses/ and rerun.
+# Table 2 from the answers people gave: drop their CSV downloads into study_responses/ and rerun. Participants
+# who fail the attention checks (human_study.attention_checks.min_correct) are dropped; participants.csv says why.
 RESPONSES = sorted(str(path) for path in Path("study_responses").glob("*.csv"))
 
 
@@ -38,10 +40,14 @@ rule analyze_study:
         CONDA_ENV
     input:
         key=f"{RESULTS}/human_study/key.csv",
+        design=f"{RESULTS}/human_study/design.json",
         responses=RESPONSES,
     output:
         f"{RESULTS}/human_study/table2.csv",
     log:
         "logs/analyze_study.log",
+    params:
+        fingerprint=fingerprint_of("analyze_study"),
     shell:
-        "lapcvae analyze-study --key {input.key} --responses {input.responses} --out {output} 2>&1 | tee {log}"
+        "lapcvae analyze-study --params $LAPCVAE_PARAMS --key {input.key} --design {input.design}"
+        " --responses {input.responses} --out {output} 2>&1 | tee {log}"
