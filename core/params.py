@@ -19,6 +19,7 @@ import jsonschema
 import yaml
 
 from core import datasets, registry
+from core.paths import check_roots
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -201,6 +202,10 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
     _check_budget(params)
     _check_matrix_lr(params)
     _check_source(params)
+    try:
+        check_roots(params["paths"])
+    except ValueError as error:
+        raise ParamsError(str(error)) from error
     return dict(params)
 
 

@@ -141,7 +141,7 @@ def fetch_celeba(out: str | Path, *, archive: str | None, url: str | None, md5: 
         else:
             archive_path = _download_torchvision(Path(scratch))
         check_md5(archive_path, md5)
-        with atomic_directory(out) as staging:
+        with atomic_directory(out, raw_data=True) as staging:
             count = extract(archive_path, staging)
             for name in LIST_FILES:
                 beside = archive_path.with_name(name)

@@ -51,9 +51,8 @@ def analyze_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="table2.csv to write; table2.json goes beside it "
                         "(default: <paths.results>/human_study/table2.csv)")
     args = parser.parse_args(argv)
-    if args.key is None or args.out is None:  # params are only needed for the default paths
-        study_dir = Path(params_from_args(args)["paths"]["results"]) / "human_study"
-        args.key, args.out = args.key or study_dir / "key.csv", args.out or study_dir / "table2.csv"
+    study_dir = Path(params_from_args(args)["paths"]["results"]) / "human_study"  # also checks --out
+    args.key, args.out = args.key or study_dir / "key.csv", args.out or study_dir / "table2.csv"
     key = read_key(args.key)
     summary = analyze(key, read_responses(args.responses, key))
     out = args.out
