@@ -45,6 +45,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from core.atomic import atomic_directory
+from core.params import rounded_share
 from data.celeba_format import ATTRIBUTES_FILE, EXTRAS_FILE, IMAGE_DIR, read_attributes
 
 logger = logging.getLogger(__name__)
@@ -69,8 +70,9 @@ class Crop:
 
 
 def n_test_images(total: int, test_fraction: float) -> int:
-    """Test-split size: test_fraction * total rounded half up (202,599 * 0.2 = 40,519.8 -> 40,520)."""
-    return int(np.floor(test_fraction * total + 0.5))
+    """Test-split size: test_fraction * total rounded half up (202,599 * 0.2 = 40,519.8 -> 40,520); the same rule
+    the params check uses to know the split sizes before any work (core.params.known_split_sizes)."""
+    return rounded_share(total, test_fraction)
 
 
 def split_indices(total: int, test_fraction: float, seed: int,

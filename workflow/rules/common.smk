@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 from core.atomic import write_text
-from core.params import ParamsError, validate
+from core.params import ParamsError, check_device, read_yaml, validate
 from core.registry import level_checkpoint, models_at, retrain_source, seed_results, training_jobs, training_log
 from workflow.locks import clear_stale_locks
 from workflow.pipeline import (
@@ -15,7 +15,11 @@ from workflow.pipeline import (
 )
 
 try:
+    for _configfile in workflow.configfiles:  # Snakemake's own loader keeps the last of duplicate keys silently
+        read_yaml(_configfile)
     config = validate(config)
+    if all(job["gpus"] == 0 for job in config["resources"].values()):  # the jobs run on this machine
+        check_device(config["device"])
 except ParamsError as error:
     raise WorkflowError(f"invalid parameters: {error}") from None
 
