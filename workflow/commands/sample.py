@@ -16,7 +16,7 @@ from torchvision.utils import make_grid
 
 from core.atomic import save_image
 from core.atomic import save_npy as atomic_save_npy
-from data.arrays import load_image_array
+from data.arrays import load_image_array, rgb_pixels
 from models.checkpoint import load_model
 from models.training import resolve_device
 from workflow.commands import add_params_arguments, params_from_args
@@ -36,7 +36,7 @@ def read_image_file(path: str | Path, resolution: int) -> torch.Tensor:
         raise FileNotFoundError(f"image {path} does not exist: pass an existing image file")
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB"))  # (H, W, 3) uint8
+            pixels = rgb_pixels(image, path)  # (H, W, 3) uint8, 16-bit files scaled
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"image {path} cannot be decoded ({error}); pass a valid PNG or JPEG") from error
     if pixels.shape[:2] != (resolution, resolution):
