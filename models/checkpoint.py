@@ -117,13 +117,22 @@ def check_checkpoint(
     check_finite_weights(checkpoint["state_dict"], path)
 
 
+def first_non_finite(state_dict: dict[str, Any]) -> tuple[str, int] | None:
+    """(name, count) of the first floating tensor holding NaN or inf values, or None when all are finite."""
+    for key, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                return key, bad
+    return None
+
+
 def check_finite_weights(state_dict: dict[str, Any], path: str | Path) -> None:
     """Refuse NaN or infinite weights (a diverged run): the model would reconstruct and sample nonsense."""
-    for key, value in state_dict.items():
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            bad = int((~torch.isfinite(value)).sum())
-            raise ValueError(f"checkpoint {path} holds {bad} non-finite values (NaN or inf) in {key}: its training "
-                             "diverged; retrain it (e.g. with a lower lr or train.grad_clip)")
+    found = first_non_finite(state_dict)
+    if found is not None:
+        raise ValueError(f"checkpoint {path} holds {found[1]} non-finite values (NaN or inf) in {found[0]}: its "
+                         "training diverged; retrain it (e.g. with a lower lr or train.grad_clip)")
 
 
 def load_model(

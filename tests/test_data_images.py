@@ -8,10 +8,9 @@ import zipfile
 import numpy as np
 import pytest
 from PIL import Image
-from test_reliability import lapcvae_cli, run_prepare, tiny_vae, write_faces
+from test_reliability import reconstruct_with_a_tiny_vae, run_prepare, write_faces
 
 from data.celeba import extract
-from models import checkpoint
 from workflow.commands.sample import read_image_file
 
 
@@ -54,10 +53,7 @@ def test_prepare_scales_a_16_bit_png_named_as_a_jpeg_tree_member(tmp_path):
 def test_a_float_image_is_refused_by_name(tmp_path):
     path = tmp_path / "float.tif"
     Image.fromarray(np.zeros((16, 16), dtype=np.float32)).save(path)
-    ckpt = tmp_path / "vae.pt"
-    checkpoint.save_model(ckpt, tiny_vae())
-    message = lapcvae_cli("reconstruct", "--checkpoint", str(ckpt), "--images", str(path),
-                          "--out", str(tmp_path / "r.npy"))
+    message = reconstruct_with_a_tiny_vae(tmp_path, path)
     assert str(path) in message and "floating-point" in message
 
 
