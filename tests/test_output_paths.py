@@ -13,9 +13,16 @@ from conftest import copy_repository
 from test_reliability import ENV, lapcvae_cli, run_prepare, write_faces
 
 from core import atomic
+from core import paths as core_paths
 from core.params import ParamsError, deep_merge, load_params, read_yaml, validate
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project's files, where the commands below run."""
+    return copy_repository(tmp_path_factory.mktemp("project"))
 
 
 def with_paths(**paths: str) -> dict:
@@ -85,9 +92,12 @@ def test_prepare_into_the_folder_that_holds_raw_data_and_code_deletes_nothing(tm
     (["evaluate", "--res", "16", "--model", "vae", "--checkpoint", "x.pt", "--test", "t.npy", "--out-dir",
       "data/raw/synthetic", "--per-image", "results/p.csv"], "--out-dir data/raw/synthetic: it lies inside the raw"),
 ])
-def test_command_outputs_that_overlap_are_refused_before_any_work(argv, words):
+def test_command_outputs_that_overlap_are_refused_before_any_work(argv, words, project, monkeypatch):
+    monkeypatch.chdir(project)  # in a copy: a regression would damage the copy, not this checkout
+    monkeypatch.setattr(core_paths, "REPO_ROOT", project)
     message = lapcvae_cli(*argv)
     assert words in message
+    assert (project / "core" / "paths.py").is_file() and not (project / "results").exists()
 
 
 def test_prepare_out_data_in_a_project_copy_keeps_the_package_and_the_images(tmp_path):
