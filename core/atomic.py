@@ -25,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.paths import RAW_MARKERS, destroyed_content
+
 if TYPE_CHECKING:  # only for type hints: the writers import these lazily, so core stays light
     import numpy as np
     import pandas as pd
@@ -83,11 +85,31 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         raise
 
 
+def check_replaceable(final: Path, raw_data: bool = False) -> None:
+    """Refuse to replace a folder that holds code or (unless it is a raw data set being rewritten, `raw_data`) raw
+    images: `atomic_directory` deletes the old folder whole."""
+    if not final.exists() and not final.is_symlink():
+        return
+    if not final.is_dir() or final.is_symlink():
+        raise ValueError(f"{final} is {'a link' if final.is_symlink() else 'a file'}, not a folder: writing the "
+                         "folder there would replace it; pass another path (or move it)")
+    found = destroyed_content(final, keep_raw=raw_data)
+    if found is not None:
+        what = "raw data" if found.name in RAW_MARKERS and found != final else "code"
+        raise ValueError(f"{final} holds {what} ({found}), which replacing the folder would delete; pass a folder "
+                         "of its own (e.g. the default paths.* folders)")
+
+
 @contextmanager
-def atomic_directory(final: str | Path) -> Iterator[Path]:
+def atomic_directory(final: str | Path, raw_data: bool = False) -> Iterator[Path]:
     """Yield an empty `<name>.tmp-<pid>` folder; on success it replaces the folder `final`, on any error it is
-    deleted. A reader sees either the old folder or the complete new one, never a half-written tree."""
+    deleted. A reader sees either the old folder or the complete new one, never a half-written tree.
+
+    A `final` that holds code, or raw images unless `raw_data` (the folder is a raw data set being rewritten), is
+    refused before anything is written.
+    """
     final = Path(final)
+    check_replaceable(final, raw_data)
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(final)
     temporary = temporary_path(final)

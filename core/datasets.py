@@ -7,7 +7,8 @@ resizes and splits like any other:
 
     def write_raw(out: Path, params: Mapping[str, Any], workers: int = 1) -> Path:
         '''Write <out>/img_align_celeba/*.jpg (aligned 178x218 faces, or set data.crop for your size) and,
-        optionally, <out>/list_attr_celeba.txt; replace `out` atomically (core.atomic.atomic_directory).'''
+        optionally, <out>/list_attr_celeba.txt; replace `out` atomically
+        (core.atomic.atomic_directory(out, raw_data=True)).'''
 
 `params` is the whole validated params tree: a data set reads its own section `data.<name>` (validated by
 `core/schemas/datasets/<name>.schema.yaml`) and `seed`. This module names writers as "module:function" strings

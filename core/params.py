@@ -19,6 +19,7 @@ import jsonschema
 import yaml
 
 from core import datasets, registry
+from core.paths import check_roots
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
@@ -40,12 +41,31 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.safe_load that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ParamsError(f"{self.name}: key {key!r} is given twice in one mapping (lines {seen[key]} and "
+                                  f"{key_node.start_mark.line + 1}); YAML would silently keep the last, remove one")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"params file {path} does not exist: pass an existing YAML file")
     try:
-        content = yaml.safe_load(path.read_text()) or {}
+        loader = _UniqueKeyLoader(path.read_text())
+        loader.name = str(path)
+        try:
+            content = loader.get_single_data() or {}
+        finally:
+            loader.dispose()
     except yaml.YAMLError as error:
         raise ParamsError(f"params file {path} is not valid YAML: {error}") from error
     if not isinstance(content, dict):
@@ -93,6 +113,35 @@ def _check_per_level_lists(params: Mapping[str, Any]) -> None:
             raise ParamsError(
                 f"lapcvae.{key}.levels: {resolution} px cannot be halved {levels - 1} times evenly; use fewer levels"
             )
+        _check_level_sizes(key, resolution, levels, level_params.get("feature_size"))
+
+
+MIN_LEVEL_SIZE = 2  # px of the coarsest pyramid level: its encoder's first 4x4 convolution needs at least this
+FEATURE_SIZES = (1, 2, 4, 8, 16, 32)  # lapcvae.<res>.feature_size's schema enum
+
+
+def _fits(size: int, feature_size: int) -> bool:
+    """models.lapcvae.level_depth's rule: a level halves down to the feature size, or is no larger than it."""
+    return size % feature_size == 0 or feature_size % size == 0
+
+
+def _check_level_sizes(key: str, resolution: int, levels: int, feature_size: int | None) -> None:
+    """Every pyramid level must be buildable: the coarsest at least MIN_LEVEL_SIZE px, and each level halving down
+    to lapcvae.<res>.feature_size (models/lapcvae.py level_depth); the advice names values that fit."""
+    sizes = [resolution // 2**k for k in range(levels)]
+    if sizes[-1] < MIN_LEVEL_SIZE:
+        most = max(k + 1 for k, size in enumerate(sizes) if size >= MIN_LEVEL_SIZE) if resolution >= 2 else 1
+        raise ParamsError(f"lapcvae.{key}.levels: {levels} levels of {resolution} px leave a {sizes[-1]} px coarsest "
+                          f"level (at least {MIN_LEVEL_SIZE} px needed); use at most {most} levels")
+    if feature_size is None:
+        return
+    misfits = [size for size in sizes if not _fits(size, feature_size)]
+    if misfits:
+        working = [value for value in FEATURE_SIZES if all(_fits(size, value) for size in sizes)]
+        advice = (f"set lapcvae.{key}.feature_size to {max(working)}" if working else
+                  "no feature_size fits every level: use fewer levels or a resolution that is a power of two times 8")
+        raise ParamsError(f"lapcvae.{key}.feature_size: {feature_size} px, but the {misfits[0]} px pyramid level "
+                          f"cannot be halved down to it; {advice}")
 
 
 def _check_model_resolutions(params: Mapping[str, Any]) -> None:
@@ -179,6 +228,76 @@ def _check_source(params: Mapping[str, Any]) -> None:
                           f"add it (see core/schemas/datasets/{source}.schema.yaml)")
 
 
+def rounded_share(total: int, fraction: float) -> int:
+    """A split's size: fraction * total rounded half up (202,599 * 0.2 = 40,519.8 -> 40,520)."""
+    return int(math.floor(fraction * total + 0.5))
+
+
+def known_split_sizes(params: Mapping[str, Any]) -> dict[str, int] | None:
+    """{'train', 'val', 'test': images} of the prepared splits when the data set fixes its image count in params
+    (`data.<source>.count`, e.g. the synthetic faces), as data.prepare.split_indices will draw them; else None."""
+    data = params["data"]
+    total = data.get(data["source"], {}).get("count") if isinstance(data.get(data["source"]), Mapping) else None
+    if not isinstance(total, int):
+        return None
+    test = rounded_share(total, data["test_fraction"])
+    val = rounded_share(total - test, data["validation_fraction"])
+    return {"train": total - test - val, "val": val, "test": test}
+
+
+def _largest_batch(params: Mapping[str, Any]) -> tuple[int, str]:
+    """The largest batch any model trains with, and where it is set."""
+    largest = (0, "")
+    for section in registry.params_sections():
+        for key in params.get(section, {}):
+            if str(key).isdigit() and int(key) in [int(res) for res in params["data"]["resolutions"]]:
+                size = int(train_settings(params, section, int(key))["batch_size"])
+                largest = max(largest, (size, f"{section}.{key}"))
+    return largest
+
+
+def _check_settings(params: Mapping[str, Any]) -> None:
+    """Settings the DAG reads only after training, checked now: editing's kept levels, the edited test image,
+    the neighbours' k and the split sizes where the data set fixes its image count."""
+    fixed = params["editing"]["fixed_levels"]
+    for res in params["data"]["resolutions"]:
+        levels = params["lapcvae"][str(res)]["levels"]
+        if fixed > levels:
+            raise ParamsError(f"editing.fixed_levels: {fixed} coarsest levels kept, but lapcvae.{res}.levels is "
+                              f"{levels}; set it to 1..{levels}")
+    sizes = known_split_sizes(params)
+    if sizes is None:
+        return
+    source = params["data"]["source"]
+    made = (f"{sizes['train']} training, {sizes['val']} validation and {sizes['test']} test images from "
+            f"data.{source}.count {params['data'][source]['count']}")
+    batch, where = _largest_batch(params)
+    if sizes["val"] < 1 or sizes["train"] < max(1, batch):
+        raise ParamsError(f"data.validation_fraction: {params['data']['validation_fraction']} gives {made}; "
+                          f"training needs at least one batch ({batch}, {where}.train.batch_size) and validation at "
+                          "least one image: use another fraction or more images")
+    index = params["editing"]["region"]["image_index"]
+    if index >= sizes["test"]:
+        raise ParamsError(f"editing.region.image_index: {index}, but the test split holds {sizes['test']} images "
+                          f"({made}); pick one of 0..{sizes['test'] - 1}")
+    k = params["eval"]["neighbours"]["k"]
+    if k > sizes["train"]:
+        raise ParamsError(f"eval.neighbours.k: {k} nearest training images, but there are {sizes['train']} "
+                          f"({made}); lower it")
+
+
+def check_device(device: str) -> None:
+    """Refuse an explicit `device` this machine does not have (torch is imported only for cuda or mps)."""
+    if device not in ("cuda", "mps"):
+        return
+    import torch
+
+    available = torch.cuda.is_available() if device == "cuda" else torch.backends.mps.is_available()
+    if not available:
+        raise ParamsError(f"device: {device} was asked for, but this machine has no {device.upper()} device that "
+                          "torch can use; set device: auto (or cpu), or run where one is")
+
+
 def validate(params: Mapping[str, Any]) -> dict[str, Any]:
     """Validate merged params; raise ParamsError naming the first offending key."""
     _check_finite(params, [])
@@ -201,6 +320,11 @@ def validate(params: Mapping[str, Any]) -> dict[str, Any]:
     _check_budget(params)
     _check_matrix_lr(params)
     _check_source(params)
+    _check_settings(params)
+    try:
+        check_roots(params["paths"])
+    except ValueError as error:
+        raise ParamsError(str(error)) from error
     return dict(params)
 
 

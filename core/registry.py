@@ -179,6 +179,19 @@ def training_jobs(results: str, res: int | str, name: str, levels: int) -> list[
     return checkpoints(results, res, name, levels)
 
 
+def training_label(name: str, res: int | str, level: int | str = 0) -> str:
+    """The name the training job that writes a model's evaluated checkpoint gives it (the checkpoint's
+    `meta["name"]`): `{name}@{res}` for a one-job model, `{res}/{name}/level{level}` for a per-level one (level 0:
+    the whole model), `{res}/{retrain source}/retrain_m` for retrained M. Commands check a checkpoint's identity
+    against it (eval.metrics.expected_checkpoint), so that one model's file cannot pass as another's."""
+    model = spec(name)
+    if model.trained_by == TRAIN_PER_LEVEL:
+        return f"{res}/{name}/level{level}"
+    if model.trained_by == RETRAIN_M:
+        return f"{res}/{retrain_source()}/retrain_m"
+    return f"{name}@{res}"
+
+
 def training_log(checkpoint_path: str) -> str:
     """Per-step losses the training loop writes beside each checkpoint (for dvc plots and the curves)."""
     return checkpoint_path.removesuffix(".pt") + ".log.csv"

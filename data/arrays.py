@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,3 +47,22 @@ def read_rows(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
             out[position] = np.frombuffer(os.pread(handle.fileno(), row_bytes, start), images.dtype).reshape(
                 images.shape[1:])
     return out
+
+
+# PIL modes of 16-bit (or 32-bit integer) samples: convert("RGB") clips them at 255 (a 16-bit PNG comes out white).
+WIDE_INTEGER_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def rgb_pixels(image: Any, path: str | Path) -> np.ndarray:
+    """A PIL image of any mode as (H, W, 3) uint8: 16-bit samples scaled to 8 bits (65535 -> 255), palettes,
+    grey, CMYK and alpha converted (alpha dropped); a float or out-of-range image is refused naming `path`."""
+    if image.mode in WIDE_INTEGER_MODES:
+        samples = np.asarray(image)
+        if samples.size and (samples.min() < 0 or samples.max() > 65535):
+            raise ValueError(f"{path}: {image.mode} image with samples outside 0..65535; save it as an 8- or "
+                             "16-bit PNG or a JPEG")
+        grey = np.floor(samples.astype(np.float64) / 257.0 + 0.5).astype(np.uint8)  # 16 -> 8 bits, rounded
+        return np.repeat(grey[..., None], 3, axis=-1)
+    if image.mode == "F":
+        raise ValueError(f"{path}: floating-point ({image.mode}) image; save it as an 8- or 16-bit PNG or a JPEG")
+    return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))

@@ -14,6 +14,7 @@ split, row and image_id. The output is built in `<out>.tmp-<pid>` and renamed in
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import shutil
@@ -26,7 +27,7 @@ from typing import Any
 
 from core.atomic import atomic_directory
 from core.progress import progress_bar
-from data.celeba_format import ATTRIBUTES_FILE, IMAGE_DIR, PARTITION_FILE
+from data.celeba_format import ATTRIBUTES_FILE, IMAGE_DIR, JPEG_SUFFIXES, PARTITION_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +64,16 @@ def check_md5(path: Path, expected: str) -> None:
         )
 
 
+# The most the archive may expand to, as a multiple of its own size: CelebA's JPEGs hardly compress (its zip
+# expands about 1.0x), its text lists about 8x; a zip bomb expands hundreds of times.
+MAX_EXPANSION = 20
+
+
 def safe_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
-    """Every member, after refusing any whose path is absolute or climbs out of the target folder."""
+    """Every member, after refusing any whose path is absolute or climbs out of the target folder, or that is
+    named twice (extracting would keep only the last)."""
     members = archive.infolist()
+    seen: set[str] = set()
     for member in members:
         name = member.filename.replace("\\", "/")
         path = PurePosixPath(name)
@@ -74,7 +82,28 @@ def safe_members(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
                 f"{archive.filename}: member {member.filename!r} would be written outside the output folder; "
                 "refusing to extract an unsafe archive (use the official img_align_celeba.zip)"
             )
+        key = str(path).rstrip("/")
+        if key in seen:
+            raise ValueError(f"{archive.filename}: member {member.filename!r} appears twice, and extracting would "
+                             "keep only the last; rebuild the archive with each file once")
+        seen.add(key)
     return members
+
+
+def check_expansion(archive_path: Path, members: list[zipfile.ZipInfo], target: Path) -> None:
+    """Refuse an archive that expands more than MAX_EXPANSION times its size (a zip bomb) or beyond the free
+    space at `target`, before anything is extracted (zipfile never writes more than a member's stated size)."""
+    expanded = sum(member.file_size for member in members)
+    size = max(archive_path.stat().st_size, 1)
+    if expanded > MAX_EXPANSION * size:
+        raise ValueError(f"{archive_path}: its {len(members)} members expand to {expanded / 2**20:.1f} MiB, "
+                         f"{expanded / size:.0f}x the archive's {size / 2**20:.1f} MiB (images expand about 1x); "
+                         "refusing a likely zip bomb: use the official img_align_celeba.zip")
+    existing = next(folder for folder in (target, *target.parents) if folder.is_dir())
+    free = shutil.disk_usage(existing).free
+    if expanded > free:
+        raise OSError(errno.ENOSPC, f"{archive_path} expands to {expanded / 2**20:.1f} MiB but {target} has "
+                      f"{free / 2**20:.1f} MiB free; free some space or point paths.raw at another disk")
 
 
 def extract(archive_path: Path, target: Path) -> int:
@@ -86,7 +115,8 @@ def extract(archive_path: Path, target: Path) -> int:
                          f"and fetch CelebA's {ARCHIVE_NAME} again") from error
     with archive:
         members = safe_members(archive)
-        images = [m for m in members if not m.is_dir() and m.filename.lower().endswith(".jpg")]
+        check_expansion(archive_path, members, target)
+        images = [m for m in members if not m.is_dir() and m.filename.lower().endswith(JPEG_SUFFIXES)]
         if not any(PurePosixPath(m.filename).parts[0] == IMAGE_DIR for m in images):
             raise ValueError(f"{archive_path}: no {IMAGE_DIR}/*.jpg inside; is this CelebA's {ARCHIVE_NAME}?")
         for member in progress_bar(members, desc="extract", unit="file"):
@@ -140,7 +170,7 @@ def fetch_celeba(out: str | Path, *, archive: str | None, url: str | None, md5: 
         else:
             archive_path = _download_torchvision(Path(scratch))
         check_md5(archive_path, md5)
-        with atomic_directory(out) as staging:
+        with atomic_directory(out, raw_data=True) as staging:
             count = extract(archive_path, staging)
             for name in LIST_FILES:
                 beside = archive_path.with_name(name)

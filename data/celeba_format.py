@@ -18,6 +18,7 @@ ATTRIBUTES_FILE = "list_attr_celeba.txt"
 PARTITION_FILE = "list_eval_partition.txt"
 EXTRAS_FILE = "synthetic_extras.csv"
 IMAGE_WIDTH, IMAGE_HEIGHT = 178, 218
+JPEG_SUFFIXES = (".jpg", ".jpeg")  # compared lower-cased: 000001.JPG is an image too
 
 # In the file's order.
 ATTRIBUTE_NAMES = (

@@ -44,8 +44,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.atomic import atomic_directory
+from core.params import rounded_share
 from core.progress import progress_bar
-from data.celeba_format import ATTRIBUTES_FILE, EXTRAS_FILE, IMAGE_DIR, read_attributes
+from data.arrays import rgb_pixels
+from data.celeba_format import ATTRIBUTES_FILE, EXTRAS_FILE, IMAGE_DIR, JPEG_SUFFIXES, read_attributes
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +71,9 @@ class Crop:
 
 
 def n_test_images(total: int, test_fraction: float) -> int:
-    """Test-split size: test_fraction * total rounded half up (202,599 * 0.2 = 40,519.8 -> 40,520)."""
-    return int(np.floor(test_fraction * total + 0.5))
+    """Test-split size: test_fraction * total rounded half up (202,599 * 0.2 = 40,519.8 -> 40,520); the same rule
+    the params check uses to know the split sizes before any work (core.params.known_split_sizes)."""
+    return rounded_share(total, test_fraction)
 
 
 def split_indices(total: int, test_fraction: float, seed: int,
@@ -105,7 +108,7 @@ def read_crop(path: Path, crop: Crop, odd_sizes: list[tuple[str, int, int]] | No
     try:
         with Image.open(path) as image:
             image.load()
-            pixels = np.asarray(image.convert("RGB") if image.mode != "RGB" else image)  # (H, W, 3)
+            pixels = rgb_pixels(image, path)  # (H, W, 3) uint8, whatever the file's mode
     except (OSError, SyntaxError, Image.DecompressionBombError) as error:  # truncated, non-image or bomb files
         raise ValueError(f"{path}: cannot read this image ({error}); the file is corrupt or not a JPEG: "
                          "replace it (re-extract or regenerate the raw data) and run prepare again") from error
@@ -265,7 +268,7 @@ def prepare(raw: str | Path, out: str | Path, *, crop: Crop, resolutions: Sequen
     """
     raw, out = Path(raw), Path(out)
     image_dir = raw / IMAGE_DIR
-    paths = sorted(image_dir.glob("*.jpg"))
+    paths = sorted(path for path in image_dir.glob("*") if path.suffix.lower() in JPEG_SUFFIXES)  # .JPG too
     if not paths:
         raise FileNotFoundError(f"no JPEG images in {image_dir}: run `lapcvae generate-faces` or "
                                 "`lapcvae fetch-celeba` first (or pass the right --raw)")

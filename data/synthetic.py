@@ -69,7 +69,7 @@ def generate(out: str | Path, *, count: int, seed: int, jpeg_quality: int, worke
     if count < 1:
         raise ValueError(f"--count must be at least 1, got {count}")
     out = Path(out)
-    with atomic_directory(out) as staging:
+    with atomic_directory(out, raw_data=True) as staging:
         image_dir = staging / IMAGE_DIR
         image_dir.mkdir()
         jobs = [(seed, index, jpeg_quality, str(image_dir)) for index in range(count)]

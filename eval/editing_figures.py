@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 
 from core import atomic
+from data.arrays import rgb_pixels
 from eval.editing import EditResult, coarse_image
 from eval.plotting import to_hwc_uint8
 from models.pyramid import laplacian_pyramid
@@ -35,7 +36,7 @@ def _open_rgb(path: str | Path) -> Image.Image:
         raise FileNotFoundError(f"image {path} does not exist: pass an existing PNG or JPEG")
     try:
         with Image.open(path) as opened:
-            return opened.convert("RGB")
+            return Image.fromarray(rgb_pixels(opened, path))
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise ValueError(f"image {path} cannot be read ({error}); pass a valid PNG or JPEG") from error
 

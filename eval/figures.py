@@ -28,6 +28,7 @@ from matplotlib.ticker import MaxNLocator
 from core import registry
 from core.progress import progress_bar
 from data.arrays import load_image_array
+from eval.metrics import expected_checkpoint
 from eval.plotting import (
     DEFAULT_DPI,
     DISPLAY_NAMES,
@@ -306,8 +307,8 @@ def write_figures(params: Mapping[str, Any], res: int, eval_dir: Path, models_di
     written.append(path)
 
     if "lapcvae" in models:
-        lapcvae = load_model(registry.checkpoint(str(models_dir.parent), res, "lapcvae"), expected_kind="lapcvae",
-                             expected_resolution=res)
+        lapcvae = load_model(registry.checkpoint(str(models_dir.parent), res, "lapcvae"),
+                             **expected_checkpoint("lapcvae", res))
         count = params["eval"]["partial_sample"]["samples"]
         rows, row_labels, col_labels = partial_sample_rows(lapcvae, originals[0], count, seed)
         path = out_dir / f"fig7_partial_{res}.png"

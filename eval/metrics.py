@@ -204,9 +204,13 @@ def rate_per_image(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 def expected_checkpoint(model: str, resolution: int) -> dict[str, Any]:
-    """What the checkpoint of Table 1's `model` at `resolution` must hold (load_model's expected_* arguments)."""
+    """What the checkpoint of Table 1's `model` at `resolution` must hold (load_model's expected_* arguments):
+    its kind, resolution, variant (LapCVAE's use_m), the whole model (every pyramid level) and the training job
+    that wrote it (`meta["name"]`, core.registry.training_label: tells vae from vae_equal_flops, level0.pt from
+    retrained_m.pt)."""
     spec = registry.spec(model)
-    expected: dict[str, Any] = {"expected_kind": spec.kind, "expected_resolution": resolution}
+    expected: dict[str, Any] = {"expected_kind": spec.kind, "expected_resolution": resolution,
+                                "expected_whole": True, "expected_name": registry.training_label(model, resolution)}
     if "use_m" in spec.options:
         expected["expected_config"] = {"use_m": spec.options["use_m"]}
     return expected

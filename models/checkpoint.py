@@ -87,8 +87,10 @@ def model_class(kind: str) -> type[nn.Module]:
 def check_checkpoint(
     checkpoint: dict[str, Any], path: str | Path, expected_kind: str | None = None,
     expected_resolution: int | None = None, expected_config: dict[str, Any] | None = None,
+    expected_whole: bool = False, expected_name: str | None = None,
 ) -> None:
-    """Refuse a checkpoint that is malformed or not the kind / resolution / settings the caller asked for."""
+    """Refuse a checkpoint that is malformed, holds non-finite weights, or is not the kind / resolution / settings
+    / whole model / training job the caller asked for."""
     kind, config = checkpoint.get("kind"), checkpoint.get("config")
     if kind not in MODEL_KINDS or not isinstance(config, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise ValueError(f"checkpoint {path} is not a model checkpoint of this suite (kind {kind!r}, keys "
@@ -104,18 +106,49 @@ def check_checkpoint(
         if config.get(key) != value:
             raise ValueError(f"checkpoint {path} has {key}={config.get(key)!r}, but {key}={value!r} was asked "
                              "for; pass the checkpoint of that model")
+    levels, trained = config.get("levels"), config.get("trained_levels", config.get("levels"))
+    if expected_whole and trained != levels:  # a per-level model's coarser checkpoint holds only levels k..K
+        raise ValueError(f"checkpoint {path} holds only the {trained} coarsest of {levels} pyramid levels, but the "
+                         f"whole model was asked for; pass its level0.pt")
+    name = checkpoint.get("meta", {}).get("name") if isinstance(checkpoint.get("meta"), dict) else None
+    if expected_name is not None and name is not None and name != expected_name:
+        raise ValueError(f"checkpoint {path} was written by training job {name}, but {expected_name}'s checkpoint "
+                         "was asked for; pass that model's checkpoint (or the matching --model)")
+    check_finite_weights(checkpoint["state_dict"], path)
+
+
+def first_non_finite(state_dict: dict[str, Any]) -> tuple[str, int] | None:
+    """(name, count) of the first floating tensor holding NaN or inf values, or None when all are finite."""
+    for key, value in state_dict.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            bad = int((~torch.isfinite(value)).sum())
+            if bad:
+                return key, bad
+    return None
+
+
+def check_finite_weights(state_dict: dict[str, Any], path: str | Path) -> None:
+    """Refuse NaN or infinite weights (a diverged run): the model would reconstruct and sample nonsense."""
+    found = first_non_finite(state_dict)
+    if found is not None:
+        raise ValueError(f"checkpoint {path} holds {found[1]} non-finite values (NaN or inf) in {found[0]}: its "
+                         "training diverged; retrain it (e.g. with a lower lr or train.grad_clip)")
 
 
 def load_model(
     path: str | Path, device: str | torch.device = "cpu", *, expected_kind: str | None = None,
     expected_resolution: int | None = None, expected_config: dict[str, Any] | None = None,
+    expected_whole: bool = False, expected_name: str | None = None,
 ) -> nn.Module:
-    """Rebuild the model a checkpoint holds, in eval mode on `device`.
+    """Rebuild the model a checkpoint holds, in eval mode on `device`; non-finite weights are refused.
 
-    expected_*: refuse (ValueError naming both) a checkpoint of another kind, resolution or config values.
+    expected_*: refuse (ValueError naming both) a checkpoint of another kind, resolution or config values, one
+    that holds only a per-level model's coarser levels (`expected_whole`), or one whose training job
+    (`meta["name"]`, core.registry.training_label) is another's; a checkpoint without that name passes.
     """
     checkpoint = load_checkpoint(path, device)
-    check_checkpoint(checkpoint, path, expected_kind, expected_resolution, expected_config)
+    check_checkpoint(checkpoint, path, expected_kind, expected_resolution, expected_config, expected_whole,
+                     expected_name)
     try:
         model = model_class(checkpoint["kind"]).from_config(checkpoint["config"])
         model.load_state_dict(checkpoint["state_dict"])

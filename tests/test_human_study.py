@@ -386,3 +386,38 @@ def test_analysis_refuses_answers_to_pairs_the_participant_was_not_given(tmp_pat
                        "not give them"):
         analyze_study(tmp_path, files)
     assert not (tmp_path / "table2.csv").exists()
+
+
+def test_any_response_file_name_a_browser_gives_runs_through_the_dag(tmp_path: Path) -> None:
+    """Snakemake's rule analyze_study, run for real: a second download's `responses_p1 (1).csv` and a hostile
+    `x;touch PWNED;.csv` (and a results folder whose name holds `;`) are passed as file names, not shell code."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    workdir = tmp_path / "run"
+    results = workdir / "res;touch PWNED;"
+    workdir.mkdir()
+    (workdir / "params.yaml").write_bytes((repo / "params.yaml").read_bytes())
+    write_inputs(tmp_path)
+    export(tmp_path, results / "human_study", write_params(tmp_path / "p.yaml"))
+    answers = simulate_answers(read_rows(results / "human_study" / "key.csv"))
+    responses = workdir / "study_responses"
+    responses.mkdir()
+    write_responses(responses / "responses_p1.csv", answers["p1"][:5])
+    write_responses(responses / "responses_p1 (1).csv", answers["p1"][5:])
+    write_responses(responses / "x;touch PWNED;.csv", answers["p2"])
+    override = tmp_path / "paths.yaml"
+    override.write_text(yaml.safe_dump({"paths": {"results": results.name}}))
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(repo), "HOME": str(tmp_path)}
+    result = subprocess.run(
+        ["snakemake", f"{results.name}/human_study/table2.csv", "-s", str(repo / "Snakefile"), "-d", str(workdir),
+         "--cores", "1", "--allowed-rules", "analyze_study", "--configfile", str(override)],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not list(workdir.rglob("PWNED")) and not list(tmp_path.glob("PWNED"))
+    table = read_rows(results / "human_study" / "table2.csv")
+    # Both participants' files were read: each experiment's answers are p1's and p2's.
+    for experiment in ("without_original", "with_original"):
+        counted = sum(row["experiment"] == experiment for rows in (answers["p1"], answers["p2"]) for row in rows)
+        assert {int(row["answers"]) for row in table if row["experiment"] == experiment} == {counted}

@@ -231,11 +231,16 @@ def test_decompression_bomb_image_names_the_file(tmp_path, monkeypatch):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["raw"]
     png = tmp_path / "face.png"
     Image.new("RGB", (178, 218)).save(png)
+    message = reconstruct_with_a_tiny_vae(tmp_path, png)
+    assert str(png) in message and "decompression bomb" in message
+
+
+def reconstruct_with_a_tiny_vae(tmp_path: Path, image: Path) -> str:
+    """`lapcvae reconstruct` of one image file with an untrained 16 px VAE; the one line it exits with."""
     ckpt = tmp_path / "vae.pt"
     checkpoint.save_model(ckpt, tiny_vae())
-    message = lapcvae_cli("reconstruct", "--checkpoint", str(ckpt), "--images", str(png),
-                          "--out", str(tmp_path / "r.png"))
-    assert str(png) in message and "decompression bomb" in message
+    return lapcvae_cli("reconstruct", "--checkpoint", str(ckpt), "--images", str(image),
+                       "--out", str(tmp_path / "r.png"))
 
 
 def test_out_path_under_an_existing_file_is_one_line(tmp_path):

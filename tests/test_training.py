@@ -126,6 +126,17 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_checkpoint(tmp_path: Path)
     assert all(torch.isfinite(value).all() for value in resume["model"].values() if value.is_floating_point())
 
 
+def test_weights_made_non_finite_by_the_last_update_are_not_saved(tmp_path: Path) -> None:
+    """Every loss of the job is finite, but its one update (Adam at lr 1e39) overflows the weights: the loop
+    checks the final weights, so no checkpoint with inf values is written."""
+    data = train_images(n=4)
+    output = tmp_path / "level0.pt"
+    settings = {**SETTINGS, "batch_size": 4, "epochs": 1, "lr": 1e39, "optimizer": "adam", "grad_clip": None}
+    with pytest.raises(NonFiniteLossError, match="training ended with .* non-finite values"):
+        fit(level_trainable(), data, settings=settings, seed=0, output=output)
+    assert not output.exists()
+
+
 def interrupted_then_resumed(tmp_path: Path, data: np.ndarray, change: str) -> tuple[Path, int]:
     """Interrupt in the second epoch, optionally change something, rerun; returns the output and steps/epoch."""
     per_epoch = steps_per_epoch(len(data), SETTINGS["batch_size"])

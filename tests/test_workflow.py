@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,38 @@ def test_invalid_params_stop_the_workflow_naming_the_key(tmp_path: Path) -> None
     result = run("snakemake", "-n", "--configfile", str(override), check=False)
     assert result.returncode != 0
     assert "lapcvae.64.kl_weights" in result.stdout + result.stderr
+
+
+def shell_words(command: str) -> list[str]:
+    """The words and operators bash would see in a command (`;`, `|`, `&&` as words of their own)."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    return list(lexer)
+
+
+def test_every_rule_passes_paths_as_words_not_shell_code(tmp_path: Path) -> None:
+    """A results folder named `res;touch PWNED;` (and a second seed, whose jobs add a --params word): in every
+    job's command of the whole DAG each path stays one word, and nothing but the log's pipe is shell syntax."""
+    override = tmp_path / "hostile.yaml"
+    override.write_text(yaml.safe_dump({"paths": {"results": "res;touch PWNED;"}, "seeds": [0, 1]}))
+    (tmp_path / "params.yaml").write_bytes((REPO / "params.yaml").read_bytes())
+    output = run("snakemake", "-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-n", "-p", "--forceall",
+                 "all", "ablations", "tune", "rate_distortion", "budget_curve",
+                 "--configfile", "config/smoke.yaml", str(override)).stdout
+    commands = [command for command in re.findall(r"^Shell command: (.*)$", output, flags=re.MULTILINE)
+                if command != "None"]  # aggregate rules run nothing
+    assert len(commands) > 50
+    for command in commands:
+        words = shell_words(command)
+        assert ";" not in words and "touch" not in words and "" not in words, command
+        assert words.count("|") == 1 and words[-2:-1] == ["tee"], command
+        written = [words[index + 1] for index, word in enumerate(words) if word in ("--out", "--out-dir")]
+        if any(path.startswith("res;touch PWNED;/seeds/1/") for path in written):  # a job of the second seed
+            assert words[words.index("--params", words.index("--params") + 1) + 1] == ".snakemake/lapcvae/seed-1.yaml"
+    training = [shell_words(command) for command in commands if " train-level " in command]
+    assert any(words[words.index("--coarser") + 1].startswith("res;touch PWNED;/") for words in training
+               if "--coarser" in words)
+    assert not (tmp_path / "PWNED").exists()
 
 
 def test_slurm_profile_submits_the_paper_dag() -> None:

@@ -39,7 +39,7 @@ from core.atomic import atomic_path
 from core.device import autocast_dtype, resolve_device
 from core.progress import progress_bar
 from data.arrays import read_rows
-from models.checkpoint import atomic_save, save_model
+from models.checkpoint import atomic_save, first_non_finite, save_model
 from models.interface import io_parameters
 from training.optimizers import Adam, Muon, Optimizer, RMSprop
 
@@ -471,8 +471,14 @@ def fit(
         meta = {"name": label, "train_seconds": train_seconds, "steps": step, "epochs": epochs, "seed": seed,
                 "world_size": ranks.world_size, "settings": dict(settings), **hardware_info(device_),
                 "precision": "bf16" if dtype else "fp32"}
+        exported = export if export is not None else trainable
+        bad = first_non_finite(exported.state_dict())  # the last update is checked too, not only the losses
+        if bad is not None:
+            raise NonFiniteLossError(f"{label}: training ended with {bad[1]} non-finite values in {bad[0]}; nothing "
+                                     f"was written to {output}. Lower the learning rate or set train.grad_clip and "
+                                     "rerun")
         if ranks.main:
-            save_model(output, export if export is not None else trainable, meta)
+            save_model(output, exported, meta)
             resume_path.unlink(missing_ok=True)
             logger.info("%s: %d steps in %.1f s -> %s", label, step, train_seconds, output)
         ranks.barrier()

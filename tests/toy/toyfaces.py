@@ -23,7 +23,7 @@ def write_raw(out: Path, params: Mapping[str, Any], workers: int = 1) -> Path:
     count = params["data"]["toyfaces"]["count"]
     rng = np.random.default_rng(params["seed"])
     colours = rng.integers(0, 256, size=(count, 3), dtype=np.uint8)  # (N, 3)
-    with atomic_directory(out) as staging:
+    with atomic_directory(out, raw_data=True) as staging:
         (staging / IMAGE_DIR).mkdir()
         lines = [str(count), "Bright"]
         for index, colour in enumerate(colours):

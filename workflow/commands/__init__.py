@@ -10,7 +10,8 @@ import argparse
 import importlib
 from typing import Any
 
-from core.params import load_params
+from core.params import ParamsError, load_params
+from core.paths import check_outputs
 
 
 def doc_summary(module: str, paragraph: bool = False) -> str:
@@ -37,5 +38,22 @@ def add_split_arguments(parser: argparse.ArgumentParser, *splits: str) -> None:
         parser.add_argument(f"--{split}", required=True, help=f"{SPLITS[split]}, e.g. data/prepared/64/{split}.npy")
 
 
-def params_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    return load_params(*(args.params or []))
+# The options through which a command writes (or, for some, reads results it wrote): checked before any work.
+OUTPUT_OPTIONS = ("out", "out_dir", "out_csv", "out_json", "out_md", "out_html", "per_image", "cost", "figure",
+                  "preview", "work_dir", "eval_dir", "per_image_dir")
+
+
+def params_from_args(args: argparse.Namespace, own_root: str = "results") -> dict[str, Any]:
+    """The params of `--params`, after checking that no output option overlaps code, raw data or another output
+    root (`own_root`: the root the command writes: raw, prepared, or results; core/paths.py)."""
+    params = load_params(*(args.params or []))
+    given = []
+    for name in OUTPUT_OPTIONS:
+        value = getattr(args, name, None)
+        for path in value if isinstance(value, list) else [value]:
+            given.append((f"--{name.replace('_', '-')}", path))
+    try:
+        check_outputs(given, params["paths"], own_root)
+    except ValueError as error:
+        raise ParamsError(str(error)) from error
+    return params

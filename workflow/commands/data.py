@@ -31,7 +31,7 @@ def generate_faces_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--preview", type=Path, default=None,
                         help="also save an 8x8 grid of the first faces, cropped and resized as prepare does")
     args = parser.parse_args(argv)
-    params = params_from_args(args)
+    params = params_from_args(args, own_root="raw")
     synthetic = params["data"]["synthetic"]
     count = synthetic["count"] if args.count is None else args.count
     out = generate(args.out, count=count, seed=params["seed"], jpeg_quality=synthetic["jpeg_quality"],
@@ -49,7 +49,7 @@ def fetch_celeba_main(argv: list[str] | None = None) -> None:
     add_params_arguments(parser)
     parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/raw/celeba")
     args = parser.parse_args(argv)
-    celeba = params_from_args(args)["data"]["celeba"]
+    celeba = params_from_args(args, own_root="raw")["data"]["celeba"]
     out = fetch_celeba(args.out, archive=celeba["archive"], url=celeba["url"], md5=celeba["md5"],
                        download=celeba["download"])
     print(f"CelebA in {out}")
@@ -67,7 +67,7 @@ def raw_data_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/raw/<source>")
     parser.add_argument("--workers", type=int, default=1, help="processes, where the writer uses them (default 1)")
     args = parser.parse_args(argv)
-    params = params_from_args(args)
+    params = params_from_args(args, own_root="raw")
     source = args.source or params["data"]["source"]
     out = datasets.write_raw(source, args.out, params, workers=max(1, args.workers))
     print(f"{source} in {out}")
@@ -81,7 +81,7 @@ def prepare_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder, e.g. data/prepared")
     parser.add_argument("--workers", type=int, default=1, help="processes decoding images (default 1)")
     args = parser.parse_args(argv)
-    params = params_from_args(args)
+    params = params_from_args(args, own_root="prepared")
     data = params["data"]
     manifest = prepare(args.raw, args.out, crop=Crop(**data["crop"]), resolutions=data["resolutions"],
                        test_fraction=data["test_fraction"], seed=params["seed"], source=data["source"],

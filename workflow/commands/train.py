@@ -10,8 +10,10 @@ import logging
 import os
 from pathlib import Path
 
+from core.registry import retrain_source
+from eval.metrics import expected_checkpoint
 from models.checkpoint import add_meta, load_checkpoint, load_model, pyramid_train_seconds
-from models.lapcvae import LapCVAE, PriorRetrainer
+from models.lapcvae import PriorRetrainer
 from training.baseline_jobs import BASELINES, load_train_images, train_baseline
 from training.lapcvae_jobs import VARIANTS, load_images, resolution_params, retrain_m_settings, train_level
 from training.loop import fit, paired_seeds
@@ -58,9 +60,7 @@ def retrain_m_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     params = params_from_args(args)
     resolution_params(params, args.res)
-    model = load_model(args.checkpoint)
-    if not isinstance(model, LapCVAE) or model.config["resolution"] != args.res:
-        raise ValueError(f"--checkpoint {args.checkpoint} is not a {args.res} px LapCVAE; pass its level0.pt")
+    model = load_model(args.checkpoint, **expected_checkpoint(retrain_source(), args.res))  # the whole LapCVAE
     meta = fit(PriorRetrainer(model), load_images(args.data, args.res),
                settings=retrain_m_settings(params, args.res),
                seed=paired_seeds(params["seed"], args.res)[1], output=args.out, export=model,

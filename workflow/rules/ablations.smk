@@ -26,9 +26,9 @@ rule ablation_train:
     resources:
         **TRAIN_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae ablations train --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --variant {wildcards.ablation} --train {input.train} --val {input.val} --out-dir {params.out_dir}"
-        " 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} lapcvae ablations train --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
+        " --variant {wildcards.ablation:q} --train {input.train:q} --val {input.val:q} --out-dir {params.out_dir:q}"
+        " 2>&1 | tee {log:q}"
 
 
 rule ablations_table:
@@ -51,9 +51,9 @@ rule ablations_table:
     resources:
         **EVAL_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae ablations table --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --work-dir {params.work_dir} --val {input.val} --test {input.test} --out-csv {output.table}"
-        " --out-json {output.summary} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} lapcvae ablations table --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
+        " --work-dir {params.work_dir:q} --val {input.val:q} --test {input.test:q} --out-csv {output.table:q}"
+        " --out-json {output.summary:q} 2>&1 | tee {log:q}"
 
 
 rule ablations:

@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 
 from core.atomic import write_text
-from core.params import ParamsError, validate
+from core.params import ParamsError, check_device, read_yaml, validate
 from core.registry import level_checkpoint, models_at, retrain_source, seed_results, training_jobs, training_log
 from workflow.locks import clear_stale_locks
 from workflow.pipeline import (
@@ -15,7 +15,11 @@ from workflow.pipeline import (
 )
 
 try:
+    for _configfile in workflow.configfiles:  # Snakemake's own loader keeps the last of duplicate keys silently
+        read_yaml(_configfile)
     config = validate(config)
+    if all(job["gpus"] == 0 for job in config["resources"].values()):  # the jobs run on this machine
+        check_device(config["device"])
 except ParamsError as error:
     raise WorkflowError(f"invalid parameters: {error}") from None
 
@@ -85,20 +89,20 @@ def seed_config(seed):
 
 
 def seed_params(seed):
-    """Extra `--params` of a job of training seed `seed`: an override file `seed: <seed>`, merged over the
-    resolved params (nothing for the seed that `seed` already is).
+    """Extra arguments of a job of training seed `seed`: `--params` and an override file `seed: <seed>`, merged
+    over the resolved params (none for the seed that `seed` already is); a list, quoted word by word (`:q`).
 
-    Rules pass it as a params value (`{params.seed_params}`), never inside their shell string: Snakemake compiles
+    Rules pass it as a params value (`{params.seed_params:q}`), never inside their shell string: Snakemake compiles
     a `shell:` f-string into the job's run function and evaluates it when the job runs, when a loop variable such
     as `seed` holds its last value (every seed's jobs then trained with the last seed); params are evaluated
     when the rule is defined."""
     if seed == config["seed"]:
-        return ""
+        return []
     path = Path(".snakemake/lapcvae") / f"seed-{seed}.yaml"
     text = yaml.safe_dump({"seed": seed})
     if not path.is_file() or path.read_text() != text:
         write_text(path, text)
-    return f" --params {path}"
+    return ["--params", str(path)]
 
 
 def launcher(kind):

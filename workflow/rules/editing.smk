@@ -20,9 +20,9 @@ rule edit_coarse:
     resources:
         **EVAL_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae edit-coarse --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --checkpoint {input.model} --prepared {params.prepared} --out-dir {output.variants}"
-        " --figure {output.figure} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} lapcvae edit-coarse --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
+        " --checkpoint {input.model:q} --prepared {params.prepared:q} --out-dir {output.variants:q}"
+        " --figure {output.figure:q} 2>&1 | tee {log:q}"
 
 
 rule edit_region:
@@ -44,6 +44,6 @@ rule edit_region:
     resources:
         **EVAL_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae edit-region --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --checkpoint {input.model} --prepared {params.prepared} --out-dir {output.variants}"
-        " --figure {output.figure} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} lapcvae edit-region --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
+        " --checkpoint {input.model:q} --prepared {params.prepared:q} --out-dir {output.variants:q}"
+        " --figure {output.figure:q} 2>&1 | tee {log:q}"

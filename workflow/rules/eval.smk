@@ -24,9 +24,9 @@ rule sample_embedding:
     resources:
         **EVAL_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae sample-embedding --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --train {input.train} --test {input.test} --out {output.embedding} --reference-dir {params.reference_dir}"
-        " 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} lapcvae sample-embedding --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
+        " --train {input.train:q} --test {input.test:q} --out {output.embedding:q}"
+        " --reference-dir {params.reference_dir:q} 2>&1 | tee {log:q}"
 
 
 for seed, results in RUNS.items():  # one copy per training seed (common.smk: seed_rule)
@@ -58,11 +58,11 @@ for seed, results in RUNS.items():  # one copy per training seed (common.smk: se
         resources:
             **EVAL_RESOURCES,
         shell:
-            "OMP_NUM_THREADS={threads} lapcvae evaluate --params $LAPCVAE_PARAMS{params.seed_params}"
-            " --res {wildcards.res} --model {wildcards.model} --checkpoint {input.model} --test {input.test}"
-            " --out-dir {params.out_dir} --per-image {output.per_image}"
-            " --training-checkpoints {input.training} --cost {output.cost} --embedding {input.embedding}"
-            " 2>&1 | tee {log}"
+            "OMP_NUM_THREADS={threads} lapcvae evaluate --params $LAPCVAE_PARAMS {params.seed_params:q}"
+            " --res {wildcards.res:q} --model {wildcards.model:q} --checkpoint {input.model:q} --test {input.test:q}"
+            " --out-dir {params.out_dir:q} --per-image {output.per_image:q}"
+            " --training-checkpoints {input.training:q} --cost {output.cost:q} --embedding {input.embedding:q}"
+            " 2>&1 | tee {log:q}"
 
 
 rule table:
@@ -97,8 +97,8 @@ rule table:
         out_dir=folder("output", "table"),
         fingerprint=fingerprint_of("table"),
     shell:
-        "lapcvae table --params $LAPCVAE_PARAMS --eval-dir {params.eval_dir} --per-image-dir {params.per_image_dir}"
-        " --seeds {params.seeds} --out-dir {params.out_dir} 2>&1 | tee {log}"
+        "lapcvae table --params $LAPCVAE_PARAMS --eval-dir {params.eval_dir:q} --per-image-dir {params.per_image_dir:q}"
+        " --seeds {params.seeds:q} --out-dir {params.out_dir:q} 2>&1 | tee {log:q}"
 
 
 rule neighbours:
@@ -123,9 +123,9 @@ rule neighbours:
     resources:
         **EVAL_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae neighbours --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --samples {input.samples} --models {params.models} --train {input.train} --test {input.test} --out-dir {params.out_dir}"
-        " --figure {output.figure} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} lapcvae neighbours --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
+        " --samples {input.samples:q} --models {params.models:q} --train {input.train:q} --test {input.test:q} --out-dir {params.out_dir:q}"
+        " --figure {output.figure:q} 2>&1 | tee {log:q}"
 
 
 rule figures:
@@ -155,6 +155,6 @@ rule figures:
     resources:
         **EVAL_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae figures --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --eval-dir {params.eval_dir} --models-dir {params.models_dir} --models {params.models} --test {input.test}"
-        " --out-dir {params.out_dir} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} lapcvae figures --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
+        " --eval-dir {params.eval_dir:q} --models-dir {params.models_dir:q} --models {params.models:q} --test {input.test:q}"
+        " --out-dir {params.out_dir:q} 2>&1 | tee {log:q}"

@@ -26,8 +26,8 @@ for seed, results in RUNS.items():  # one copy per training seed (common.smk: se
         resources:
             **EVAL_RESOURCES,
         shell:
-            "OMP_NUM_THREADS={threads} lapcvae fit-prior --params $LAPCVAE_PARAMS{params.seed_params}"
-            " --checkpoint {input.model} --data {input.train} --out {output.prior} 2>&1 | tee {log}"
+            "OMP_NUM_THREADS={threads} lapcvae fit-prior --params $LAPCVAE_PARAMS {params.seed_params:q}"
+            " --checkpoint {input.model:q} --data {input.train:q} --out {output.prior:q} 2>&1 | tee {log:q}"
 
 
 for _res in RES:

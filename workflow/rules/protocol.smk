@@ -24,9 +24,9 @@ rule references:
     resources:
         **EVAL_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae references --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --train {input.train} --test {input.test} --coarsest {input.coarsest} --eval-dir {params.eval_dir}"
-        " --per-image-dir {params.per_image_dir} --embedding {input.embedding} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} lapcvae references --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
+        " --train {input.train:q} --test {input.test:q} --coarsest {input.coarsest:q} --eval-dir {params.eval_dir:q}"
+        " --per-image-dir {params.per_image_dir:q} --embedding {input.embedding:q} 2>&1 | tee {log:q}"
 
 
 # A further training seed's reference rows: only LapCVAE's coarsest level depends on training; the mean face and
@@ -58,8 +58,8 @@ for seed, results in list(RUNS.items())[1:]:
         resources:
             **EVAL_RESOURCES,
         shell:
-            "OMP_NUM_THREADS={threads} lapcvae references --params $LAPCVAE_PARAMS{params.seed_params}"
-            " --res {wildcards.res} --train {input.train} --test {input.test} --coarsest {input.coarsest}"
-            " --only {params.names} --eval-dir {params.eval_dir} --per-image-dir {params.per_image_dir}"
-            " 2>&1 | tee {log}"
+            "OMP_NUM_THREADS={threads} lapcvae references --params $LAPCVAE_PARAMS {params.seed_params:q}"
+            " --res {wildcards.res:q} --train {input.train:q} --test {input.test:q} --coarsest {input.coarsest:q}"
+            " --only {params.names:q} --eval-dir {params.eval_dir:q} --per-image-dir {params.per_image_dir:q}"
+            " 2>&1 | tee {log:q}"
 

@@ -22,5 +22,5 @@ rule report:
         prepared=folder("input", "manifest"),
         fingerprint=fingerprint_of("report"),
     shell:
-        "lapcvae report --params $LAPCVAE_PARAMS --results {params.results} --prepared {params.prepared}"
-        " --out-md {output.markdown} --out-html {output.html} 2>&1 | tee {log}"
+        "lapcvae report --params $LAPCVAE_PARAMS --results {params.results:q} --prepared {params.prepared:q}"
+        " --out-md {output.markdown:q} --out-html {output.html:q} 2>&1 | tee {log:q}"

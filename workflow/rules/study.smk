@@ -26,13 +26,15 @@ rule export_study:
         resolution=STUDY_RES,  # the one its inputs are at
         fingerprint=fingerprint_of("export_study"),
     shell:
-        "lapcvae export-study --params $LAPCVAE_PARAMS --resolution {params.resolution} --eval-dir {params.eval_dir}"
-        " --prepared {params.prepared} --out {params.out_dir} 2>&1 | tee {log}"
+        "lapcvae export-study --params $LAPCVAE_PARAMS --resolution {params.resolution:q} --eval-dir {params.eval_dir:q}"
+        " --prepared {params.prepared:q} --out {params.out_dir:q} 2>&1 | tee {log:q}"
 
 
 # Table 2 from the answers people gave: drop their CSV downloads into study_responses/ and rerun. Participants
 # who fail the attention checks (human_study.attention_checks.min_correct) are dropped; participants.csv says why.
-RESPONSES = sorted(str(path) for path in Path("study_responses").glob("*.csv"))
+# Any name a browser gives a download works: the shell command quotes it (`:q`), and braces, which Snakemake would
+# read as wildcards, are escaped.
+RESPONSES = sorted(str(path).replace("{", "{{").replace("}", "}}") for path in Path("study_responses").glob("*.csv"))
 
 
 rule analyze_study:
@@ -49,5 +51,5 @@ rule analyze_study:
     params:
         fingerprint=fingerprint_of("analyze_study"),
     shell:
-        "lapcvae analyze-study --params $LAPCVAE_PARAMS --key {input.key} --design {input.design}"
-        " --responses {input.responses} --out {output} 2>&1 | tee {log}"
+        "lapcvae analyze-study --params $LAPCVAE_PARAMS --key {input.key:q} --design {input.design:q}"
+        " --responses {input.responses:q} --out {output:q} 2>&1 | tee {log:q}"

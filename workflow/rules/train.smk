@@ -23,16 +23,16 @@ for seed, results in RUNS.items():
         params:
             fingerprint=fingerprint_of("train_level", seed),
             seed_params=seed_params(seed),  # a value, not in the shell string: see seed_params
-            coarser=lambda w, input: f"--coarser {input.coarser}" if input.coarser else "",
+            coarser=lambda w, input: ["--coarser", input.coarser] if input.coarser else [],  # quoted word by word
             launcher=launcher("train"),
         threads: RESOURCES["train"]["threads"]
         priority: TRAIN_PRIORITY
         resources:
             **TRAIN_RESOURCES,
         shell:
-            "OMP_NUM_THREADS={threads} {params.launcher} train-level --params $LAPCVAE_PARAMS{params.seed_params}"
-            " --res {wildcards.res} --variant {wildcards.variant} --level {wildcards.level} --data {input.data}"
-            " {params.coarser} --out {output} 2>&1 | tee {log.messages}"
+            "OMP_NUM_THREADS={threads} {params.launcher} train-level --params $LAPCVAE_PARAMS {params.seed_params:q}"
+            " --res {wildcards.res:q} --variant {wildcards.variant:q} --level {wildcards.level:q} --data {input.data:q}"
+            " {params.coarser:q} --out {output:q} 2>&1 | tee {log.messages:q}"
 
     rule:
         name:
@@ -55,9 +55,9 @@ for seed, results in RUNS.items():
         resources:
             **TRAIN_RESOURCES,
         shell:
-            "OMP_NUM_THREADS={threads} {params.launcher} retrain-m --params $LAPCVAE_PARAMS{params.seed_params}"
-            " --res {wildcards.res} --checkpoint {input.model} --data {input.data} --out {output}"
-            " 2>&1 | tee {log.messages}"
+            "OMP_NUM_THREADS={threads} {params.launcher} retrain-m --params $LAPCVAE_PARAMS {params.seed_params:q}"
+            " --res {wildcards.res:q} --checkpoint {input.model:q} --data {input.data:q} --out {output:q}"
+            " 2>&1 | tee {log.messages:q}"
 
     rule:
         name:
@@ -79,9 +79,9 @@ for seed, results in RUNS.items():
         resources:
             **TRAIN_RESOURCES,
         shell:
-            "OMP_NUM_THREADS={threads} {params.launcher} train-baseline --params $LAPCVAE_PARAMS{params.seed_params}"
-            " --model {wildcards.baseline} --res {wildcards.res} --data {input.data} --out {output}"
-            " 2>&1 | tee {log.messages}"
+            "OMP_NUM_THREADS={threads} {params.launcher} train-baseline --params $LAPCVAE_PARAMS {params.seed_params:q}"
+            " --model {wildcards.baseline:q} --res {wildcards.res:q} --data {input.data:q} --out {output:q}"
+            " 2>&1 | tee {log.messages:q}"
 
 
 # One target per resolution that asks for every checkpoint trained at it: dvc.yaml's `train@{res}` stage runs

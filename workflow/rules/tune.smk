@@ -28,8 +28,8 @@ rule tune_resolution:
     resources:
         **TRAIN_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae tune --params $LAPCVAE_PARAMS --res {wildcards.res} --train {input.train}"
-        " --val {input.val} --out-dir {params.out_dir} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} lapcvae tune --params $LAPCVAE_PARAMS --res {wildcards.res:q} --train {input.train:q}"
+        " --val {input.val:q} --out-dir {params.out_dir:q} 2>&1 | tee {log:q}"
 
 
 rule tune:
@@ -55,9 +55,9 @@ rule rate_distortion_resolution:
     resources:
         **TRAIN_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae rate-distortion --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --train {input.train} --test {input.test} --work-dir {params.work_dir} --out-csv {output.table}"
-        " --figure {output.figure} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} lapcvae rate-distortion --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
+        " --train {input.train:q} --test {input.test:q} --work-dir {params.work_dir:q} --out-csv {output.table:q}"
+        " --figure {output.figure:q} 2>&1 | tee {log:q}"
 
 
 rule rate_distortion:
@@ -86,9 +86,9 @@ rule budget_curve_model:
     resources:
         **TRAIN_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae budget-curve --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --model {wildcards.curve_model} --seed {wildcards.curve_seed} --train {input.train} --val {input.val}"
-        " --test {input.test} --work-dir {params.work_dir} --out-csv {output.table} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} lapcvae budget-curve --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
+        " --model {wildcards.curve_model:q} --seed {wildcards.curve_seed:q} --train {input.train:q} --val {input.val:q}"
+        " --test {input.test:q} --work-dir {params.work_dir:q} --out-csv {output.table:q} 2>&1 | tee {log:q}"
 
 
 rule budget_curve_resolution:
@@ -110,9 +110,9 @@ rule budget_curve_resolution:
     resources:
         **EVAL_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae budget-curve-plot --params $LAPCVAE_PARAMS --res {wildcards.res}"
-        " --tables {input.tables} --train {input.train} --test {input.test} --out-csv {output.table}"
-        " --figure {output.figure} 2>&1 | tee {log}"
+        "OMP_NUM_THREADS={threads} lapcvae budget-curve-plot --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
+        " --tables {input.tables:q} --train {input.train:q} --test {input.test:q} --out-csv {output.table:q}"
+        " --figure {output.figure:q} 2>&1 | tee {log:q}"
 
 
 rule budget_curve:
