@@ -89,45 +89,39 @@ def reconstruction_rows(
     return rows, row_labels, col_labels
 
 
-def sample_rows(samples: Mapping[str, np.ndarray], per_row: int | None = None
-                ) -> tuple[GridRows, list[str], list[str]]:
-    """Figure 5: each model's samples (n, 3, H, W) in rows of `per_row` (default: one row), labelled once."""
-    rows: GridRows = []
-    row_labels: list[str] = []
-    for model, images in samples.items():
-        width = per_row or len(images)
-        for start in range(0, len(images), width):
-            rows.append(list(images[start:start + width]))
-            row_labels.append(DISPLAY_NAMES.get(model, model) if start == 0 else "")
-    col_labels = [f"sample {i + 1}" for i in range(max(len(row) for row in rows))]
-    return rows, row_labels, col_labels
-
-
 # Figure 5's row names for the two priors a model's samples come from (models/fitted_prior.py).
 PRIOR_NAMES = {"standard": "N(0, I) prior", "fitted": "fitted prior"}
 
 
-def prior_sample_rows(
-    samples: Mapping[str, np.ndarray], fitted: Mapping[str, np.ndarray]
-) -> tuple[GridRows, list[str], list[str]]:
-    """Figure 5 with both priors: per model a row of its N(0, I) samples (n, 3, H, W), the paper's model, then,
-    where `fitted` has the model, a row of its fitted prior's samples drawn with the same seed."""
+def sample_rows(samples: Mapping[str, np.ndarray], per_row: int | None = None,
+                fitted: Mapping[str, np.ndarray] | None = None) -> tuple[GridRows, list[str], list[str]]:
+    """Figure 5: each model's samples (n, 3, H, W) in rows of `per_row` (default: one row), labelled once; where
+    `fitted` has the model, its fitted prior's samples (same seeds) follow in as many rows, each set named by its
+    prior so that the paper's N(0, I) model stays visible beside the fitted one."""
+    fitted = fitted or {}
     unknown = sorted(set(fitted) - set(samples))
     if unknown:
         raise ValueError(f"fitted-prior samples of {unknown} have no N(0, I) samples beside them; evaluate "
                          "those models (samples.npy) or drop their samples_fitted.npy")
     rows: GridRows = []
     row_labels: list[str] = []
+
+    def add(images: np.ndarray, label: str) -> None:
+        width = per_row or len(images)
+        for start in range(0, len(images), width):
+            rows.append(list(images[start:start + width]))
+            row_labels.append(label if start == 0 else "")
+
     for model, images in samples.items():
         name = DISPLAY_NAMES.get(model, model)
-        rows.append(list(images))
-        row_labels.append(f"{name}, {PRIOR_NAMES['standard']}")
-        if model in fitted:
-            if fitted[model].shape != images.shape:
-                raise ValueError(f"{model}'s fitted-prior samples have shape {fitted[model].shape}, its N(0, I) "
-                                 f"samples {images.shape}; re-evaluate {model} so that both hold as many")
-            rows.append(list(fitted[model]))
-            row_labels.append(f"{name}, {PRIOR_NAMES['fitted']}")
+        if model not in fitted:
+            add(images, name)
+            continue
+        if fitted[model].shape != images.shape:
+            raise ValueError(f"{model}'s fitted-prior samples have shape {fitted[model].shape}, its N(0, I) "
+                             f"samples {images.shape}; re-evaluate {model} so that both hold as many")
+        add(images, f"{name}, {PRIOR_NAMES['standard']}")
+        add(fitted[model], f"{name}, {PRIOR_NAMES['fitted']}")
     col_labels = [f"sample {i + 1}" for i in range(max((len(row) for row in rows), default=0))]
     return rows, row_labels, col_labels
 
@@ -298,12 +292,16 @@ def write_figures(params: Mapping[str, Any], res: int, eval_dir: Path, models_di
     written.append(path)
 
     shown = params["eval"]["figure_samples"]
+    fitted = {model: first_images(load_images(folder / "samples_fitted.npy"), shown, str(folder))
+              for model, folder in results.items() if (folder / "samples_fitted.npy").is_file()}
     rows, row_labels, col_labels = sample_rows(
-        {model: first_images(images, shown, str(results[model])) for model, images in sample_sets.items()}, n)
+        {model: first_images(images, shown, str(results[model])) for model, images in sample_sets.items()}, n,
+        fitted)
     path = out_dir / f"fig5_samples_{res}.png"
     save_grid(rows, (row_labels, col_labels), f"Figure 5: samples ({size})",
-              f"The first {shown} samples of each model, {n} per row, decoded from the prior with seeds from "
-              f"{seed} (the same for every model).", path)
+              f"The first {shown} samples of each model, {n} per row, with seeds from {seed} (the same for every "
+              "model): from N(0, I), the prior it was trained with (the paper's model), then from a Gaussian "
+              "fitted to its training posterior means (per level for LapCVAE).", path)
     written.append(path)
 
     if "lapcvae" in models:

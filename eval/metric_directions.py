@@ -24,6 +24,9 @@ BETTER: dict[str, str] = {
     # the reconstruction's pixel std over the original's: 1 keeps the contrast, near 0 is grey, above 1 too harsh
     "contrast_median": NEAR_ONE, "contrast": NEAR_ONE,
     "fid_samples": LOWER, "fid_reconstructions": LOWER, "kid_samples_mean": LOWER, "kid_reconstructions_mean": LOWER,
+    # samples against the test split in the training split's embedding (eval/sample_quality.py), both priors
+    "sample_precision": HIGHER, "sample_recall": HIGHER, "fd_embedding": LOWER,
+    "fitted_sample_precision": HIGHER, "fitted_sample_recall": HIGHER, "fitted_fd_embedding": LOWER,
 }
 
 SYMBOLS = {LOWER: "↓", HIGHER: "↑", NEAR_ONE: "→1"}  # shown beside a ranked column's header

@@ -353,7 +353,11 @@ OPTIONAL_TABLE1_COLUMNS = (("r2_h0_mean", "R² h0", 3), ("r2_h1_mean", "R² h1",
                            ("sample_seconds", "Sampling (s)", 2),
                            # eval/sample_quality.py: samples against the test split in the training split's embedding
                            ("sample_precision", "Sample precision", 3), ("sample_recall", "Sample recall", 3),
-                           ("fd_embedding", "FD (embedding)", 2))
+                           ("fd_embedding", "FD (embedding)", 2),
+                           # the same of the samples of the prior fitted to the training posteriors
+                           ("fitted_sample_precision", "Precision, fitted prior", 3),
+                           ("fitted_sample_recall", "Recall, fitted prior", 3),
+                           ("fitted_fd_embedding", "FD, fitted prior", 2))
 
 
 def sampling_and_fid_section(params: Mapping[str, Any], table: pd.DataFrame) -> list[Block]:

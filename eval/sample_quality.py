@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ ENERGY_FLOOR = 1.0 / PIXEL_MAX  # one grey level: the log energy of a flat band 
 CHUNK = 1024  # query rows of a distance matrix held at once
 MIN_IMAGES = 100  # fewer real or generated images: precision and recall are logged as unreliable
 METRIC_KEYS = ("sample_precision", "sample_recall", "fd_embedding")
+FITTED_PREFIX = "fitted_"  # the same metrics of the samples of a model's fitted prior (models/fitted_prior.py)
 # Table 1's real-image reference row: eval.samples training images scored against the test split as samples are.
 TRAINING_IMAGES = "training_images"
 
@@ -252,13 +253,13 @@ def chunk_seed(seed: int, chunk: int) -> int:
     return int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
 
 
-def draw_samples(model: Any, count: int, batch_size: int, seed: int) -> np.ndarray:
-    """(count, 3, H, W) uint8 prior samples of a GenerativeModel, drawn batch_size at a time (memory), every
-    model with the same seeds (chunk_seed)."""
+def draw_samples(sample: Callable[[int, int], torch.Tensor], count: int, batch_size: int, seed: int) -> np.ndarray:
+    """(count, 3, H, W) uint8 samples of `sample(n, seed)` (a GenerativeModel's `sample`, or a fitted prior's),
+    drawn batch_size at a time (memory), every model with the same seeds (chunk_seed)."""
     batches = []
     with torch.inference_mode():
         for chunk, start in enumerate(range(0, count, batch_size)):
-            images = model.sample(min(batch_size, count - start), seed=chunk_seed(seed, chunk))
+            images = sample(min(batch_size, count - start), chunk_seed(seed, chunk))
             batches.append(to_uint8(images))
     return np.concatenate(batches)
 

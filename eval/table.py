@@ -31,7 +31,8 @@ logger = logging.getLogger(__name__)
 BASELINE = "vae"  # every model is tested against the VAE at the same resolution
 SUMMARY_COLUMNS = ("n_test", "rmse_mean", "rmse_std", "psnr_mean", "ssim_mean", "r2_h0_mean", "r2_h1_mean",
                    "contrast_median", "rate_mean", "parameters", "flops_per_image", "train_seconds", "eval_seconds",
-                   "sample_seconds", "sample_precision", "sample_recall", "fd_embedding")
+                   "sample_seconds", "sample_precision", "sample_recall", "fd_embedding", "fitted_sample_precision",
+                   "fitted_sample_recall", "fitted_fd_embedding")
 COST_COLUMNS = ("train_seconds", "images_seen", "network_flops", "optimizer_flops", "train_flops")  # eval.cost
 # eval.references: rows every model must beat; then eval.sample_quality's real-image row (training images scored
 # as samples: the precision, recall and Frechet distance of real faces; it reconstructs nothing)

@@ -191,10 +191,10 @@ class SeededNoise(torch.nn.Module):
 
 def test_samples_are_drawn_in_batches_with_the_same_seeds_for_every_model() -> None:
     model = SeededNoise()
-    samples = draw_samples(model, 10, batch_size=4, seed=7)
+    samples = draw_samples(model.sample, 10, batch_size=4, seed=7)
     assert samples.shape == (10, 3, 4, 4) and samples.dtype == np.uint8
     first = np.round(model.sample(4, seed=7).numpy() * 255).astype(np.uint8)
     np.testing.assert_array_equal(samples[:4], first)  # the first batch is model.sample(batch, seed)'s
-    np.testing.assert_array_equal(samples, draw_samples(model, 10, batch_size=4, seed=7))
+    np.testing.assert_array_equal(samples, draw_samples(model.sample, 10, batch_size=4, seed=7))
     assert len({chunk_seed(7, chunk) for chunk in range(3)} | {chunk_seed(8, chunk) for chunk in range(3)}) == 6
     assert not np.array_equal(samples[:2], samples[4:6])  # every batch draws its own latents

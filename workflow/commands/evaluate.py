@@ -31,6 +31,8 @@ from eval.metrics import (
     summarise,
 )
 from eval.sample_quality import (
+    FITTED_PREFIX,
+    METRIC_KEYS,
     TRAINING_IMAGES,
     SampleEmbedding,
     draw_samples,
@@ -39,6 +41,7 @@ from eval.sample_quality import (
     training_reference,
 )
 from models.checkpoint import load_model, pyramid_train_seconds
+from models.fitted_prior import load_prior, sample_fitted
 from training.flops import count_flops
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
@@ -65,6 +68,9 @@ def evaluate_main(argv: list[str] | None = None) -> None:
                         help="the sample embedding of --res, e.g. results/eval/64/sample_embedding.npz: adds "
                              "sample precision, recall and fd_embedding against the test split "
                              "(eval/sample_quality.py)")
+    parser.add_argument("--prior", default=None,
+                        help="the model's fitted prior, e.g. results/priors/64/vae.pt (`lapcvae fit-prior`): also "
+                             "draws samples_fitted.npy from it and scores them as fitted_* (models/fitted_prior.py)")
     args = parser.parse_args(argv)
     if (args.training_checkpoints is None) != (args.cost is None):
         parser.error("--training-checkpoints and --cost go together: pass both (the training cost) or neither")
@@ -75,6 +81,9 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     test_images = load_images(args.test, args.res)
     embedding = SampleEmbedding.load(args.embedding, args.res) if args.embedding else None  # before the work
     model = load_model(args.checkpoint, device, **expected_checkpoint(args.model, args.res))
+    prior = load_prior(args.prior) if args.prior else None
+    if prior is not None:
+        prior.check_model(model, f"--prior {args.prior}")
     logger.info("evaluating %s (%s) on %d test images of %d px on %s", args.model, args.checkpoint,
                 len(test_images), args.res, device)
     out_dir = Path(args.out_dir)
@@ -86,8 +95,14 @@ def evaluate_main(argv: list[str] | None = None) -> None:
                        "sets of unequal size; raise eval.samples", settings["samples"], len(test_images))
     sampling_started = time.perf_counter()
     # the same seeds for every model (eval/sample_quality.py chunk_seed)
-    samples = draw_samples(model, settings["samples"], settings["batch_size"], params["seed"])
+    samples = draw_samples(model.sample, settings["samples"], settings["batch_size"], params["seed"])
     sample_seconds = time.perf_counter() - sampling_started  # all eval.samples prior samples
+    fitted = None
+    if prior is not None:  # the same seeds from the prior fitted to the training posteriors, beside N(0, I)'s
+        fitted_started = time.perf_counter()
+        fitted = draw_samples(lambda n, seed: sample_fitted(model, prior, n, seed), settings["samples"],
+                              settings["batch_size"], params["seed"])
+        fitted_seconds = time.perf_counter() - fitted_started
     eval_seconds = time.perf_counter() - started
 
     one_image = torch.from_numpy(np.array(test_images[:1])).to(device).float() / PIXEL_MAX  # (1, 3, H, W)
@@ -109,6 +124,12 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     }
     if embedding is not None:  # precision, recall and Frechet distance in the training split's embedding
         summary.update(sample_metrics(embedding, test_images, samples, settings["sample_quality"]["k"]))
+    if fitted is not None:
+        summary["fitted_sample_seconds"] = fitted_seconds
+        if embedding is not None:
+            summary.update({f"{FITTED_PREFIX}{key}": value for key, value in sample_metrics(
+                embedding, test_images, fitted, settings["sample_quality"]["k"]).items() if key in METRIC_KEYS})
+        atomic_save_npy(out_dir / "samples_fitted.npy", fitted)
     # FID and KID of the same samples against the test split, when the user supplied the Inception weights.
     summary.update(fid_kid(settings.get("fid") or {}, test_images, samples,
                                   load_images(out_dir / "reconstructions.npy", args.res), params["seed"], device))

@@ -6,7 +6,15 @@ import yaml
 
 from core.atomic import write_text
 from core.params import ParamsError, check_device, read_yaml, validate
-from core.registry import level_checkpoint, models_at, retrain_source, seed_results, training_jobs, training_log
+from core.registry import (
+    fitted_prior,
+    level_checkpoint,
+    models_at,
+    retrain_source,
+    seed_results,
+    training_jobs,
+    training_log,
+)
 from workflow.locks import clear_stale_locks
 from workflow.pipeline import (
     BASELINES, LAPCVAE_VARIANTS, MODELS, REFERENCES, RETRAINED, checkpoint, export_params, expose_cli, figures,

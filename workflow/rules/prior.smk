@@ -2,9 +2,6 @@
 # results/priors/{res}/{model}.pt beside the N(0, I) prior the models train with. `snakemake fitted_priors_{res}`
 # (dvc.yaml's `fit_prior@{res}` stage) asks for every model's at one resolution.
 
-from core.registry import fitted_prior
-
-
 for seed, results in RUNS.items():  # one copy per training seed (common.smk: seed_rule)
 
     rule:
