@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from baselines.vae import check_conv_stack, sample_prior
+from baselines.vae import check_conv_stack, posterior_draw, sample_prior
 from models.blocks import ConvDecoder, ConvEncoder, kl_diagonal_gaussians, reparameterize
 from models.interface import StepResult
 
@@ -183,6 +183,14 @@ class PixelVAE(nn.Module):
         """(N,) KL(q(z|x) || N(0, I)) in nats per image."""
         mean, log_var = self.encoder(images)
         return kl_diagonal_gaussians(mean.float(), log_var.float())
+
+    @torch.no_grad()
+    def elbo_terms(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One posterior draw z ~ q(z | x) per image: (KL to N(0, I) in nats (N,), each pixel's mean predicted by
+        the PixelCNN from the true pixels before it and dec(z) (N, 3, H, W)), the terms of the exact -ELBO that
+        eval/elbo.py scores (eps drawn on the CPU from `generator`)."""
+        kl, latents = posterior_draw(self.encoder, images, generator)
+        return kl, self.pixelcnn(images, self.decoder(latents)).float()
 
     @torch.no_grad()
     def generate(self, condition: torch.Tensor, noise_std: float, generator: torch.Generator | None = None,
