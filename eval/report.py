@@ -173,10 +173,10 @@ def lapcvae_versus_vae(rows: pd.DataFrame, res: int, per_image_dir: Path) -> str
                    f"{p_value(seed_p)}), so this run neither confirms nor refutes the claim")
     elif seed_difference < 0:
         outcome = (f"LapCVAE beats the VAE on RMSE here, as the paper claims ({seed_test}, p = "
-                   f"{p_value(seed_p)})")
+                   f"{p_value(seed_p)} before the claims table's Holm adjustment)")
     else:
         outcome = (f"the VAE beats LapCVAE on RMSE here, contrary to the paper's claim ({seed_test}, p = "
-                   f"{p_value(seed_p)})")
+                   f"{p_value(seed_p)} before the claims table's Holm adjustment)")
     p = lapcvae.get("wilcoxon_p")
     median_difference = lapcvae.get("rmse_median_diff_vs_vae")
     networks = ("" if p is None or pd.isna(p) else
@@ -220,7 +220,7 @@ def reference_sentences(rows: pd.DataFrame) -> list[str]:
         return []
     sentences = []
     for model in by_model.index:
-        if model in REFERENCES:
+        if model in REFERENCES or pd.isna(by_model.loc[model, "rmse_mean"]):  # no RMSE: nothing to compare
             continue
         rmse = by_model.loc[model, "rmse_mean"]
         def named(names: list[str]) -> str:
@@ -241,13 +241,17 @@ def claims_section(claims_path: Path) -> list[Block]:
         return [*blocks, Paragraph(f"No {claims_path} (rerun `lapcvae table`).", note=True)]
     claims = pd.read_csv(claims_path)
     rows = [[f"{record['resolution']}x{record['resolution']}", str(record["claim"]), str(record["n_seeds"]),
-             number(record.get("mean_diff"), 3), p_value(record.get("p_value")),
+             number(record.get("mean_diff"), 3), p_value(record.get("p_value")), p_value(record.get("p_holm")),
              str(record.get("test") if not pd.isna(record.get("test")) else ""), str(record["verdict"])]
             for record in claims.to_dict(orient="records")]
-    blocks.append(Table(["Resolution", "Claim", "Seeds", "Mean difference", "p", "Test", "Verdict"], rows,
-                        "Each claim compares per-seed means (the first model minus the second; R^2 higher is "
-                        f"better, RMSE lower). A paired t test over seeds needs at least {MIN_SEEDS} seeds; with "
-                        f"fewer the claim is 'not testable'. Verdicts use p < {SIGNIFICANCE}."))
+    tested = int(claims["p_holm"].notna().sum()) if "p_holm" in claims.columns else 0
+    blocks.append(Table(["Resolution", "Claim", "Seeds", "Mean difference", "p", "p (Holm)", "Test", "Verdict"],
+                        rows, "Each claim compares per-seed means (the first model minus the second; the claim "
+                        "says which direction is better). Test: Student's paired t where both models' runs of a "
+                        "seed read the training data in the same order, Welch's unpaired t where they do not, a "
+                        "one-sample t against a reference computed once; each needs at least "
+                        f"{MIN_SEEDS} seeds, with fewer the claim is 'not testable'. p (Holm): adjusted by "
+                        f"Holm's method over the {tested} claims tested; verdicts use p (Holm) < {SIGNIFICANCE}."))
     return blocks
 
 
@@ -265,8 +269,8 @@ def protocol_section(params: Mapping[str, Any], results: Path, prepared: Path) -
         + "".join(f", except {display(model)}, which trains the epochs that give it LapCVAE's training FLOPs"
                   for model in registry.flops_matched())
         + "; Table 1 gives each model's training time and FLOPs.",
-        f"Seeds: {len(seeds)} ({', '.join(map(str, seeds))}); claims are tested across seeds "
-        f"(paired t test, at least {MIN_SEEDS} seeds).",
+        f"Seeds: {len(seeds)} ({', '.join(map(str, seeds))}); claims are tested across seeds (paired t test "
+        f"where the seeds pair, Welch's otherwise; at least {MIN_SEEDS} seeds), Holm-adjusted over all claims.",
         "Reference rows: the mean training face, PCA fitted on the training images with as many components as "
         "LapCVAE has latent dimensions, and LapCVAE's coarsest level alone upsampled to full size.",
     ]
@@ -301,9 +305,17 @@ def table1_section(table: pd.DataFrame) -> list[Block]:
     header = ["Model", "RMSE mean ± std", "RMSE across seeds", "RMSE 95% CI", "PSNR (dB)", "SSIM",
               *[label for _, label, _ in optional], "Parameters", "FLOPs / image", "Training (s)",
               "Training FLOPs", "ΔRMSE vs VAE (seeds)", "p vs VAE (seeds)", "Paper RMSE"]
+    withheld = [model for model in table["model"].unique()
+                if model in registry.MODELS and not registry.spec(model).reconstructs]
     for res in sorted(table["resolution"].unique()):
         rows = []
         for record in table[table["resolution"] == res].to_dict(orient="records"):
+            if record["model"] in withheld:  # reconstruction cells: n/a with the footnote's mark
+                rows.append([display(record["model"]), *[WITHHELD_CELL] * 5,
+                             *[WITHHELD_CELL if column in RECONSTRUCTION_COLUMNS else
+                               across_seeds(record, column, digits) for column, _, digits in optional],
+                             *table1_cost_cells(record)])
+                continue
             rows.append([
                 display(record["model"]) + (" (reference)" if record["model"] in REFERENCES else ""),
                 f"{number(record['rmse_mean'])} ± {number(record['rmse_std'])}",
@@ -311,22 +323,43 @@ def table1_section(table: pd.DataFrame) -> list[Block]:
                 f"[{number(record.get('rmse_ci95_lo'))}, {number(record.get('rmse_ci95_hi'))}]",
                 number(record.get("psnr_mean")), number(record.get("ssim_mean"), 3),
                 *[across_seeds(record, column, digits) for column, _, digits in optional],
-                engineering(record.get("parameters")), engineering(record.get("flops_per_image")),
-                number(record.get("train_seconds"), 1), engineering(record.get("train_flops")),
-                number(record.get("seed_rmse_diff_vs_vae")),
-                p_value(record.get("seed_p_vs_vae")) if not pd.isna(record.get("seed_p_vs_vae", float("nan")))
-                else ("not testable" if isinstance(record.get("seed_test_vs_vae"), str)
-                      and record["seed_test_vs_vae"].startswith("not testable") else MISSING),
-                number(record.get("paper_rmse_mean")),
-            ])
+                *table1_cost_cells(record)])
+        footnote = "".join(f" {WITHHELD_CELL[-1]} {display(model)}: {registry.RECONSTRUCTION_WITHHELD}."
+                           for model in withheld if model in set(table[table["resolution"] == res]["model"]))
         blocks.append(Table(header, rows, f"Ours, {res}x{res}: RMSE on the [0, 255] scale over the test "
                             "split (mean ± std over test images; across seeds: mean ± std of the seeds' means, "
                             "and the number of seeds), 95% interval of the mean (bootstrap over images with one "
                             "seed, t over seeds with several), contrast (median over test images of the "
                             "reconstruction's pixel std over the original's: 1 keeps it, near 0 is grey), "
-                            "training time and FLOPs (every training job of "
-                            "the model), and the paired test across seeds of mean RMSE against the VAE."))
+                            f"{elbo_caption(table)}training time and FLOPs (every training job of "
+                            "the model), and the test across seeds of mean RMSE against the VAE (unadjusted; the "
+                            "claims table gives the Holm-adjusted verdicts)." + footnote))
     return blocks
+
+
+def elbo_caption(table: pd.DataFrame) -> str:
+    """Table 1's words on its -ELBO columns: the one likelihood every model is scored with."""
+    if "nelbo_mean" not in table.columns or table["nelbo_mean"].isna().all():
+        return ""
+    sigmas = table["nelbo_sigma"].dropna().unique() if "nelbo_sigma" in table.columns else []
+    likelihood = (f"std {sigmas[0]:.4f} ({sigmas[0] * 255:.1f} grey levels)" if len(sigmas) == 1
+                  else "the std of eval.elbo_sigma")
+    return ("-ELBO on the test split in nats per image and bits per dimension, every model scored with the same "
+            f"likelihood (eval/elbo.py: a Gaussian of {likelihood} on [0, 1] pixels, discretised to the 256 "
+            "levels; one posterior draw per image), ")
+
+
+def table1_cost_cells(record: Mapping[str, Any]) -> list[str]:
+    """Table 1's cells after the metrics: size, cost, the test against the VAE and the paper's RMSE."""
+    return [
+        engineering(record.get("parameters")), engineering(record.get("flops_per_image")),
+        number(record.get("train_seconds"), 1), engineering(record.get("train_flops")),
+        number(record.get("seed_rmse_diff_vs_vae")),
+        p_value(record.get("seed_p_vs_vae")) if not pd.isna(record.get("seed_p_vs_vae", float("nan")))
+        else ("not testable" if isinstance(record.get("seed_test_vs_vae"), str)
+              and record["seed_test_vs_vae"].startswith("not testable") else MISSING),
+        number(record.get("paper_rmse_mean")),
+    ]
 
 
 # Columns shown in Table 1 when the table has them (per-band R^2 and rate come from eval.metrics when it has them).
@@ -335,8 +368,16 @@ OPTIONAL_TABLE1_COLUMNS = (("r2_h0_mean", "R² h0", 3), ("r2_h1_mean", "R² h1",
                            # median over test images of the reconstruction's pixel std over the original's
                            ("contrast_median", "Contrast", 3),
                            ("rate_mean", "Rate (nats)", 1), ("rate", "Rate (nats)", 1), ("rate_nats", "Rate (nats)", 1),
+                           # the test -ELBO on the common likelihood (eval/elbo.py)
+                           ("nelbo_mean", "-ELBO (nats)", 1), ("nelbo_bits_per_dim", "-ELBO (bits/dim)", 4),
                            # Time to draw eval.samples prior samples (64 by default) in `evaluate`.
                            ("sample_seconds", "Sampling (s per batch)", 2))
+
+
+# Table 1's cell for a reconstruction metric a model's summary withholds (registry reconstructs=False); the mark
+# leads its footnote.
+WITHHELD_CELL = f"{MISSING} †"
+RECONSTRUCTION_COLUMNS = {"r2_h0_mean", "r2_h1_mean", "r2_h0", "r2_h1", "contrast_median"}
 
 
 def sampling_and_fid_section(params: Mapping[str, Any], table: pd.DataFrame) -> list[Block]:
