@@ -15,9 +15,9 @@ from core import registry
 from core.params import REPO_ROOT, load_params
 from eval import report
 from eval.elbo import elbo_summary
-from eval.human_study import TABLE_COLUMNS
 from eval.metrics import summarise, withhold_reconstruction_metrics
 from eval.plotting import image_grid, save_figure
+from eval.study_analysis import TABLE_COLUMNS
 from workflow.commands.evaluate import report_main, table_main
 
 SMOKE = str(REPO_ROOT / "config" / "smoke.yaml")
