@@ -14,8 +14,7 @@ import pytest
 from core import registry
 from core.params import REPO_ROOT, load_params
 from eval import report
-from eval.elbo import elbo_summary
-from eval.metrics import summarise, withhold_reconstruction_metrics
+from eval.metrics import summarise
 from eval.plotting import image_grid, save_figure
 from eval.study_analysis import TABLE_COLUMNS
 from workflow.commands.evaluate import report_main, table_main
@@ -33,6 +32,9 @@ def write_eval(results: Path, lapcvae_gain: float, seeds: tuple[int, ...] = (0,)
     model of a seed trains on the same data order (meta seed), so seeds pair. pixelvae: a fourth model whose
     summary withholds its reconstruction metrics, as `evaluate` writes PixelVAE's.
     """
+    from eval.elbo import elbo_summary
+    from eval.metrics import withhold_reconstruction_metrics
+
     params = load_params(SMOKE)
     eval_dirs, per_image_dirs = [], []
     for seed in seeds:
