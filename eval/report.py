@@ -75,6 +75,7 @@ METRICS = (
     ("psnr_mean", "psnr", "PSNR", "higher"),
     ("ssim_mean", "ssim", "SSIM", "higher"),
     ("r2_h0_mean", "r2_h0", "R² of band h0", "higher"),  # aligned finest detail: 1 exact, <= 0 none
+    ("nelbo_mean", "nelbo", "-ELBO in nats per image", "lower"),  # one likelihood for every model (eval/elbo.py)
 )
 
 
@@ -305,17 +306,9 @@ def table1_section(table: pd.DataFrame) -> list[Block]:
     header = ["Model", "RMSE mean ± std", "RMSE across seeds", "RMSE 95% CI", "PSNR (dB)", "SSIM",
               *[label for _, label, _ in optional], "Parameters", "FLOPs / image", "Training (s)",
               "Training FLOPs", "ΔRMSE vs VAE (seeds)", "p vs VAE (seeds)", "Paper RMSE"]
-    withheld = [model for model in table["model"].unique()
-                if model in registry.MODELS and not registry.spec(model).reconstructs]
     for res in sorted(table["resolution"].unique()):
         rows = []
         for record in table[table["resolution"] == res].to_dict(orient="records"):
-            if record["model"] in withheld:  # reconstruction cells: n/a with the footnote's mark
-                rows.append([display(record["model"]), *[WITHHELD_CELL] * 5,
-                             *[WITHHELD_CELL if column in RECONSTRUCTION_COLUMNS else
-                               across_seeds(record, column, digits) for column, _, digits in optional],
-                             *table1_cost_cells(record)])
-                continue
             rows.append([
                 display(record["model"]) + (" (reference)" if record["model"] in REFERENCES else ""),
                 f"{number(record['rmse_mean'])} ± {number(record['rmse_std'])}",
@@ -323,43 +316,22 @@ def table1_section(table: pd.DataFrame) -> list[Block]:
                 f"[{number(record.get('rmse_ci95_lo'))}, {number(record.get('rmse_ci95_hi'))}]",
                 number(record.get("psnr_mean")), number(record.get("ssim_mean"), 3),
                 *[across_seeds(record, column, digits) for column, _, digits in optional],
-                *table1_cost_cells(record)])
-        footnote = "".join(f" {WITHHELD_CELL[-1]} {display(model)}: {registry.RECONSTRUCTION_WITHHELD}."
-                           for model in withheld if model in set(table[table["resolution"] == res]["model"]))
+                engineering(record.get("parameters")), engineering(record.get("flops_per_image")),
+                number(record.get("train_seconds"), 1), engineering(record.get("train_flops")),
+                number(record.get("seed_rmse_diff_vs_vae")),
+                p_value(record.get("seed_p_vs_vae")) if not pd.isna(record.get("seed_p_vs_vae", float("nan")))
+                else ("not testable" if isinstance(record.get("seed_test_vs_vae"), str)
+                      and record["seed_test_vs_vae"].startswith("not testable") else MISSING),
+                number(record.get("paper_rmse_mean")),
+            ])
         blocks.append(Table(header, rows, f"Ours, {res}x{res}: RMSE on the [0, 255] scale over the test "
                             "split (mean ± std over test images; across seeds: mean ± std of the seeds' means, "
                             "and the number of seeds), 95% interval of the mean (bootstrap over images with one "
                             "seed, t over seeds with several), contrast (median over test images of the "
                             "reconstruction's pixel std over the original's: 1 keeps it, near 0 is grey), "
-                            f"{elbo_caption(table)}training time and FLOPs (every training job of "
-                            "the model), and the test across seeds of mean RMSE against the VAE (unadjusted; the "
-                            "claims table gives the Holm-adjusted verdicts)." + footnote))
+                            "training time and FLOPs (every training job of "
+                            "the model), and the paired test across seeds of mean RMSE against the VAE."))
     return blocks
-
-
-def elbo_caption(table: pd.DataFrame) -> str:
-    """Table 1's words on its -ELBO columns: the one likelihood every model is scored with."""
-    if "nelbo_mean" not in table.columns or table["nelbo_mean"].isna().all():
-        return ""
-    sigmas = table["nelbo_sigma"].dropna().unique() if "nelbo_sigma" in table.columns else []
-    likelihood = (f"std {sigmas[0]:.4f} ({sigmas[0] * 255:.1f} grey levels)" if len(sigmas) == 1
-                  else "the std of eval.elbo_sigma")
-    return ("-ELBO on the test split in nats per image and bits per dimension, every model scored with the same "
-            f"likelihood (eval/elbo.py: a Gaussian of {likelihood} on [0, 1] pixels, discretised to the 256 "
-            "levels; one posterior draw per image), ")
-
-
-def table1_cost_cells(record: Mapping[str, Any]) -> list[str]:
-    """Table 1's cells after the metrics: size, cost, the test against the VAE and the paper's RMSE."""
-    return [
-        engineering(record.get("parameters")), engineering(record.get("flops_per_image")),
-        number(record.get("train_seconds"), 1), engineering(record.get("train_flops")),
-        number(record.get("seed_rmse_diff_vs_vae")),
-        p_value(record.get("seed_p_vs_vae")) if not pd.isna(record.get("seed_p_vs_vae", float("nan")))
-        else ("not testable" if isinstance(record.get("seed_test_vs_vae"), str)
-              and record["seed_test_vs_vae"].startswith("not testable") else MISSING),
-        number(record.get("paper_rmse_mean")),
-    ]
 
 
 # Columns shown in Table 1 when the table has them (per-band R^2 and rate come from eval.metrics when it has them).
@@ -377,7 +349,38 @@ OPTIONAL_TABLE1_COLUMNS = (("r2_h0_mean", "R² h0", 3), ("r2_h1_mean", "R² h1",
 # Table 1's cell for a reconstruction metric a model's summary withholds (registry reconstructs=False); the mark
 # leads its footnote.
 WITHHELD_CELL = f"{MISSING} †"
-RECONSTRUCTION_COLUMNS = {"r2_h0_mean", "r2_h1_mean", "r2_h0", "r2_h1", "contrast_median"}
+RECONSTRUCTION_HEADERS = {"RMSE mean ± std", "RMSE across seeds", "RMSE 95% CI", "PSNR (dB)", "SSIM", "R² h0",
+                          "R² h1", "Contrast"}
+
+
+def table1_notes(blocks: list[Block], table: pd.DataFrame) -> list[Block]:
+    """Table 1's blocks with what its -ELBO columns mean and, for a model registered reconstructs=False
+    (PixelVAE), its reconstruction cells marked n/a † and the footnote saying why (core/registry.py)."""
+    withheld = {display(model) for model in table["model"].unique()
+                if model in registry.MODELS and not registry.spec(model).reconstructs}
+    for block in blocks:
+        if not isinstance(block, Table) or not block.caption.startswith("Ours"):
+            continue
+        marked = [row for row in block.rows if row[0] in withheld]
+        for row in marked:
+            row[:] = [WITHHELD_CELL if header in RECONSTRUCTION_HEADERS else cell
+                      for header, cell in zip(block.header, row, strict=True)]
+        block.caption += elbo_caption(table) + "".join(
+            f" {WITHHELD_CELL[-1]} {row[0]}: {registry.RECONSTRUCTION_WITHHELD}." for row in marked)
+    return blocks
+
+
+def elbo_caption(table: pd.DataFrame) -> str:
+    """Table 1's words on its -ELBO columns: the one likelihood every model is scored with."""
+    if "nelbo_mean" not in table.columns or table["nelbo_mean"].isna().all():
+        return ""
+    sigmas = table["nelbo_sigma"].dropna().unique() if "nelbo_sigma" in table.columns else []
+    likelihood = (f"std {sigmas[0]:.4f} ({sigmas[0] * 255:.1f} grey levels)" if len(sigmas) == 1
+                  else "the std of eval.elbo_sigma")
+    return (" -ELBO: on the test split in nats per image and bits per dimension, every model scored with the "
+            f"same likelihood (eval/elbo.py: a Gaussian of {likelihood} on [0, 1] pixels, discretised to the 256 "
+            "levels; one posterior draw per image). The test against the VAE is unadjusted; the claims table "
+            "gives the Holm-adjusted verdicts.")
 
 
 def sampling_and_fid_section(params: Mapping[str, Any], table: pd.DataFrame) -> list[Block]:
@@ -510,7 +513,7 @@ def build_report(params: Mapping[str, Any], results: Path, prepared: Path) -> li
         *protocol_section(params, results, prepared),
         *reading_section(table, results / "metrics" / "per_image", params["data"]["source"]),
         *claims_section(results / "metrics" / "claims.csv"),
-        *table1_section(table),
+        *table1_notes(table1_section(table), table),
         *sampling_and_fid_section(params, table),
         *figures_section(results / "figures", resolutions),
         *neighbours_section(results / "neighbours", resolutions),

@@ -227,7 +227,7 @@ def test_pixelvae_row_shows_elbo_and_sampling_time_but_no_reconstruction_metrics
     write_eval(results, lapcvae_gain=3.0, seeds=(0, 1, 2), pixelvae=True)
     table = report.read_table1(results / "metrics" / "table1.csv").set_index("model")
     assert np.isnan(table.loc["pixelvae", "rmse_mean"]) and np.isnan(table.loc["pixelvae", "seed_p_vs_vae"])
-    blocks = report.table1_section(table.reset_index())
+    blocks = report.table1_notes(report.table1_section(table.reset_index()), table.reset_index())
     ours = next(block for block in blocks if isinstance(block, report.Table) and block.caption.startswith("Ours"))
     row = next(row for row in ours.rows if row[0] == "PixelVAE")
     cells = dict(zip(ours.header, row, strict=True))
