@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from baselines.vae import check_conv_stack, posterior_draw, sample_prior
+from baselines.vae import check_conv_stack, sample_prior
 from models.blocks import ConvDecoder, ConvEncoder, kl_diagonal_gaussians, reparameterize
 from models.interface import StepResult
 
@@ -189,8 +189,10 @@ class PixelVAE(nn.Module):
         """One posterior draw z ~ q(z | x) per image: (KL to N(0, I) in nats (N,), each pixel's mean predicted by
         the PixelCNN from the true pixels before it and dec(z) (N, 3, H, W)), the terms of the exact -ELBO that
         eval/elbo.py scores (eps drawn on the CPU from `generator`)."""
-        kl, latents = posterior_draw(self.encoder, images, generator)
-        return kl, self.pixelcnn(images, self.decoder(latents)).float()
+        mean, log_var = self.encoder(images)
+        eps = torch.randn(mean.shape, generator=generator).to(mean.device)  # on the CPU: the same draws everywhere
+        condition = self.decoder(mean + torch.exp(0.5 * log_var) * eps)
+        return kl_diagonal_gaussians(mean.float(), log_var.float()), self.pixelcnn(images, condition).float()
 
     @torch.no_grad()
     def generate(self, condition: torch.Tensor, noise_std: float, generator: torch.Generator | None = None,

@@ -38,15 +38,6 @@ def sample_prior(n: int, latent_dim: int, seed: int, device: torch.device) -> to
     return torch.randn(n, latent_dim, generator=generator).to(device)  # (n, latent_dim)
 
 
-def posterior_draw(encoder: nn.Module, images: torch.Tensor, generator: torch.Generator
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(KL(q(z | x) || N(0, I)) in nats (N,), one draw z ~ q(z | x) (N, latent_dim)); eps drawn on the CPU from
-    `generator`, so a seed gives the same draws on every device."""
-    mean, log_var = encoder(images)
-    eps = torch.randn(mean.shape, generator=generator).to(mean.device)
-    return kl_diagonal_gaussians(mean.float(), log_var.float()), mean + torch.exp(0.5 * log_var) * eps
-
-
 class EncoderDecoderModel(nn.Module):
     """`reconstruct` and `sample` for the single-latent baselines, which hold `encoder`, `decoder`, `latent_dim`."""
 
@@ -70,8 +61,10 @@ class EncoderDecoderModel(nn.Module):
     def elbo_terms(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """One posterior draw z ~ q(z | x) per image: (KL to N(0, I) in nats (N,), dec(z) (N, 3, H, W) unclamped),
         the terms of the -ELBO that eval/elbo.py scores (eps drawn on the CPU from `generator`)."""
-        kl, latents = posterior_draw(self.encoder, images, generator)
-        return kl, self.decoder(latents).float()
+        mean, log_var = self.encoder(images)
+        eps = torch.randn(mean.shape, generator=generator).to(mean.device)  # on the CPU: the same draws everywhere
+        decoded = self.decoder(mean + torch.exp(0.5 * log_var) * eps)
+        return kl_diagonal_gaussians(mean.float(), log_var.float()), decoded.float()
 
     @torch.no_grad()
     def sample(self, n: int, seed: int) -> torch.Tensor:
