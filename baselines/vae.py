@@ -58,6 +58,11 @@ class EncoderDecoderModel(nn.Module):
         return kl_diagonal_gaussians(mean.float(), log_var.float())
 
     @torch.no_grad()
+    def sample(self, n: int, seed: int) -> torch.Tensor:
+        device = next(self.parameters()).device
+        return self.decoder(sample_prior(n, self.latent_dim, seed, device)).clamp(0.0, 1.0)  # (n, 3, H, W)
+
+    @torch.no_grad()
     def elbo_terms(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """One posterior draw z ~ q(z | x) per image: (KL to N(0, I) in nats (N,), dec(z) (N, 3, H, W) unclamped),
         the terms of the -ELBO that eval/elbo.py scores (eps drawn on the CPU from `generator`)."""
@@ -65,11 +70,6 @@ class EncoderDecoderModel(nn.Module):
         eps = torch.randn(mean.shape, generator=generator).to(mean.device)  # on the CPU: the same draws everywhere
         decoded = self.decoder(mean + torch.exp(0.5 * log_var) * eps)
         return kl_diagonal_gaussians(mean.float(), log_var.float()), decoded.float()
-
-    @torch.no_grad()
-    def sample(self, n: int, seed: int) -> torch.Tensor:
-        device = next(self.parameters()).device
-        return self.decoder(sample_prior(n, self.latent_dim, seed, device)).clamp(0.0, 1.0)  # (n, 3, H, W)
 
 
 class VAE(EncoderDecoderModel):

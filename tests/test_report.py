@@ -163,6 +163,37 @@ def test_one_seed_draws_no_conclusion_about_the_methods(tmp_path):
     assert "LapCVAE beats the VAE" not in markdown  # however large the per-image difference of two networks
 
 
+def test_pixelvae_row_shows_elbo_and_sampling_time_but_no_reconstruction_metrics(tmp_path):
+    results = tmp_path / "results"
+    write_eval(results, lapcvae_gain=3.0, seeds=(0, 1, 2), pixelvae=True)
+    table = report.read_table1(results / "metrics" / "table1.csv").set_index("model")
+    assert np.isnan(table.loc["pixelvae", "rmse_mean"]) and np.isnan(table.loc["pixelvae", "seed_p_vs_vae"])
+    blocks = report.table1_notes(report.table1_section(table.reset_index()), table.reset_index())
+    ours = next(block for block in blocks if isinstance(block, report.Table) and block.caption.startswith("Ours"))
+    row = next(row for row in ours.rows if row[0] == "PixelVAE")
+    cells = dict(zip(ours.header, row, strict=True))
+    for column in ("RMSE mean ± std", "RMSE across seeds", "RMSE 95% CI", "PSNR (dB)", "SSIM", "R² h0",
+                   "Contrast"):
+        assert cells[column] == report.WITHHELD_CELL, column
+    nelbo = table.loc["pixelvae", "nelbo_mean"]
+    assert cells["-ELBO (nats)"].startswith(f"{nelbo:.1f} ± ")
+    assert cells["Sampling (s per batch)"].startswith("3.50")
+    assert cells["-ELBO (bits/dim)"].startswith(f"{nelbo / (3 * RES * RES * np.log(2)):.4f}")
+    assert "† PixelVAE: no reconstruction metrics" in ours.caption and "grey levels" in ours.caption
+    # the reading compares only models with an RMSE
+    assert not [line for line in report.reference_sentences(table.reset_index()) if line.startswith("PixelVAE")]
+
+
+def test_claims_table_shows_raw_and_holm_p_and_the_test_each_claim_used(tmp_path):
+    markdown, _ = run_report(write_fixture(tmp_path, lapcvae_gain=3.0, seeds=(0, 1, 2)))
+    claims = pd.read_csv(tmp_path / "results" / "metrics" / "claims.csv")
+    assert {"p_value", "p_holm", "test"} <= set(claims.columns)
+    assert "| Resolution | Claim | Seeds | Mean difference | p | p (Holm) | Test | Verdict |" in markdown
+    assert "paired t over 3 seeds" in markdown and "Holm" in markdown
+    assert report.p_value(0.0004) == "< 0.001" and report.p_value(0.0012) == "0.001"
+    assert "0.000 " not in markdown and "e-0" not in markdown  # tiny p-values read "< 0.001"
+
+
 def test_reading_says_so_when_the_vae_is_better(tmp_path):
     markdown, _ = run_report(write_fixture(tmp_path, lapcvae_gain=-3.0, seeds=(0, 1, 2)))
     assert "the VAE beats LapCVAE on RMSE here, contrary to the paper's claim" in markdown
@@ -221,33 +252,3 @@ def test_report_shows_budget_curves_when_they_were_run(tmp_path):
         assert "VAE 2.05x PCA at 6 epochs, 1.73x at 24 (mean of 2 seeds)" in document
         assert "LapCVAE 1.57x PCA at 6 epochs, 1.38x at 24 (mean of 2 seeds)" in document
 
-
-def test_pixelvae_row_shows_elbo_and_sampling_time_but_no_reconstruction_metrics(tmp_path):
-    results = tmp_path / "results"
-    write_eval(results, lapcvae_gain=3.0, seeds=(0, 1, 2), pixelvae=True)
-    table = report.read_table1(results / "metrics" / "table1.csv").set_index("model")
-    assert np.isnan(table.loc["pixelvae", "rmse_mean"]) and np.isnan(table.loc["pixelvae", "seed_p_vs_vae"])
-    blocks = report.table1_notes(report.table1_section(table.reset_index()), table.reset_index())
-    ours = next(block for block in blocks if isinstance(block, report.Table) and block.caption.startswith("Ours"))
-    row = next(row for row in ours.rows if row[0] == "PixelVAE")
-    cells = dict(zip(ours.header, row, strict=True))
-    for column in ("RMSE mean ± std", "RMSE across seeds", "RMSE 95% CI", "PSNR (dB)", "SSIM", "R² h0",
-                   "Contrast"):
-        assert cells[column] == report.WITHHELD_CELL, column
-    nelbo = table.loc["pixelvae", "nelbo_mean"]
-    assert cells["-ELBO (nats)"].startswith(f"{nelbo:.1f} ± ")
-    assert cells["Sampling (s per batch)"].startswith("3.50")
-    assert cells["-ELBO (bits/dim)"].startswith(f"{nelbo / (3 * RES * RES * np.log(2)):.4f}")
-    assert "† PixelVAE: no reconstruction metrics" in ours.caption and "grey levels" in ours.caption
-    # the reading compares only models with an RMSE
-    assert not [line for line in report.reference_sentences(table.reset_index()) if line.startswith("PixelVAE")]
-
-
-def test_claims_table_shows_raw_and_holm_p_and_the_test_each_claim_used(tmp_path):
-    markdown, _ = run_report(write_fixture(tmp_path, lapcvae_gain=3.0, seeds=(0, 1, 2)))
-    claims = pd.read_csv(tmp_path / "results" / "metrics" / "claims.csv")
-    assert {"p_value", "p_holm", "test"} <= set(claims.columns)
-    assert "| Resolution | Claim | Seeds | Mean difference | p | p (Holm) | Test | Verdict |" in markdown
-    assert "paired t over 3 seeds" in markdown and "Holm" in markdown
-    assert report.p_value(0.0004) == "< 0.001" and report.p_value(0.0012) == "0.001"
-    assert "0.000 " not in markdown and "e-0" not in markdown  # tiny p-values read "< 0.001"
