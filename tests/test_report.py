@@ -251,4 +251,3 @@ def test_report_shows_budget_curves_when_they_were_run(tmp_path):
         # The reading: each model's RMSE over PCA at the budget rule and at the largest budget.
         assert "VAE 2.05x PCA at 6 epochs, 1.73x at 24 (mean of 2 seeds)" in document
         assert "LapCVAE 1.57x PCA at 6 epochs, 1.38x at 24 (mean of 2 seeds)" in document
-
