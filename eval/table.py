@@ -6,8 +6,9 @@ aggregated over training seeds, with the comparison's claims tested across seeds
 and nested `metrics.json` ({"64": {"vae": {"rmse_mean": ...}}}) for `dvc metrics show`.
 
 Columns beside the reconstruction metrics: the test -ELBO (`nelbo_mean` in nats per image, `nelbo_bits_per_dim`;
-eval/elbo.py) and, when `evaluate` wrote them, sample metrics (`precision`, `recall`, `fd_*`). A model whose
-registry entry says reconstructs=False (PixelVAE) has no reconstruction metrics: its summary withholds them.
+eval/elbo.py) and, when `evaluate` wrote them, sample metrics (`sample_precision`, `sample_recall`, `fd_*`). A
+model whose registry entry says reconstructs=False (PixelVAE) has no reconstruction metrics: its summary withholds
+them.
 
 The claims (CLAIMS, `claims_table`): each is a comparison of per-seed numbers of two models at one resolution.
 Seeds pair when, in every run, both models' training jobs read the data in the same order (the same data-order
@@ -64,9 +65,10 @@ CLAIMS = (
      "rate_mean", "lower"),
     ("M helps: LapCVAE has a lower test -ELBO than LapCVAE without M", "lapcvae", "lapcvae_nom", "nelbo_mean",
      "lower"),
-    ("M helps: LapCVAE's samples have higher precision than without M", "lapcvae", "lapcvae_nom", "precision",
+    ("M helps: LapCVAE's samples have higher precision than without M", "lapcvae", "lapcvae_nom",
+     "sample_precision", "higher"),
+    ("M helps: LapCVAE's samples have higher recall than without M", "lapcvae", "lapcvae_nom", "sample_recall",
      "higher"),
-    ("M helps: LapCVAE's samples have higher recall than without M", "lapcvae", "lapcvae_nom", "recall", "higher"),
     ("M helps: LapCVAE's samples have a lower Frechet distance than without M", "lapcvae", "lapcvae_nom",
      "fd_embedding", "lower"),
 )
@@ -118,7 +120,8 @@ def run_seeds(params: Mapping[str, Any], runs: int) -> list[int]:
 def numeric_columns(summary: Mapping[str, Any]) -> list[str]:
     """Summary numbers that aggregate across seeds: Table 1's, plus per-band R^2, rate, FID and KID when present."""
     extra = [key for key, value in summary.items() if isinstance(value, int | float) and not isinstance(value, bool)
-             and key.startswith(("r2_", "rate", "fid_", "kid_", "nelbo", "precision", "recall", "fd_"))
+             and key.startswith(("r2_", "rate", "fid_", "kid_", "nelbo", "sample_precision", "sample_recall",
+                                 "fd_"))
              and key not in SUMMARY_COLUMNS]
     return [*SUMMARY_COLUMNS, *extra]
 

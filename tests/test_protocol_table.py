@@ -90,7 +90,7 @@ def test_claims_across_seeds(tmp_path):
     # M is judged on what it controls, not on RMSE; claims on columns no summary holds (rate, -ELBO, sample
     # metrics here) are left out
     assert ("lapcvae", "lapcvae_nom", "rmse_mean") not in claims.index
-    assert not {"rate_mean", "nelbo_mean", "precision", "recall", "fd_embedding"} & set(
+    assert not {"rate_mean", "nelbo_mean", "sample_precision", "sample_recall", "fd_embedding"} & set(
         claims.index.get_level_values("metric"))
     # trivial claims are not tested
     assert not {"mean_face", "lapcvae_coarsest"} & set(claims.index.get_level_values("versus"))
@@ -109,18 +109,19 @@ def constructed_long(precision: bool = True) -> pd.DataFrame:
     rows = []
     lapcvae = {"rmse_mean": [11.0, 11.2, 10.9, 11.1, 11.0], "r2_h0_mean": [0.50, 0.51, 0.52, 0.50, 0.51],
                "nelbo_mean": [900.0, 905.0, 898.0, 902.0, 901.0], "rate_mean": [330.0, 328.0, 335.0, 331.0, 329.0],
-               "precision": [0.60, 0.62, 0.61, 0.63, 0.60]}
+               "sample_precision": [0.60, 0.62, 0.61, 0.63, 0.60]}
     nom = {"rmse_mean": [11.0, 11.1, 11.0, 11.2, 10.9], "r2_h0_mean": [0.5] * 5,
            "nelbo_mean": [901.0, 903.0, 900.0, 902.0, 899.0], "rate_mean": [360.0, 365.0, 362.0, 361.0, 366.0],
-           "precision": [0.40, 0.42, 0.41, 0.39, 0.40]}
+           "sample_precision": [0.40, 0.42, 0.41, 0.39, 0.40]}
     vae = {"rmse_mean": [13.0, 13.5, 12.8, 13.2, 13.1], "r2_h0_mean": [0.17, 0.18, 0.16, 0.17, 0.19],
-           "nelbo_mean": [950.0, 955.0, 948.0, 952.0, 951.0], "rate_mean": [580.0] * 5, "precision": [0.1] * 5}
+           "nelbo_mean": [950.0, 955.0, 948.0, 952.0, 951.0], "rate_mean": [580.0] * 5, "sample_precision": [0.1] * 5}
     for model, values, order in (("lapcvae", lapcvae, "shared"), ("lapcvae_nom", nom, "own"),
                                  ("vae", vae, "shared")):
         for seed in range(5):
             rows.append({"resolution": 64, "model": model, "seed": seed,
                          "train_seed": seed if order == "shared" else 100 + seed,
-                         **{key: value[seed] for key, value in values.items() if precision or key != "precision"}})
+                         **{key: value[seed] for key, value in values.items()
+                            if precision or key != "sample_precision"}})
     rows.append({"resolution": 64, "model": "pca", "seed": 0, "train_seed": np.nan, "rmse_mean": 8.2})
     return pd.DataFrame(rows)
 
@@ -135,7 +136,7 @@ def test_claims_on_a_constructed_long_table_give_the_expected_verdicts():
     assert verdict[("lapcvae", "pca", "rmse_mean")] == "contradicted"  # PCA is better
     assert verdict[("lapcvae", "lapcvae_nom", "rate_mean")] == "supported"
     assert verdict[("lapcvae", "lapcvae_nom", "nelbo_mean")] == "not shown"  # within noise
-    assert verdict[("lapcvae", "lapcvae_nom", "precision")] == "supported"
+    assert verdict[("lapcvae", "lapcvae_nom", "sample_precision")] == "supported"
     assert verdict[("lapcvae", "vae_equal_flops", "rmse_mean")] == "missing"
     # which test each claim used: the VAE shares LapCVAE's data order (paired), the without-M model does not
     # (Welch), PCA is computed once (one-sample)
@@ -155,7 +156,7 @@ def test_claims_on_a_constructed_long_table_give_the_expected_verdicts():
     assert (tested["p_holm"] >= tested["p_value"]).all()
     # without the sample metrics in the summaries, their claim is left out and the family is one smaller
     without = claims_table(constructed_long(precision=False))
-    assert "precision" not in set(without["metric"]) and len(without) == len(claims) - 1
+    assert "sample_precision" not in set(without["metric"]) and len(without) == len(claims) - 1
 
 
 def test_holm_turns_a_raw_significance_into_not_shown():
