@@ -186,6 +186,16 @@ class PixelVAE(nn.Module):
         return kl_diagonal_gaussians(mean.float(), log_var.float())
 
     @torch.no_grad()
+    def elbo_terms(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One posterior draw z ~ q(z | x) per image: (KL to N(0, I) in nats (N,), each pixel's mean predicted by
+        the PixelCNN from the true pixels before it and dec(z) (N, 3, H, W)), the terms of the exact -ELBO that
+        eval/elbo.py scores (eps drawn on the CPU from `generator`)."""
+        mean, log_var = self.encoder(images)
+        eps = torch.randn(mean.shape, generator=generator).to(mean.device)  # on the CPU: the same draws everywhere
+        condition = self.decoder(mean + torch.exp(0.5 * log_var) * eps)
+        return kl_diagonal_gaussians(mean.float(), log_var.float()), self.pixelcnn(images, condition).float()
+
+    @torch.no_grad()
     def generate(self, condition: torch.Tensor, noise_std: float, generator: torch.Generator | None = None,
                  wavefront: bool = True) -> torch.Tensor:
         """Draw x pixel by pixel given dec(z) = condition (B, F, H, W): x_i = clamp(mu_i + noise_std * eps_i).

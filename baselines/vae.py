@@ -67,6 +67,15 @@ class EncoderDecoderModel(nn.Module):
         device = next(self.parameters()).device
         return self.decode_latents(sample_prior(n, self.latent_dim, seed, device), seed)  # (n, 3, H, W)
 
+    @torch.no_grad()
+    def elbo_terms(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """One posterior draw z ~ q(z | x) per image: (KL to N(0, I) in nats (N,), dec(z) (N, 3, H, W) unclamped),
+        the terms of the -ELBO that eval/elbo.py scores (eps drawn on the CPU from `generator`)."""
+        mean, log_var = self.encoder(images)
+        eps = torch.randn(mean.shape, generator=generator).to(mean.device)  # on the CPU: the same draws everywhere
+        decoded = self.decoder(mean + torch.exp(0.5 * log_var) * eps)
+        return kl_diagonal_gaussians(mean.float(), log_var.float()), decoded.float()
+
 
 class VAE(EncoderDecoderModel):
     """Convolutional VAE with a N(0, I) prior and the loss every VAE-family model here shares:

@@ -26,6 +26,7 @@ BETTER: dict[str, str] = {
     "fid_samples": LOWER, "fid_reconstructions": LOWER, "kid_samples_mean": LOWER, "kid_reconstructions_mean": LOWER,
     # samples against the test split in the training split's embedding (eval/sample_quality.py), both priors
     "sample_precision": HIGHER, "sample_recall": HIGHER, "fd_embedding": LOWER,
+    "nelbo_mean": LOWER, "nelbo_bits_per_dim": LOWER,  # the test -ELBO on one likelihood (eval/elbo.py)
     "fitted_sample_precision": HIGHER, "fitted_sample_recall": HIGHER, "fitted_fd_embedding": LOWER,
 }
 

@@ -11,6 +11,10 @@ added:
   which RMSE alone can hide (Table 1 reports its median over images).
 - rate: KL(q(z|x) || p(z)) in nats per image, the model's `rate(x)` (LapCVAE: summed over levels against the
   prior each level trained with; NaN for models without a posterior).
+- nelbo: the test -ELBO in nats per image on one discretised Gaussian likelihood for every model, with its KL and
+  distortion terms (eval/elbo.py; NaN for models without a posterior).
+A model whose registry entry says reconstructs=False (PixelVAE) keeps its per-image values, but its summary
+withholds the reconstruction metrics (`withhold_reconstruction_metrics`).
 """
 
 from __future__ import annotations
@@ -29,13 +33,18 @@ from torch import nn
 from core import atomic, registry
 from core.progress import progress_bar
 from data.arrays import load_image_array
+from eval.elbo import NELBO_COLUMNS, negative_elbo
 from models.pyramid import laplacian_pyramid
 
 logger = logging.getLogger(__name__)
 
 MODELS = tuple(registry.names())  # Table 1's row order (core/registry.py)
 R2_BANDS = 2  # h_0 and h_1: the bands LapCVAE's two finest levels must reconstruct
-PER_IMAGE_COLUMNS = ("image", "rmse", "psnr", "ssim", *(f"r2_h{k}" for k in range(R2_BANDS)), "contrast", "rate")
+PER_IMAGE_COLUMNS = ("image", "rmse", "psnr", "ssim", *(f"r2_h{k}" for k in range(R2_BANDS)), "contrast", "rate",
+                     *NELBO_COLUMNS)
+# summary.json's reconstruction metrics, withheld (null) for a model whose `reconstruct` is no reconstruction
+RECONSTRUCTION_SUMMARY_KEYS = ("rmse_mean", "rmse_std", "rmse_ci95", "psnr_mean", "ssim_mean",
+                               *(f"r2_h{k}_mean" for k in range(R2_BANDS)), "contrast_median")
 PIXEL_MAX = 255.0
 
 
@@ -222,13 +231,17 @@ def load_images(path: str | Path, resolution: int) -> np.ndarray:
 
 
 def evaluate_model(
-    model: nn.Module, test_images: np.ndarray, batch_size: int, device: torch.device, reconstructions: np.ndarray
+    model: nn.Module, test_images: np.ndarray, batch_size: int, device: torch.device, reconstructions: np.ndarray,
+    elbo_sigma: float | None = None, seed: int = 0,
 ) -> pd.DataFrame:
     """Reconstruct every test image in batches into `reconstructions` (uint8, test order); per-image metrics.
 
     test_images, reconstructions: (N, 3, H, W) uint8, e.g. memory maps, so the split never sits in memory.
+    elbo_sigma: the -ELBO's likelihood std (eval/elbo.py), its posterior draws seeded with `seed`; None leaves
+    the -ELBO columns NaN.
     """
     columns: dict[str, list[torch.Tensor]] = {name: [] for name in PER_IMAGE_COLUMNS[1:]}
+    generator = torch.Generator().manual_seed(seed)  # the -ELBO's posterior draws, one stream over the batches
     with torch.inference_mode():
         for start in progress_bar(range(0, len(test_images), batch_size), desc="evaluate", unit="batch"):
             batch_uint8 = torch.from_numpy(np.array(test_images[start:start + batch_size]))
@@ -237,6 +250,9 @@ def evaluate_model(
             for name, values in per_image_metrics(reference, reconstruction).items():
                 columns[name].append(values)
             columns["rate"].append(rate_per_image(model, reference))
+            terms = negative_elbo(model, reference, elbo_sigma, generator)
+            for name, values in terms.items():
+                columns[name].append(values)
             reconstructions[start:start + len(reference)] = to_uint8(reconstruction)
     table = pd.DataFrame({name: torch.cat(values).double().numpy() for name, values in columns.items()})
     table.insert(0, "image", np.arange(len(test_images)))
@@ -259,6 +275,11 @@ def summarise(per_image: pd.DataFrame, bootstrap_samples: int, seed: int) -> dic
         "contrast_median": float(per_image["contrast"].median()),
         "rate_mean": float(per_image["rate"].mean()),  # nats per image; NaN for models without a posterior
     }
+
+
+def withhold_reconstruction_metrics(summary: dict[str, Any], why: str) -> dict[str, Any]:
+    """The summary with its reconstruction metrics null and `reconstruction_withheld` saying why."""
+    return {**summary, **dict.fromkeys(RECONSTRUCTION_SUMMARY_KEYS), "reconstruction_withheld": why}
 
 
 # The writers live in core.atomic (the one atomic writer); these names stay for code that imports them from here.

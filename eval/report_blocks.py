@@ -94,9 +94,10 @@ def number(value: Any, digits: int = 2) -> str:
 
 
 def p_value(value: Any) -> str:
+    """A p-value cell: three decimals, "< 0.001" below 0.001 (the CSVs keep the float)."""
     if value is None or pd.isna(value):
         return MISSING
-    return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
+    return "< 0.001" if value < 1e-3 else f"{value:.3f}"
 
 
 def engineering(value: Any) -> str:

@@ -5,6 +5,17 @@ aggregated over training seeds, with the comparison's claims tested across seeds
 `table1.csv`, the per-seed rows to `table1_seeds.csv`, the claims with their cross-seed tests to `claims.csv`,
 and nested `metrics.json` ({"64": {"vae": {"rmse_mean": ...}}}) for `dvc metrics show`.
 
+Columns beside the reconstruction metrics: the test -ELBO (`nelbo_mean` in nats per image, `nelbo_bits_per_dim`;
+eval/elbo.py) and, when `evaluate` wrote them, sample metrics (`sample_precision`, `sample_recall`, `fd_*`). A
+model whose registry entry says reconstructs=False (PixelVAE) has no reconstruction metrics: its summary withholds
+them.
+
+The claims (CLAIMS, `claims_table`): each is a comparison of per-seed numbers of two models at one resolution.
+Seeds pair when, in every run, both models' training jobs read the data in the same order (the same data-order
+seed in the checkpoints' meta): then Student's paired t test; otherwise Welch's unpaired t test; against a
+reference computed once, a one-sample t test. The p-values of all claims tested (every resolution) are adjusted
+together by Holm's step-down method, and the verdict reads the adjusted p; claims.csv keeps both.
+
 Several seeds: pass one eval folder and one per-image folder per seed (--eval-dir D0 D1 D2 --per-image-dir
 P0 P1 P2 --seeds 0 1 2), as the `table` rule does for the DAG's per-seed layout (core/registry.py, seed_results):
 results/eval and results/metrics/per_image for the first seed, results/seeds/{s}/... for the others.
@@ -22,7 +33,6 @@ import numpy as np
 import pandas as pd
 
 from core import registry
-from eval.metric_directions import BETTER, LOWER
 from eval.metrics import MODELS
 from eval.paper import PAPER_TABLE1
 
@@ -38,19 +48,32 @@ COST_COLUMNS = ("train_seconds", "images_seen", "network_flops", "optimizer_flop
 # as samples: the precision, recall and Frechet distance of real faces; it reconstructs nothing)
 REFERENCES = ("mean_face", "pca", "lapcvae_coarsest", "training_images")
 MIN_SEEDS = 3  # fewer training seeds leave a cross-seed test without power: report it as not testable
-SIGNIFICANCE = 0.05
-# The comparison's claims, each tested across seeds: (claim, model, versus, per-seed column, better as BETTER says).
+SIGNIFICANCE = 0.05  # family-wise, over every claim tested (Holm)
+# The comparison's claims, each tested across seeds: (claim, model, versus, per-seed column, which is better).
+# Only claims in question: a trained model beating the mean face, or LapCVAE's finer levels improving on its
+# coarsest alone, are shown by Table 1's reference rows, not tested. M shapes only the finer levels' priors, so
+# it is judged on what a prior controls: the rate, the -ELBO and, where `evaluate` scored them, the samples.
+# A claim whose column no summary holds (e.g. the sample metrics of an older evaluation) is left out.
 CLAIMS = (
     ("LapCVAE reconstructs with lower RMSE than the VAE", "lapcvae", "vae", "rmse_mean"),
     ("LapCVAE reconstructs with lower RMSE than the VAE trained with as many FLOPs", "lapcvae", "vae_equal_flops",
-     "rmse_mean"),
-    ("LapCVAE reconstructs with lower RMSE than VAE/GAN", "lapcvae", "vaegan", "rmse_mean"),
-    ("M helps: LapCVAE has lower RMSE than LapCVAE without M", "lapcvae", "lapcvae_nom", "rmse_mean"),
-    ("LapCVAE keeps more aligned fine detail (R^2 of band h0) than the VAE", "lapcvae", "vae", "r2_h0_mean"),
-    ("LapCVAE's finer levels improve on its coarsest level alone", "lapcvae", "lapcvae_coarsest", "rmse_mean"),
-    ("LapCVAE beats PCA with as many components as its latent dimensions", "lapcvae", "pca", "rmse_mean"),
-    ("The VAE beats the mean face", "vae", "mean_face", "rmse_mean"),
-    ("VAE/GAN beats the mean face", "vaegan", "mean_face", "rmse_mean"),
+     "rmse_mean", "lower"),
+    ("LapCVAE reconstructs with lower RMSE than VAE/GAN", "lapcvae", "vaegan", "rmse_mean", "lower"),
+    ("LapCVAE keeps more aligned fine detail (R^2 of band h0) than the VAE", "lapcvae", "vae", "r2_h0_mean",
+     "higher"),
+    ("LapCVAE has a lower test -ELBO than the VAE", "lapcvae", "vae", "nelbo_mean", "lower"),
+    ("LapCVAE beats PCA with as many components as its latent dimensions", "lapcvae", "pca", "rmse_mean",
+     "lower"),
+    ("M helps: LapCVAE codes images at a lower rate than LapCVAE without M", "lapcvae", "lapcvae_nom",
+     "rate_mean", "lower"),
+    ("M helps: LapCVAE has a lower test -ELBO than LapCVAE without M", "lapcvae", "lapcvae_nom", "nelbo_mean",
+     "lower"),
+    ("M helps: LapCVAE's samples have higher precision than without M", "lapcvae", "lapcvae_nom",
+     "sample_precision", "higher"),
+    ("M helps: LapCVAE's samples have higher recall than without M", "lapcvae", "lapcvae_nom", "sample_recall",
+     "higher"),
+    ("M helps: LapCVAE's samples have a lower Frechet distance than without M", "lapcvae", "lapcvae_nom",
+     "fd_embedding", "lower"),
 )
 
 
@@ -100,7 +123,9 @@ def run_seeds(params: Mapping[str, Any], runs: int) -> list[int]:
 def numeric_columns(summary: Mapping[str, Any]) -> list[str]:
     """Summary numbers that aggregate across seeds: Table 1's, plus per-band R^2, rate, FID and KID when present."""
     extra = [key for key, value in summary.items() if isinstance(value, int | float) and not isinstance(value, bool)
-             and key.startswith(("r2_", "rate", "fid_", "kid_")) and key not in SUMMARY_COLUMNS]
+             and key.startswith(("r2_", "rate", "fid_", "kid_", "nelbo", "sample_precision", "sample_recall",
+                                 "fd_"))
+             and key not in SUMMARY_COLUMNS]
     return [*SUMMARY_COLUMNS, *extra]
 
 
@@ -124,6 +149,8 @@ def per_seed_table(params: Mapping[str, Any], eval_dirs: Sequence[Path], per_ima
                                        "kind": "reference" if model in REFERENCES else "model",
                                        "per_image": str(per_image_dir / f"{resolution}_{model}.csv")}
                 row.update({column: summary.get(column) for column in numeric_columns(summary)})
+                # the data-order seed of the job that trained the evaluated checkpoint: equal ones pair seeds
+                row["train_seed"] = (summary.get("meta") or {}).get("seed")
                 row["rmse_ci95_lo"], row["rmse_ci95_hi"] = summary.get("rmse_ci95") or (np.nan, np.nan)
                 cost_path = summary_path.with_name("cost.json")
                 if cost_path.is_file():
@@ -136,31 +163,82 @@ def per_seed_table(params: Mapping[str, Any], eval_dirs: Sequence[Path], per_ima
     return pd.DataFrame(rows)
 
 
-def seed_test(first: Mapping[int, float], second: Mapping[int, float], min_seeds: int = MIN_SEEDS
-              ) -> dict[str, Any]:
-    """Paired test over training seeds of a per-seed number (e.g. mean test RMSE): first - second.
+def seed_test(first: Mapping[int, float], second: Mapping[int, float], min_seeds: int = MIN_SEEDS,
+              paired: bool = True) -> dict[str, Any]:
+    """Test over training seeds of a per-seed number (e.g. mean test RMSE), first against second.
 
-    A reference computed once (one value) is compared with every seed of the other side. With fewer than
-    `min_seeds` pairs no test is made (p = NaN, test says why): two trained networks are not two methods.
-    The test is Student's paired t (two-sided) on the per-seed differences.
+    A reference computed once (one value) against every seed of the other side: one-sample t test of that side's
+    values against it. Otherwise, paired=True: Student's paired t on the per-seed differences of the seeds both
+    have; paired=False: Welch's unpaired t test (unequal variances) of the two sets. Two-sided. With fewer than
+    `min_seeds` seeds on a side no test is made (p = NaN, test says why): two trained networks are not two
+    methods. mean_diff: mean(first) - mean(second); std_diff: the per-seed differences' std (paired, one-sample)
+    or the standard error of mean_diff (Welch).
     """
-    from scipy.stats import ttest_rel  # see paired_wilcoxon
+    from scipy.stats import ttest_1samp, ttest_ind, ttest_rel  # see paired_wilcoxon
 
-    if len(second) == 1 and len(first) > 1:
-        second = {seed: next(iter(second.values())) for seed in first}
-    if len(first) == 1 and len(second) > 1:
-        first = {seed: next(iter(first.values())) for seed in second}
-    common = sorted(set(first) & set(second))
-    differences = np.array([first[seed] - second[seed] for seed in common], dtype=np.float64)  # (S,)
-    result = {"n_seeds": len(common), "mean_diff": float(differences.mean()) if len(common) else np.nan,
-              "std_diff": float(differences.std(ddof=1)) if len(common) > 1 else np.nan}
-    if len(common) < min_seeds:
-        return {**result, "p_value": np.nan, "test": f"not testable: {len(common)} seed(s) < {min_seeds}"}
-    if not np.any(differences - differences[0]):  # identical differences: t is infinite or undefined
-        p = 1.0 if differences[0] == 0 else 0.0
+    a, b = np.array(list(first.values()), dtype=np.float64), np.array(list(second.values()), dtype=np.float64)
+    if len(b) == 1 and len(a) > 1:
+        kind, seeds, reference = "one-sample t", len(a), float(b[0])
+        differences = a - reference
+    elif len(a) == 1 and len(b) > 1:
+        kind, seeds, reference = "one-sample t", len(b), float(a[0])
+        differences = reference - b
+    elif paired:
+        common = sorted(set(first) & set(second))
+        kind, seeds = "paired t", len(common)
+        differences = np.array([first[seed] - second[seed] for seed in common], dtype=np.float64)  # (S,)
     else:
-        p = float(ttest_rel(differences, np.zeros_like(differences)).pvalue)
-    return {**result, "p_value": p, "test": f"paired t over {len(common)} seeds"}
+        kind, seeds = "Welch t", min(len(a), len(b))
+        differences = None
+    if differences is not None:
+        result = {"n_seeds": seeds, "mean_diff": float(differences.mean()) if seeds else np.nan,
+                  "std_diff": float(differences.std(ddof=1)) if seeds > 1 else np.nan}
+    else:
+        result = {"n_seeds": seeds, "mean_diff": float(a.mean() - b.mean()),
+                  "std_diff": float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+                  if seeds > 1 else np.nan}
+    if seeds < min_seeds:
+        return {**result, "p_value": np.nan, "test": f"not testable: {seeds} seed(s) < {min_seeds}"}
+    if differences is not None:
+        if not np.any(differences - differences[0]):  # identical differences: t is infinite or undefined
+            p = 1.0 if differences[0] == 0 else 0.0
+        elif kind == "paired t":
+            p = float(ttest_rel(differences, np.zeros_like(differences)).pvalue)
+        else:
+            p = float(ttest_1samp(differences, 0.0).pvalue)
+        return {**result, "p_value": p, "test": f"{kind} over {seeds} seeds"}
+    if not np.any(a - a[0]) and not np.any(b - b[0]):  # no spread on either side
+        p = 1.0 if a[0] == b[0] else 0.0
+    else:
+        p = float(ttest_ind(a, b, equal_var=False).pvalue)
+    return {**result, "p_value": p, "test": f"Welch t over {len(a)} and {len(b)} seeds (unpaired)"}
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (NaN entries are not in the family, stay NaN).
+
+    Sorted ascending, the i-th smallest (i = 0..m-1) becomes max over j <= i of min(1, (m - j) p_(j)); rejecting
+    where the adjusted p < alpha controls the family-wise error rate at alpha.
+    """
+    values = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full_like(values, np.nan)
+    tested = np.flatnonzero(~np.isnan(values))
+    order = tested[np.argsort(values[tested], kind="stable")]
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def seeds_pair(long: pd.DataFrame, resolution: int, first: str, second: str) -> bool:
+    """Whether run s of `first` and run s of `second` share their training data order for every run both have:
+    the data-order seeds their checkpoints' meta record are equal (and known). Then their seeds pair."""
+    if "train_seed" not in long.columns:
+        return False
+    orders = [_values(long, resolution, model, "train_seed") for model in (first, second)]
+    common = set(orders[0]) & set(orders[1])
+    return bool(common) and all(orders[0][seed] == orders[1][seed] for seed in common)
 
 
 def _values(frame: pd.DataFrame, resolution: int, model: str, column: str) -> dict[int, float]:
@@ -182,9 +260,10 @@ def build_table1(params: Mapping[str, Any], eval_dir: str | Path | Sequence[str 
     params `seeds`). Numeric columns are the mean over seeds, `<column>_seed_std` their standard deviation
     across seeds (NaN with one seed). rmse_std stays the spread over test images (averaged over seeds).
     rmse_ci95: with one seed the bootstrap interval over test images; with several, Student's t interval of the
-    mean over seeds. Against the VAE: the cross-seed paired test of per-seed mean RMSE (`seed_*` columns,
-    eval.table.seed_test) and, with one seed only, the per-image Wilcoxon test of the two trained networks
-    (descriptive: it compares two networks, not two methods). Then the paper's published RMSE.
+    mean over seeds. Against the VAE: the cross-seed test of per-seed mean RMSE (`seed_*` columns, unadjusted;
+    paired where the seeds pair, else Welch: eval.table.seed_test) and, with one seed only, the per-image
+    Wilcoxon test of the two trained networks (descriptive: it compares two networks, not two methods). Then the
+    paper's published RMSE. A model whose summary withholds its RMSE (PixelVAE) gets neither test.
     """
     from scipy.stats import t as t_distribution  # see paired_wilcoxon
 
@@ -200,7 +279,8 @@ def build_table1(params: Mapping[str, Any], eval_dir: str | Path | Sequence[str 
     for (resolution, model), group in long.groupby(["resolution", "model"], sort=False):
         row: dict[str, Any] = {"resolution": resolution, "model": model, "kind": group["kind"].iloc[0],
                                "n_seeds": len(group), "seeds": " ".join(map(str, group["seed"]))}
-        for column in group.columns.drop(["resolution", "model", "seed", "kind", "per_image"]):
+        for column in group.columns.drop(["resolution", "model", "seed", "kind", "per_image", "train_seed"],
+                                         errors="ignore"):
             values = pd.to_numeric(group[column], errors="coerce")
             row[column] = float(values.mean()) if values.notna().any() else np.nan
             if column not in {"n_test", "parameters", "flops_per_image", "rmse_ci95_lo", "rmse_ci95_hi"}:
@@ -210,14 +290,15 @@ def build_table1(params: Mapping[str, Any], eval_dir: str | Path | Sequence[str 
             half = t_distribution.ppf(0.975, len(means) - 1) * means.std(ddof=1) / np.sqrt(len(means))
             row["rmse_ci95_lo"], row["rmse_ci95_hi"] = means.mean() - half, means.mean() + half
         baseline = _values(long, resolution, BASELINE, "rmse_mean")
-        if baseline and model != BASELINE and not pd.isna(row["rmse_mean"]):  # a row with RMSE to compare
-            test = seed_test(_values(long, resolution, model, "rmse_mean"), baseline)
+        own = _values(long, resolution, model, "rmse_mean")  # empty where the summary withholds RMSE
+        if baseline and own and model != BASELINE:
+            test = seed_test(own, baseline, paired=seeds_pair(long, resolution, model, BASELINE))
             row.update({"seed_rmse_diff_vs_vae": test["mean_diff"], "seed_p_vs_vae": test["p_value"],
                         "seed_test_vs_vae": test["test"]})
         else:
             row.update({"seed_rmse_diff_vs_vae": np.nan, "seed_p_vs_vae": np.nan, "seed_test_vs_vae": ""})
         vae_rows = long[(long["resolution"] == resolution) & (long["model"] == BASELINE)]
-        if len(group) == 1 and len(vae_rows) == 1 and model != BASELINE and not pd.isna(row["rmse_mean"]):
+        if len(group) == 1 and len(vae_rows) == 1 and model != BASELINE and own:
             row.update(paired_wilcoxon(read_per_image(Path(group["per_image"].iloc[0])),
                                        read_per_image(Path(vae_rows["per_image"].iloc[0]))))
         else:
@@ -235,13 +316,17 @@ def build_table1(params: Mapping[str, Any], eval_dir: str | Path | Sequence[str 
 def claims_table(long: pd.DataFrame, min_seeds: int = MIN_SEEDS) -> pd.DataFrame:
     """Each claim of the comparison (CLAIMS) tested across seeds at each resolution, with its verdict.
 
-    verdict: "supported" / "contradicted" (p < 0.05, in / against the claimed direction), "not shown"
-    (p >= 0.05), "not testable" (fewer than `min_seeds` seeds) or "missing" (a side was not evaluated).
+    test: the test each claim used (paired t where the seeds pair, `seeds_pair`; Welch t where they do not;
+    one-sample t against a reference computed once). p_value: its two-sided p; p_holm: Holm-adjusted over every
+    claim tested here (all resolutions). verdict, on p_holm: "supported" / "contradicted" (p_holm < 0.05, in /
+    against the claimed direction), "not shown" (p_holm >= 0.05), "not testable" (fewer than `min_seeds` seeds)
+    or "missing" (a side was not evaluated). A claim whose metric no summary holds is left out.
     """
     rows = []
     for resolution in sorted(long["resolution"].unique()):
-        for claim, first, second, column in CLAIMS:
-            better = BETTER[column]
+        for claim, first, second, column, better in CLAIMS:
+            if column not in long.columns or long[column].isna().all():
+                continue
             a, b = _values(long, resolution, first, column), _values(long, resolution, second, column)
             row = {"resolution": int(resolution), "claim": claim, "model": first, "versus": second,
                    "metric": column, "better": better}
@@ -249,16 +334,21 @@ def claims_table(long: pd.DataFrame, min_seeds: int = MIN_SEEDS) -> pd.DataFrame
                 rows.append({**row, "n_seeds": 0, "mean_diff": np.nan, "std_diff": np.nan, "p_value": np.nan,
                              "test": "", "verdict": "missing"})
                 continue
-            test = seed_test(a, b, min_seeds)
-            if np.isnan(test["p_value"]):
-                verdict = "not testable"
-            elif test["p_value"] >= SIGNIFICANCE:
-                verdict = "not shown"
-            else:
-                claimed = test["mean_diff"] < 0 if better == LOWER else test["mean_diff"] > 0
-                verdict = "supported" if claimed else "contradicted"
-            rows.append({**row, **test, "verdict": verdict})
-    return pd.DataFrame(rows)
+            test = seed_test(a, b, min_seeds, paired=seeds_pair(long, resolution, first, second))
+            rows.append({**row, **test, "verdict": "not testable" if np.isnan(test["p_value"]) else ""})
+    claims = pd.DataFrame(rows)
+    if claims.empty:
+        return claims
+    claims.insert(claims.columns.get_loc("p_value") + 1, "p_holm", holm(claims["p_value"].to_numpy()))
+    for index, record in claims.iterrows():
+        if record["verdict"]:
+            continue
+        if record["p_holm"] >= SIGNIFICANCE:
+            claims.loc[index, "verdict"] = "not shown"
+        else:
+            claimed = record["mean_diff"] < 0 if record["better"] == "lower" else record["mean_diff"] > 0
+            claims.loc[index, "verdict"] = "supported" if claimed else "contradicted"
+    return claims
 
 
 def metrics_json(table: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:

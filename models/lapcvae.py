@@ -300,6 +300,26 @@ class LapCVAE(nn.Module):
         composed = self.coarse_to_fine(self.first_level, self._posterior_means(pyramid)).composed
         return self.to_full_size(composed[0]).clamp(0.0, 1.0)
 
+    def _posterior_pass(self, x: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, PyramidState]:
+        """Coarse to fine through q: z_k the posterior mean (generator None) or one draw from q_k (eps from
+        `generator`, on the CPU), with the levels' summed KL(q_k || p_k) in nats (N,) against the prior each level
+        trained with (M_k of q_{k+1}'s re-encoding of the generated level k+1, or N(0, I))."""
+        pyramid = laplacian_pyramid(x, self.levels)
+        total = torch.zeros(x.shape[0], device=x.device)
+
+        def posterior(k: int, upsampled: torch.Tensor | None, prior: Gaussian | None) -> torch.Tensor:
+            nonlocal total
+            mean, log_var = self.encode_level(k, pyramid[k], upsampled)
+            prior_args = () if prior is None else (prior[0].float(), prior[1].float())
+            total = total + kl_diagonal_gaussians(mean.float(), log_var.float(), *prior_args)
+            if generator is None:
+                return mean
+            return mean + torch.exp(0.5 * log_var) * torch.randn(mean.shape, generator=generator).to(mean.device)
+
+        state = self.coarse_to_fine(self.first_level, posterior,
+                                    reencode_levels=range(self.first_level + 1, self.levels))
+        return total, state
+
     @torch.no_grad()
     def rate(self, x: torch.Tensor) -> torch.Tensor:
         """(N,) KL in nats per image, summed over the levels this model holds: sum_k KL(q_k || p_k).
@@ -308,18 +328,19 @@ class LapCVAE(nn.Module):
         else M_k applied to q_{k+1}'s re-encoding of what levels k+1..K reconstruct from posterior means, the
         same prior `LevelTrainable` uses.
         """
-        pyramid = laplacian_pyramid(x, self.levels)
-        total = torch.zeros(x.shape[0], device=x.device)
+        return self._posterior_pass(x, None)[0]
 
-        def posterior_means(k: int, upsampled: torch.Tensor | None, prior: Gaussian | None) -> torch.Tensor:
-            nonlocal total
-            mean, log_var = self.encode_level(k, pyramid[k], upsampled)
-            prior_args = () if prior is None else (prior[0].float(), prior[1].float())
-            total = total + kl_diagonal_gaussians(mean.float(), log_var.float(), *prior_args)
-            return mean
+    @torch.no_grad()
+    def elbo_terms(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The terms of the whole pyramid's -ELBO (eval/elbo.py) from one posterior draw per level, coarse to fine:
+        z_k ~ q_k(z_k | h_k, u(x_{k+1})) (Eq. 9) with x_{k+1} composed from the drawn z_{k+1..K} (Eq. 7).
 
-        self.coarse_to_fine(self.first_level, posterior_means, reencode_levels=range(self.first_level + 1, self.levels))
-        return total
+        Returns (sum over levels of KL(q_k || p_k) in nats (N,), the composed finest image (N, 3, H, W), not
+        clamped): p_k is N(0, I) at level K and without M, else M_k of q_{k+1}'s re-encoding of the level it
+        generated from the drawn latents (Eq. 13, as in sampling).
+        """
+        kl, state = self._posterior_pass(x, generator)
+        return kl, self.to_full_size(state.composed[0]).float()
 
     @torch.no_grad()
     def sample(self, n: int, seed: int) -> torch.Tensor:

@@ -79,7 +79,8 @@ def test_evaluate_writes_reconstructions_metrics_samples_and_summary(tmp_path, s
 
     # The per-image RMSE is that of the saved uint8 reconstruction, in test order.
     per_image = pd.read_csv(per_image_path)
-    assert list(per_image.columns) == ["image", "rmse", "psnr", "ssim", "r2_h0", "r2_h1", "contrast", "rate"]
+    assert list(per_image.columns) == ["image", "rmse", "psnr", "ssim", "r2_h0", "r2_h1", "contrast", "rate",
+                                       "nelbo", "nelbo_kl", "nelbo_distortion"]
     assert per_image["image"].tolist() == list(range(N_TEST))
     difference = reconstructions.astype(np.float64) - test_images
     np.testing.assert_allclose(per_image["rmse"], np.sqrt((difference**2).mean(axis=(1, 2, 3))), rtol=1e-5)
@@ -87,7 +88,7 @@ def test_evaluate_writes_reconstructions_metrics_samples_and_summary(tmp_path, s
     contrast = reconstructions.reshape(N_TEST, -1).std(1) / test_images.reshape(N_TEST, -1).std(1)
     np.testing.assert_allclose(per_image["contrast"], contrast, rtol=1e-4)  # of the saved uint8 reconstruction
     assert (per_image["contrast"] < 1).all()  # blurring noise lowers its contrast
-    assert per_image["rate"].isna().all()  # it has no posterior
+    assert per_image["rate"].isna().all() and per_image["nelbo"].isna().all()  # it has no posterior
 
     samples = np.load(out_dir / "samples.npy")
     expected_samples = np.round(model.sample(3, seed=7).numpy() * 255).astype(np.uint8)

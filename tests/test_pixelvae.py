@@ -67,3 +67,32 @@ def test_the_loss_decreases_with_the_shared_training_loop(tmp_path) -> None:
 
     log = pd.read_csv(tmp_path / "model.log.csv")
     assert log["loss"].tail(4).mean() < 0.75 * log["loss"].head(4).mean()
+
+
+def test_evaluate_withholds_greedy_reconstruction_metrics_but_keeps_elbo_and_sampling_time(tmp_path) -> None:
+    import json
+
+    import numpy as np
+    import yaml
+
+    from core import registry
+    from models import checkpoint
+    from workflow.commands.evaluate import evaluate_main
+
+    checkpoint.save_model(tmp_path / "model.pt", tiny_model(), meta={"train_seconds": 1.0, "device": "cpu"})
+    test = np.random.default_rng(0).integers(0, 256, (4, 3, 16, 16), dtype=np.uint8)
+    np.save(tmp_path / "test.npy", test)
+    override = tmp_path / "override.yaml"
+    override.write_text(yaml.safe_dump({"device": "cpu", "eval": {"batch_size": 2, "bootstrap_samples": 20,
+                                                                   "samples": 2}}))
+    out_dir = tmp_path / "eval" / "16" / "pixelvae"
+    evaluate_main(["--params", str(override), "--res", "16", "--model", "pixelvae", "--checkpoint",
+                   str(tmp_path / "model.pt"), "--test", str(tmp_path / "test.npy"), "--out-dir", str(out_dir),
+                   "--per-image", str(tmp_path / "16_pixelvae.csv")])
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert not registry.spec("pixelvae").reconstructs and registry.spec("vae").reconstructs
+    for key in ("rmse_mean", "rmse_ci95", "psnr_mean", "ssim_mean", "r2_h0_mean", "contrast_median"):
+        assert summary[key] is None, key
+    assert summary["reconstruction_withheld"] == registry.RECONSTRUCTION_WITHHELD
+    assert summary["nelbo_mean"] > 0 and summary["nelbo_bits_per_dim"] > 0 and summary["sample_seconds"] > 0
+    assert (out_dir / "reconstructions.npy").is_file()  # still drawn for Figure 4, not scored

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core import registry
 from core.params import REPO_ROOT, load_params
 from eval import report
 from eval.metrics import summarise
@@ -24,11 +25,16 @@ N_TEST = 40
 MODELS = ("vae", "lapcvae_nom", "lapcvae")
 
 
-def write_eval(results: Path, lapcvae_gain: float, seeds: tuple[int, ...] = (0,)) -> None:
+def write_eval(results: Path, lapcvae_gain: float, seeds: tuple[int, ...] = (0,), pixelvae: bool = False) -> None:
     """Per-image metrics and summary.json of three models; LapCVAE's RMSE is the VAE's minus `lapcvae_gain`.
 
-    One seed: results/eval and results/metrics/per_image; several: one results/seed{s}/... tree per seed.
+    One seed: results/eval and results/metrics/per_image; several: one results/seed{s}/... tree per seed. Every
+    model of a seed trains on the same data order (meta seed), so seeds pair. pixelvae: a fourth model whose
+    summary withholds its reconstruction metrics, as `evaluate` writes PixelVAE's.
     """
+    from eval.elbo import elbo_summary
+    from eval.metrics import withhold_reconstruction_metrics
+
     params = load_params(SMOKE)
     eval_dirs, per_image_dirs = [], []
     for seed in seeds:
@@ -37,22 +43,29 @@ def write_eval(results: Path, lapcvae_gain: float, seeds: tuple[int, ...] = (0,)
         vae_rmse = rng.uniform(15, 30, N_TEST)
         rmse = {"vae": vae_rmse, "lapcvae_nom": vae_rmse + rng.normal(0, 1, N_TEST),
                 "lapcvae": vae_rmse - lapcvae_gain + rng.normal(0, 0.5, N_TEST)}
-        for index, model in enumerate(MODELS):
+        rmse["pixelvae"] = vae_rmse + 30
+        for index, model in enumerate((*MODELS, "pixelvae") if pixelvae else MODELS):
+            rate = rng.uniform(50, 80, N_TEST)
             per_image = pd.DataFrame({"image": np.arange(N_TEST), "rmse": rmse[model],
                                       "psnr": 20 * np.log10(255 / rmse[model]),
                                       "ssim": rng.uniform(0.5, 0.9, N_TEST),
                                       "r2_h0": 0.2 * index + rng.normal(0, 0.05, N_TEST),
                                       "r2_h1": 0.3 + 0.2 * index + rng.normal(0, 0.05, N_TEST),
                                       "contrast": rng.uniform(0.4, 1.1, N_TEST),
-                                      "rate": rng.uniform(50, 80, N_TEST)})
+                                      "rate": rate, "nelbo": rate + 41000.0 + 100 * index, "nelbo_kl": rate,
+                                      "nelbo_distortion": 41000.0 + 100 * index})
             per_image_path = root / "metrics" / "per_image" / f"{RES}_{model}.csv"
             per_image_path.parent.mkdir(parents=True, exist_ok=True)
             per_image.to_csv(per_image_path, index=False)
             summary = {"model": model, "resolution": RES,
                        **summarise(per_image, params["eval"]["bootstrap_samples"], params["seed"]),
+                       **elbo_summary(per_image, 3 * RES * RES, params["eval"]["elbo_sigma"]),
                        "parameters": 1_000_000 + index, "flops_per_image": 2.5e9, "eval_seconds": 3.0,
-                       "eval_device": "cpu", "train_seconds": 123.4 + index,
-                       "meta": {"device": "cpu", "steps": 77, "precision": "bf16" if model == "lapcvae" else "fp32"}}
+                       "eval_device": "cpu", "train_seconds": 123.4 + index, "sample_seconds": 0.5 + index,
+                       "meta": {"device": "cpu", "steps": 77, "precision": "bf16" if model == "lapcvae" else "fp32",
+                                "seed": 1000 + seed}}
+            if model == "pixelvae":
+                summary = withhold_reconstruction_metrics(summary, registry.RECONSTRUCTION_WITHHELD)
             folder = root / "eval" / str(RES) / model
             folder.mkdir(parents=True)
             (folder / "summary.json").write_text(json.dumps(summary))
@@ -148,6 +161,37 @@ def test_one_seed_draws_no_conclusion_about_the_methods(tmp_path):
     markdown, _ = run_report(write_fixture(tmp_path, lapcvae_gain=3.0))
     assert "with 1 training seed(s) the claim is not testable here" in markdown
     assert "LapCVAE beats the VAE" not in markdown  # however large the per-image difference of two networks
+
+
+def test_pixelvae_row_shows_elbo_and_sampling_time_but_no_reconstruction_metrics(tmp_path):
+    results = tmp_path / "results"
+    write_eval(results, lapcvae_gain=3.0, seeds=(0, 1, 2), pixelvae=True)
+    table = report.read_table1(results / "metrics" / "table1.csv").set_index("model")
+    assert np.isnan(table.loc["pixelvae", "rmse_mean"]) and np.isnan(table.loc["pixelvae", "seed_p_vs_vae"])
+    blocks = report.table1_notes(report.table1_section(table.reset_index()), table.reset_index())
+    ours = next(block for block in blocks if isinstance(block, report.Table) and block.caption.startswith("Ours"))
+    row = next(row for row in ours.rows if row[0] == "PixelVAE")
+    cells = dict(zip(ours.header, row, strict=True))
+    for column in ("RMSE mean ± std", "RMSE across seeds", "RMSE 95% CI", "PSNR (dB)", "SSIM", "R² h0",
+                   "Contrast"):
+        assert cells[column] == report.WITHHELD_CELL, column
+    nelbo = table.loc["pixelvae", "nelbo_mean"]
+    assert cells["-ELBO (nats)"].startswith(f"{nelbo:.1f} ± ")
+    assert cells["Sampling (s per batch)"].startswith("3.50")
+    assert cells["-ELBO (bits/dim)"].startswith(f"{nelbo / (3 * RES * RES * np.log(2)):.4f}")
+    assert "† PixelVAE: no reconstruction metrics" in ours.caption and "grey levels" in ours.caption
+    # the reading compares only models with an RMSE
+    assert not [line for line in report.reference_sentences(table.reset_index()) if line.startswith("PixelVAE")]
+
+
+def test_claims_table_shows_raw_and_holm_p_and_the_test_each_claim_used(tmp_path):
+    markdown, _ = run_report(write_fixture(tmp_path, lapcvae_gain=3.0, seeds=(0, 1, 2)))
+    claims = pd.read_csv(tmp_path / "results" / "metrics" / "claims.csv")
+    assert {"p_value", "p_holm", "test"} <= set(claims.columns)
+    assert "| Resolution | Claim | Seeds | Mean difference | p | p (Holm) | Test | Verdict |" in markdown
+    assert "paired t over 3 seeds" in markdown and "Holm" in markdown
+    assert report.p_value(0.0004) == "< 0.001" and report.p_value(0.0012) == "0.001"
+    assert "0.000 " not in markdown and "e-0" not in markdown  # tiny p-values read "< 0.001"
 
 
 def test_reading_says_so_when_the_vae_is_better(tmp_path):

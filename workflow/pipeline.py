@@ -79,7 +79,8 @@ PARAMS_USED = {
     # plus the model's own section and its registry `params_also` (see params_used)
     "train_baseline": ["budget", "train"],
     "sample_embedding": ["eval.samples", "eval.sample_quality"],
-    "evaluate": ["eval.batch_size", "eval.samples", "eval.bootstrap_samples", "eval.sample_quality.k"],
+    "evaluate": ["eval.batch_size", "eval.samples", "eval.bootstrap_samples", "eval.sample_quality.k",
+                 "eval.elbo_sigma"],
     "fit_prior": ["eval.batch_size", "eval.fitted_prior"],
     "references": ["eval.batch_size", "eval.bootstrap_samples", "eval.samples", "eval.sample_quality.k",
                    "lapcvae.{res}.latent_dims"],

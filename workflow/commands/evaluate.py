@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core import registry
 from core.atomic import npy_memmap as atomic_npy_memmap
 from core.atomic import save_npy as atomic_save_npy
 from core.atomic import write_csv as atomic_write_csv
@@ -20,6 +21,7 @@ from core.atomic import write_json as atomic_write_json
 from core.atomic import write_text as write_text_atomically
 from core.device import resolve_device
 from eval.cost import write_training_cost
+from eval.elbo import elbo_summary
 from eval.fid import sample_quality as fid_kid
 from eval.metrics import (
     MODELS,
@@ -29,6 +31,7 @@ from eval.metrics import (
     expected_checkpoint,
     load_images,
     summarise,
+    withhold_reconstruction_metrics,
 )
 from eval.sample_quality import (
     FITTED_PREFIX,
@@ -89,7 +92,8 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     out_dir = Path(args.out_dir)
     started = time.perf_counter()
     with atomic_npy_memmap(out_dir / "reconstructions.npy", test_images.shape, np.uint8) as reconstructions:
-        per_image = evaluate_model(model, test_images, settings["batch_size"], device, reconstructions)
+        per_image = evaluate_model(model, test_images, settings["batch_size"], device, reconstructions,
+                                   elbo_sigma=settings["elbo_sigma"], seed=params["seed"])
     if settings["samples"] < len(test_images):
         logger.warning("eval.samples (%d) is below the %d test images: sample precision and recall then compare "
                        "sets of unequal size; raise eval.samples", settings["samples"], len(test_images))
@@ -112,6 +116,7 @@ def evaluate_main(argv: list[str] | None = None) -> None:
         "kind": model.kind,
         "resolution": args.res,
         **summarise(per_image, settings["bootstrap_samples"], params["seed"]),
+        **elbo_summary(per_image, int(np.prod(test_images.shape[1:])), settings["elbo_sigma"]),
         "parameters": count_parameters(model),
         "flops_per_image": count_flops(model.reconstruct, one_image),
         "eval_seconds": eval_seconds,
@@ -122,6 +127,8 @@ def evaluate_main(argv: list[str] | None = None) -> None:
         "checkpoint": str(args.checkpoint),
         "meta": meta,
     }
+    if not registry.spec(args.model).reconstructs:
+        summary = withhold_reconstruction_metrics(summary, registry.RECONSTRUCTION_WITHHELD)
     if embedding is not None:  # precision, recall and Frechet distance in the training split's embedding
         summary.update(sample_metrics(embedding, test_images, samples, settings["sample_quality"]["k"]))
     if fitted is not None:
@@ -140,8 +147,11 @@ def evaluate_main(argv: list[str] | None = None) -> None:
         # which it leaves untouched (it seeds torch for its own FLOP count).
         write_training_cost(args.training_checkpoints, args.cost)
     atomic_write_json(out_dir / "summary.json", summary)  # last: its presence means the rest is complete
-    print(f"{args.model} {args.res}px: RMSE {summary['rmse_mean']:.2f} +- {summary['rmse_std']:.2f} "
-          f"(95% CI {summary['rmse_ci95'][0]:.2f}-{summary['rmse_ci95'][1]:.2f}) on {summary['n_test']} images"
+    rmse = ("RMSE withheld (greedy decoding)" if summary["rmse_mean"] is None else
+            f"RMSE {summary['rmse_mean']:.2f} +- {summary['rmse_std']:.2f} "
+            f"(95% CI {summary['rmse_ci95'][0]:.2f}-{summary['rmse_ci95'][1]:.2f})")
+    print(f"{args.model} {args.res}px: {rmse}, -ELBO {summary['nelbo_mean']:.1f} nats "
+          f"({summary['nelbo_bits_per_dim']:.4f} bits/dim) on {summary['n_test']} images"
           + (f"; {len(samples)} samples: precision {summary['sample_precision']:.3f}, recall "
              f"{summary['sample_recall']:.3f}, fd_embedding {summary['fd_embedding']:.3f}" if embedding else ""))
 
