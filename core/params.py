@@ -245,17 +245,6 @@ def known_split_sizes(params: Mapping[str, Any]) -> dict[str, int] | None:
     return {"train": total - test - val, "val": val, "test": test}
 
 
-def _largest_batch(params: Mapping[str, Any]) -> tuple[int, str]:
-    """The largest batch any model trains with, and where it is set."""
-    largest = (0, "")
-    for section in registry.params_sections():
-        for key in params.get(section, {}):
-            if str(key).isdigit() and int(key) in [int(res) for res in params["data"]["resolutions"]]:
-                size = int(train_settings(params, section, int(key))["batch_size"])
-                largest = max(largest, (size, f"{section}.{key}"))
-    return largest
-
-
 def _check_settings(params: Mapping[str, Any]) -> None:
     """Settings the DAG reads only after training, checked now: editing's kept levels, the edited test image,
     the neighbours' k and the split sizes where the data set fixes its image count."""
@@ -271,11 +260,11 @@ def _check_settings(params: Mapping[str, Any]) -> None:
     source = params["data"]["source"]
     made = (f"{sizes['train']} training, {sizes['val']} validation and {sizes['test']} test images from "
             f"data.{source}.count {params['data'][source]['count']}")
-    batch, where = _largest_batch(params)
-    if sizes["val"] < 1 or sizes["train"] < max(1, batch):
+    # The loop trains on batches of min(batch_size, N) images; batch norm needs two of them.
+    if sizes["val"] < 1 or sizes["train"] < 2:
         raise ParamsError(f"data.validation_fraction: {params['data']['validation_fraction']} gives {made}; "
-                          f"training needs at least one batch ({batch}, {where}.train.batch_size) and validation at "
-                          "least one image: use another fraction or more images")
+                          "training needs at least two images and validation at least one: use another fraction "
+                          "or more images")
     index = params["editing"]["region"]["image_index"]
     if index >= sizes["test"]:
         raise ParamsError(f"editing.region.image_index: {index}, but the test split holds {sizes['test']} images "

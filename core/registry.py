@@ -51,6 +51,9 @@ class ModelSpec:
     # metrics (RMSE, PSNR, SSIM, R^2, contrast) empty, with RECONSTRUCTION_WITHHELD as the reason, and shows its
     # -ELBO and sampling time.
     reconstructs: bool = True
+    # True where samples decode a latent drawn from a prior (VAE family): the DAG then also fits a prior to the
+    # model's training posteriors and scores its samples beside N(0, I)'s (models/fitted_prior.py).
+    latent_prior: bool = False
 
     @property
     def kind(self) -> str:
@@ -61,24 +64,24 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
     # The VAE's widths are matched to LapCVAE's parameter count, so LapCVAE's settings matter to it.
     ModelSpec("vae", "VAE", "baselines.vae:VAE", "vae", curve_column="reconstruction",
-              params_also=("lapcvae.{res}",)),
+              params_also=("lapcvae.{res}",), latent_prior=True),
     # The same VAE trained for as many epochs as give it LapCVAE's training FLOPs (training/baseline_jobs.py):
     # does LapCVAE still win when the VAE gets its compute, not only its epochs?
     ModelSpec("vae_equal_flops", "VAE at LapCVAE's training FLOPs", "baselines.vae:VAE", "vae",
               curve_column="reconstruction", params_also=("lapcvae.{res}",), checkpoint_kind="vae",
-              options={"budget": BUDGET_LAPCVAE_FLOPS}),
-    ModelSpec("vaegan", "VAE/GAN", "baselines.vaegan:VAEGAN", "vaegan", curve_column="dis_l"),
+              options={"budget": BUDGET_LAPCVAE_FLOPS}, latent_prior=True),
+    ModelSpec("vaegan", "VAE/GAN", "baselines.vaegan:VAEGAN", "vaegan", curve_column="dis_l", latent_prior=True),
     ModelSpec("lapcvae_nom", "LapCVAE without M", "models.lapcvae:LapCVAE", "lapcvae", trained_by=TRAIN_PER_LEVEL,
-              curve_column="recon", checkpoint_kind="lapcvae", options={"use_m": False}),
+              curve_column="recon", checkpoint_kind="lapcvae", options={"use_m": False}, latent_prior=True),
     ModelSpec("lapcvae", "LapCVAE", "models.lapcvae:LapCVAE", "lapcvae", trained_by=TRAIN_PER_LEVEL,
-              curve_column="recon", options={"use_m": True}),
+              curve_column="recon", options={"use_m": True}, latent_prior=True),
     ModelSpec("lapcvae_retrained_m", "LapCVAE, M retrained", "models.lapcvae:LapCVAE", "lapcvae",
-              trained_by=RETRAIN_M, curve_column="loss", checkpoint_kind="lapcvae"),
+              trained_by=RETRAIN_M, curve_column="loss", checkpoint_kind="lapcvae", latent_prior=True),
     # PixelVAE (Gulrajani et al. 2016): a VAE whose decoder conditions a PixelCNN; sampling is autoregressive.
     # Its `reconstruct` decodes the posterior mean greedily, pixel by pixel: not a draw from its p(x | z), worse
     # than the mean face and different from one CPU to another; its likelihood is scored by the -ELBO instead.
     ModelSpec("pixelvae", "PixelVAE", "baselines.pixelvae:PixelVAE", "pixelvae", curve_column="reconstruction",
-              reconstructs=False),
+              reconstructs=False, latent_prior=True),
     # Add a model here (docs/extending.md, "Adding a model"), e.g. ModelSpec("mymodel", "My model",
     # "models.mymodel:MyModel", "mymodel"): it is then trained by `lapcvae train-baseline --model mymodel` and
     # joins Table 1.

@@ -55,9 +55,9 @@ SIGNIFICANCE = 0.05  # family-wise, over every claim tested (Holm)
 # it is judged on what a prior controls: the rate, the -ELBO and, where `evaluate` scored them, the samples.
 # A claim whose column no summary holds (e.g. the sample metrics of an older evaluation) is left out.
 CLAIMS = (
-    ("LapCVAE reconstructs with lower RMSE than the VAE", "lapcvae", "vae", "rmse_mean"),
-    ("LapCVAE reconstructs with lower RMSE than the VAE trained with as many FLOPs", "lapcvae", "vae_equal_flops",
-     "rmse_mean", "lower"),
+    ("LapCVAE reconstructs with lower RMSE than the VAE", "lapcvae", "vae", "rmse_mean", "lower"),
+    ("LapCVAE reconstructs with lower RMSE than the VAE trained with as many network FLOPs", "lapcvae",
+     "vae_equal_flops", "rmse_mean", "lower"),
     ("LapCVAE reconstructs with lower RMSE than VAE/GAN", "lapcvae", "vaegan", "rmse_mean", "lower"),
     ("LapCVAE keeps more aligned fine detail (R^2 of band h0) than the VAE", "lapcvae", "vae", "r2_h0_mean",
      "higher"),

@@ -401,12 +401,13 @@ def test_any_response_file_name_a_browser_gives_runs_through_the_dag(tmp_path: P
     (workdir / "params.yaml").write_bytes((repo / "params.yaml").read_bytes())
     write_inputs(tmp_path)
     export(tmp_path, results / "human_study", write_params(tmp_path / "p.yaml"))
-    answers = simulate_answers(read_rows(results / "human_study" / "key.csv"))
+    key = read_rows(results / "human_study" / "key.csv")
+    answers = simulate_answers(key)
     responses = workdir / "study_responses"
     responses.mkdir()
     write_responses(responses / "responses_p1.csv", answers["p1"][:5])
-    write_responses(responses / "responses_p1 (1).csv", answers["p1"][5:])
-    write_responses(responses / "x;touch PWNED;.csv", answers["p2"])
+    write_responses(responses / "responses_p1 (1).csv", answers["p1"][5:] + check_answers(key, "p1"))
+    write_responses(responses / "x;touch PWNED;.csv", answers["p2"] + check_answers(key, "p2"))
     override = tmp_path / "paths.yaml"
     override.write_text(yaml.safe_dump({"paths": {"results": results.name}}))
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "PYTHONPATH": str(repo), "HOME": str(tmp_path)}

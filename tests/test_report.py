@@ -177,7 +177,7 @@ def test_pixelvae_row_shows_elbo_and_sampling_time_but_no_reconstruction_metrics
         assert cells[column] == report.WITHHELD_CELL, column
     nelbo = table.loc["pixelvae", "nelbo_mean"]
     assert cells["-ELBO (nats)"].startswith(f"{nelbo:.1f} ± ")
-    assert cells["Sampling (s per batch)"].startswith("3.50")
+    assert cells["Sampling (s)"].startswith("3.50")
     assert cells["-ELBO (bits/dim)"].startswith(f"{nelbo / (3 * RES * RES * np.log(2)):.4f}")
     assert "† PixelVAE: no reconstruction metrics" in ours.caption and "grey levels" in ours.caption
     # the reading compares only models with an RMSE

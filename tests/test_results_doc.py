@@ -34,8 +34,8 @@ def write_run(root: Path) -> Path:
                        "psnr_mean": 25.0, "ssim_mean": 0.8, "r2_h0_mean": 0.4 if model == "lapcvae" else 0.1,
                        "parameters": 2_170_000, "flops_per_image": 5e6, "train_seconds": 70.0 + index,
                        "eval_seconds": 1.0}
-            if model != "pca":
-                summary["meta"] = META
+            if model != "pca":  # one data-order seed per run for every model, as training.loop.paired_seeds gives
+                summary["meta"] = {**META, "seed": 1000 + index}
             directory = seed_dir / "eval" / "64" / model
             directory.mkdir(parents=True)
             (directory / "summary.json").write_text(json.dumps(summary))

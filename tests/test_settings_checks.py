@@ -65,9 +65,9 @@ def test_neighbours_and_validation_are_checked_against_the_known_split_sizes():
     smoke = load_params("config/smoke.yaml")  # 60 faces: 43 training, 5 validation, 12 test images
     assert "eval.neighbours.k: 100 nearest training images, but there are 43" in refused(
         {"eval": {"neighbours": {"k": 100}}}, smoke)
-    assert "training needs at least one batch (16" in refused({"data": {"validation_fraction": 0.5},
-                                                               "budget": {"epochs": 1}},
-                                                              deep_merge(smoke, {"data": {"synthetic": {"count": 30}}}))
+    # 3 faces: 1 training image, 1 validation image, 1 test image
+    assert "training needs at least two images" in refused({"data": {"validation_fraction": 0.5}},
+                                                            deep_merge(smoke, {"data": {"synthetic": {"count": 3}}}))
     assert "pick one of 0..11" in refused({"editing": {"region": {"image_index": 12}}}, smoke)
 
 

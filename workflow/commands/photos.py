@@ -18,14 +18,12 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from data.arrays import rgb_pixels
 from data.prepare import CELEBA_SIZE, Crop, resize
 
 logger = logging.getLogger(__name__)
 
 CROPS = ("centre", "celeba")
-SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
-
-
 def decode_rgb(path: Path) -> np.ndarray:
     """A photo file as (H, W, 3) uint8 RGB, upright per its EXIF orientation; ValueError naming the file if it is
     not an image PIL can decode."""
@@ -36,13 +34,7 @@ def decode_rgb(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with a rotation tag
-            if image.mode in SIXTEEN_BIT_MODES:  # 16-bit grey: keep the top 8 bits (PIL would clip to white)
-                grey = (np.asarray(image, dtype=np.uint16) >> 8).astype(np.uint8)  # (H, W)
-                return np.repeat(grey[..., None], 3, axis=2)
-            if image.mode in ("I", "F"):
-                raise ValueError(f"image {path} holds {image.mode!r} pixels (32-bit integer or float), which have "
-                                 "no standard 8-bit scale: save it as an 8- or 16-bit PNG or a JPEG")
-            return np.asarray(image.convert("RGB"))  # (H, W, 3)
+            return rgb_pixels(image, path)  # (H, W, 3): 16-bit samples scaled to 8 bits, float images refused
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as error:
         raise ValueError(f"image {path} cannot be decoded ({error}); pass a valid PNG or JPEG") from error
 

@@ -15,6 +15,7 @@ from core.registry import (
     training_jobs,
     training_log,
 )
+from core.registry import spec as model_spec
 from workflow.locks import clear_stale_locks
 from workflow.pipeline import (
     BASELINES, LAPCVAE_VARIANTS, MODELS, REFERENCES, RETRAINED, checkpoint, export_params, expose_cli, figures,
@@ -169,3 +170,9 @@ def fingerprint_of(rule_name, seed=None):
     a job of a training seed other than `seed` sees that seed as its `seed`."""
     params = config if seed is None else seed_config(seed)
     return lambda wildcards: job_fingerprint(params, rule_name, dict(wildcards))
+
+
+def fitted_priors_of(results, res, model):
+    """[the fitted prior file of `model`] where its samples come from a latent prior (registry latent_prior), else
+    [] (prior.smk fits it; evaluate draws samples_fitted.npy from it)."""
+    return [fitted_prior(results, res, model)] if model_spec(model).latent_prior else []

@@ -40,13 +40,13 @@ for seed, results in RUNS.items():  # one copy per training seed (common.smk: se
             model=whole_model_of(results),
             test=f"{PREP}/{{res}}/test.npy",
             embedding=f"{RESULTS}/eval/{{res}}/sample_embedding.npz",  # one per resolution, shared by every seed
-            prior=fitted_prior(results, "{res}", "{model}"),  # prior.smk
+            # prior.smk: the prior fitted to its training posteriors, where the model has a latent prior
+            prior=lambda w, results=results: fitted_priors_of(results, w.res, w.model),
             # every training job's checkpoint of the model, for its training cost (eval/cost.py)
             training=lambda w, results=results: training_jobs(results, w.res, w.model, LAPCVAE_LEVELS[w.res]),
         output:
             reconstructions=f"{results}/eval/{{res}}/{{model}}/reconstructions.npy",
             samples=f"{results}/eval/{{res}}/{{model}}/samples.npy",
-            samples_fitted=f"{results}/eval/{{res}}/{{model}}/samples_fitted.npy",
             summary=f"{results}/eval/{{res}}/{{model}}/summary.json",
             cost=f"{results}/eval/{{res}}/{{model}}/cost.json",
             per_image=f"{results}/metrics/per_image/{{res}}_{{model}}.csv",
@@ -56,6 +56,7 @@ for seed, results in RUNS.items():  # one copy per training seed (common.smk: se
             out_dir=folder("output", "summary"),
             fingerprint=fingerprint_of("evaluate", seed),
             seed_params=seed_params(seed),  # a value, not in the shell string: see seed_params
+            prior_args=lambda w, input: ["--prior", *input.prior] if input.prior else [],
         threads: RESOURCES["eval"]["threads"]
         resources:
             **EVAL_RESOURCES,
@@ -64,7 +65,7 @@ for seed, results in RUNS.items():  # one copy per training seed (common.smk: se
             " --res {wildcards.res:q} --model {wildcards.model:q} --checkpoint {input.model:q} --test {input.test:q}"
             " --out-dir {params.out_dir:q} --per-image {output.per_image:q}"
             " --training-checkpoints {input.training:q} --cost {output.cost:q} --embedding {input.embedding:q}"
-            " --prior {input.prior:q} 2>&1 | tee {log:q}"
+            " {params.prior_args:q} 2>&1 | tee {log:q}"
 
 
 rule table:
@@ -108,8 +109,6 @@ rule neighbours:
         CONDA_ENV
     input:
         samples=lambda w: [f"{RESULTS}/eval/{w.res}/{model}/samples.npy" for model in models_at(config, w.res)],
-        samples_fitted=lambda w: [f"{RESULTS}/eval/{w.res}/{model}/samples_fitted.npy"
-                                  for model in models_at(config, w.res)],
         train=f"{PREP}/{{res}}/train.npy",
         test=f"{PREP}/{{res}}/test.npy",
     output:

@@ -33,4 +33,5 @@ for _res in RES:
         name:
             f"fitted_priors_{_res}"
         input:
-            [fitted_prior(results, _res, model) for results in RUNS.values() for model in models_at(config, _res)],
+            [prior for results in RUNS.values() for model in models_at(config, _res)
+             for prior in fitted_priors_of(results, _res, model)],
