@@ -2,8 +2,8 @@
 
 tqdm redraws its bar with a carriage return; written to a file, every redraw stays (a training log keeps one bar per
 step). `progress_bar` draws only when its stream is a terminal, at most once a second there. Off a terminal it draws
-nothing, and `set_postfix` (called where a loop logs its values) logs one line instead, so a log keeps one line per
-logging step.
+nothing, and `set_postfix` (called where a loop logs its values) logs one line instead, at most one per tenth of
+the bar's total, so a log keeps a few lines per job (every step's values are in its training curve CSV).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from tqdm import tqdm
 logger = logging.getLogger(__name__)
 
 REDRAW_SECONDS = 1.0  # a terminal bar redraws at most this often
+LOG_FRACTION = 0.1  # off a terminal, a bar with a total logs its values at most once per this share of it
 
 
 def is_terminal(stream: TextIO | None) -> bool:
@@ -41,6 +42,7 @@ class ProgressBar(tqdm):
         stream = sys.stderr if file is None else file  # looked up now: a test or a CLI may have replaced it
         self.logs_postfix = not disable and not is_terminal(stream)
         self.label = kwargs.get("desc") or ""
+        self.logged_at: float | None = None  # the count at the last logged line
         self.unit_name = kwargs.get("unit", "it")
         super().__init__(iterable, file=stream, disable=bool(disable) or self.logs_postfix, mininterval=mininterval,
                          **kwargs)
@@ -63,6 +65,11 @@ class ProgressBar(tqdm):
         if not self.logs_postfix:
             super().set_postfix(ordered_dict, refresh, **kwargs)
             return
+        if self.total:
+            recent = self.logged_at is not None and self.n - self.logged_at < LOG_FRACTION * self.total
+            if recent and self.n < self.total:
+                return  # a line per tenth keeps a long job's log short; the last step is always logged
+            self.logged_at = self.n
         super().set_postfix(ordered_dict, refresh=False, **kwargs)  # formats the values as the bar would
         done = f"{self.n:g}/{self.total:g} {self.unit_name} ({100 * self.n / self.total:.0f}%)" if self.total \
             else f"{self.n:g} {self.unit_name}"

@@ -42,20 +42,21 @@ def read_terminal(master: int) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def test_off_a_terminal_nothing_is_drawn_and_each_logging_step_is_one_line(caplog):
+def test_off_a_terminal_nothing_is_drawn_and_a_logging_step_is_one_line_per_tenth_of_the_job(caplog):
     stream = io.StringIO()  # what a log file or a pipe is to the bar: no terminal
     with caplog.at_level(logging.INFO, logger="core.progress"):
         bar = progress_bar(total=500, desc="level 0", file=stream)
         for step in range(1, 501):
             bar.update()
-            if step % 100 == 0:
+            if step % 10 == 0:  # fifty logging steps: one line per tenth of the job is kept, and the last
                 bar.set_postfix({"loss": 1.0 / step})
         bar.close()
         for _ in progress_bar(range(7), desc="evaluate", unit="batch", file=stream):
             pass
     assert stream.getvalue() == ""
     assert [record.getMessage() for record in caplog.records] == [
-        f"level 0: {step}/500 it ({step // 5}%): loss={1.0 / step:.3g}" for step in range(100, 501, 100)]
+        f"level 0: {step}/500 it ({step // 5}%): loss={1.0 / step:.3g}" for step in range(10, 501, 50)] + [
+        "level 0: 500/500 it (100%): loss=0.002"]
 
 
 def test_a_disabled_bar_logs_nothing_either(caplog):
