@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from core import atomic
+from eval.gaussian_bound import gaussian_rmse_at_rate
 from studies.tuning import train_model, validation_rmse
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ def scaled(params: Mapping[str, Any], model: str, resolution: int, factor: float
 
 def sweep(params: Mapping[str, Any], resolution: int, train_images: np.ndarray, test_images: np.ndarray,
           work_dir: str | Path, models: Sequence[str] = SWEPT_MODELS) -> pd.DataFrame:
-    """One row per (model, factor): the weights used, test RMSE, rate (nats per image), training seconds."""
+    """One row per (model, factor, training seed of `rate_distortion.seeds`): the weights used, test RMSE, rate
+    (nats per image), training seconds. Every model trains from the same seeds (paired, training.loop)."""
     rows = []
     for model in models:
         for factor in params["rate_distortion"]["grid"]:
@@ -72,38 +74,50 @@ def sweep(params: Mapping[str, Any], resolution: int, train_images: np.ndarray, 
                 logger.warning("%s has no KL weight at %d px (%s.%d.kl_weight): left out of the sweep", model,
                                resolution, model, resolution)
                 break
-            out_dir = Path(work_dir) / model / f"x{factor:g}"
-            started = time.perf_counter()
-            network, _ = train_model(trial, model, resolution, train_images, out_dir)
-            section = trial[model][str(resolution)]
-            weights = section["kl_weights"] if model == "lapcvae" else section["kl_weight"]
-            seconds = time.perf_counter() - started
-            rows.append({"model": model, "factor": factor, "kl_weights": str(weights),
-                         "rmse_mean": validation_rmse(network, test_images),
-                         "rate_nats": mean_rate(network, test_images), "train_seconds": seconds})
-            logger.info("%s x%g: RMSE %.2f at %.1f nats", model, factor, rows[-1]["rmse_mean"],
-                        rows[-1]["rate_nats"])
-    return pd.DataFrame(rows, columns=["model", "factor", "kl_weights", "rmse_mean", "rate_nats", "train_seconds"])
+            for seed in params["rate_distortion"].get("seeds", [params["seed"]]):
+                out_dir = Path(work_dir) / model / f"x{factor:g}" / f"seed{seed}"
+                started = time.perf_counter()
+                network, _ = train_model({**trial, "seed": seed}, model, resolution, train_images, out_dir)
+                section = trial[model][str(resolution)]
+                weights = section["kl_weights"] if model == "lapcvae" else section["kl_weight"]
+                seconds = time.perf_counter() - started
+                rows.append({"model": model, "factor": factor, "seed": seed, "kl_weights": str(weights),
+                             "rmse_mean": validation_rmse(network, test_images),
+                             "rate_nats": mean_rate(network, test_images), "train_seconds": seconds})
+                logger.info("%s x%g seed %d: RMSE %.2f at %.1f nats", model, factor, seed, rows[-1]["rmse_mean"],
+                            rows[-1]["rate_nats"])
+    return pd.DataFrame(rows, columns=["model", "factor", "seed", "kl_weights", "rmse_mean", "rate_nats",
+                                       "train_seconds"])
 
 
-def plot(table: pd.DataFrame, resolution: int, path: str | Path) -> None:
-    """RMSE against rate, one line per model, points labelled with their KL-weight factor; written atomically."""
+def plot(table: pd.DataFrame, resolution: int, path: str | Path, spectrum: np.ndarray | None = None) -> None:
+    """RMSE against rate, one line per model (mean over seeds, std bars on both axes), points labelled with their
+    KL-weight factor, and, given the training split's PCA spectrum, the linear-Gaussian bound
+    (eval.gaussian_bound) over the same rates; written atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(5, 4))
-    for model, rows in table.groupby("model", sort=False):
-        rows = rows.sort_values("rate_nats")
-        axes.plot(rows["rate_nats"], rows["rmse_mean"], marker="o", label=model)
-        for _, row in rows.iterrows():
-            axes.annotate(f"x{row['factor']:g}", (row["rate_nats"], row["rmse_mean"]), fontsize=7,
+    points = table.groupby(["model", "factor"], sort=False)[["rate_nats", "rmse_mean"]].agg(["mean", "std"])
+    for model, rows in points.groupby(level="model", sort=False):
+        rows = rows.sort_values(("rate_nats", "mean"))
+        axes.errorbar(rows[("rate_nats", "mean")], rows[("rmse_mean", "mean")], xerr=rows[("rate_nats", "std")],
+                      yerr=rows[("rmse_mean", "std")], marker="o", capsize=2, label=model)
+        for (_, factor), row in rows.iterrows():
+            axes.annotate(f"x{factor:g}", (row[("rate_nats", "mean")], row[("rmse_mean", "mean")]), fontsize=7,
                           textcoords="offset points", xytext=(3, 3))
+    if spectrum is not None:
+        rates = np.linspace(0.0, 1.2 * float(table["rate_nats"].max()), 100)
+        bound = [gaussian_rmse_at_rate(spectrum, 3 * resolution ** 2, rate) for rate in rates]
+        axes.plot(rates, bound, color="grey", linestyle="--", linewidth=1,
+                  label="linear-Gaussian code (training covariance)")
     axes.ticklabel_format(useOffset=False)
     axes.set_xlabel("rate: KL(q || prior), nats per test image")
     axes.set_ylabel("test RMSE (0-255)")
-    axes.set_title(f"Rate-distortion, {resolution}x{resolution}")
+    seeds = table["seed"].nunique() if "seed" in table.columns else 1
+    axes.set_title(f"Rate-distortion, {resolution}x{resolution} ({seeds} seed{'s' * (seeds > 1)})")
     axes.legend()
     figure.tight_layout()
     try:

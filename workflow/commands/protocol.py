@@ -12,6 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -112,12 +113,15 @@ def rate_distortion_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work-dir", required=True, help="where the swept models' checkpoints go")
     parser.add_argument("--out-csv", required=True, help="e.g. results/metrics/rate_distortion_64.csv")
     parser.add_argument("--figure", required=True, help="e.g. results/figures/rate_distortion_64.png")
+    parser.add_argument("--spectrum", default=None, help="the PCA reference's spectrum.npy (`lapcvae references`): "
+                                                         "draws the linear-Gaussian bound (eval/gaussian_bound.py)")
     args = parser.parse_args(argv)
     params = params_from_args(args)
+    spectrum = np.load(args.spectrum) if args.spectrum else None
     table = sweep(params, args.res, load_image_array(args.train, args.res), load_image_array(args.test, args.res),
                   args.work_dir)
     atomic_write_csv(args.out_csv, table)
-    plot(table, args.res, args.figure)
+    plot(table, args.res, args.figure, spectrum)
 
 
 def budget_curve_main(argv: list[str] | None = None) -> None:

@@ -43,6 +43,7 @@ rule rate_distortion_resolution:
     input:
         train=f"{PREP}/{{res}}/train.npy",
         test=f"{PREP}/{{res}}/test.npy",
+        spectrum=f"{RESULTS}/eval/{{res}}/pca/spectrum.npy",  # the linear-Gaussian bound (protocol.smk)
     output:
         table=f"{RESULTS}/metrics/rate_distortion_{{res}}.csv",
         figure=f"{RESULTS}/figures/rate_distortion_{{res}}.png",
@@ -57,7 +58,7 @@ rule rate_distortion_resolution:
     shell:
         "OMP_NUM_THREADS={threads} lapcvae rate-distortion --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
         " --train {input.train:q} --test {input.test:q} --work-dir {params.work_dir:q} --out-csv {output.table:q}"
-        " --figure {output.figure:q} 2>&1 | tee {log:q}"
+        " --figure {output.figure:q} --spectrum {input.spectrum:q} 2>&1 | tee {log:q}"
 
 
 rule rate_distortion:
