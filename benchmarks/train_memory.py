@@ -27,6 +27,8 @@ from models.interface import StepResult
 from training.loop import fit
 
 class Autoencoder(nn.Module):
+    kind, config = "memory-probe", {}
+
     def __init__(self):
         super().__init__()
         self.net = nn.Sequential(nn.Conv2d(3, 8, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(8, 3, 4, 2, 1))
@@ -68,7 +70,9 @@ def main() -> None:
             write_split(split, count, args.resolution)
             result = subprocess.run([sys.executable, "-c", PROBE, str(split), str(args.resolution),
                                      str(Path(folder) / f"model_{count}.pt")], cwd=REPO, capture_output=True,
-                                    text=True, check=True, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+                                    text=True, env={"OMP_NUM_THREADS": "1", "PATH": "", "PYTHONPATH": str(REPO)})
+            if result.returncode != 0:
+                sys.exit(f"the probe at {count} images failed:\n{result.stderr[-2000:]}")
             peaks[count] = float(result.stdout.split()[-1])
             size = split.stat().st_size / 2 ** 20
             print(f"{count:>7} images ({size:,.0f} MiB on disk): peak resident memory {peaks[count]:,.0f} MiB")
