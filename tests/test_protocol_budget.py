@@ -75,6 +75,7 @@ def test_retraining_m_takes_its_own_epochs_rate_and_optimizer():
 
     params = load_params()
     retrain = params["lapcvae"]["retrain_m"]
+    retrain["optimizer"] = "adam"  # another family than LapCVAE's own
     settings = retrain_m_settings(params, 64)
     assert (settings["epochs"], settings["lr"], settings["optimizer"]) == (retrain["epochs"], retrain["lr"], "adam")
     assert train_settings(params, "lapcvae", 64)["optimizer"] == "muon"
