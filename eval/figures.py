@@ -5,7 +5,8 @@
   `prior_sample_rows` puts each model's samples from its fitted prior (models/fitted_prior.py) under those from N(0, I).
 - Figure 7: LapCVAE partial sampling: the coarsest levels of one test image fixed, the finer ones sampled.
 - Figure 8: LapCVAE samples before and after retraining M (section 5.1.3), same seeds.
-- Training curves: reconstruction and KL terms over steps from each checkpoint's `.log.csv`.
+- Training curves: reconstruction and KL terms over steps from each checkpoint's `.log.csv`; with --curves-dir
+  also one CSV per logged term (`write_curve_tables`), the line plots of `dvc plots show` and `dvc plots diff`.
 Each `*_rows` function returns the image grid as plain arrays, so tests can check pixels directly.
 """
 
@@ -26,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from core import registry
+from core.atomic import atomic_directory
 from core.progress import progress_bar
 from data.arrays import load_image_array
 from eval.metrics import expected_checkpoint
@@ -43,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 GridRows = list[list[np.ndarray | None]]
 NON_LOSS_COLUMNS = ("step", "epoch")
+FILE_NAME_PART = re.compile(r"[A-Za-z0-9_]+")  # a log term, as the name of its curve file
 # Log columns plotted as curves, by the start of their name: reconstruction terms ("recon", "reconstruction";
 # VAE/GAN's reconstruction is its feature-space Dis_l error) drawn solid, then KL terms ("kl", "kl_level2")
 # dashed, as the training loop logs them.
@@ -184,6 +187,28 @@ def training_logs(models_dir: Path, res: int, models: Sequence[str]) -> dict[str
     return found
 
 
+def write_curve_tables(logs: Mapping[str, Mapping[str, Path]], out_dir: Path) -> list[Path]:
+    """Each training log as one CSV per logged term, `<out_dir>/<model>/<job>/<term>.csv` (step, epoch, the term),
+    replacing the folder whole. `dvc plots show` draws each as a line over steps (its last column) and `dvc plots
+    diff` overlays two runs' lines; the logs themselves sit beside the checkpoints, which DVC cannot read as plots."""
+    written: list[Path] = []
+    with atomic_directory(out_dir) as temporary:
+        for model, lines in logs.items():
+            for path in lines.values():
+                log = read_log(path)
+                job = path.name.removesuffix(".log.csv")
+                axes = [column for column in NON_LOSS_COLUMNS if column in log.columns]
+                for term in (column for column in log.columns if column not in NON_LOSS_COLUMNS):
+                    if not FILE_NAME_PART.fullmatch(term):
+                        raise ValueError(f"training log {path} has a column {term!r} that cannot name a file; "
+                                         "log terms are letters, digits and _ (training/loop.py)")
+                    target = temporary / model / job / f"{term}.csv"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    log[[*axes, term]].to_csv(target, index=False)
+                    written.append(out_dir / model / job / f"{term}.csv")
+    return written
+
+
 def read_log(path: Path) -> pd.DataFrame:
     """One training log: step, epoch, one column per logged term."""
     try:
@@ -270,8 +295,9 @@ def save_grid(rows: GridRows, labels: tuple[list[str], list[str]], title: str, c
 
 
 def write_figures(params: Mapping[str, Any], res: int, eval_dir: Path, models_dir: Path, test: Path,
-                  out_dir: Path, models: Sequence[str]) -> list[Path]:
-    """Every figure of this module for one resolution; returns the paths written."""
+                  out_dir: Path, models: Sequence[str], curves_dir: Path | None = None) -> list[Path]:
+    """Every figure of this module for one resolution, and with `curves_dir` the training curves as tables
+    (`write_curve_tables`, for `dvc plots`); returns the paths written."""
     n = params["eval"]["figure_images"]
     seed = params["seed"]
     size = f"{res}x{res}"
@@ -324,9 +350,12 @@ def write_figures(params: Mapping[str, Any], res: int, eval_dir: Path, models_di
                   "(section 5.1.3).", path)
         written.append(path)
 
+    log_paths = training_logs(models_dir, res, models)
     logs = {model: {label: read_log(log_path) for label, log_path in lines.items()}
-            for model, lines in training_logs(models_dir, res, models).items()}
+            for model, lines in log_paths.items()}
     path = out_dir / f"training_curves_{res}.png"
     save_figure(training_curves_figure(logs, res), path)
     written.append(path)
+    if curves_dir is not None:
+        written.extend(write_curve_tables(log_paths, curves_dir))
     return written

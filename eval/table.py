@@ -3,7 +3,8 @@ aggregated over training seeds, with the comparison's claims tested across seeds
 
 `build_table1` returns the table as a DataFrame (the report uses it); the `table` command writes it to
 `table1.csv`, the per-seed rows to `table1_seeds.csv`, the claims with their cross-seed tests to `claims.csv`,
-and nested `metrics.json` ({"64": {"vae": {"rmse_mean": ...}}}) for `dvc metrics show`.
+and nested `metrics.json` ({"64": {"vae": {"rmse_mean": ...}}}) for `dvc metrics show`: a few numbers per
+model (METRICS_JSON_COLUMNS), no nulls or strings.
 
 Columns beside the reconstruction metrics: the test -ELBO (`nelbo_mean` in nats per image, `nelbo_bits_per_dim`;
 eval/elbo.py) and, when `evaluate` wrote them, sample metrics (`sample_precision`, `sample_recall`, `fd_*`). A
@@ -44,6 +45,12 @@ SUMMARY_COLUMNS = ("n_test", "rmse_mean", "rmse_std", "psnr_mean", "ssim_mean", 
                    "sample_seconds", "sample_precision", "sample_recall", "fd_embedding", "fitted_sample_precision",
                    "fitted_sample_recall", "fitted_fd_embedding")
 COST_COLUMNS = ("train_seconds", "images_seen", "network_flops", "optimizer_flops", "train_flops")  # eval.cost
+# metrics.json (`dvc metrics show`, `dvc exp show`): only the numbers two runs are compared on; table1.csv keeps
+# every column (intervals, seed spreads, tests, the paper's values).
+METRICS_JSON_COLUMNS = ("rmse_mean", "r2_h0_mean", "rate_mean", "nelbo_mean", "nelbo_bits_per_dim",
+                        "sample_precision", "sample_recall", "fd_embedding", "fitted_sample_precision",
+                        "fitted_sample_recall", "fitted_fd_embedding", "network_flops", "optimizer_flops",
+                        "train_seconds")
 # eval.references: rows every model must beat; then eval.sample_quality's real-image row (training images scored
 # as samples: the precision, recall and Frechet distance of real faces; it reconstructs nothing)
 REFERENCES = ("mean_face", "pca", "lapcvae_coarsest", "training_images")
@@ -351,11 +358,12 @@ def claims_table(long: pd.DataFrame, min_seeds: int = MIN_SEEDS) -> pd.DataFrame
     return claims
 
 
-def metrics_json(table: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]]]:
-    """{"64": {"vae": {"rmse_mean": ..., ...}}} from Table 1; missing values become null."""
-    nested: dict[str, dict[str, dict[str, Any]]] = {}
+def metrics_json(table: pd.DataFrame) -> dict[str, dict[str, dict[str, float]]]:
+    """{"64": {"vae": {"rmse_mean": ..., ...}}}: the METRICS_JSON_COLUMNS of each Table 1 row that has them, as
+    numbers; a missing value is left out (no nulls, no strings), so `dvc metrics show` stays a short table."""
+    nested: dict[str, dict[str, dict[str, float]]] = {}
     for record in table.to_dict(orient="records"):
-        resolution, model = str(record.pop("resolution")), record.pop("model")
-        values = {key: (None if pd.isna(value) else value) for key, value in record.items()}
-        nested.setdefault(resolution, {})[model] = values
+        values = {key: float(record[key]) for key in METRICS_JSON_COLUMNS
+                  if key in record and not pd.isna(record[key])}
+        nested.setdefault(str(record["resolution"]), {})[str(record["model"])] = values
     return nested

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pandas as pd
+import pytest
 import yaml
-from conftest import copy_repository
+from conftest import copy_repository, run_command
 
 from core import registry
 from core.params import deep_merge, load_params
@@ -84,3 +87,30 @@ def test_the_check_names_each_kind_of_drift(tmp_path: Path) -> None:
     assert "results/metrics/per_image/64_pixelvae.csv (rule evaluate) is an out of 0" in errors
     assert "128_pixelvae" not in errors  # PixelVAE runs at 64 px only: nothing at 128 px is missing
     assert "figures@64: its cmd does not build" in errors and "(rule neighbours)" in errors
+
+
+@pytest.mark.slow
+def test_metrics_and_plots_of_the_smoke_run_read_without_warnings(dvc_run: Path, tmp_path: Path) -> None:
+    """`dvc metrics show` on the smoke DVC run: no load warning, each model's RMSE as Table 1 has it and only
+    numbers; `dvc plots show`: a page with a line plot over steps for every training-curve table."""
+    shown = run_command("dvc", "metrics", "show", cwd=dvc_run)
+    assert "failed to load" not in shown.lower() and "warning" not in shown.lower(), shown
+    assert "rmse_mean" in shown
+    (workspace,) = json.loads(run_command("dvc", "metrics", "show", "--json", cwd=dvc_run)).values()
+    values = workspace["data"]["results/metrics/metrics.json"]["data"]
+    table = pd.read_csv(dvc_run / "results/metrics/table1.csv")
+    reconstructing = table.dropna(subset=["rmse_mean"])
+    assert {"vae", "lapcvae", "vaegan"} <= set(reconstructing["model"])
+    for row in reconstructing.itertuples():
+        assert values[str(row.resolution)][row.model]["rmse_mean"] == pytest.approx(row.rmse_mean), row.model
+    assert all(isinstance(value, float) for models in values.values() for numbers in models.values()
+               for value in numbers.values())
+
+    plotted = run_command("dvc", "plots", "show", "-o", str(tmp_path / "plots"), cwd=dvc_run)
+    assert "failed to load" not in plotted.lower() and "warning" not in plotted.lower(), plotted
+    page = (tmp_path / "plots" / "index.html").read_text()
+    curves = sorted((dvc_run / "results/curves").rglob("*.csv"))
+    assert {"vae", "lapcvae", "vaegan"} <= {path.relative_to(dvc_run / "results/curves").parts[1] for path in curves}
+    for path in curves:  # each one a plot of its own, its term over the steps
+        assert path.relative_to(dvc_run).as_posix() in page, path
+    assert '"field": "step"' in page and '"field": "kl"' in page

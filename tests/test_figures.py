@@ -203,6 +203,31 @@ def test_figures_cli_writes_every_figure(tmp_path, monkeypatch):
     assert len(np.unique(fig4.reshape(-1, fig4.shape[-1]), axis=0)) > 50  # real image content, not blank
 
 
+def test_curve_tables_hold_each_logged_term_over_steps_and_replace_the_old_folder(tmp_path):
+    """One CSV per (model, training job, term) with step, epoch and that term last (the y `dvc plots` draws); a
+    rerun replaces the folder whole, so no curve of a term or job that is gone stays behind."""
+    paths = write_fixture_tree(tmp_path)
+    curves = tmp_path / "results" / "curves" / str(SIZE)
+    stale = curves / "vae" / "model" / "gone.csv"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("step,gone\n1,2\n")
+    logs = figures.training_logs(paths["models"], SIZE, ["vae", "lapcvae", "lapcvae_retrained_m"])
+    written = figures.write_curve_tables(logs, curves)
+    relative = {path.relative_to(curves).as_posix() for path in curves.rglob("*.csv")}
+    assert relative == {path.relative_to(curves).as_posix() for path in written} == {
+        f"{job}/{term}.csv" for job in ("vae/model", "lapcvae/level0", "lapcvae/level1",
+                                        "lapcvae_retrained_m/retrained_m") for term in ("rec", "kl")}
+    source = pd.read_csv(paths["models"] / str(SIZE) / "lapcvae" / "level1.log.csv")
+    table = pd.read_csv(curves / "lapcvae" / "level1" / "kl.csv")
+    assert table.columns.tolist() == ["step", "epoch", "kl"]
+    pd.testing.assert_frame_equal(table, source[["step", "epoch", "kl"]])
+    bad = paths["models"] / str(SIZE) / "vae" / "model.log.csv"
+    bad.write_text("step,epoch,kl/level\n1,0,2.0\n")
+    with pytest.raises(ValueError, match="cannot name a file"):
+        figures.write_curve_tables(logs, curves)
+    assert {path.relative_to(curves).as_posix() for path in curves.rglob("*.csv")} == relative  # kept whole
+
+
 def test_figures_cli_names_the_missing_artefact(tmp_path, monkeypatch):
     paths = write_fixture_tree(tmp_path)
     (paths["eval"] / str(SIZE) / "vaegan" / "samples.npy").unlink()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eval.table import build_table1
+from eval.table import METRICS_JSON_COLUMNS, build_table1
 from workflow.commands.evaluate import table_main
 
 PARAMS = {"data": {"resolutions": [64, 128]}}
@@ -72,8 +72,11 @@ def test_table_command_writes_csv_and_nested_metrics_json(tmp_path):
     assert table1["rmse_ci95_lo"].tolist() == [20.0, 19.0]
     nested = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
     assert nested["64"]["lapcvae_nom"]["rmse_mean"] == pytest.approx(60.5 / 3)
-    assert nested["64"]["vae"]["wilcoxon_p"] is None  # NaN becomes null: strict JSON for dvc
-    assert nested["64"]["vae"]["parameters"] == 1000
+    # only the numbers runs are compared on: no test statistics, parameter counts, strings or paper values
+    assert table1["parameters"].tolist() == [1000, 1000] and "wilcoxon_p" in table1.columns
+    for values in nested["64"].values():
+        assert set(values) <= set(METRICS_JSON_COLUMNS) and "rmse_mean" in values
+        assert all(isinstance(value, float) for value in values.values())
 
 
 def test_table_without_any_evaluation_names_the_fix(tmp_path):
@@ -114,5 +117,7 @@ def test_sample_quality_columns_and_the_real_image_row_reach_table1_and_metrics_
                                                                                        "seed_p_vs_vae"])
     assert pd.isna(table1.loc["training_images", "seed_test_vs_vae"])  # no RMSE: nothing to test against the VAE
     nested = json.loads((tmp_path / "metrics" / "metrics.json").read_text())
-    assert nested["64"]["lapcvae"]["fd_embedding"] == 3.0 and nested["64"]["training_images"]["rmse_mean"] is None
+    # a value a row does not have is left out, not written as null
+    assert nested["64"]["lapcvae"]["fd_embedding"] == 3.0 and "rmse_mean" not in nested["64"]["training_images"]
+    assert None not in nested["64"]["training_images"].values()
     assert nested["64"]["training_images"]["sample_precision"] == 0.9

@@ -274,6 +274,8 @@ def figures_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models-dir", type=Path, required=True, help="results/models")
     parser.add_argument("--test", type=Path, required=True, help="data/prepared/{res}/test.npy")
     parser.add_argument("--out-dir", type=Path, required=True, help="results/figures")
+    parser.add_argument("--curves-dir", type=Path,
+                        help="also write the training curves as one CSV per term here, e.g. results/curves/64")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
                         help="models to show (default: all of Table 1; the workflow passes those that run at --res)")
     args = parser.parse_args(argv)
@@ -283,7 +285,7 @@ def figures_main(argv: list[str] | None = None) -> None:
     from eval.figures import write_figures
 
     written = write_figures(params, args.res, args.eval_dir, args.models_dir, args.test, args.out_dir,
-                            args.models)
+                            args.models, args.curves_dir)
     for path in written:
         print(path)
 

@@ -146,6 +146,8 @@ rule figures:
         fig7=figure_output("fig7_partial", "Figure 7", "fig7"),
         fig8=figure_output("fig8_retrained_m", "Figure 8", "fig8"),
         curves=figure_output("training_curves", "Training curves", "curves"),
+        # the training logs as one CSV per term: the line plots of `dvc plots show` / `dvc plots diff`
+        curve_tables=directory(f"{RESULTS}/curves/{{res}}"),
     log:
         "logs/figures_{res}.log",
     params:
@@ -160,4 +162,4 @@ rule figures:
     shell:
         "OMP_NUM_THREADS={threads} lapcvae figures --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
         " --eval-dir {params.eval_dir:q} --models-dir {params.models_dir:q} --models {params.models:q} --test {input.test:q}"
-        " --out-dir {params.out_dir:q} 2>&1 | tee {log:q}"
+        " --out-dir {params.out_dir:q} --curves-dir {output.curve_tables:q} 2>&1 | tee {log:q}"
