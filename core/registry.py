@@ -88,6 +88,15 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
 ]}
 
 
+# Table 1's reference rows, in order: what a model must beat to have learned anything. The first three are
+# reconstructions (`lapcvae references`, eval/references.py); the coarsest level's depends on a seed's training.
+# The last scores real training images as samples (`lapcvae sample-embedding`, eval/sample_quality.py).
+RECONSTRUCTION_REFERENCES = ("mean_face", "pca", "lapcvae_coarsest")
+SEED_REFERENCES = ("lapcvae_coarsest",)
+TRAINING_IMAGES = "training_images"
+REFERENCES = (*RECONSTRUCTION_REFERENCES, TRAINING_IMAGES)
+
+
 # Why a model with reconstructs=False has no reconstruction metrics (Table 1's footnote, summary.json).
 RECONSTRUCTION_WITHHELD = ("no reconstruction metrics: an autoregressive decoder's reconstruction here is greedy "
                            "decoding of the posterior mean, not a draw from p(x | z); it drifts (worse than the "

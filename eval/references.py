@@ -27,12 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from core import registry
 from eval.metrics import evaluate_model, summarise
 from models.checkpoint import load_model
 
 logger = logging.getLogger(__name__)
 
-REFERENCES = ("mean_face", "pca", "lapcvae_coarsest")  # Table 1's reference rows, in order
+REFERENCES = registry.RECONSTRUCTION_REFERENCES  # the reference rows this module computes
 CHUNK = 1024  # images (or pixel columns) converted to float64 at a time
 
 

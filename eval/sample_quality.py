@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core import registry
 from core.atomic import atomic_path
 from eval.metrics import PIXEL_MAX, to_uint8
 from models.pyramid import laplacian_pyramid
@@ -45,7 +46,7 @@ MIN_IMAGES = 100  # fewer real or generated images: precision and recall are log
 METRIC_KEYS = ("sample_precision", "sample_recall", "fd_embedding")
 FITTED_PREFIX = "fitted_"  # the same metrics of the samples of a model's fitted prior (models/fitted_prior.py)
 # Table 1's real-image reference row: eval.samples training images scored against the test split as samples are.
-TRAINING_IMAGES = "training_images"
+TRAINING_IMAGES = registry.TRAINING_IMAGES
 
 
 def image_features(images: np.ndarray, layout_size: int, detail_size: int, batch_size: int = 256) -> np.ndarray:

@@ -51,9 +51,7 @@ METRICS_JSON_COLUMNS = ("rmse_mean", "r2_h0_mean", "rate_mean", "nelbo_mean", "n
                         "sample_precision", "sample_recall", "fd_embedding", "fitted_sample_precision",
                         "fitted_sample_recall", "fitted_fd_embedding", "network_flops", "optimizer_flops",
                         "train_seconds")
-# eval.references: rows every model must beat; then eval.sample_quality's real-image row (training images scored
-# as samples: the precision, recall and Frechet distance of real faces; it reconstructs nothing)
-REFERENCES = ("mean_face", "pca", "lapcvae_coarsest", "training_images")
+REFERENCES = registry.REFERENCES  # Table 1's reference rows (core/registry.py)
 MIN_SEEDS = 3  # fewer training seeds leave a cross-seed test without power: report it as not testable
 SIGNIFICANCE = 0.05  # family-wise, over every claim tested (Holm)
 # The comparison's claims, each tested across seeds: (claim, model, versus, per-seed column, which is better).

@@ -24,7 +24,7 @@ LAPCVAE_VARIANTS = registry.trained_by(registry.TRAIN_PER_LEVEL)
 BASELINES = registry.trained_by(registry.TRAIN_ONE_JOB)
 RETRAINED = registry.trained_by(registry.RETRAIN_M)
 # Table 1's reference rows (eval/references.py), computed on the same split: what a model must beat.
-REFERENCES = ["mean_face", "pca", "lapcvae_coarsest"]
+REFERENCES = list(registry.RECONSTRUCTION_REFERENCES)  # the rows `lapcvae references` writes
 __all__ = ["checkpoint", "training_log"]  # re-exported for the rules
 
 

@@ -7,6 +7,8 @@ import yaml
 from core.atomic import write_text
 from core.params import ParamsError, check_device, read_yaml, validate
 from core.registry import (
+    SEED_REFERENCES,
+    TRAINING_IMAGES,
     fitted_prior,
     level_checkpoint,
     models_at,
@@ -68,7 +70,6 @@ LAPCVAE_LEVELS = {res: levels(config, res) for res in RES}
 # Data, the split and the data-only references are shared; figures, neighbours, editing and the study use the first.
 SEEDS = [int(seed) for seed in config["seeds"]]
 RUNS = {seed: seed_results(RESULTS, seed, SEEDS) for seed in SEEDS}
-SEED_REFERENCES = ["lapcvae_coarsest"]  # the reference rows that depend on a seed's training (eval/references.py)
 
 TRAIN_RESOURCES = dict(
     mem_mb=RESOURCES["train"]["mem_mb"], runtime=RESOURCES["train"]["runtime"], gpu=RESOURCES["train"]["gpus"]

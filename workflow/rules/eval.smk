@@ -1,7 +1,7 @@
 # Evaluation (paper section 5.1): per-model metrics and training cost on the test split, Table 1, nearest
 # neighbours, figures.
 
-SAMPLE_REFERENCE = "training_images"  # eval/sample_quality.py TRAINING_IMAGES: the real-image reference row
+SAMPLE_REFERENCE = TRAINING_IMAGES  # core/registry.py: the real-image reference row
 
 
 # The embedding every sample of a resolution is scored in (eval/sample_quality.py), fitted on the training split
