@@ -31,6 +31,15 @@ TABLE1_COLUMNS = (
     ("train_seconds", "training (s)", 0), ("train_flops", "training FLOPs", None),
     ("sample_seconds", "sampling (s)", 2),
 )
+# (column, header, cell format) of the second table: samples of both priors, rate against the linear-Gaussian code,
+# and the compute split that the equal-compute row matches
+SAMPLES_RATE_COLUMNS = (
+    ("sample_precision", "precision N(0, I)", 3), ("sample_recall", "recall N(0, I)", 3),
+    ("fd_embedding", "FD N(0, I)", 2), ("fitted_sample_precision", "precision fitted", 3),
+    ("fitted_sample_recall", "recall fitted", 3), ("fitted_fd_embedding", "FD fitted", 2),
+    ("nelbo_bits_per_dim", "-ELBO (bits/dim)", 3), ("gaussian_rmse_at_rate", "linear-Gaussian RMSE at the rate", 2),
+    ("network_flops", "network FLOPs", None), ("optimizer_flops", "optimizer FLOPs", None),
+)
 
 
 def read_csv(path: Path, required: Sequence[str], how_to_make: str) -> pd.DataFrame:
@@ -66,19 +75,32 @@ def model_name(record: Mapping[str, Any]) -> str:
 
 
 def table1_lines(table: pd.DataFrame) -> list[str]:
-    """Table 1: one row per resolution and model, each number the mean over seeds ± its std across them."""
+    """Table 1: one row per resolution and model, each number the mean over seeds ± its std across them; then
+    the samples, rate and compute of the same rows where the table has them."""
     columns = [(column, header, digits) for column, header, digits in TABLE1_COLUMNS if column in table.columns]
     rows = []
     for res, group in table.groupby("resolution", sort=True):
         pca_rmse = group.loc[group["model"] == PCA, "rmse_mean"]
         for record in group.to_dict(orient="records"):
             ratio = (f"{record['rmse_mean'] / pca_rmse.iloc[0]:.2f}x"
-                     if len(pca_rmse) and pca_rmse.iloc[0] > 0 else "–")
+                     if len(pca_rmse) and pca_rmse.iloc[0] > 0 and not pd.isna(record["rmse_mean"]) else "–")
             rows.append([str(res), model_name(record), str(int(record["n_seeds"])),
                          with_spread(record, "rmse_mean", 2), ratio,
                          *[with_spread(record, column, digits) for column, _, digits in columns]])
     header = ["res", "model", "seeds", "RMSE", "RMSE / PCA", *[header for _, header, _ in columns]]
-    return markdown_table(header, rows)
+    lines = markdown_table(header, rows)
+    extra = [(column, header, digits) for column, header, digits in SAMPLES_RATE_COLUMNS if column in table.columns]
+    if not extra:
+        return lines
+    rows = [[str(record["resolution"]), model_name(record),
+             *[with_spread(record, column, digits) for column, _, digits in extra]]
+            for record in table.sort_values("resolution", kind="stable").to_dict(orient="records")
+            if any(not pd.isna(record.get(column)) for column, _, _ in extra)]
+    return [*lines, "", "Samples (600 per model, against the test split in the training split's embedding: "
+            "precision, recall, Frechet distance), from the N(0, I) prior and from the prior fitted to the training "
+            "posteriors; the test -ELBO; the RMSE a linear-Gaussian code of the training covariance reaches at the "
+            "model's rate; training FLOPs split into network and optimizer:", "",
+            *markdown_table(["res", "model", *[header for _, header, _ in extra]], rows)]
 
 
 def per_seed_lines(per_seed: pd.DataFrame) -> list[str]:
