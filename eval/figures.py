@@ -305,8 +305,9 @@ def write_figures(params: Mapping[str, Any], res: int, eval_dir: Path, models_di
     test_images = load_images(test)
     originals = first_images(test_images, n, str(test))
     results = {model: eval_dir / str(res) / model for model in models}
+    # A model registered reconstructs=False (PixelVAE's greedy decoding) has no reconstruction to show, as in Table 1.
     reconstructions = {model: first_images(load_images(folder / "reconstructions.npy"), n, str(folder))
-                       for model, folder in results.items()}
+                       for model, folder in results.items() if registry.spec(model).reconstructs}
     sample_sets = {model: load_images(folder / "samples.npy") for model, folder in results.items()}
     samples = {model: first_images(images, n, str(results[model])) for model, images in sample_sets.items()}
 

@@ -74,3 +74,16 @@ def test_a_zip_bomb_is_refused_before_extraction(tmp_path):
     with pytest.raises(ValueError, match=r"expand to 64\.0 MiB, \d+x the archive's .*zip bomb"):
         extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_rows_read_from_a_memory_mapped_split_equal_numpy_indexing(tmp_path):
+    """The training loop reads its batches with read_rows (pread, not through the mapping): the same rows, in the
+    order asked, repeats included, as numpy's fancy indexing of the array."""
+    from data.arrays import load_image_array, read_rows
+
+    images = np.random.default_rng(3).integers(0, 256, (40, 3, 8, 8), dtype=np.uint8)
+    np.save(tmp_path / "train.npy", images)
+    mapped = load_image_array(tmp_path / "train.npy", 8)
+    order = np.array([39, 0, 17, 17, 5])
+    assert np.array_equal(read_rows(mapped, order), images[order])
+    assert np.array_equal(read_rows(images, order), images[order])  # an in-memory array, indexed directly
