@@ -88,6 +88,11 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
 ]}
 
 
+# The models `snakemake tune` tunes (studies/tuning.py); the variants of one (LapCVAE without M, the VAE at
+# LapCVAE's FLOPs) take their tuned settings.
+TUNED_MODELS = ("vae", "vaegan", "lapcvae", "pixelvae")
+
+
 # Table 1's reference rows, in order: what a model must beat to have learned anything. The first three are
 # reconstructions (`lapcvae references`, eval/references.py); the coarsest level's depends on a seed's training.
 # The last scores real training images as samples (`lapcvae sample-embedding`, eval/sample_quality.py).

@@ -269,18 +269,23 @@ def protocol_section(params: Mapping[str, Any], results: Path, prepared: Path) -
         "LapCVAE has latent dimensions, and LapCVAE's coarsest level alone upsampled to full size.",
     ]
     blocks: list[Block] = [Heading(2, "Protocol"), Bullets(items)]
-    tuning = sorted((results / "tuning").glob("*.json"))
+    tuning = sorted((results / "tuning").glob("*/*.json"))
     if not tuning:
-        blocks.append(Paragraph("No tuning results (results/tuning/): the weights in params.yaml were not chosen "
+        blocks.append(Paragraph("No tuning results (results/tuning/): the settings in params.yaml were not chosen "
                                 "by `snakemake tune` in this results tree.", note=True))
     for path in tuning:
         chosen = read_json(path, "rerun `snakemake tune`")
-        blocks.append(Table(["Weight", "Chosen value", "Validation RMSE"],
-                            [[key, str(value), number(chosen.get("val_rmse_of_chosen", {}).get(key))]
+        scores = chosen.get("scores_of_chosen", {})
+        blocks.append(Table(["Setting", "Chosen value", "Validation fit", "Sample precision", "Sample recall"],
+                            [[key, str(value), *(number(scores.get(key, {}).get(column))
+                                                 for column in ("fit", "sample_precision", "sample_recall"))]
                              for key, value in chosen.get("chosen", {}).items()],
-                            f"Tuned at {chosen.get('resolution')} px on the validation split, "
-                            f"{chosen.get('trials_per_weight')} trials per weight, {chosen.get('epochs')} epochs "
-                            f"each ({path.name})."))
+                            f"{display(chosen.get('model', path.stem))} tuned at {chosen.get('resolution')} px on "
+                            f"the validation split, {chosen.get('trials_per_key')} trials per setting, "
+                            f"{chosen.get('epochs')} epochs each; fit is the RMSE (-ELBO in nats where the "
+                            f"reconstruction is not scored), chosen as the best fit among trials within "
+                            f"{chosen.get('sample_margin')} of the best sample precision and recall "
+                            f"({path.parent.name}/{path.name})."))
     return blocks
 
 

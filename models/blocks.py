@@ -68,7 +68,7 @@ class ConvDecoder(nn.Module):
         blocks = [deconv_block(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True)]
         self.features = nn.Sequential(*blocks)
         self.to_image = nn.ConvTranspose2d(widths[-1], out_channels, kernel_size=4, stride=2, padding=1)
-        mark_io_layers(self.from_latent[0], self.to_image)
+        mark_io_layers(self.to_image)  # the layer decoding a latent is hidden: it reads a dense code
         if output_bias is not None:
             # Start from a flat output_bias image: a randomly initialised output layer's first hundred steps go
             # to shrinking its noise (LapCVAE's finest SSE at init 2,172 against 24 for predicting no detail),

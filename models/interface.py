@@ -60,8 +60,9 @@ IO_LAYER = "io_layer"  # attribute set on a network's input and output layers
 
 def mark_io_layers(*layers: nn.Module) -> None:
     """Mark the layers that read a network's input or write its output (the first convolution on an image, a
-    latent's mean/log-variance head, the layer decoding a latent, the RGB output, M's layers): Muon orthogonalises
-    only hidden weight matrices, these step with Adam (Jordan et al. 2024, "Muon: an optimizer for hidden layers")."""
+    latent's mean/log-variance head, the RGB output, M's layers): Muon orthogonalises only hidden weight matrices,
+    these step with Adam (Jordan et al. 2024, "Muon: an optimizer for hidden layers"). The layer decoding a latent
+    is hidden: it maps a dense unit-variance code to features, the geometry Muon's step is built for."""
     for layer in layers:
         setattr(layer, IO_LAYER, True)
 

@@ -1,27 +1,40 @@
-"""Tuning every model's regularisation weights on the validation split, with the same number of trials each.
+"""Tuning every model's learning rate and regularisation weights on the validation split, with the same number
+of trials each, scored on reconstructions and samples together.
 
-The protocol (docs/protocol.md, "How models are compared"): each tuned weight gets `tune.trials` candidates, either
-`tune.grid.<model>` (factors applied to the current value) or log-spaced factors 10^[-span, span] around it;
-every candidate trains with the same short budget (`tune.epochs` epochs over train.npy, the training split
-minus validation) from the same seed, and is scored by its reconstruction RMSE on the validation split
-(`val.npy`, 8-bit quantised like Table 1). The test split is never read.
+The protocol (docs/protocol.md, "How models are compared"): each tuned key gets `tune.trials` candidates, either
+`tune.grid.<model>` (factors applied to the current value) or log-spaced factors 10^[-span, span] around it (the
+learning rate: `tune.lr_factors`); every candidate trains with the same short budget (`tune.epochs` epochs over
+train.npy, the training split minus validation) from the same seed. The keys, searched one after another, each
+on the values chosen before it:
 
-- VAE: its KL weight (`vae.{res}.kl_weight`, when params has it).
-- VAE/GAN: `gamma` (and `kl_weight`, when params has it), one after the other.
+- every model: its Adam rate first (`{model}.{res}.train.lr`; under Muon the rate of the input and output
+  layers, biases and norms), the step the model's own layers take;
+- VAE and PixelVAE: `kl_weight`; VAE/GAN: `gamma`, then `kl_weight`;
 - LapCVAE: `kl_weights` greedily per level, coarsest first, as the paper did (section 5): level K's weight is
-  chosen on the validation RMSE of level K alone (upsampled to full size), then level K-1 trains on the chosen
-  level K, and so on. The with-M variant is tuned; the without-M variant uses the same weights.
+  chosen on level K alone (upsampled to full size), then level K-1 trains on the chosen level K, and so on. The
+  with-M variant is tuned; the without-M variant uses the same settings.
 
-`tune` returns (and the command writes) every trial with its validation RMSE, and the chosen values as a
-params override file (`results/tuning/{res}.yaml`), which params.yaml copies with a note of where they came from.
+**Scores**, on the validation split only (the test split is never read): `fit`, the reconstruction RMSE (0-255,
+quantised like Table 1) or, for a model whose reconstruction is not scored (registry `reconstructs`), its -ELBO
+in nats per image; and the samples of a prior fitted to the training posteriors (models/fitted_prior.py), as many
+as validation images, against the validation images in the sample embedding (eval/sample_quality.py):
+precision, recall and the Frechet distance. **The rule** (`choose_trial`), the same for every key of every model:
+the lowest `fit` among the trials whose sample precision and recall are each within `tune.sample_margin` of the
+best trial's; ties go to the value nearest the current one.
 
-    lapcvae tune --res 64 --train data/prepared/64/train.npy --val data/prepared/64/val.npy --out-dir results/tuning
+`tune` returns (and the command writes) every trial with its scores, and the chosen values as a params override
+file (`results/tuning/{res}/{model}.yaml`).
+
+    lapcvae tune --res 64 --model vae --train data/prepared/64/train.npy --val data/prepared/64/val.npy \
+        --out-dir results/tuning/64
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,12 +45,19 @@ import pandas as pd
 import torch
 from torch import nn
 
+from core import registry
+from eval.elbo import negative_elbo
 from eval.metrics import rmse_per_image
+from eval.sample_quality import SampleEmbedding, draw_samples, fit_embedding, sample_metrics
+from models.fitted_prior import fit_prior, sample_fitted
 
 logger = logging.getLogger(__name__)
 
-TUNED_MODELS = ("vae", "vaegan", "lapcvae")
-BASELINE_WEIGHTS = {"vae": ("kl_weight",), "vaegan": ("gamma", "kl_weight")}
+TUNED_MODELS = registry.TUNED_MODELS
+LEARNING_RATE = ("train", "lr")
+# The weights each one-job model trades reconstruction against rate and samples with, after its learning rate.
+BASELINE_WEIGHTS = {"vae": ("kl_weight",), "vaegan": ("gamma", "kl_weight"), "pixelvae": ("kl_weight",)}
+SCORE_COLUMNS = ("fit", "val_rmse", "val_nelbo", "sample_precision", "sample_recall", "fd_embedding")
 
 
 def candidate_factors(trials: int, span: float) -> list[float]:
@@ -71,11 +91,11 @@ def validation_rmse(model: nn.Module, val_images: np.ndarray, batch_size: int = 
 
 
 def _set(params: dict[str, Any], path: Sequence[str | int], value: Any) -> dict[str, Any]:
-    """A deep copy of `params` with the value at `path` replaced."""
+    """A deep copy of `params` with the value at `path` replaced (missing mappings on the way are created)."""
     updated = copy.deepcopy(params)
     node: Any = updated
     for part in path[:-1]:
-        node = node[part]
+        node = node.setdefault(part, {}) if isinstance(node, dict) else node[part]
     node[path[-1]] = value
     return updated
 
@@ -85,6 +105,16 @@ def _get(params: Mapping[str, Any], path: Sequence[str | int]) -> Any:
     for part in path:
         node = node[part]
     return node
+
+
+def current_value(params: Mapping[str, Any], path: Sequence[str | int]) -> Any:
+    """The value at `path`; a model's `train` key it does not set is the shared `train` section's."""
+    try:
+        return _get(params, path)
+    except (KeyError, IndexError):
+        if len(path) == 4 and path[2] == "train":
+            return params["train"].get(path[3])
+        return None
 
 
 def short_budget(params: Mapping[str, Any], epochs: int) -> dict[str, Any]:
@@ -125,85 +155,155 @@ def train_model(params: dict[str, Any], model: str, resolution: int, train_image
     return network, checkpoints
 
 
+def validation_nelbo(model: nn.Module, val_images: np.ndarray, sigma: float, seed: int,
+                     batch_size: int = 256) -> float:
+    """Mean -ELBO in nats per validation image on the common scale (eval/elbo.py); NaN for a model without one."""
+    generator = torch.Generator().manual_seed(seed)
+    values = []
+    with torch.inference_mode():
+        for start in range(0, len(val_images), batch_size):
+            images = torch.from_numpy(np.array(val_images[start:start + batch_size])).float() / 255.0
+            values.append(negative_elbo(model, images, sigma, generator)["nelbo"])
+    return float(torch.cat(values).mean())
+
+
+def trial_scores(network: nn.Module, model: str, params: Mapping[str, Any], train_images: np.ndarray,
+                 val_images: np.ndarray, embedding: SampleEmbedding) -> dict[str, float]:
+    """A trained trial's scores on the validation split (SCORE_COLUMNS): reconstruction or -ELBO, and the
+    fitted prior's samples (as many as validation images) against the validation images."""
+    spec = registry.spec(model)
+    evaluation = params["eval"]
+    scores = {"val_rmse": validation_rmse(network, val_images) if spec.reconstructs else math.nan,
+              "val_nelbo": validation_nelbo(network, val_images, evaluation["elbo_sigma"], params["seed"])}
+    scores["fit"] = scores["val_rmse"] if spec.reconstructs else scores["val_nelbo"]
+    sample = network.sample
+    if spec.latent_prior:
+        prior = fit_prior(network, train_images, batch_size=evaluation["batch_size"],
+                          ridge=evaluation["fitted_prior"]["ridge"], seed=params["seed"],
+                          max_images=evaluation["fitted_prior"]["images"])
+
+        def sample(n: int, seed: int) -> torch.Tensor:
+            return sample_fitted(network, prior, n, seed)
+
+    samples = draw_samples(sample, len(val_images), evaluation["batch_size"], params["seed"])
+    metrics = sample_metrics(embedding, val_images, samples, evaluation["sample_quality"]["k"])
+    scores.update({key: float(metrics[key]) for key in ("sample_precision", "sample_recall", "fd_embedding")})
+    return scores
+
+
+def choose_trial(scores: pd.DataFrame, margin: float, values: Sequence[float], current: float) -> int:
+    """Position of the chosen trial among one key's trials (rows of SCORE_COLUMNS, in the order of `values`):
+    the lowest `fit` among the trials whose sample precision and recall are each within `margin` of the best
+    trial's (a NaN sample score rules nothing out); ties go to the value nearest `current`, no move without
+    evidence. A trial whose `fit` is not finite (diverged) is never chosen while another is."""
+    eligible = np.ones(len(scores), bool)
+    for column in ("sample_precision", "sample_recall"):
+        column_scores = scores[column].to_numpy(float)
+        if np.isfinite(column_scores).any():
+            eligible &= ~(column_scores < np.nanmax(column_scores) - margin)
+    fits = np.where(eligible & np.isfinite(scores["fit"].to_numpy(float)), scores["fit"].to_numpy(float), np.inf)
+    if not np.isfinite(fits).any():
+        fits = np.where(eligible, 0.0, np.inf)  # every trial diverged: keep the eligible value nearest current
+    best = fits.min()
+    return min((index for index in range(len(values)) if fits[index] == best),
+               key=lambda index: abs(np.log(values[index] / current)))
+
+
 def _search(label: str, path: Sequence[str | int], values: Sequence[float],
-            run: Callable[[float, Path], float], out_dir: Path, trials: list[dict[str, Any]],
-            model: str, current: float) -> float:
-    """Try each value (run(value, trial_dir) -> validation RMSE), record the trials, return the best value."""
-    scores = []
+            run: Callable[[float, Path], dict[str, float]], out_dir: Path, trials: list[dict[str, Any]],
+            model: str, current: float, margin: float) -> float:
+    """Try each value (run(value, trial_dir) -> scores), record the trials, return the chosen value."""
+    rows = []
     for index, value in enumerate(values):
         started = time.perf_counter()
-        score = run(value, out_dir / f"{label}-trial{index}")
-        scores.append(score)
+        scores = run(value, out_dir / f"{label}-trial{index}")
+        rows.append(scores)
         trials.append({"model": model, "key": ".".join(map(str, path)), "trial": index, "value": value,
-                       "val_rmse": score, "seconds": time.perf_counter() - started, "chosen": False})
-        logger.info("tune %s = %.4g: validation RMSE %.3f", ".".join(map(str, path)), value, score)
-    # Ties (e.g. a level whose weight does not matter at this budget) go to the value nearest the current one:
-    # no move without evidence.
-    best = min((index for index, score in enumerate(scores) if score == np.nanmin(scores)),
-               key=lambda index: abs(np.log(values[index] / current)))
+                       **{column: scores[column] for column in SCORE_COLUMNS},
+                       "seconds": time.perf_counter() - started, "chosen": False})
+        logger.info("tune %s = %.4g: fit %.3f, sample precision %.3f, recall %.3f", ".".join(map(str, path)),
+                    value, scores["fit"], scores["sample_precision"], scores["sample_recall"])
+    best = choose_trial(pd.DataFrame(rows, columns=list(SCORE_COLUMNS)), margin, values, current)
     trials[len(trials) - len(values) + best]["chosen"] = True
     return values[best]
 
 
 def tune(params: Mapping[str, Any], resolution: int, train_images: np.ndarray, val_images: np.ndarray,
          out_dir: str | Path, models: Sequence[str] = TUNED_MODELS) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Tune every model's weights at one resolution; (all trials, {dotted key: chosen value})."""
+    """Tune every model's learning rate and weights at one resolution; (all trials, {dotted key: chosen value})."""
     settings = params["tune"]
     out_dir = Path(out_dir)
     res = str(resolution)
     base = short_budget(dict(params), settings["epochs"])
+    margin = float(settings["sample_margin"])
+    embedding = fit_embedding(train_images, params["eval"]["sample_quality"], params["seed"])
     trials: list[dict[str, Any]] = []
     chosen: dict[str, Any] = {}
+    # Scores of settings already trained, by the model's whole section: the current value of a later key is the
+    # chosen trial of the one before, trained once (its row is still recorded, so every key has its trials).
+    trained: dict[str, dict[str, float]] = {}
 
-    def factors(model: str) -> list[float]:
+    def factors(model: str, path: Sequence[str | int]) -> list[float]:
+        if tuple(path[2:]) == LEARNING_RATE:
+            return list(settings["lr_factors"])
         grid = (settings.get("grid") or {}).get(model)
         return list(grid) if grid else candidate_factors(settings["trials"], settings["span"])
 
+    def score_whole(tuned: dict[str, Any], model: str, trial_dir: Path) -> dict[str, float]:
+        key = json.dumps(tuned[registry.spec(model).params_section][res], sort_keys=True)
+        if key not in trained:
+            network = train_model(tuned, model, resolution, train_images, trial_dir)[0]
+            trained[key] = trial_scores(network, model, tuned, train_images, val_images, embedding)
+        return trained[key]
+
+    def search_whole(tuned: dict[str, Any], model: str, path: tuple, upper: float | None = None) -> dict[str, Any]:
+        current = current_value(tuned, path)
+        if current is None:
+            logger.warning("%s has no %s at %s px: not tuned", model, ".".join(path[2:]), res)
+            return tuned
+
+        def run(value: float, trial_dir: Path) -> dict[str, float]:
+            return score_whole(_set(tuned, path, value), model, trial_dir)
+
+        values = candidates(float(current), factors(model, path), upper)
+        best = _search(f"{model}-{'.'.join(path[2:])}", path, values, run, out_dir / "trials", trials, model,
+                       float(current), margin)
+        chosen[".".join(path)] = best
+        return _set(tuned, path, best)
+
     for model in models:
-        if model in BASELINE_WEIGHTS:
-            tuned = copy.deepcopy(base)
-            for key in BASELINE_WEIGHTS[model]:
-                path = (model, res, key)
-                if key not in tuned[model][res]:
-                    logger.warning("%s has no %s at %s px: not tuned", model, key, res)
-                    continue
-                upper = 1.0 if key == "gamma" else None  # gamma weighs Dis_l against the GAN: in [0, 1]
-
-                def run(value: float, trial_dir: Path, model: str = model, path: tuple = path,
-                        tuned: dict = tuned) -> float:
-                    network = train_baseline(_set(tuned, path, value), model, resolution, train_images,
-                                             trial_dir / "model.pt")
-                    return validation_rmse(network, val_images)
-
-                current = float(_get(tuned, path))
-                values = candidates(current, factors(model), upper)
-                best = _search(f"{model}-{key}", path, values, run, out_dir / "trials" / res, trials, model,
-                               current)
-                tuned = _set(tuned, path, best)
-                chosen[".".join(path)] = best
-        elif model == "lapcvae":
-            weights = list(base["lapcvae"][res]["kl_weights"])
-            coarser: Path | None = None
-            for level in range(base["lapcvae"][res]["levels"] - 1, -1, -1):  # coarsest first (greedy)
-                checkpoints: dict[float, Path] = {}
-
-                def run(value: float, trial_dir: Path, level: int = level, coarser: Path | None = coarser,
-                        checkpoints: dict = checkpoints, weights: list = weights) -> float:
-                    trial_weights = [*weights[:level], value, *weights[level + 1:]]
-                    trial_params = _set(base, ("lapcvae", res, "kl_weights"), trial_weights)
-                    out = trial_dir / f"level{level}.pt"
-                    network = train_level(trial_params, resolution, level, coarser, train_images, out)
-                    checkpoints[value] = out
-                    return validation_rmse(network, val_images)
-
-                path = ("lapcvae", res, "kl_weights", level)
-                values = candidates(float(weights[level]), factors("lapcvae"))
-                weights[level] = _search(f"lapcvae-level{level}", path, values, run, out_dir / "trials" / res,
-                                         trials, "lapcvae", float(weights[level]))
-                coarser = checkpoints[weights[level]]  # the next finer level trains on the chosen one
-            chosen[f"lapcvae.{res}.kl_weights"] = weights
-        else:
+        if model not in TUNED_MODELS:
             raise ValueError(f"unknown model {model!r} to tune; choose from {', '.join(TUNED_MODELS)}")
+        if res not in params.get(model, {}):
+            logger.warning("%s has no %s px section: not tuned", model, res)
+            continue
+        tuned = search_whole(copy.deepcopy(base), model, (model, res, *LEARNING_RATE))
+        if model in BASELINE_WEIGHTS:
+            for key in BASELINE_WEIGHTS[model]:
+                upper = 1.0 if key == "gamma" else None  # gamma weighs Dis_l against the GAN: in [0, 1]
+                tuned = search_whole(tuned, model, (model, res, key), upper)
+            continue
+        weights = list(tuned["lapcvae"][res]["kl_weights"])
+        coarser: Path | None = None
+        for level in range(tuned["lapcvae"][res]["levels"] - 1, -1, -1):  # coarsest first (greedy)
+            checkpoints: dict[float, Path] = {}
+
+            def run(value: float, trial_dir: Path, level: int = level, coarser: Path | None = coarser,
+                    checkpoints: dict = checkpoints, weights: list = weights, tuned: dict = tuned
+                    ) -> dict[str, float]:
+                trial_weights = [*weights[:level], value, *weights[level + 1:]]
+                trial_params = _set(tuned, ("lapcvae", res, "kl_weights"), trial_weights)
+                out = trial_dir / f"level{level}.pt"
+                network = train_level(trial_params, resolution, level, coarser, train_images, out)
+                checkpoints[value] = out
+                return trial_scores(network, "lapcvae", trial_params, train_images, val_images, embedding)
+
+            path = ("lapcvae", res, "kl_weights", level)
+            values = candidates(float(weights[level]), factors("lapcvae", path))
+            weights[level] = _search(f"lapcvae-level{level}", path, values, run, out_dir / "trials", trials,
+                                     "lapcvae", float(weights[level]), margin)
+            coarser = checkpoints[weights[level]]  # the next finer level trains on the chosen one
+        chosen[f"lapcvae.{res}.kl_weights"] = weights
     return pd.DataFrame(trials), chosen
 
 

@@ -1,16 +1,26 @@
-"""Tuning: same number of trials per weight, scored on validation, the best trial chosen; LapCVAE greedy."""
+"""Tuning: the same number of trials per setting, scored on validation reconstructions and samples, chosen by one
+rule; LapCVAE greedy."""
 
 from __future__ import annotations
 
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from core.params import load_params
 from models.checkpoint import load_model
-from studies.tuning import candidate_factors, candidates, override_file, tune, validation_rmse
+from studies.tuning import (
+    SCORE_COLUMNS,
+    candidate_factors,
+    candidates,
+    choose_trial,
+    override_file,
+    tune,
+    validation_rmse,
+)
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +35,9 @@ def tiny_params():
     params["vaegan"]["16"] = {**params["vaegan"]["64"], "widths": [4, 8, 8], "latent_dim": 4, "dis_hidden": 8,
                               "dis_layer": 1, "gamma": 0.01, "train": {}}
     # Two trials per weight; LapCVAE's second candidate is a KL weight of 10^4, which collapses the posterior.
-    params["tune"] = {"resolutions": [16], "trials": 2, "span": 1.0, "epochs": 2,
-                      "grid": {"lapcvae": [1.0, 1e4], "vaegan": [1.0, 10.0]}}
+    params["tune"] = {"resolutions": [16], "trials": 2, "span": 1.0, "epochs": 2, "lr_factors": [1.0, 0.1],
+                      "sample_margin": 1.0, "grid": {"lapcvae": [1.0, 1e4], "vaegan": [1.0, 10.0]}}
+    params["eval"]["sample_quality"].update(dims=8, layout_size=4, detail_size=4)
     return params
 
 
@@ -37,28 +48,48 @@ def test_candidates_are_log_spaced_around_the_current_value():
         candidates(0.0, [1.0])
 
 
-def test_tune_picks_the_best_validation_trial_greedily(tiny_params, tmp_path):
+def test_the_rule_takes_the_best_fit_among_trials_whose_samples_are_near_the_best():
+    scores = pd.DataFrame([[10.0, 0.20, 0.05], [11.0, 0.60, 0.10], [12.0, 0.65, 0.02], [9.0, 0.10, 0.00]],
+                          columns=["fit", "sample_precision", "sample_recall"])
+    values = [0.1, 1.0, 10.0, 100.0]
+    assert choose_trial(scores, 0.1, values, current=1.0) == 1  # 0 and 3 sample too badly; 1 fits better than 2
+    assert choose_trial(scores, 1.0, values, current=1.0) == 3  # a margin of 1 leaves the best fit
+    ties = scores.assign(fit=[5.0, 5.0, 5.0, 5.0])
+    assert choose_trial(ties, 1.0, values, current=10.0) == 2  # a tie stays at the current value
+    diverged = scores.assign(fit=[np.nan, 11.0, np.inf, 9.0], sample_precision=np.nan, sample_recall=np.nan)
+    assert choose_trial(diverged, 0.1, values, current=1.0) == 3  # no sample scores: the best finite fit
+
+
+def test_tune_scores_every_trial_and_chooses_by_the_rule_greedily(tiny_params, tmp_path):
     rng = np.random.default_rng(0)
     base = rng.integers(60, 200, size=(1, 3, 16, 16))
     images = np.clip(base + rng.integers(-40, 41, size=(16, 3, 16, 16)), 0, 255).astype(np.uint8)
     train, val = images[:12], images[12:]
     trials, chosen = tune(tiny_params, 16, train, val, tmp_path, models=("lapcvae", "vaegan"))
-    # The same number of trials for every tuned weight: 2 per LapCVAE level, 2 each for VAE/GAN's gamma and KL.
-    assert trials.groupby("key").size().to_dict() == {"lapcvae.16.kl_weights.0": 2, "lapcvae.16.kl_weights.1": 2,
-                                                      "vaegan.16.gamma": 2, "vaegan.16.kl_weight": 2}
-    assert list(trials["key"][:4]) == ["lapcvae.16.kl_weights.1"] * 2 + ["lapcvae.16.kl_weights.0"] * 2  # coarse first
-    for _, group in trials.groupby("key"):
+    # The same number of trials for every tuned setting: the learning rate, then 2 per LapCVAE level and 2 each
+    # for VAE/GAN's gamma and KL weight.
+    assert trials.groupby("key").size().to_dict() == {
+        "lapcvae.16.train.lr": 2, "lapcvae.16.kl_weights.0": 2, "lapcvae.16.kl_weights.1": 2,
+        "vaegan.16.train.lr": 2, "vaegan.16.gamma": 2, "vaegan.16.kl_weight": 2}
+    assert list(trials["key"][:6]) == (["lapcvae.16.train.lr"] * 2 + ["lapcvae.16.kl_weights.1"] * 2
+                                       + ["lapcvae.16.kl_weights.0"] * 2)  # the rate, then coarse first
+    assert trials[list(SCORE_COLUMNS)].drop(columns="val_nelbo").notna().all().all()
+    assert trials["sample_precision"].between(0, 1).all() and trials["sample_recall"].between(0, 1).all()
+    for _, group in trials.groupby("key"):  # a margin of 1 admits every trial: the best fit wins
         assert group["chosen"].sum() == 1
-        assert group.loc[group["chosen"], "val_rmse"].iloc[0] == group["val_rmse"].min()
+        assert group.loc[group["chosen"], "fit"].iloc[0] == group["fit"].min()
+    assert (trials["fit"] == trials["val_rmse"]).all()  # both models reconstruct
     weights = chosen["lapcvae.16.kl_weights"]
     picked = trials[trials["chosen"]].set_index("key")["value"]
     assert weights == [picked["lapcvae.16.kl_weights.0"], picked["lapcvae.16.kl_weights.1"]]
     assert weights[1] == 1.0  # a KL weight of 10^4 at the coarsest level loses on validation
+    assert chosen["vaegan.16.train.lr"] == picked["vaegan.16.train.lr"]
     # The recorded score is the validation RMSE of the trial's checkpoint.
-    finest = sorted(tmp_path.glob("trials/16/lapcvae-level0-trial*/level0.pt"))
+    finest = sorted(tmp_path.glob("trials/lapcvae-level0-trial*/level0.pt"))
     assert len(finest) == 2
     model = load_model(finest[0])
     first = trials[trials["key"] == "lapcvae.16.kl_weights.0"].iloc[0]
     torch.manual_seed(0)
     assert validation_rmse(model, val) == pytest.approx(first["val_rmse"])
     assert override_file(chosen)["lapcvae"]["16"]["kl_weights"] == weights
+    assert override_file(chosen)["vaegan"]["16"]["train"]["lr"] == chosen["vaegan.16.train.lr"]

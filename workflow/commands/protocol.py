@@ -28,7 +28,7 @@ from eval.references import REFERENCES, MeanFace, build_references, evaluate_ref
 from eval.sample_quality import SampleEmbedding, repeated, sample_metrics
 from studies import budget_curve
 from studies.rate_distortion import plot, sweep
-from studies.tuning import override_file, tune
+from studies.tuning import TUNED_MODELS, override_file, tune
 from workflow.commands import add_params_arguments, add_split_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)
@@ -86,23 +86,29 @@ def tune_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lapcvae tune", description=doc_summary("studies.tuning"))
     add_params_arguments(parser)
     add_split_arguments(parser, "train", "val")
-    parser.add_argument("--out-dir", required=True, help="writes {res}.csv, {res}.json, {res}.yaml here")
+    parser.add_argument("--model", required=True, choices=TUNED_MODELS, help="the model whose settings to tune")
+    parser.add_argument("--out-dir", required=True, help="writes {model}.csv, {model}.json, {model}.yaml here, "
+                                                         "e.g. results/tuning/64")
     args = parser.parse_args(argv)
     params = params_from_args(args)
     trials, chosen = tune(params, args.res, load_image_array(args.train, args.res),
-                          load_image_array(args.val, args.res), args.out_dir)
+                          load_image_array(args.val, args.res), args.out_dir, models=[args.model])
     out_dir = Path(args.out_dir)
-    atomic_write_csv(out_dir / f"{args.res}.csv", trials)
-    scores = {key: float(trials[(trials["key"].str.startswith(key)) & trials["chosen"]]["val_rmse"].iloc[-1])
-              for key in chosen}
-    atomic_write_json(out_dir / f"{args.res}.json", {
-        "resolution": args.res, "epochs": params["tune"]["epochs"], "trials_per_weight": params["tune"]["trials"],
-        "scored_on": "validation split (val.npy), RMSE 0-255 of the quantised reconstruction",
-        "chosen": chosen, "val_rmse_of_chosen": scores})
+    atomic_write_csv(out_dir / f"{args.model}.csv", trials)
+    scores = {key: {column: float(row[column]) for column in ("fit", "sample_precision", "sample_recall")}
+              for key in chosen for _, row in trials[trials["key"].str.startswith(key) & trials["chosen"]]
+              .tail(1).iterrows()}
+    atomic_write_json(out_dir / f"{args.model}.json", {
+        "resolution": args.res, "model": args.model, "epochs": params["tune"]["epochs"],
+        "trials_per_key": params["tune"]["trials"], "sample_margin": params["tune"]["sample_margin"],
+        "scored_on": "validation split (val.npy): fit = RMSE 0-255 of the quantised reconstruction (-ELBO in nats "
+                     "for a model whose reconstruction is not scored); fitted-prior samples' precision and recall",
+        "chosen": chosen, "scores_of_chosen": scores})
     header = (f"# Chosen by `lapcvae tune` on the validation split ({len(trials)} trials, "
               f"{params['tune']['epochs']} epochs each); merge with --params or copy into params.yaml.\n")
-    atomic_write_text(out_dir / f"{args.res}.yaml", header + yaml.safe_dump(override_file(chosen), sort_keys=False))
-    logger.info("tuned %d px: %s", args.res, chosen)
+    atomic_write_text(out_dir / f"{args.model}.yaml",
+                      header + yaml.safe_dump(override_file(chosen), sort_keys=False))
+    logger.info("tuned %s at %d px: %s", args.model, args.res, chosen)
 
 
 def rate_distortion_main(argv: list[str] | None = None) -> None:

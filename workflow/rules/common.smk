@@ -9,9 +9,11 @@ from core.params import ParamsError, check_device, read_yaml, validate
 from core.registry import (
     SEED_REFERENCES,
     TRAINING_IMAGES,
+    TUNED_MODELS,
     fitted_prior,
     level_checkpoint,
     models_at,
+    resolutions_of,
     retrain_source,
     seed_results,
     training_jobs,

@@ -1,5 +1,5 @@
 # Tuning, the rate-distortion sweep and the budget curves (docs/protocol.md, "How models are compared"); none is part of `all`:
-#   snakemake tune --cores all              -> results/tuning/{res}.{csv,json,yaml}
+#   snakemake tune --cores all              -> results/tuning/{res}/{model}.{csv,json,yaml}
 #   snakemake rate_distortion --cores all   -> results/metrics/rate_distortion_{res}.csv, results/figures/...png
 #   snakemake budget_curve --cores all      -> results/metrics/budget_curve_{res}.csv, results/figures/...png
 TUNE_RES = [str(res) for res in config["tune"]["resolutions"]]
@@ -9,32 +9,36 @@ CURVE_MODELS = list(config["budget_curve"]["models"])
 CURVE_SEEDS = [str(seed) for seed in config["budget_curve"]["seeds"]]
 
 
-rule tune_resolution:
+rule tune_model:
     conda:
         CONDA_ENV
     input:
         train=f"{PREP}/{{res}}/train.npy",
         val=f"{PREP}/{{res}}/val.npy",
     output:
-        trials=f"{RESULTS}/tuning/{{res}}.csv",
-        chosen=f"{RESULTS}/tuning/{{res}}.json",
-        override=f"{RESULTS}/tuning/{{res}}.yaml",
+        trials=f"{RESULTS}/tuning/{{res}}/{{tuned_model}}.csv",
+        chosen=f"{RESULTS}/tuning/{{res}}/{{tuned_model}}.json",
+        override=f"{RESULTS}/tuning/{{res}}/{{tuned_model}}.yaml",
     log:
-        "logs/tune_{res}.log",
+        "logs/tune_{res}_{tuned_model}.log",
+    wildcard_constraints:
+        tuned_model="|".join(TUNED_MODELS),
     params:
-        out_dir=folder("output", "trials"),
-        fingerprint=fingerprint_of("tune_resolution"),
+        out_dir=lambda w: f"{RESULTS}/tuning/{w.res}",
+        fingerprint=fingerprint_of("tune_model"),
     threads: RESOURCES["train"]["threads"]
     resources:
         **TRAIN_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae tune --params $LAPCVAE_PARAMS --res {wildcards.res:q} --train {input.train:q}"
-        " --val {input.val:q} --out-dir {params.out_dir:q} 2>&1 | tee {log:q}"
+        "OMP_NUM_THREADS={threads} lapcvae tune --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
+        " --model {wildcards.tuned_model:q} --train {input.train:q} --val {input.val:q}"
+        " --out-dir {params.out_dir:q} 2>&1 | tee {log:q}"
 
 
 rule tune:
     input:
-        expand(f"{RESULTS}/tuning/{{res}}.json", res=TUNE_RES),
+        [f"{RESULTS}/tuning/{res}/{model}.json" for res in TUNE_RES for model in TUNED_MODELS
+         if int(res) in resolutions_of(config, model)],
 
 
 rule rate_distortion_resolution:
