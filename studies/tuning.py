@@ -50,6 +50,7 @@ from eval.elbo import negative_elbo
 from eval.metrics import rmse_per_image
 from eval.sample_quality import SampleEmbedding, draw_samples, fit_embedding, sample_metrics
 from models.fitted_prior import fit_prior, sample_fitted
+from training.loop import NonFiniteLossError
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +192,12 @@ def trial_scores(network: nn.Module, model: str, params: Mapping[str, Any], trai
     return scores
 
 
+def diverged(label: str, error: NonFiniteLossError) -> dict[str, float]:
+    """The scores of a trial whose training diverged: NaN everywhere, so the rule never chooses it."""
+    logger.warning("tune %s diverged, scored NaN: %s", label, error)
+    return dict.fromkeys(SCORE_COLUMNS, math.nan)
+
+
 def choose_trial(scores: pd.DataFrame, margin: float, values: Sequence[float], current: float) -> int:
     """Position of the chosen trial among one key's trials (rows of SCORE_COLUMNS, in the order of `values`):
     the lowest `fit` among the trials whose sample precision and recall are each within `margin` of the best
@@ -252,8 +259,11 @@ def tune(params: Mapping[str, Any], resolution: int, train_images: np.ndarray, v
     def score_whole(tuned: dict[str, Any], model: str, trial_dir: Path) -> dict[str, float]:
         key = json.dumps(tuned[registry.spec(model).params_section][res], sort_keys=True)
         if key not in trained:
-            network = train_model(tuned, model, resolution, train_images, trial_dir)[0]
-            trained[key] = trial_scores(network, model, tuned, train_images, val_images, embedding)
+            try:
+                network = train_model(tuned, model, resolution, train_images, trial_dir)[0]
+                trained[key] = trial_scores(network, model, tuned, train_images, val_images, embedding)
+            except NonFiniteLossError as error:
+                trained[key] = diverged(str(trial_dir), error)
         return trained[key]
 
     def search_whole(tuned: dict[str, Any], model: str, path: tuple, upper: float | None = None) -> dict[str, Any]:
@@ -294,7 +304,10 @@ def tune(params: Mapping[str, Any], resolution: int, train_images: np.ndarray, v
                 trial_weights = [*weights[:level], value, *weights[level + 1:]]
                 trial_params = _set(tuned, ("lapcvae", res, "kl_weights"), trial_weights)
                 out = trial_dir / f"level{level}.pt"
-                network = train_level(trial_params, resolution, level, coarser, train_images, out)
+                try:
+                    network = train_level(trial_params, resolution, level, coarser, train_images, out)
+                except NonFiniteLossError as error:
+                    return diverged(str(trial_dir), error)
                 checkpoints[value] = out
                 return trial_scores(network, "lapcvae", trial_params, train_images, val_images, embedding)
 
@@ -302,6 +315,9 @@ def tune(params: Mapping[str, Any], resolution: int, train_images: np.ndarray, v
             values = candidates(float(weights[level]), factors("lapcvae", path))
             weights[level] = _search(f"lapcvae-level{level}", path, values, run, out_dir / "trials", trials,
                                      "lapcvae", float(weights[level]), margin)
+            if weights[level] not in checkpoints:
+                raise ValueError(f"every candidate KL weight of LapCVAE's level {level} at {res} px diverged; lower "
+                                 f"lapcvae.{res}.train.lr or set its grad_clip and rerun `snakemake tune`")
             coarser = checkpoints[weights[level]]  # the next finer level trains on the chosen one
         chosen[f"lapcvae.{res}.kl_weights"] = weights
     return pd.DataFrame(trials), chosen

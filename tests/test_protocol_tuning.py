@@ -93,3 +93,28 @@ def test_tune_scores_every_trial_and_chooses_by_the_rule_greedily(tiny_params, t
     assert validation_rmse(model, val) == pytest.approx(first["val_rmse"])
     assert override_file(chosen)["lapcvae"]["16"]["kl_weights"] == weights
     assert override_file(chosen)["vaegan"]["16"]["train"]["lr"] == chosen["vaegan.16.train.lr"]
+
+
+def test_a_diverged_trial_is_scored_nan_and_never_chosen(tiny_params, tmp_path, monkeypatch):
+    from studies import tuning
+    from training.loop import NonFiniteLossError
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(16, 3, 16, 16), dtype=np.uint8)
+    trained = tuning.train_model
+
+    def diverging(params, model, resolution, train_images, out_dir):
+        if params["vae"]["16"]["train"]["lr"] > 0.05:  # the 10x candidate below
+            raise NonFiniteLossError("objective 'loss' is nan at step 3")
+        return trained(params, model, resolution, train_images, out_dir)
+
+    monkeypatch.setattr(tuning, "train_model", diverging)
+    params = copy.deepcopy(tiny_params)
+    params["vae"]["16"] = {"widths": [4, 8], "kl_weight": 0.01, "train": {"lr": 0.01}}
+    params["lapcvae"]["16"]["latent_dims"] = [4, 3]
+    params["tune"].update(lr_factors=[10.0, 1.0], grid={"vae": [1.0, 2.0]})
+    trials, chosen = tune(params, 16, images[:12], images[12:], tmp_path, models=("vae",))
+    rates = trials[trials["key"] == "vae.16.train.lr"].set_index("value")
+    assert np.isnan(rates.loc[0.1, "fit"]) and np.isfinite(rates.loc[0.01, "fit"])
+    assert chosen["vae.16.train.lr"] == 0.01
+    assert len(trials) == 4  # the KL weight's trials still ran, on the chosen rate
