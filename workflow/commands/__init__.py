@@ -40,7 +40,7 @@ def add_split_arguments(parser: argparse.ArgumentParser, *splits: str) -> None:
 
 # The options through which a command writes (or, for some, reads results it wrote): checked before any work.
 OUTPUT_OPTIONS = ("out", "out_dir", "out_csv", "out_json", "out_md", "out_html", "per_image", "cost", "figure",
-                  "preview", "work_dir", "eval_dir", "per_image_dir")
+                  "claims", "preview", "work_dir", "eval_dir", "per_image_dir")
 
 
 def params_from_args(args: argparse.Namespace, own_root: str = "results") -> dict[str, Any]:

@@ -27,7 +27,7 @@ from eval.metrics import to_uint8
 from eval.references import REFERENCES, MeanFace, build_references, evaluate_reference
 from eval.sample_quality import SampleEmbedding, repeated, sample_metrics
 from studies import budget_curve
-from studies.rate_distortion import plot, sweep
+from studies.rate_distortion import check_claim_inputs, matched_rate_claims, plot, sweep
 from studies.tuning import TUNED_MODELS, override_file, tune
 from workflow.commands import add_params_arguments, add_split_arguments, doc_summary, params_from_args
 
@@ -116,18 +116,31 @@ def rate_distortion_main(argv: list[str] | None = None) -> None:
                                      description=doc_summary("studies.rate_distortion"))
     add_params_arguments(parser)
     add_split_arguments(parser, "train", "test")
+    parser.add_argument("--embedding", required=True,
+                        help="the resolution's sample embedding (results/eval/64/sample_embedding.npz): the swept "
+                             "models' fitted-prior samples are scored in it against the test images")
     parser.add_argument("--work-dir", required=True, help="where the swept models' checkpoints go")
     parser.add_argument("--out-csv", required=True, help="e.g. results/metrics/rate_distortion_64.csv")
+    parser.add_argument("--claims", required=True, help="the matched-rate claims against the VAE, e.g. "
+                                                        "results/metrics/rate_distortion_64_claims.csv")
     parser.add_argument("--figure", required=True, help="e.g. results/figures/rate_distortion_64.png")
     parser.add_argument("--spectrum", default=None, help="the PCA reference's spectrum.npy (`lapcvae references`): "
                                                          "draws the linear-Gaussian bound (eval/gaussian_bound.py)")
     args = parser.parse_args(argv)
     params = params_from_args(args)
+    check_claim_inputs(params, args.res)
+    embedding = SampleEmbedding.load(args.embedding, args.res)
     spectrum = np.load(args.spectrum) if args.spectrum else None
     table = sweep(params, args.res, load_image_array(args.train, args.res), load_image_array(args.test, args.res),
-                  args.work_dir)
+                  embedding, args.work_dir)
+    claims = matched_rate_claims(table)
     atomic_write_csv(args.out_csv, table)
+    atomic_write_csv(args.claims, claims)
     plot(table, args.res, args.figure, spectrum)
+    for _, claim in claims.iterrows():
+        logger.info("%s vs VAE at %.1f nats (%s, %s): %s difference %+.4g, p %.3g, Holm p %.3g, %s", claim["model"],
+                    claim["rate_nats"], claim["metric"], claim["role"], claim["test"], claim["mean_diff"],
+                    claim["p_value"], claim["p_holm"], "supported" if claim["supported"] else "not supported")
 
 
 def budget_curve_main(argv: list[str] | None = None) -> None:

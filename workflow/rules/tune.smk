@@ -1,6 +1,6 @@
 # Tuning, the rate-distortion sweep and the budget curves (docs/protocol.md, "How models are compared"); none is part of `all`:
 #   snakemake tune --cores all              -> results/tuning/{res}/{model}.{csv,json,yaml}
-#   snakemake rate_distortion --cores all   -> results/metrics/rate_distortion_{res}.csv, results/figures/...png
+#   snakemake rate_distortion --cores all   -> results/metrics/rate_distortion_{res}{,_claims}.csv, results/figures/...png
 #   snakemake budget_curve --cores all      -> results/metrics/budget_curve_{res}.csv, results/figures/...png
 TUNE_RES = [str(res) for res in config["tune"]["resolutions"]]
 RD_RES = [str(res) for res in config["rate_distortion"]["resolutions"]]
@@ -48,8 +48,10 @@ rule rate_distortion_resolution:
         train=f"{PREP}/{{res}}/train.npy",
         test=f"{PREP}/{{res}}/test.npy",
         spectrum=f"{RESULTS}/eval/{{res}}/pca/spectrum.npy",  # the linear-Gaussian bound (protocol.smk)
+        embedding=f"{RESULTS}/eval/{{res}}/sample_embedding.npz",  # the swept models' samples are scored in it
     output:
         table=f"{RESULTS}/metrics/rate_distortion_{{res}}.csv",
+        claims=f"{RESULTS}/metrics/rate_distortion_{{res}}_claims.csv",
         figure=f"{RESULTS}/figures/rate_distortion_{{res}}.png",
     log:
         "logs/rate_distortion_{res}.log",
@@ -61,8 +63,9 @@ rule rate_distortion_resolution:
         **TRAIN_RESOURCES,
     shell:
         "OMP_NUM_THREADS={threads} lapcvae rate-distortion --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
-        " --train {input.train:q} --test {input.test:q} --work-dir {params.work_dir:q} --out-csv {output.table:q}"
-        " --figure {output.figure:q} --spectrum {input.spectrum:q} 2>&1 | tee {log:q}"
+        " --train {input.train:q} --test {input.test:q} --embedding {input.embedding:q} --work-dir {params.work_dir:q}"
+        " --out-csv {output.table:q} --claims {output.claims:q} --figure {output.figure:q}"
+        " --spectrum {input.spectrum:q} 2>&1 | tee {log:q}"
 
 
 rule rate_distortion:
