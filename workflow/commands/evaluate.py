@@ -7,45 +7,30 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from core import registry
-from core.atomic import npy_memmap as atomic_npy_memmap
-from core.atomic import save_npy as atomic_save_npy
 from core.atomic import write_csv as atomic_write_csv
 from core.atomic import write_json as atomic_write_json
 from core.atomic import write_text as write_text_atomically
 from core.device import resolve_device
 from eval.cost import write_training_cost
-from eval.elbo import elbo_summary
-from eval.fid import sample_quality as fid_kid
+from eval.evaluation import evaluate_checkpoint
 from eval.metrics import (
     MODELS,
-    PIXEL_MAX,
-    count_parameters,
-    evaluate_model,
     expected_checkpoint,
     load_images,
-    summarise,
-    withhold_reconstruction_metrics,
 )
 from eval.sample_quality import (
-    FITTED_PREFIX,
-    METRIC_KEYS,
     TRAINING_IMAGES,
     SampleEmbedding,
-    draw_samples,
     fit_embedding,
     sample_metrics,
     training_reference,
 )
-from models.checkpoint import load_model, pyramid_train_seconds
-from models.fitted_prior import load_prior, sample_fitted
-from training.flops import count_flops
+from models.checkpoint import load_model
+from models.fitted_prior import load_prior
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)
@@ -55,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 def evaluate_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="lapcvae evaluate",
-                                     description=doc_summary("eval.metrics", paragraph=True))
+                                     description=doc_summary("eval.evaluation", paragraph=True))
     add_params_arguments(parser)
     parser.add_argument("--res", type=int, required=True, help="image resolution, e.g. 64")
     parser.add_argument("--model", required=True, choices=MODELS, help="the model's name in Table 1")
@@ -78,81 +63,28 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     if (args.training_checkpoints is None) != (args.cost is None):
         parser.error("--training-checkpoints and --cost go together: pass both (the training cost) or neither")
     params = params_from_args(args)
-    settings = params["eval"]
     device = resolve_device(params["device"])
-
     test_images = load_images(args.test, args.res)
     embedding = SampleEmbedding.load(args.embedding, args.res) if args.embedding else None  # before the work
     model = load_model(args.checkpoint, device, **expected_checkpoint(args.model, args.res))
     prior = load_prior(args.prior) if args.prior else None
     if prior is not None:
         prior.check_model(model, f"--prior {args.prior}")
-    logger.info("evaluating %s (%s) on %d test images of %d px on %s", args.model, args.checkpoint,
-                len(test_images), args.res, device)
-    out_dir = Path(args.out_dir)
-    started = time.perf_counter()
-    with atomic_npy_memmap(out_dir / "reconstructions.npy", test_images.shape, np.uint8) as reconstructions:
-        per_image = evaluate_model(model, test_images, settings["batch_size"], device, reconstructions,
-                                   elbo_sigma=settings["elbo_sigma"], seed=params["seed"])
-    if settings["samples"] < len(test_images):
-        logger.warning("eval.samples (%d) is below the %d test images: sample precision and recall then compare "
-                       "sets of unequal size; raise eval.samples", settings["samples"], len(test_images))
-    sampling_started = time.perf_counter()
-    # the same seeds for every model (eval/sample_quality.py chunk_seed)
-    samples = draw_samples(model.sample, settings["samples"], settings["batch_size"], params["seed"])
-    sample_seconds = time.perf_counter() - sampling_started  # all eval.samples prior samples
-    fitted = None
-    if prior is not None:  # the same seeds from the prior fitted to the training posteriors, beside N(0, I)'s
-        fitted_started = time.perf_counter()
-        fitted = draw_samples(lambda n, seed: sample_fitted(model, prior, n, seed), settings["samples"],
-                              settings["batch_size"], params["seed"])
-        fitted_seconds = time.perf_counter() - fitted_started
-    eval_seconds = time.perf_counter() - started
-
-    one_image = torch.from_numpy(np.array(test_images[:1])).to(device).float() / PIXEL_MAX  # (1, 3, H, W)
-    meta = dict(getattr(model, "meta", {}))
-    summary = {
-        "model": args.model,
-        "kind": model.kind,
-        "resolution": args.res,
-        **summarise(per_image, settings["bootstrap_samples"], params["seed"]),
-        **elbo_summary(per_image, int(np.prod(test_images.shape[1:])), settings["elbo_sigma"]),
-        "parameters": count_parameters(model),
-        "flops_per_image": count_flops(model.reconstruct, one_image),
-        "eval_seconds": eval_seconds,
-        "sample_seconds": sample_seconds,
-        "sample_count": int(settings["samples"]),
-        "eval_device": str(device),
-        "train_seconds": pyramid_train_seconds(meta),
-        "checkpoint": str(args.checkpoint),
-        "meta": meta,
-    }
-    if not registry.spec(args.model).reconstructs:
-        summary = withhold_reconstruction_metrics(summary, registry.RECONSTRUCTION_WITHHELD)
-    if embedding is not None:  # precision, recall and Frechet distance in the training split's embedding
-        summary.update(sample_metrics(embedding, test_images, samples, settings["sample_quality"]["k"]))
-    if fitted is not None:
-        summary["fitted_sample_seconds"] = fitted_seconds
-        if embedding is not None:
-            summary.update({f"{FITTED_PREFIX}{key}": value for key, value in sample_metrics(
-                embedding, test_images, fitted, settings["sample_quality"]["k"]).items() if key in METRIC_KEYS})
-        atomic_save_npy(out_dir / "samples_fitted.npy", fitted)
-    # FID and KID of the same samples against the test split, when the user supplied the Inception weights.
-    summary.update(fid_kid(settings.get("fid") or {}, test_images, samples,
-                                  load_images(out_dir / "reconstructions.npy", args.res), params["seed"], device))
-    atomic_save_npy(out_dir / "samples.npy", samples)
+    per_image, summary = evaluate_checkpoint(model, args.model, args.res, test_images, params, device,
+                                             Path(args.out_dir), embedding=embedding, prior=prior,
+                                             checkpoint=args.checkpoint)
     atomic_write_csv(args.per_image, per_image)
     if args.cost is not None:
         # In this job rather than one of its own: a job costs seconds of imports; after the metrics and samples,
         # which it leaves untouched (it seeds torch for its own FLOP count).
         write_training_cost(args.training_checkpoints, args.cost)
-    atomic_write_json(out_dir / "summary.json", summary)  # last: its presence means the rest is complete
+    atomic_write_json(Path(args.out_dir) / "summary.json", summary)  # last: its presence means the rest is complete
     rmse = ("RMSE withheld (greedy decoding)" if summary["rmse_mean"] is None else
             f"RMSE {summary['rmse_mean']:.2f} +- {summary['rmse_std']:.2f} "
             f"(95% CI {summary['rmse_ci95'][0]:.2f}-{summary['rmse_ci95'][1]:.2f})")
     print(f"{args.model} {args.res}px: {rmse}, -ELBO {summary['nelbo_mean']:.1f} nats "
           f"({summary['nelbo_bits_per_dim']:.4f} bits/dim) on {summary['n_test']} images"
-          + (f"; {len(samples)} samples: precision {summary['sample_precision']:.3f}, recall "
+          + (f"; {summary['sample_count']} samples: precision {summary['sample_precision']:.3f}, recall "
              f"{summary['sample_recall']:.3f}, fd_embedding {summary['fd_embedding']:.3f}" if embedding else ""))
 
 
