@@ -21,7 +21,7 @@ import pandas as pd
 
 from core import figures as figure_table
 from core import registry
-from eval.metric_directions import BETTER, badness
+from eval.metric_directions import BETTER, RECONSTRUCTION_METRICS, badness
 from eval.paper import (
     PAPER_PIXELVAE_SAMPLING_BATCH,
     PAPER_PIXELVAE_SAMPLING_MINUTES,
@@ -62,6 +62,7 @@ METRICS = (
     ("psnr_mean", "psnr", "PSNR"),
     ("ssim_mean", "ssim", "SSIM"),
     ("r2_h0_mean", "r2_h0", "R² of band h0"),  # aligned finest detail: 1 exact, <= 0 none
+    *((metric.summary_column, metric.name, metric.label) for metric in RECONSTRUCTION_METRICS),
 )
 
 
@@ -354,14 +355,16 @@ OPTIONAL_TABLE1_COLUMNS = (("r2_h0_mean", "R² h0", 3), ("r2_h1_mean", "R² h1",
                            ("fitted_sample_recall", "Recall, fitted prior", 3),
                            ("fitted_fd_embedding", "FD, fitted prior", 2),
                            # the test -ELBO on one likelihood for every model (eval/elbo.py)
-                           ("nelbo_mean", "-ELBO (nats)", 1), ("nelbo_bits_per_dim", "-ELBO (bits/dim)", 4))
+                           ("nelbo_mean", "-ELBO (nats)", 1), ("nelbo_bits_per_dim", "-ELBO (bits/dim)", 4),
+                           # eval.metric_directions.RECONSTRUCTION_METRICS
+                           *((metric.summary_column, metric.label, metric.digits) for metric in RECONSTRUCTION_METRICS))
 
 
 # Table 1's cell for a reconstruction metric a model's summary withholds (registry reconstructs=False); the mark
 # leads its footnote.
 WITHHELD_CELL = f"{MISSING} †"
 RECONSTRUCTION_HEADERS = {"RMSE mean ± std", "RMSE across seeds", "RMSE 95% CI", "PSNR (dB)", "SSIM", "R² h0",
-                          "R² h1", "Contrast"}
+                          "R² h1", "Contrast", *(metric.label for metric in RECONSTRUCTION_METRICS)}
 
 
 def table1_notes(blocks: list[Block], table: pd.DataFrame) -> list[Block]:
