@@ -6,8 +6,8 @@ budget-curve and ablation tables. Costs (time, FLOPs, parameters) and trade-offs
 the report does not rank them.
 
 RECONSTRUCTION_METRICS is the table of per-image reconstruction metrics added to the built-in ones of
-eval/metrics.py (RMSE, PSNR, SSIM, per-band R^2, contrast): a row there is computed by `evaluate` (and the
-references, the ablations) per test image, summarised into summary.json, carried into Table 1 and shown and ranked
+eval/metrics.py (RMSE, PSNR, SSIM, per-band R^2, contrast): a row there is computed by `evaluate` (and for the
+reference rows) per test image, summarised into summary.json, carried into Table 1 and shown and ranked
 by the report (docs/extending.md, "Adding a metric").
 """
 
