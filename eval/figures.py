@@ -7,15 +7,18 @@
 - Figure 8: LapCVAE samples before and after retraining M (section 5.1.3), same seeds.
 - Training curves: reconstruction and KL terms over steps from each checkpoint's `.log.csv`; with --curves-dir
   also one CSV per logged term (`write_curve_tables`), the line plots of `dvc plots show` and `dvc plots diff`.
-Each `*_rows` function returns the image grid as plain arrays, so tests can check pixels directly.
+Each `*_rows` function returns the image grid as plain arrays, so tests can check pixels directly; each
+`*_figure` / `*_plot` function draws one figure of core/figures.py's `figures` group from `FigureInputs`, and
+`write_figures` draws every figure of that table.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +29,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from core import figures as figure_table
 from core import registry
 from core.atomic import atomic_directory
 from core.progress import progress_bar
@@ -62,6 +66,11 @@ class PartialSampler(Protocol):
     def partial_sample(
         self, x: torch.Tensor, fixed_levels: int, n: int, seed: int
     ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def load_function(import_path: str) -> Callable[[FigureInputs], Figure]:
+    """A drawing function named "module:function" (core/figures.py's `draw`)."""
+    return registry.load_class(import_path)  # any "module:attribute"
 
 
 def load_images(path: str | Path) -> np.ndarray:
@@ -289,74 +298,120 @@ def training_curves_figure(logs: Mapping[str, Mapping[str, pd.DataFrame]], res: 
     return fig
 
 
-def save_grid(rows: GridRows, labels: tuple[list[str], list[str]], title: str, caption: str,
-              path: Path) -> None:
-    save_figure(image_grid(rows, labels[0], labels[1], title=title, caption=caption), path)
+def grid_figure(rows: GridRows, labels: tuple[list[str], list[str]], title: str, caption: str) -> Figure:
+    return image_grid(rows, labels[0], labels[1], title=title, caption=caption)
+
+
+class FigureInputs:
+    """What `lapcvae figures` draws from at one resolution, each file read once, when a figure first needs it
+    (core/figures.py INPUTS: `test`, `samples`, `reconstructions`, `checkpoint`, `training_logs`)."""
+
+    def __init__(self, params: Mapping[str, Any], res: int, eval_dir: Path, models_dir: Path, test: Path,
+                 models: Sequence[str]) -> None:
+        self.params, self.res, self.eval_dir, self.models_dir, self.test = params, res, eval_dir, models_dir, test
+        self.models = list(models)
+        self.n = params["eval"]["figure_images"]
+        self.seed = params["seed"]
+        self.size = f"{res}x{res}"
+        self.results = {model: eval_dir / str(res) / model for model in self.models}
+
+    def check(self, inputs: Sequence[str]) -> None:
+        """Read the inputs given now, so that a missing or broken file stops the command before it draws."""
+        readers = {"test": "originals", "samples": "sample_sets", "reconstructions": "reconstructions",
+                   "training_logs": "log_paths"}
+        for name in inputs:
+            if name in readers:
+                getattr(self, readers[name])
+
+    @functools.cached_property
+    def originals(self) -> np.ndarray:
+        """The first eval.figure_images test images."""
+        return first_images(load_images(self.test), self.n, str(self.test))
+
+    @functools.cached_property
+    def reconstructions(self) -> dict[str, np.ndarray]:
+        # A model registered reconstructs=False (PixelVAE's greedy decoding) has no reconstruction to show, as in
+        # Table 1.
+        return {model: first_images(load_images(folder / "reconstructions.npy"), self.n, str(folder))
+                for model, folder in self.results.items() if registry.spec(model).reconstructs}
+
+    @functools.cached_property
+    def sample_sets(self) -> dict[str, np.ndarray]:
+        return {model: load_images(folder / "samples.npy") for model, folder in self.results.items()}
+
+    @functools.cached_property
+    def samples(self) -> dict[str, np.ndarray]:
+        """Each model's first eval.figure_images samples."""
+        return {model: first_images(images, self.n, str(self.results[model]))
+                for model, images in self.sample_sets.items()}
+
+    def checkpoint(self, model: str) -> Any:
+        return load_model(registry.checkpoint(str(self.models_dir.parent), self.res, model),
+                          **expected_checkpoint(model, self.res))
+
+    @functools.cached_property
+    def log_paths(self) -> dict[str, dict[str, Path]]:
+        return training_logs(self.models_dir, self.res, self.models)
+
+
+def reconstructions_figure(inputs: FigureInputs) -> Figure:
+    rows, row_labels, col_labels = reconstruction_rows(inputs.originals, inputs.reconstructions)
+    return grid_figure(rows, (row_labels, col_labels), f"Figure 4: reconstructions of test images ({inputs.size})",
+                       f"Top row: the first {inputs.n} test images; each further row: one model's reconstructions "
+                       "of them.")
+
+
+def samples_figure(inputs: FigureInputs) -> Figure:
+    shown = inputs.params["eval"]["figure_samples"]
+    fitted = {model: first_images(load_images(folder / "samples_fitted.npy"), shown, str(folder))
+              for model, folder in inputs.results.items() if (folder / "samples_fitted.npy").is_file()}
+    rows, row_labels, col_labels = sample_rows(
+        {model: first_images(images, shown, str(inputs.results[model]))
+         for model, images in inputs.sample_sets.items()}, inputs.n, fitted)
+    return grid_figure(rows, (row_labels, col_labels), f"Figure 5: samples ({inputs.size})",
+                       f"The first {shown} samples of each model, {inputs.n} per row, with seeds from {inputs.seed} "
+                       "(the same for every model): from N(0, I), the prior it was trained with (the paper's "
+                       "model), then from a Gaussian fitted to its training posterior means (per level for "
+                       "LapCVAE).")
+
+
+def partial_figure(inputs: FigureInputs) -> Figure:
+    count = inputs.params["eval"]["partial_sample"]["samples"]
+    rows, row_labels, col_labels = partial_sample_rows(inputs.checkpoint("lapcvae"), inputs.originals[0], count,
+                                                       inputs.seed)
+    return grid_figure(rows, (row_labels, col_labels), f"Figure 7: LapCVAE partial sampling ({inputs.size})",
+                       "The latents of the coarsest levels of test image 0 are kept (row label); the finer levels "
+                       f"are sampled (seed {inputs.seed}). Base: the image the fixed levels alone produce, "
+                       "upsampled. Fewer variations are expected as more levels are fixed.")
+
+
+def retrained_m_figure(inputs: FigureInputs) -> Figure:
+    rows, row_labels, col_labels = retrained_m_rows(inputs.samples["lapcvae"], inputs.samples["lapcvae_retrained_m"])
+    return grid_figure(rows, (row_labels, col_labels), f"Figure 8: LapCVAE samples before and after retraining M "
+                       f"({inputs.size})", f"Same latent seeds ({inputs.seed}) in both rows; only the M networks "
+                       "differ (section 5.1.3).")
+
+
+def training_curves_plot(inputs: FigureInputs) -> Figure:
+    logs = {model: {label: read_log(log_path) for label, log_path in lines.items()}
+            for model, lines in inputs.log_paths.items()}
+    return training_curves_figure(logs, inputs.res)
 
 
 def write_figures(params: Mapping[str, Any], res: int, eval_dir: Path, models_dir: Path, test: Path,
                   out_dir: Path, models: Sequence[str], curves_dir: Path | None = None) -> list[Path]:
-    """Every figure of this module for one resolution, and with `curves_dir` the training curves as tables
+    """Every figure of core/figures.py's `figures` group whose models run here (each drawn by its `draw`
+    function, saved as its file in `out_dir`), and with `curves_dir` the training curves as tables
     (`write_curve_tables`, for `dvc plots`); returns the paths written."""
-    n = params["eval"]["figure_images"]
-    seed = params["seed"]
-    size = f"{res}x{res}"
+    inputs = FigureInputs(params, res, eval_dir, models_dir, test, models)
+    drawn = [figure for figure in figure_table.specs(figure_table.FIGURES_COMMAND) if figure.shown_with(models)]
+    inputs.check([name for figure in drawn for name in figure.inputs])
     written = []
-    test_images = load_images(test)
-    originals = first_images(test_images, n, str(test))
-    results = {model: eval_dir / str(res) / model for model in models}
-    # A model registered reconstructs=False (PixelVAE's greedy decoding) has no reconstruction to show, as in Table 1.
-    reconstructions = {model: first_images(load_images(folder / "reconstructions.npy"), n, str(folder))
-                       for model, folder in results.items() if registry.spec(model).reconstructs}
-    sample_sets = {model: load_images(folder / "samples.npy") for model, folder in results.items()}
-    samples = {model: first_images(images, n, str(results[model])) for model, images in sample_sets.items()}
-
-    rows, row_labels, col_labels = reconstruction_rows(originals, reconstructions)
-    path = out_dir / f"fig4_reconstructions_{res}.png"
-    save_grid(rows, (row_labels, col_labels), f"Figure 4: reconstructions of test images ({size})",
-              f"Top row: the first {n} test images; each further row: one model's reconstructions of them.",
-              path)
-    written.append(path)
-
-    shown = params["eval"]["figure_samples"]
-    fitted = {model: first_images(load_images(folder / "samples_fitted.npy"), shown, str(folder))
-              for model, folder in results.items() if (folder / "samples_fitted.npy").is_file()}
-    rows, row_labels, col_labels = sample_rows(
-        {model: first_images(images, shown, str(results[model])) for model, images in sample_sets.items()}, n,
-        fitted)
-    path = out_dir / f"fig5_samples_{res}.png"
-    save_grid(rows, (row_labels, col_labels), f"Figure 5: samples ({size})",
-              f"The first {shown} samples of each model, {n} per row, with seeds from {seed} (the same for every "
-              "model): from N(0, I), the prior it was trained with (the paper's model), then from a Gaussian "
-              "fitted to its training posterior means (per level for LapCVAE).", path)
-    written.append(path)
-
-    if "lapcvae" in models:
-        lapcvae = load_model(registry.checkpoint(str(models_dir.parent), res, "lapcvae"),
-                             **expected_checkpoint("lapcvae", res))
-        count = params["eval"]["partial_sample"]["samples"]
-        rows, row_labels, col_labels = partial_sample_rows(lapcvae, originals[0], count, seed)
-        path = out_dir / f"fig7_partial_{res}.png"
-        save_grid(rows, (row_labels, col_labels), f"Figure 7: LapCVAE partial sampling ({size})",
-                  "The latents of the coarsest levels of test image 0 are kept (row label); the finer levels "
-                  f"are sampled (seed {seed}). Base: the image the fixed levels alone produce, upsampled. "
-                  "Fewer variations are expected as more levels are fixed.", path)
+    for figure in drawn:
+        path = out_dir / figure_table.file_name(figure.name, res)
+        logger.info("drawing %s (%s)", figure.name, figure.draw)
+        save_figure(load_function(figure.draw)(inputs), path)
         written.append(path)
-
-    if {"lapcvae", "lapcvae_retrained_m"} <= set(models):
-        rows, row_labels, col_labels = retrained_m_rows(samples["lapcvae"], samples["lapcvae_retrained_m"])
-        path = out_dir / f"fig8_retrained_m_{res}.png"
-        save_grid(rows, (row_labels, col_labels), f"Figure 8: LapCVAE samples before and after retraining M "
-                  f"({size})", f"Same latent seeds ({seed}) in both rows; only the M networks differ "
-                  "(section 5.1.3).", path)
-        written.append(path)
-
-    log_paths = training_logs(models_dir, res, models)
-    logs = {model: {label: read_log(log_path) for label, log_path in lines.items()}
-            for model, lines in log_paths.items()}
-    path = out_dir / f"training_curves_{res}.png"
-    save_figure(training_curves_figure(logs, res), path)
-    written.append(path)
     if curves_dir is not None:
-        written.extend(write_curve_tables(log_paths, curves_dir))
+        written.extend(write_curve_tables(inputs.log_paths, curves_dir))
     return written

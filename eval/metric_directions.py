@@ -4,16 +4,47 @@ the results and its best-value marks (eval.report, eval.report_blocks) take a di
 Keys are the column names of Table 1 (`<metric>_mean`, `contrast_median`), of the per-image CSVs and of the
 budget-curve and ablation tables. Costs (time, FLOPs, parameters) and trade-offs (rate) have no direction here:
 the report does not rank them.
+
+RECONSTRUCTION_METRICS is the table of per-image reconstruction metrics added to the built-in ones of
+eval/metrics.py (RMSE, PSNR, SSIM, per-band R^2, contrast): a row there is computed by `evaluate` (and for the
+reference rows) per test image, summarised into summary.json, carried into Table 1 and shown and ranked
+by the report (docs/extending.md, "Adding a metric").
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import pandas as pd
 
 LOWER, HIGHER, NEAR_ONE = "lower", "higher", "closer to 1"
+
+
+@dataclass(frozen=True)
+class ReconstructionMetric:
+    """One per-image reconstruction metric of the table below."""
+
+    name: str  # its per-image column (per-image CSVs, the ablations' tables)
+    label: str  # the report's Table 1 header
+    better: str  # LOWER, HIGHER or NEAR_ONE
+    # "module:function", function(reference, reconstruction) -> (N,) tensor; both (N, 3, H, W) float in [0, 1],
+    # the reconstruction quantised to 8 bits as its saved image holds it
+    compute: str
+    summary: str = "mean"  # over the test images: "mean" or "median"
+    digits: int = 3  # the report's decimals
+
+    @property
+    def summary_column(self) -> str:
+        """Its summary.json key and Table 1 column, e.g. `mae_mean`."""
+        return f"{self.name}_{self.summary}"
+
+
+RECONSTRUCTION_METRICS: tuple[ReconstructionMetric, ...] = (
+    # Add a metric here (docs/extending.md, "Adding a metric"), e.g.
+    # ReconstructionMetric("mae", "MAE", LOWER, "eval.metrics:mae_per_image"),
+)
 
 BETTER: dict[str, str] = {
     "rmse_mean": LOWER, "rmse": LOWER, "val_rmse": LOWER, "rmse_over_pca": LOWER,
@@ -28,6 +59,7 @@ BETTER: dict[str, str] = {
     "sample_precision": HIGHER, "sample_recall": HIGHER, "fd_embedding": LOWER,
     "nelbo_mean": LOWER, "nelbo_bits_per_dim": LOWER,  # the test -ELBO on one likelihood (eval/elbo.py)
     "fitted_sample_precision": HIGHER, "fitted_sample_recall": HIGHER, "fitted_fd_embedding": LOWER,
+    **{key: metric.better for metric in RECONSTRUCTION_METRICS for key in (metric.name, metric.summary_column)},
 }
 
 SYMBOLS = {LOWER: "↓", HIGHER: "↑", NEAR_ONE: "→1"}  # shown beside a ranked column's header

@@ -34,17 +34,19 @@ from core import atomic, registry
 from core.progress import progress_bar
 from data.arrays import load_image_array
 from eval.elbo import NELBO_COLUMNS, negative_elbo
+from eval.metric_directions import RECONSTRUCTION_METRICS
 from models.pyramid import laplacian_pyramid
 
 logger = logging.getLogger(__name__)
 
 MODELS = tuple(registry.names())  # Table 1's row order (core/registry.py)
 R2_BANDS = 2  # h_0 and h_1: the bands LapCVAE's two finest levels must reconstruct
-PER_IMAGE_COLUMNS = ("image", "rmse", "psnr", "ssim", *(f"r2_h{k}" for k in range(R2_BANDS)), "contrast", "rate",
-                     *NELBO_COLUMNS)
+PER_IMAGE_COLUMNS = ("image", "rmse", "psnr", "ssim", *(f"r2_h{k}" for k in range(R2_BANDS)), "contrast",
+                     *(metric.name for metric in RECONSTRUCTION_METRICS), "rate", *NELBO_COLUMNS)
 # summary.json's reconstruction metrics, withheld (null) for a model whose `reconstruct` is no reconstruction
 RECONSTRUCTION_SUMMARY_KEYS = ("rmse_mean", "rmse_std", "rmse_ci95", "psnr_mean", "ssim_mean",
-                               *(f"r2_h{k}_mean" for k in range(R2_BANDS)), "contrast_median")
+                               *(f"r2_h{k}_mean" for k in range(R2_BANDS)), "contrast_median",
+                               *(metric.summary_column for metric in RECONSTRUCTION_METRICS))
 PIXEL_MAX = 255.0
 
 
@@ -201,6 +203,9 @@ def per_image_metrics(reference: torch.Tensor, reconstruction: torch.Tensor) -> 
         "ssim": ssim_per_image(reference, reconstruction).cpu(),
         **{f"r2_h{k}": r2[:, k] for k in range(R2_BANDS)},
         "contrast": contrast_per_image(reference, reconstruction).float().cpu(),
+        # eval.metric_directions.RECONSTRUCTION_METRICS, on the reconstruction as its 8-bit file holds it
+        **{metric.name: registry.load_class(metric.compute)(reference, quantise(reconstruction)).float().cpu()
+           for metric in RECONSTRUCTION_METRICS},
     }
 
 
@@ -274,6 +279,8 @@ def summarise(per_image: pd.DataFrame, bootstrap_samples: int, seed: int) -> dic
         # median: a near-flat original makes one image's ratio large (the contrast goal: keep at least half)
         "contrast_median": float(per_image["contrast"].median()),
         "rate_mean": float(per_image["rate"].mean()),  # nats per image; NaN for models without a posterior
+        **{metric.summary_column: float(per_image[metric.name].agg(metric.summary))
+           for metric in RECONSTRUCTION_METRICS},
     }
 
 

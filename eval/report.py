@@ -19,8 +19,9 @@ from typing import Any
 
 import pandas as pd
 
+from core import figures as figure_table
 from core import registry
-from eval.metric_directions import BETTER, badness
+from eval.metric_directions import BETTER, RECONSTRUCTION_METRICS, badness
 from eval.paper import (
     PAPER_PIXELVAE_SAMPLING_BATCH,
     PAPER_PIXELVAE_SAMPLING_MINUTES,
@@ -55,27 +56,13 @@ logger = logging.getLogger(__name__)
 SIGNIFICANCE = 0.05  # two-sided level at which a Wilcoxon p-value is called significant
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TABLE1_REQUIRED = ("resolution", "model", "rmse_mean", "rmse_std")
-# Figures in the paper's order: file stem (before _{res}.png) and caption.
-FIGURES = (
-    ("fig1_edit", "Figure 1: the coarse level of an input is painted, samples are drawn conditioned on it "
-                  "and the region of interest is composited into the reconstruction."),
-    ("fig4_reconstructions", "Figure 4: test images (top row) and every model's reconstructions of them."),
-    ("fig5_samples", "Figure 5: samples of every model, drawn with the same seed."),
-    ("fig6_neighbours", "Figure 6: samples beside their nearest training images (pixel MSE); samples unlike "
-                        "their neighbours are not memorised."),
-    ("fig7_partial", "Figure 7: LapCVAE partial sampling: the coarsest levels are fixed, the finer ones "
-                     "sampled; the Base column is what the fixed levels alone produce."),
-    ("fig8_retrained_m", "Figure 8: LapCVAE samples before and after retraining M, same seeds."),
-    ("fig9_region", "Figure 9: a selected region is resampled conditioned on the coarse input, then "
-                    "composited."),
-    ("training_curves", "Training curves: reconstruction and KL terms per step, one line per LapCVAE level."),
-)
 # (summary column, per-image column, label); which value is better: eval.metric_directions.BETTER
 METRICS = (
     ("rmse_mean", "rmse", "RMSE"),
     ("psnr_mean", "psnr", "PSNR"),
     ("ssim_mean", "ssim", "SSIM"),
     ("r2_h0_mean", "r2_h0", "R² of band h0"),  # aligned finest detail: 1 exact, <= 0 none
+    *((metric.summary_column, metric.name, metric.label) for metric in RECONSTRUCTION_METRICS),
 )
 
 
@@ -368,14 +355,16 @@ OPTIONAL_TABLE1_COLUMNS = (("r2_h0_mean", "R² h0", 3), ("r2_h1_mean", "R² h1",
                            ("fitted_sample_recall", "Recall, fitted prior", 3),
                            ("fitted_fd_embedding", "FD, fitted prior", 2),
                            # the test -ELBO on one likelihood for every model (eval/elbo.py)
-                           ("nelbo_mean", "-ELBO (nats)", 1), ("nelbo_bits_per_dim", "-ELBO (bits/dim)", 4))
+                           ("nelbo_mean", "-ELBO (nats)", 1), ("nelbo_bits_per_dim", "-ELBO (bits/dim)", 4),
+                           # eval.metric_directions.RECONSTRUCTION_METRICS
+                           *((metric.summary_column, metric.label, metric.digits) for metric in RECONSTRUCTION_METRICS))
 
 
 # Table 1's cell for a reconstruction metric a model's summary withholds (registry reconstructs=False); the mark
 # leads its footnote.
 WITHHELD_CELL = f"{MISSING} †"
 RECONSTRUCTION_HEADERS = {"RMSE mean ± std", "RMSE across seeds", "RMSE 95% CI", "PSNR (dB)", "SSIM", "R² h0",
-                          "R² h1", "Contrast"}
+                          "R² h1", "Contrast", *(metric.label for metric in RECONSTRUCTION_METRICS)}
 
 
 def table1_notes(blocks: list[Block], table: pd.DataFrame) -> list[Block]:
@@ -457,17 +446,18 @@ def check_png(path: Path) -> None:
 
 
 def figures_section(figures_dir: Path, resolutions: Sequence[int]) -> list[Block]:
-    """Every figure of the paper's list at every resolution (a note for each missing one), then the rest."""
+    """Every figure of core/figures.py's table at every resolution, the paper's in its order (a note for each
+    missing one), then any other PNG in the folder."""
     blocks: list[Block] = [Heading(2, "Figures")]
     shown = set()
     for res in resolutions:
         blocks.append(Heading(3, f"{res}x{res}"))
         missing = []
-        for stem, caption in FIGURES:
-            path = figures_dir / f"{stem}_{res}.png"
+        for figure in figure_table.in_report_order():
+            path = figures_dir / figure_table.file_name(figure.name, res)
             if path.is_file():
                 check_png(path)
-                blocks.append(FigureBlock(path, f"{caption} ({res}x{res})"))
+                blocks.append(FigureBlock(path, f"{figure.full_caption} ({res}x{res})"))
                 shown.add(path.name)
             else:
                 missing.append(path.name)

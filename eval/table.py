@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from core import registry
+from eval.metric_directions import RECONSTRUCTION_METRICS
 from eval.metrics import MODELS
 from eval.paper import PAPER_TABLE1
 
@@ -43,7 +44,8 @@ BASELINE = "vae"  # every model is tested against the VAE at the same resolution
 SUMMARY_COLUMNS = ("n_test", "rmse_mean", "rmse_std", "psnr_mean", "ssim_mean", "r2_h0_mean", "r2_h1_mean",
                    "contrast_median", "rate_mean", "parameters", "flops_per_image", "train_seconds", "eval_seconds",
                    "sample_seconds", "sample_precision", "sample_recall", "fd_embedding", "fitted_sample_precision",
-                   "fitted_sample_recall", "fitted_fd_embedding")
+                   "fitted_sample_recall", "fitted_fd_embedding",
+                   *(metric.summary_column for metric in RECONSTRUCTION_METRICS))
 COST_COLUMNS = ("train_seconds", "images_seen", "network_flops", "optimizer_flops", "train_flops")  # eval.cost
 # metrics.json (`dvc metrics show`, `dvc exp show`): only the numbers two runs are compared on; table1.csv keeps
 # every column (intervals, seed spreads, tests, the paper's values).

@@ -72,7 +72,7 @@ def test_the_check_names_each_kind_of_drift(tmp_path: Path) -> None:
         ('"vaegan.${item}", ', ""),  # a model's params missing from training
         ('["${paths.results}/eval", "${paths.results}/metrics/per_image", core, eval]',
          '["${paths.results}/eval", core, eval]'),  # a folder Table 1 reads
-        ("${paths.results}/figures/fig6_neighbours_${item}.png\n", "\n"),  # a target no longer asked for
+        (" ${paths.results}/editing/${item}/region\n", "\n"),  # a target no longer asked for
         ("        - ${paths.results}/metrics/per_image/${key}_pixelvae.csv: {persist: true}\n", ""),  # 64 px only
     ]:
         assert old in text, old
@@ -86,7 +86,7 @@ def test_the_check_names_each_kind_of_drift(tmp_path: Path) -> None:
     assert "file(s) that no dep holds: results/metrics/per_image/128_lapcvae.csv" in errors
     assert "results/metrics/per_image/64_pixelvae.csv (rule evaluate) is an out of 0" in errors
     assert "128_pixelvae" not in errors  # PixelVAE runs at 64 px only: nothing at 128 px is missing
-    assert "figures@64: its cmd does not build" in errors and "(rule neighbours)" in errors
+    assert "editing@64: its cmd does not build" in errors and "(rule edit_region)" in errors
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from core import figures as figure_table
 from core.params import REPO_ROOT
 from eval import figures
 from eval.plotting import MODELS, grid_array, image_grid, save_figure, to_hwc_uint8
@@ -194,7 +195,7 @@ def test_figures_cli_writes_every_figure(tmp_path, monkeypatch):
     run_cli(paths)
     assert loaded == [paths["models"] / str(SIZE) / "lapcvae" / "level0.pt"]
     assert stand_in.calls == [(1, 3, 0), (2, 3, 0)]  # smoke params: 3 samples, seed 0
-    names = {"fig4_reconstructions", "fig5_samples", "fig7_partial", "fig8_retrained_m", "training_curves"}
+    names = {figure.name for figure in figure_table.specs(figure_table.FIGURES_COMMAND)}  # every one it draws
     assert {path.name for path in paths["out"].iterdir()} == {f"{name}_{SIZE}.png" for name in names}
     fig4 = np.asarray(Image.open(paths["out"] / f"fig4_reconstructions_{SIZE}.png"))
     fig7 = np.asarray(Image.open(paths["out"] / f"fig7_partial_{SIZE}.png"))

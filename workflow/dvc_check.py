@@ -1,7 +1,8 @@
 """Check dvc.yaml against the Snakemake DAG, so that the two descriptions of the pipeline cannot drift apart.
 
-dvc.yaml is written by hand, templated over data.resolutions and the models; Snakemake's rules stay the one
-definition of how each artefact is made (every DVC stage runs `snakemake` on its targets). This compares DVC's
+dvc.yaml is written by hand, templated over data.resolutions, the models and the figures (core/figures.py);
+Snakemake's rules stay the one definition of how each artefact is made (every DVC stage runs `snakemake` on its
+targets). This compares DVC's
 rendering of dvc.yaml (DVC's Python API, with the folder's params.yaml) with Snakemake's dry run of the same
 params (`snakemake -n --forceall`, as printed) and reports every difference:
   - artefacts: each file a Snakemake job writes belongs to exactly one DVC out (the file or a folder above it),

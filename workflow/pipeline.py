@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from core import figures as figure_table
 from core import registry
 from core.params import fingerprint
 from core.registry import checkpoint, training_log
@@ -46,10 +47,9 @@ def training_checkpoints(params: Mapping[str, Any]) -> list[str]:
 
 
 def figures(params: Mapping[str, Any]) -> list[str]:
-    results = params["paths"]["results"]
-    names = ["fig1_edit", "fig4_reconstructions", "fig5_samples", "fig6_neighbours", "fig7_partial",
-             "fig8_retrained_m", "fig9_region", "training_curves"]
-    return [f"{results}/figures/{name}_{res}.png" for res in resolutions(params) for name in names]
+    """Every figure file of core/figures.py's table at every resolution."""
+    return [figure_table.figure_file(params["paths"]["results"], name, res)
+            for res in resolutions(params) for name in figure_table.names()]
 
 
 def final_targets(params: Mapping[str, Any]) -> list[str]:

@@ -161,7 +161,7 @@ def neighbours_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train", required=True, help="e.g. data/prepared/64/train.npy")
     parser.add_argument("--test", required=True, help="e.g. data/prepared/64/test.npy")
     parser.add_argument("--out-dir", required=True, help="e.g. results/neighbours")
-    parser.add_argument("--figure", required=True, help="e.g. results/figures/fig6_neighbours_64.png")
+    parser.add_argument("--figure", required=True, help="the PNG of Figure 6 (its name: core/figures.py)")
     args = parser.parse_args(argv)
     settings = params_from_args(args)["eval"]["neighbours"]
 

@@ -5,6 +5,8 @@ from pathlib import Path
 import yaml
 
 from core.atomic import write_text
+from core.figures import drawn_by as figures_drawn_by
+from core.figures import figure_file
 from core.params import ParamsError, check_device, read_yaml, validate
 from core.registry import (
     SEED_REFERENCES,
@@ -147,11 +149,48 @@ def coarser_level(results=RESULTS):
     return coarser
 
 
-def figure_output(name, number, caption):
-    return report(
-        f"{RESULTS}/figures/{name}_{{res}}.png", caption=f"../report/{caption}.rst", category=number,
-        subcategory="{res}x{res}",
-    )
+def figure_caption_file(figure):
+    """Snakemake's report caption of a figure, its table caption (core/figures.py) written as the .rst file that
+    report() reads."""
+    path = Path(".snakemake/figure_captions") / f"{figure.name}.rst"
+    text = f"{figure.full_caption}\n"
+    if not path.is_file() or path.read_text() != text:
+        write_text(path, text)
+    return str(path.resolve())
+
+
+def figure_outputs(rule):
+    """The figures a rule writes (core/figures.py), as named outputs of it that Snakemake's report shows."""
+    return {
+        figure.name: report(figure_file(RESULTS, figure.name, "{res}"), caption=figure_caption_file(figure),
+                            category=figure.title, subcategory="{res}x{res}")
+        for figure in figures_drawn_by(rule)
+    }
+
+
+def figure_output_of(rule):
+    """The one figure a rule that computes something else draws beside it (neighbours, the editing rules)."""
+    (figure,) = figure_outputs(rule).values()
+    return figure
+
+
+def figure_inputs(kind):
+    """The files of one kind (core/figures.py INPUTS) that the figures `lapcvae figures` draws read, at {res}."""
+    drawn = figures_drawn_by("figures")
+
+    def files(wildcards):
+        shown = [figure for figure in drawn if figure.shown_with(models_at(config, wildcards.res))]
+        if not any(kind in figure.inputs for figure in shown):
+            return []
+        if kind in ("samples", "reconstructions"):
+            return [f"{RESULTS}/eval/{wildcards.res}/{model}/{kind}.npy" for model in models_at(config, wildcards.res)]
+        if kind == "checkpoint":
+            wanted = dict.fromkeys(model for figure in shown if kind in figure.inputs for model in figure.models)
+            return [checkpoint(RESULTS, wildcards.res, model) for model in wanted]
+        return {"test": f"{PREP}/{wildcards.res}/test.npy", "train": f"{PREP}/{wildcards.res}/train.npy",
+                "attributes": f"{PREP}/attributes.csv"}.get(kind, [])
+
+    return files
 
 
 CONDA_ENV = "../envs/lapcvae.yaml"

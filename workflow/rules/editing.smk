@@ -9,7 +9,7 @@ rule edit_coarse:
         test=f"{PREP}/{{res}}/test.npy",
         attributes=f"{PREP}/attributes.csv",
     output:
-        figure=figure_output("fig1_edit", "Figure 1", "fig1"),
+        figure=figure_output_of("edit_coarse"),
         variants=directory(f"{RESULTS}/editing/{{res}}/coarse"),
     log:
         "logs/edit_coarse_{res}.log",
@@ -33,7 +33,7 @@ rule edit_region:
         test=f"{PREP}/{{res}}/test.npy",
         attributes=f"{PREP}/attributes.csv",
     output:
-        figure=figure_output("fig9_region", "Figure 9", "fig9"),
+        figure=figure_output_of("edit_region"),
         variants=directory(f"{RESULTS}/editing/{{res}}/region"),
     log:
         "logs/edit_region_{res}.log",

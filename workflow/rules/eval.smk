@@ -115,7 +115,7 @@ rule neighbours:
         # (and one {res}_{model}.csv per model of that resolution, which nothing downstream reads: outputs cannot
         # depend on the resolution, and the models differ between resolutions)
         tables=expand(f"{RESULTS}/neighbours/{{{{res}}}}_{{name}}.csv", name=["test_reference", "summary"]),
-        figure=figure_output("fig6_neighbours", "Figure 6", "fig6"),
+        figure=figure_output_of("neighbours"),
     log:
         "logs/neighbours_{res}.log",
     params:
@@ -135,31 +135,28 @@ rule figures:
     conda:
         CONDA_ENV
     input:
-        samples=lambda w: [f"{RESULTS}/eval/{w.res}/{model}/samples.npy" for model in models_at(config, w.res)],
-        reconstructions=lambda w: [f"{RESULTS}/eval/{w.res}/{model}/reconstructions.npy"
-                                   for model in models_at(config, w.res)],
-        lapcvae=whole_model("lapcvae"),
-        test=f"{PREP}/{{res}}/test.npy",
+        # what the figures of core/figures.py's `figures` group read (its INPUTS), for the models run at {res}
+        test=figure_inputs("test"),
+        samples=figure_inputs("samples"),
+        reconstructions=figure_inputs("reconstructions"),
+        checkpoints=figure_inputs("checkpoint"),
     output:
-        fig4=figure_output("fig4_reconstructions", "Figure 4", "fig4"),
-        fig5=figure_output("fig5_samples", "Figure 5", "fig5"),
-        fig7=figure_output("fig7_partial", "Figure 7", "fig7"),
-        fig8=figure_output("fig8_retrained_m", "Figure 8", "fig8"),
-        curves=figure_output("training_curves", "Training curves", "curves"),
+        **figure_outputs("figures"),
         # the training logs as one CSV per term: the line plots of `dvc plots show` / `dvc plots diff`
         curve_tables=directory(f"{RESULTS}/curves/{{res}}"),
     log:
         "logs/figures_{res}.log",
     params:
-        eval_dir=folder("input", "samples", up=3),
-        models_dir=folder("input", "lapcvae", up=3),
+        eval_dir=f"{RESULTS}/eval",
+        models_dir=f"{RESULTS}/models",
+        test=f"{PREP}/{{res}}/test.npy",
         models=lambda w: models_at(config, w.res),
-        out_dir=folder("output", "fig4"),
+        out_dir=lambda w, output: str(Path(output[0]).parent),
         fingerprint=fingerprint_of("figures"),
     threads: RESOURCES["eval"]["threads"]
     resources:
         **EVAL_RESOURCES,
     shell:
         "OMP_NUM_THREADS={threads} lapcvae figures --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
-        " --eval-dir {params.eval_dir:q} --models-dir {params.models_dir:q} --models {params.models:q} --test {input.test:q}"
+        " --eval-dir {params.eval_dir:q} --models-dir {params.models_dir:q} --models {params.models:q} --test {params.test:q}"
         " --out-dir {params.out_dir:q} --curves-dir {output.curve_tables:q} 2>&1 | tee {log:q}"
