@@ -50,6 +50,7 @@ def test_a_run_prints_one_line_per_job_start_and_end_and_no_job_output(tmp_path:
     (full_log,) = (tmp_path / ".snakemake/log").glob("*.snakemake.log")
     full = full_log.read_text()
     assert "localrule prepare:" in full and "output: data/raw/synthetic" in full and "reason: " in full
+    assert "Shell command: lapcvae prepare --params" in full
     assert len("\n".join(lines)) < len("\n".join(after_job_stats(full))) / 3
 
 

@@ -4,9 +4,9 @@ wildcards and the run's progress), errors in full.
 Snakemake prints a block per job (input and output lists, reason, resources, shell command), about 1.3 KB a job,
 which made most of a run's console log. The Snakefile calls `use_compact_console`, which gives Snakemake's console
 handler `CompactFormatter`. Snakemake's own log file (`.snakemake/log/*.snakemake.log`, named at the end of a run)
-keeps the full blocks; a dry run (`snakemake -n`, which says why each job would run), `--verbose` and
-`--debug-dag` keep them on the console too; `-p` adds each job's shell command; a failed job's error (rule, log
-path, shell command, and its log: `show-failed-logs` in profiles/default) is printed as Snakemake prints it.
+keeps the full blocks and shell commands; a dry run (`snakemake -n`, which says why each job would run),
+`--verbose` and `--debug-dag` keep them on the console too; a failed job's error (rule, log path, shell command,
+and its log: `show-failed-logs` in profiles/default) is printed as Snakemake prints it.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ class CompactFormatter(DefaultFormatter):
         label = f"{msg['rule_name']} {wildcards}".rstrip()
         self.labels[msg["jobid"]] = label
         return f"{clock()} start {label} (job {msg['jobid']})"
+
+    def format_shellcmd(self, msg: dict[str, Any]) -> str:
+        return ""  # in Snakemake's log file; on the console only in a failed job's error
 
     def format_job_finished(self, msg: dict[str, Any]) -> str:
         self.finished.append(msg["job_id"])  # printed with the progress count that Snakemake logs next
