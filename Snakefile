@@ -12,6 +12,11 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 
+from workflow.console import use_compact_console
+
+if workflow.is_main_process:  # one console line per job start and end; the full blocks go to .snakemake/log/
+    use_compact_console(workflow.logger_manager)
+
 wildcard_constraints:
     res="|".join(RES),
     model="|".join(MODELS),

@@ -4,18 +4,23 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import copy_repository, run_command
+from conftest import ENV, REPO, copy_repository, run_command
+from test_training import SETTINGS as TRAINING
+from test_training import level_trainable, train_images
 
 from core import registry
 from core.params import deep_merge, load_params
+from eval.figures import write_curve_tables
+from studies.ablations import validation_rmse
+from training.loop import fit
 from workflow.dvc_check import check, dvc_stages
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def repository_copy(destination: Path, params: dict | None = None) -> Path:
@@ -114,3 +119,72 @@ def test_metrics_and_plots_of_the_smoke_run_read_without_warnings(dvc_run: Path,
     for path in curves:  # each one a plot of its own, its term over the steps
         assert path.relative_to(dvc_run).as_posix() in page, path
     assert '"field": "step"' in page and '"field": "kl"' in page
+
+
+def curves_of_two_runs(root: Path, lr: float) -> dict[str, pd.DataFrame]:
+    """A tiny LapCVAE level trained with validation, its training log as the figures job writes it for `dvc plots`
+    (results/curves/64/...) and its validation curve where an ablation keeps one; {path: table} of what is there."""
+    trainable = level_trainable()
+    val_images = train_images(n=4)
+    run = root.parent / f"run-{lr}"
+    fit(trainable, train_images(), settings={**TRAINING, "lr": lr}, seed=0, output=run / "level0.pt",
+        export=trainable.model, validate=lambda: {"val_rmse": validation_rmse(trainable.model, val_images)},
+        validate_every=2)
+    written = write_curve_tables({"lapcvae": {"level 0": run / "level0.log.csv"}}, root / "results/curves/64")
+    validation = root / "results/ablations/64/greedy_latents/level0.val.csv"
+    validation.parent.mkdir(parents=True, exist_ok=True)
+    validation.write_bytes((run / "level0.val.csv").read_bytes())
+    return {path.relative_to(root).as_posix(): pd.read_csv(path) for path in [*written, validation]}
+
+
+def overlaid(root: Path, *arguments: str, not_made: tuple[str, ...] = ()) -> dict[str, dict]:
+    """`dvc plots diff HEAD --json <arguments>`: {plot file: its one plot, both revisions}. DVC may fail to load only
+    the declared plots under `not_made` (those this test does not make); anything else it failed to load fails."""
+    result = subprocess.run(["dvc", "plots", "diff", "HEAD", "--json", *arguments], cwd=root, env=ENV,
+                            capture_output=True, text=True, timeout=300)
+    shown = json.loads(result.stdout)
+    failed = {error["name"] for error in shown.get("errors", [])}
+    assert result.returncode == 0 and all(name.startswith(not_made) for name in failed), shown.get("errors")
+    if not failed:
+        assert not result.stderr.strip(), result.stderr
+    plots = {}
+    for path, entries in shown["data"].items():
+        if path not in failed:
+            (plot,) = entries
+            assert plot["type"] == "vega" and sorted(plot["revisions"]) == ["HEAD", "workspace"], path
+            plots[path] = plot["content"]
+    return plots
+
+
+def test_dvc_plots_diff_overlays_two_runs_training_and_validation_curves(tmp_path: Path) -> None:
+    """Two trainings (other learning rates) committed one after the other: `dvc plots diff` (no target: what
+    dvc.yaml declares) draws each training curve table (a term over the steps), and with `-x step -y val_rmse` an
+    ablation's validation curve (not declared: the ablations do not run by default, and a declared file that is
+    not there is a warning on every call), with both runs' values on the same axes."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name in ("dvc.yaml", "params.yaml"):
+        (root / name).write_bytes((REPO / name).read_bytes())
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        run_command(*command, cwd=root)
+    before = curves_of_two_runs(root, lr=1e-3)
+    run_command("git", "add", "-A", cwd=root)
+    run_command("git", "-c", "user.name=test", "-c", "user.email=test@example.org", "commit", "-qm", "run 1",
+                cwd=root)
+    after = curves_of_two_runs(root, lr=1e-2)
+    validation = "results/ablations/64/greedy_latents/level0.val.csv"
+    terms = {path: table.columns[-1] for path, table in after.items() if path != validation}
+    assert set(terms.values()) == {"loss", "recon", "kl"} and set(before) == set(after)
+    # every plot dvc.yaml declares: the figures and the 128 px curves are not made here
+    plots = overlaid(root, not_made=("results/figures/", "results/curves/128"))
+    plots.update(overlaid(root, "--targets", validation, "-x", "step", "-y", "val_rmse"))
+    assert set(plots) == set(after)
+    for path, content in plots.items():
+        y = terms.get(path, "val_rmse")
+        assert content["encoding"]["x"]["field"] == "step" and content["layer"][0]["encoding"]["y"]["field"] == y
+        values = pd.DataFrame(content["data"]["values"])
+        for rev, run in (("HEAD", before), ("workspace", after)):
+            drawn = values[values["rev"] == rev]
+            assert drawn["step"].astype(int).tolist() == run[path]["step"].tolist(), (path, rev)
+            assert drawn[y].astype(float).tolist() == pytest.approx(run[path][y].tolist()), (path, rev)
+        assert not np.allclose(before[path][y], after[path][y])  # two runs' lines, not one drawn twice

@@ -95,6 +95,6 @@ def test_dvc_repro_right_after_snakemake_trains_nothing_again(smoke_run: SmokeRu
     output = smoke_dvc_repro.output
     stages = len(dvc_stages(smoke_dvc_repro.root))
     assert output.count("Running stage") == stages > 2 * len(SMOKE["data"]["resolutions"])
-    assert "localrule train" not in output and "localrule retrain" not in output
+    assert "start train" not in output and "start retrain" not in output  # workflow/console.py's job lines
     assert smoke_dvc_repro.checkpoints_before == checkpoint_hashes(smoke_run.root, SMOKE)  # the resumed weights
     assert smoke_dvc_repro.checkpoints_after == smoke_dvc_repro.checkpoints_before

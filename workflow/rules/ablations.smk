@@ -28,7 +28,7 @@ rule ablation_train:
     shell:
         "OMP_NUM_THREADS={threads} lapcvae ablations train --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
         " --variant {wildcards.ablation:q} --train {input.train:q} --val {input.val:q} --out-dir {params.out_dir:q}"
-        " 2>&1 | tee {log:q}"
+        " > {log:q} 2>&1"
 
 
 rule ablations_table:
@@ -53,7 +53,7 @@ rule ablations_table:
     shell:
         "OMP_NUM_THREADS={threads} lapcvae ablations table --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
         " --work-dir {params.work_dir:q} --val {input.val:q} --test {input.test:q} --out-csv {output.table:q}"
-        " --out-json {output.summary:q} 2>&1 | tee {log:q}"
+        " --out-json {output.summary:q} > {log:q} 2>&1"
 
 
 rule ablations:

@@ -21,7 +21,7 @@ rule generate_faces:
         mem_mb=RESOURCES["data"]["mem_mb"],
         runtime=RESOURCES["data"]["runtime"],
     shell:
-        "lapcvae generate-faces --params $LAPCVAE_PARAMS --out {output:q} --workers {threads} 2>&1 | tee {log:q}"
+        "lapcvae generate-faces --params $LAPCVAE_PARAMS --out {output:q} --workers {threads} > {log:q} 2>&1"
 
 
 rule fetch_celeba:
@@ -37,7 +37,7 @@ rule fetch_celeba:
         mem_mb=RESOURCES["data"]["mem_mb"],
         runtime=RESOURCES["data"]["runtime"],
     shell:
-        "lapcvae fetch-celeba --params $LAPCVAE_PARAMS --out {output:q} 2>&1 | tee {log:q}"
+        "lapcvae fetch-celeba --params $LAPCVAE_PARAMS --out {output:q} > {log:q} 2>&1"
 
 
 # Any other data set (docs/extending.md, "Adding a data set"): its registered writer, through `lapcvae raw-data`.
@@ -58,7 +58,7 @@ rule raw_data:
         runtime=RESOURCES["data"]["runtime"],
     shell:
         "lapcvae raw-data --params $LAPCVAE_PARAMS --source {wildcards.source:q} --out {output:q} --workers {threads} "
-        "2>&1 | tee {log:q}"
+        "> {log:q} 2>&1"
 
 
 rule prepare:
@@ -82,4 +82,4 @@ rule prepare:
         mem_mb=RESOURCES["data"]["mem_mb"],
         runtime=RESOURCES["data"]["runtime"],
     shell:
-        "lapcvae prepare --params $LAPCVAE_PARAMS --raw {input:q} --out {params.out_dir:q} --workers {threads} 2>&1 | tee {log:q}"
+        "lapcvae prepare --params $LAPCVAE_PARAMS --raw {input:q} --out {params.out_dir:q} --workers {threads} > {log:q} 2>&1"

@@ -22,7 +22,7 @@ rule edit_coarse:
     shell:
         "OMP_NUM_THREADS={threads} lapcvae edit-coarse --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
         " --checkpoint {input.model:q} --prepared {params.prepared:q} --out-dir {output.variants:q}"
-        " --figure {output.figure:q} 2>&1 | tee {log:q}"
+        " --figure {output.figure:q} > {log:q} 2>&1"
 
 
 rule edit_region:
@@ -46,4 +46,4 @@ rule edit_region:
     shell:
         "OMP_NUM_THREADS={threads} lapcvae edit-region --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
         " --checkpoint {input.model:q} --prepared {params.prepared:q} --out-dir {output.variants:q}"
-        " --figure {output.figure:q} 2>&1 | tee {log:q}"
+        " --figure {output.figure:q} > {log:q} 2>&1"

@@ -26,7 +26,7 @@ rule sample_embedding:
     shell:
         "OMP_NUM_THREADS={threads} lapcvae sample-embedding --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
         " --train {input.train:q} --test {input.test:q} --out {output.embedding:q}"
-        " --reference-dir {params.reference_dir:q} 2>&1 | tee {log:q}"
+        " --reference-dir {params.reference_dir:q} > {log:q} 2>&1"
 
 
 for seed, results in RUNS.items():  # one copy per training seed (common.smk: seed_rule)
@@ -65,7 +65,7 @@ for seed, results in RUNS.items():  # one copy per training seed (common.smk: se
             " --res {wildcards.res:q} --model {wildcards.model:q} --checkpoint {input.model:q} --test {input.test:q}"
             " --out-dir {params.out_dir:q} --per-image {output.per_image:q}"
             " --training-checkpoints {input.training:q} --cost {output.cost:q} --embedding {input.embedding:q}"
-            " {params.prior_args:q} 2>&1 | tee {log:q}"
+            " {params.prior_args:q} > {log:q} 2>&1"
 
 
 rule table:
@@ -101,7 +101,7 @@ rule table:
         fingerprint=fingerprint_of("table"),
     shell:
         "lapcvae table --params $LAPCVAE_PARAMS --eval-dir {params.eval_dir:q} --per-image-dir {params.per_image_dir:q}"
-        " --seeds {params.seeds:q} --out-dir {params.out_dir:q} 2>&1 | tee {log:q}"
+        " --seeds {params.seeds:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule neighbours:
@@ -128,7 +128,7 @@ rule neighbours:
     shell:
         "OMP_NUM_THREADS={threads} lapcvae neighbours --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
         " --samples {input.samples:q} --models {params.models:q} --train {input.train:q} --test {input.test:q} --out-dir {params.out_dir:q}"
-        " --figure {output.figure:q} 2>&1 | tee {log:q}"
+        " --figure {output.figure:q} > {log:q} 2>&1"
 
 
 rule figures:
@@ -159,4 +159,4 @@ rule figures:
     shell:
         "OMP_NUM_THREADS={threads} lapcvae figures --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
         " --eval-dir {params.eval_dir:q} --models-dir {params.models_dir:q} --models {params.models:q} --test {params.test:q}"
-        " --out-dir {params.out_dir:q} --curves-dir {output.curve_tables:q} 2>&1 | tee {log:q}"
+        " --out-dir {params.out_dir:q} --curves-dir {output.curve_tables:q} > {log:q} 2>&1"

@@ -24,7 +24,7 @@ for seed, results in RUNS.items():  # one copy per training seed (common.smk: se
             **EVAL_RESOURCES,
         shell:
             "OMP_NUM_THREADS={threads} lapcvae fit-prior --params $LAPCVAE_PARAMS {params.seed_params:q}"
-            " --checkpoint {input.model:q} --data {input.train:q} --out {output.prior:q} 2>&1 | tee {log:q}"
+            " --checkpoint {input.model:q} --data {input.train:q} --out {output.prior:q} > {log:q} 2>&1"
 
 
 for _res in RES:

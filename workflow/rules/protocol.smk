@@ -26,7 +26,7 @@ rule references:
     shell:
         "OMP_NUM_THREADS={threads} lapcvae references --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
         " --train {input.train:q} --test {input.test:q} --coarsest {input.coarsest:q} --eval-dir {params.eval_dir:q}"
-        " --per-image-dir {params.per_image_dir:q} --embedding {input.embedding:q} 2>&1 | tee {log:q}"
+        " --per-image-dir {params.per_image_dir:q} --embedding {input.embedding:q} > {log:q} 2>&1"
 
 
 # A further training seed's reference rows: only LapCVAE's coarsest level depends on training; the mean face and
@@ -61,5 +61,5 @@ for seed, results in list(RUNS.items())[1:]:
             "OMP_NUM_THREADS={threads} lapcvae references --params $LAPCVAE_PARAMS {params.seed_params:q}"
             " --res {wildcards.res:q} --train {input.train:q} --test {input.test:q} --coarsest {input.coarsest:q}"
             " --only {params.names:q} --eval-dir {params.eval_dir:q} --per-image-dir {params.per_image_dir:q}"
-            " 2>&1 | tee {log:q}"
+            " > {log:q} 2>&1"
 

@@ -23,4 +23,4 @@ rule report:
         fingerprint=fingerprint_of("report"),
     shell:
         "lapcvae report --params $LAPCVAE_PARAMS --results {params.results:q} --prepared {params.prepared:q}"
-        " --out-md {output.markdown:q} --out-html {output.html:q} 2>&1 | tee {log:q}"
+        " --out-md {output.markdown:q} --out-html {output.html:q} > {log:q} 2>&1"

@@ -27,7 +27,7 @@ rule export_study:
         fingerprint=fingerprint_of("export_study"),
     shell:
         "lapcvae export-study --params $LAPCVAE_PARAMS --resolution {params.resolution:q} --eval-dir {params.eval_dir:q}"
-        " --prepared {params.prepared:q} --out {params.out_dir:q} 2>&1 | tee {log:q}"
+        " --prepared {params.prepared:q} --out {params.out_dir:q} > {log:q} 2>&1"
 
 
 # Table 2 from the answers people gave: drop their CSV downloads into study_responses/ and rerun. Participants
@@ -52,4 +52,4 @@ rule analyze_study:
         fingerprint=fingerprint_of("analyze_study"),
     shell:
         "lapcvae analyze-study --params $LAPCVAE_PARAMS --key {input.key:q} --design {input.design:q}"
-        " --responses {input.responses:q} --out {output:q} 2>&1 | tee {log:q}"
+        " --responses {input.responses:q} --out {output:q} > {log:q} 2>&1"

@@ -32,7 +32,7 @@ for seed, results in RUNS.items():
         shell:
             "OMP_NUM_THREADS={threads} {params.launcher} train-level --params $LAPCVAE_PARAMS {params.seed_params:q}"
             " --res {wildcards.res:q} --variant {wildcards.variant:q} --level {wildcards.level:q} --data {input.data:q}"
-            " {params.coarser:q} --out {output:q} 2>&1 | tee {log.messages:q}"
+            " {params.coarser:q} --out {output:q} > {log.messages:q} 2>&1"
 
     rule:
         name:
@@ -57,7 +57,7 @@ for seed, results in RUNS.items():
         shell:
             "OMP_NUM_THREADS={threads} {params.launcher} retrain-m --params $LAPCVAE_PARAMS {params.seed_params:q}"
             " --res {wildcards.res:q} --checkpoint {input.model:q} --data {input.data:q} --out {output:q}"
-            " 2>&1 | tee {log.messages:q}"
+            " > {log.messages:q} 2>&1"
 
     rule:
         name:
@@ -81,7 +81,7 @@ for seed, results in RUNS.items():
         shell:
             "OMP_NUM_THREADS={threads} {params.launcher} train-baseline --params $LAPCVAE_PARAMS {params.seed_params:q}"
             " --model {wildcards.baseline:q} --res {wildcards.res:q} --data {input.data:q} --out {output:q}"
-            " 2>&1 | tee {log.messages:q}"
+            " > {log.messages:q} 2>&1"
 
 
 # One target per resolution that asks for every checkpoint trained at it: dvc.yaml's `train@{res}` stage runs

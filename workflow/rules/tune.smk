@@ -32,7 +32,7 @@ rule tune_model:
     shell:
         "OMP_NUM_THREADS={threads} lapcvae tune --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
         " --model {wildcards.tuned_model:q} --train {input.train:q} --val {input.val:q}"
-        " --out-dir {params.out_dir:q} 2>&1 | tee {log:q}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule tune:
@@ -65,7 +65,7 @@ rule rate_distortion_resolution:
         "OMP_NUM_THREADS={threads} lapcvae rate-distortion --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
         " --train {input.train:q} --test {input.test:q} --embedding {input.embedding:q} --work-dir {params.work_dir:q}"
         " --out-csv {output.table:q} --claims {output.claims:q} --figure {output.figure:q}"
-        " --spectrum {input.spectrum:q} 2>&1 | tee {log:q}"
+        " --spectrum {input.spectrum:q} > {log:q} 2>&1"
 
 
 rule rate_distortion:
@@ -96,7 +96,7 @@ rule budget_curve_model:
     shell:
         "OMP_NUM_THREADS={threads} lapcvae budget-curve --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
         " --model {wildcards.curve_model:q} --seed {wildcards.curve_seed:q} --train {input.train:q} --val {input.val:q}"
-        " --test {input.test:q} --work-dir {params.work_dir:q} --out-csv {output.table:q} 2>&1 | tee {log:q}"
+        " --test {input.test:q} --work-dir {params.work_dir:q} --out-csv {output.table:q} > {log:q} 2>&1"
 
 
 rule budget_curve_resolution:
@@ -120,7 +120,7 @@ rule budget_curve_resolution:
     shell:
         "OMP_NUM_THREADS={threads} lapcvae budget-curve-plot --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
         " --tables {input.tables:q} --train {input.train:q} --test {input.test:q} --out-csv {output.table:q}"
-        " --figure {output.figure:q} 2>&1 | tee {log:q}"
+        " --figure {output.figure:q} > {log:q} 2>&1"
 
 
 rule budget_curve:
