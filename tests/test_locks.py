@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_reliability
 import torch
-import yaml
-from conftest import copy_repository
 
 from baselines.vae import VAE
 from core.atomic import (
@@ -33,7 +32,6 @@ from core.atomic import (
     temporary_writer,
     write_text,
 )
-from core.params import load_params
 from models import checkpoint
 from training.loop import fit
 from workflow import cli, locks
@@ -44,6 +42,7 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "PYTHONPATH": str(REPO)}
 ENV.pop(RUN_ID_VARIABLE, None)
 ENV.pop("DVC_STAGE", None)
+smoke_repo = test_reliability.smoke_repo  # the repository with the smoke params, as a fixture
 
 
 def sleeper(cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -193,14 +192,6 @@ def test_command_in_a_project_holds_the_lock_while_it_runs(tmp_path):
     finally:
         locks.release_command_locks()
     assert locks.read_holder(root) is None
-
-
-@pytest.fixture(scope="module")
-def smoke_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("repo")
-    copy_repository(root)
-    (root / "params.yaml").write_text(yaml.safe_dump(load_params("config/smoke.yaml"), sort_keys=False))
-    return root
 
 
 def test_snakemake_is_refused_while_another_run_holds_the_folder(smoke_repo):
