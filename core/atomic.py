@@ -147,9 +147,10 @@ def glob_escape(name: str) -> str:
     return "".join(f"[{char}]" if char in "[]*?" else char for char in name)
 
 
-def remove_leftovers(root: str | Path) -> list[Path]:
-    """Delete every temporary, retired folder and writer mark under `root` whose writer no longer runs on this
-    host; a workflow run calls it on its output roots before any job starts. Returns what was removed."""
+def remove_leftovers(root: str | Path, recursive: bool = True) -> list[Path]:
+    """Delete every temporary, retired folder and writer mark under `root` (only its own entries unless
+    `recursive`) whose writer no longer runs on this host; a workflow run calls it on its output roots before any
+    job starts. Returns what was removed."""
     removed: list[Path] = []
     root = Path(root)
     if not root.is_dir():
@@ -164,6 +165,8 @@ def remove_leftovers(root: str | Path) -> list[Path]:
                     removed.append(path)
             elif name.endswith(WRITER_MARK) and _remove_unheld_writer_mark(path):
                 removed.append(path)
+        if not recursive:
+            subfolders.clear()
     return removed
 
 

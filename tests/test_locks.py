@@ -223,6 +223,37 @@ def test_snakemake_is_refused_while_another_run_holds_the_folder(smoke_repo):
     assert unlocked.returncode == 0 and "removed the run lock" in unlocked.stderr and not lock.exists()
 
 
+def test_a_run_that_takes_the_lock_cleans_dead_writers_leftovers(tmp_path, monkeypatch):
+    """What Snakemake's start does as the holder (here through the API's path: the lock is taken at onstart)."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    paths = {key: str(tmp_path / folder) for key, folder in
+             (("raw", "data/raw"), ("prepared", "data/prepared"), ("results", "results"))}
+    leftovers = [tmp_path / f"data/raw/synthetic.tmp-{dead.pid}",
+                 tmp_path / f"data/prepared.tmp-{host_name()}-{dead.pid}-ab12",
+                 tmp_path / f"results/models/64/vae/model.pt.tmp-{host_name()}-{dead.pid}-ab12"]
+    live = [tmp_path / f"results/models/64/vae/level0.pt.tmp-{host_name()}-{os.getpid()}-cd34",
+            tmp_path / f"results/eval/64/vae/summary.json.tmp-other-machine-{dead.pid}-ef56",
+            tmp_path / f"data/raw/synthetic/img_align_celeba/000001.jpg.tmp-{dead.pid}"]  # raw images: not walked
+    for path in leftovers + live:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("partial")
+
+    class Workflow:
+        def onstart(self, function):
+            self.start = function
+
+    workflow = Workflow()
+    monkeypatch.setenv(RUN_ID_VARIABLE, "")
+    locks.hold_run_lock(workflow, paths, workdir=tmp_path)
+    assert locks.read_holder(tmp_path) is None  # nothing taken before the run starts
+    workflow.start("log")
+    holder = locks.read_holder(tmp_path)
+    assert holder.pid == os.getpid() and os.environ[RUN_ID_VARIABLE] == holder.run_id
+    assert not any(path.exists() for path in leftovers) and all(path.exists() for path in live)
+    locks.release_run_lock(tmp_path, holder)
+
+
 # ----- DVC: the stages' wrapper ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("words, forced", [
     (["dvc", "repro", "-f", "-s", "evaluate@64-vae"], True),
@@ -342,11 +373,13 @@ def test_a_killed_writers_temporary_is_cleaned_by_the_next_run(tmp_path, caplog)
     killed = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=ENV, timeout=120)
     assert killed.returncode == -signal.SIGKILL
     [leftover] = final.parent.glob("summary.json.tmp-*")
+    writer_host, writer_pid, _ = temporary_writer(leftover)
+    assert writer_host == host_name() and writer_pid != os.getpid()
     foreign = final.with_name(f"summary.json.tmp-other-machine-{os.getpid()}-abc")
     foreign.write_text("another host may still be writing this")
     with caplog.at_level(logging.WARNING, logger="core.atomic"):
         assert remove_leftovers(tmp_path / "results") == [leftover]
-    assert f"pid {killed.args and temporary_writer(leftover)[1]}" in caplog.text
+    assert f"pid {writer_pid} on {host_name()}" in caplog.text
     assert foreign.exists() and not leftover.exists()
     # and the next write of the same file cleans it too, whatever scheme named it
     stale = final.with_name("summary.json.tmp-999999999")

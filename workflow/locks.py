@@ -35,7 +35,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -310,11 +310,12 @@ def _snakemake_mode(argv: list[str]) -> str | None:
     return "dry" if any(getattr(args, name, None) for name in reading) else "run"
 
 
-def hold_run_lock(workflow: Any, roots: Iterable[str | Path] = (), workdir: str | Path = ".") -> None:
+def hold_run_lock(workflow: Any, paths: Mapping[str, str] | None = None, workdir: str | Path = ".") -> None:
     """The Snakefile's side of the run lock (main process only): take it for a run that executes jobs (for the
     `dvc` process above when this is a DVC stage), refuse with WorkflowError when another run holds it, clear it
     on `--unlock`; then clear Snakemake's stale lock files and, as the holder, delete the leftovers of dead writers
-    under the output `roots`. Every job gets the run's id ($LAPCVAE_RUN_ID)."""
+    in the output roots (`paths`: params' paths.*; the raw root's own entries only, not the images below them).
+    Every job gets the run's id ($LAPCVAE_RUN_ID)."""
     from snakemake.exceptions import WorkflowError
 
     mode = _snakemake_mode(sys.argv)
@@ -331,7 +332,7 @@ def hold_run_lock(workflow: Any, roots: Iterable[str | Path] = (), workdir: str 
         clear_stale_locks(workdir)
         return
 
-    def take(*_: Any) -> None:
+    def take(*_: Any, **__: Any) -> None:
         dvc = dvc_process()
         try:
             holder, taken = acquire_run_lock(workdir, holder_pid=dvc)
@@ -341,8 +342,9 @@ def hold_run_lock(workflow: Any, roots: Iterable[str | Path] = (), workdir: str 
         if taken and dvc is None:  # a DVC run's lock stays until `dvc` ends; the next run finds it over
             atexit.register(release_run_lock, workdir, holder)
         clear_stale_locks(workdir)
-        for root in roots:
-            remove_leftovers(root)
+        for key, root in (paths or {}).items():
+            remove_leftovers(Path(root).parent, recursive=False)  # a root written whole leaves `<root>.tmp-*`
+            remove_leftovers(root, recursive=key != "raw")
 
     if mode == "run":
         take()

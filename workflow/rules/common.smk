@@ -41,7 +41,7 @@ expose_cli()
 if workflow.is_main_process:
     # One run per working folder (workflow/locks.py): take the project's run lock before Snakemake takes its own,
     # clear what a killed run left (Snakemake's lock, temporaries of dead writers), so the same command runs again.
-    hold_run_lock(workflow, [config["paths"]["prepared"], config["paths"]["results"]])
+    hold_run_lock(workflow, config["paths"])
 
 
 def _write_resolved_params(params):
