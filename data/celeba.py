@@ -9,7 +9,8 @@ would land outside the output folder (`../x`, absolute paths) are refused before
 
 Attributes are optional for real CelebA: `list_attr_celeba.txt` and `list_eval_partition.txt` are copied when
 they sit beside the archive (or were downloaded); without them `prepare` writes attributes.csv with only
-split, row and image_id. The output is built in `<out>.tmp-<pid>` and renamed into place.
+split, row and image_id. The output is built in a temporary folder beside it (core/atomic.py) and renamed into
+place.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ resolutions, resize method, SHA-256 of each array).
   are carved out of those training images into `val.npy`; `train.npy` holds the rest. Models train on
   `train.npy`, every tuning choice is scored on `val.npy`, and only evaluation reads `test.npy`. The test
   split is the same with or without a validation split (it is the permutation's first n_test images).
-- Workers write straight into the arrays (np.lib.format.open_memmap) inside `<out>.tmp-<pid>`, renamed into
-  place at the end, so the full dataset is never in memory, and a corrupt image stops the step with its name
-  and leaves nothing behind.
+- Workers write straight into the arrays (np.lib.format.open_memmap) inside a temporary folder beside `<out>`
+  (core/atomic.py), renamed into place at the end, so the full dataset is never in memory, and a corrupt image
+  stops the step with its name and leaves nothing behind.
 """
 
 from __future__ import annotations

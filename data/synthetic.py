@@ -6,7 +6,7 @@ Writes `<out>/img_align_celeba/000001.jpg ...` (178x218 JPEG), `<out>/list_attr_
 `<out>/list_eval_partition.txt` and `<out>/synthetic_extras.csv` (image_id, Sunglasses and the generator's
 other hidden factors; CelebA has no sunglasses attribute, so sunglasses also set Eyeglasses = 1). Face i is a
 pure function of (params.seed, i), so any worker count, order or subset gives the same bytes. The tree is built
-in `<out>.tmp-<pid>` and renamed into place.
+in a temporary folder beside it (core/atomic.py) and renamed into place.
 """
 
 from __future__ import annotations

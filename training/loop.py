@@ -35,7 +35,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from core.atomic import atomic_path
+from core.atomic import atomic_path, exclusive_writer
 from core.device import autocast_dtype, resolve_device
 from core.progress import progress_bar
 from data.arrays import read_rows
@@ -363,11 +363,14 @@ def fit(
     output = Path(output)
     resume_path = output.with_name(output.name + ".resume.pt")
     ranks = _Distributed(device)
+    guards = contextlib.ExitStack()
     device_ = ranks.device
     label = name or output.stem
     channels_last = uses_channels_last(trainable)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     try:
+        if ranks.main:  # one job per output: a second would share the resume state and interleave the curve's rows
+            guards.enter_context(exclusive_writer(output))
         trainable.to(device_)
         ranks.broadcast_state(trainable)
         optimizers = make_optimizers(trainable, settings)
@@ -486,6 +489,7 @@ def fit(
     finally:
         if hasattr(trainable, "kl_scale"):
             trainable.kl_scale = 1.0  # full KL weight again, also after a stopped or failed run
+        guards.close()
         ranks.close()
 
 

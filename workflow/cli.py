@@ -11,6 +11,8 @@ import importlib
 import logging
 import sys
 
+from workflow.locks import release_command_locks
+
 COMMANDS = {
     # workflow/commands/data.py
     "generate-faces": ("data:generate_faces_main", "write the procedural synthetic faces as a CelebA-format tree"),
@@ -91,7 +93,10 @@ def main(argv: list[str] | None = None) -> None:
     module_name = f"workflow.commands.{module_name}"
     entry_point = getattr(importlib.import_module(module_name), function_name)
     try:
-        entry_point(rest)
+        try:
+            entry_point(rest)
+        finally:
+            release_command_locks()  # the run lock a command took for its outputs' project (workflow/locks.py)
     except (ValueError, OSError) as error:
         # Expected failures: our modules raise ValueError / FileNotFoundError with a message that names the cause
         # and the fix; the system's OSErrors (full disk, read-only folder, a file where a folder should be) name

@@ -37,7 +37,7 @@ from core import registry
 from workflow.pipeline import CODE_USED, params_used
 
 CODE_PACKAGES = ("core", "workflow", *sorted({package for packages in CODE_USED.values() for package in packages}))
-SNAKEMAKE = ["snakemake", "--cores", "all"]
+SNAKEMAKE = ["python", "-m", "workflow.dvc_stage", "--cores", "all"]  # workflow/dvc_stage.py runs snakemake
 
 
 @dataclass
@@ -172,7 +172,8 @@ def other_resolutions_of_partial_model(params: Mapping[str, Any], key: str, reso
 
 
 def command_targets(cmd: str) -> tuple[list[str], list[str]] | None:
-    """(targets, --until rules) of a `snakemake --cores all ...` command, None for any other command."""
+    """(targets, --until rules) of a `python -m workflow.dvc_stage --cores all ...` command (snakemake with those
+    arguments), None for any other command."""
     words = shlex.split(cmd)
     if words[:len(SNAKEMAKE)] != SNAKEMAKE:
         return None
@@ -219,8 +220,8 @@ def check(root: Path, dvc_file: str = "dvc.yaml") -> list[str]:
     for stage in stages:
         commands[stage.name] = command_targets(stage.cmd)
         if commands[stage.name] is None:
-            errors.append(f"{stage.name}: cmd {stage.cmd!r} is not `snakemake --cores all TARGET...` or "
-                          "`snakemake --cores all --until RULE...`")
+            errors.append(f"{stage.name}: cmd {stage.cmd!r} is not `{shlex.join(SNAKEMAKE)} TARGET...` or "
+                          f"`{shlex.join(SNAKEMAKE)} --until RULE...`")
     aggregate = sorted({target for parsed in commands.values() if parsed for target in parsed[0]
                         if "/" not in target and "." not in target})
     jobs = snakemake_jobs(root, [PIPELINES[dvc_file], *aggregate])

@@ -11,7 +11,8 @@ import importlib
 from typing import Any
 
 from core.params import ParamsError, load_params
-from core.paths import check_outputs
+from core.paths import ROOT_KEYS, check_outputs
+from workflow.locks import hold_command_lock
 
 
 def doc_summary(module: str, paragraph: bool = False) -> str:
@@ -56,4 +57,6 @@ def params_from_args(args: argparse.Namespace, own_root: str = "results") -> dic
         check_outputs(given, params["paths"], own_root)
     except ValueError as error:
         raise ParamsError(str(error)) from error
+    # One run per working folder: refused while another run writes into the same project's outputs (workflow/locks.py).
+    hold_command_lock((path for _, path in given), (params["paths"][root] for root in ROOT_KEYS))
     return params

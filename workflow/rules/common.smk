@@ -22,7 +22,7 @@ from core.registry import (
     training_log,
 )
 from core.registry import spec as model_spec
-from workflow.locks import clear_stale_locks
+from workflow.locks import hold_run_lock
 from workflow.pipeline import (
     BASELINES, LAPCVAE_VARIANTS, MODELS, REFERENCES, RETRAINED, checkpoint, export_params, expose_cli, figures,
     final_targets, job_fingerprint, training_checkpoints,
@@ -41,9 +41,9 @@ except ParamsError as error:
 expose_cli()
 
 if workflow.is_main_process:
-    # A killed run leaves Snakemake's lock behind: remove it (before Snakemake checks it) when no process of a
-    # run is left in this folder, so that the same command simply runs again (workflow/locks.py).
-    clear_stale_locks()
+    # One run per working folder (workflow/locks.py): take the project's run lock before Snakemake takes its own,
+    # clear what a killed run left (Snakemake's lock, temporaries of dead writers), so the same command runs again.
+    hold_run_lock(workflow, config["paths"])
 
 
 def _write_resolved_params(params):
