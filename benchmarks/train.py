@@ -7,7 +7,7 @@ with levels k+1..K frozen, as in train-level; the VAE; the VAE/GAN), side by sid
   bf16 natively (CUDA, CPUs with AVX512-BF16/AMX), fused Adam, no per-step host copy (and torch.compile with
   --compile);
 - the speed-up, the fast step's FLOP rate as a fraction of the fp32 and the bf16 torch.mm rates measured in this
-  run (FLOPs of forward + backward counted by training.flops.FlopCounter, FlopCounterMode's count);
+  run (FLOPs of forward + backward counted by torch's FlopCounterMode);
 - `fit/raw`: a whole `fit` call (`--fit-steps` steps, checkpoint included) in img/s over the fast raw step's.
 
     .venv/bin/python benchmarks/train.py [--steps 2] [--batch-size 16] [--resolutions 64 128] [--configs default]
@@ -30,12 +30,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from core.device import autocast_dtype, resolve_device
 from core.params import load_params
 from models.lapcvae import LapCVAE, LevelTrainable
 from training.baseline_jobs import build_baseline
-from training.flops import FlopCounter
 from training.loop import (
     fit,
     make_optimizers,
@@ -148,10 +148,10 @@ def interleaved_medians(steps: dict[Any, RawStep], images: torch.Tensor, repeats
 def count_flops(trainable: nn.Module, images: torch.Tensor) -> float:
     """FLOPs of one forward + backward of every objective (a deep copy, so the measured models stay untouched)."""
     trainable = copy.deepcopy(trainable)
-    with FlopCounter() as counter:
+    with FlopCounterMode(display=False) as counter:
         objectives = [value for value in trainable.training_step(images).objectives.values() if value is not None]
         torch.autograd.backward(objectives)
-    return counter.total
+    return counter.get_total_flops()
 
 
 def measure(kind: str, params: dict, resolution: int, level: int | None, args: argparse.Namespace,

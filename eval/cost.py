@@ -4,7 +4,7 @@ A model is built by one or more training jobs (a LapCVAE: one job per level, coa
 retraining for `lapcvae_retrained_m`; a baseline: one job). For each job's checkpoint:
 
 - images seen = steps x min(batch_size, N), from the checkpoint's meta (the loop drops partial batches);
-- FLOPs per image = training.flops.FlopCounter's count (FlopCounterMode's, to the FLOP; 2 per multiply-add) of one
+- FLOPs per image = torch's FlopCounterMode's count (training.flops; 2 per multiply-add) of one
   training step, forward *and* the backward passes the loop runs (torch.autograd.grad of each objective with
   respect to its own parameter group), on a batch of 2 random images, halved. Frozen coarser LapCVAE levels cost
   their forward pass only, and each of VAE/GAN's three objectives is differentiated, as in

@@ -221,14 +221,13 @@ def test_vae_loss_is_pixel_sse_plus_weighted_kl_in_nats(kl_weight: float) -> Non
 
 def test_paper_vaegan_trains_with_rmsprop_and_weight_decay() -> None:
     from training.loop import make_optimizers
-    from training.optimizers import RMSprop
 
     params = load_params("config/paper.yaml")
     settings = {**params["train"], **params["vaegan"]["64"]["train"]}
     optimizers = make_optimizers(tiny_vaegan(), settings)
     assert set(optimizers) == {"encoder", "decoder", "discriminator"}
     for optimizer in optimizers.values():
-        assert isinstance(optimizer, RMSprop)
+        assert isinstance(optimizer, torch.optim.RMSprop)
         assert optimizer.defaults["weight_decay"] == 1e-5 and optimizer.defaults["lr"] == 0.025 / 64
     assert params["vaegan"]["64"]["discriminate_reconstructions"] is False
 

@@ -1,6 +1,6 @@
 """FLOPs of one training step per image (2 per multiply-add), the unit of the suite's compute budgets: Table 1's
 training FLOPs (eval/cost.py), the ablations (studies/ablations.py) and the VAE trained with LapCVAE's training FLOPs
-(training/baseline_jobs.py); and the counter behind them and behind Table 1's FLOPs per reconstruction."""
+(training/baseline_jobs.py); and Table 1's FLOPs per reconstruction. torch's FlopCounterMode counts them."""
 
 from __future__ import annotations
 
@@ -9,69 +9,20 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
+from torch.utils.flop_counter import FlopCounterMode
 
 from models.interface import io_parameters
 from training.optimizers import muon_step_flops
 
 FLOP_BATCH = 2  # batch norm needs more than one image per batch in training mode
 
-# Queries of a tensor's layout, not computations: FlopCounterMode lets them through uncounted, and so does this.
-_LAYOUT_QUERIES = frozenset({
-    torch.ops.aten.sym_is_contiguous.default, torch.ops.aten.is_contiguous.default,
-    torch.ops.aten.is_contiguous.memory_format, torch.ops.aten.is_strides_like_format.default,
-    torch.ops.aten.is_non_overlapping_and_dense.default, torch.ops.aten.size.default,
-    torch.ops.aten.sym_size.default, torch.ops.aten.stride.default, torch.ops.aten.sym_stride.default,
-    torch.ops.aten.storage_offset.default, torch.ops.aten.sym_storage_offset.default,
-    torch.ops.aten.numel.default, torch.ops.aten.sym_numel.default, torch.ops.aten.dim.default,
-    torch.ops.prim.layout.default,
-})
-
-
-class FlopCounter(TorchDispatchMode):
-    """Counts the FLOPs of the aten ops run inside it with torch's own formulas (torch.utils.flop_counter's
-    registry: 2 per multiply-add of matmuls and convolutions, forward and backward): FlopCounterMode's total.
-
-    Why not FlopCounterMode itself: a TorchDispatchMode's `__torch_dispatch__` is wrapped in torch._disable_dynamo
-    unless the mode opts out, and its first call imports torch._dynamo in every process that counts
-    (benchmarks/startup.py measures it; FlopCounterMode's module tracker does the same in backward). This mode never
-    runs under torch.compile, so it opts out; it keeps FlopCounterMode's dispatch rules (ops without a formula are
-    decomposed and their parts counted), so the totals are the same (tests/test_protocol_cost.py compares them on
-    every model).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.total = 0
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        return False  # do not wrap __torch_dispatch__ in torch._disable_dynamo (see the class docstring)
-
-    def __torch_dispatch__(self, func: torch._ops.OpOverload, types: tuple[type, ...], args: tuple = (),
-                           kwargs: dict[str, Any] | None = None) -> Any:
-        kwargs = kwargs or {}
-        if func in _LAYOUT_QUERIES:
-            return NotImplemented
-        packet = func._overloadpacket
-        if packet not in flop_registry and func is not torch.ops.prim.device.default:
-            with self:  # count what the op decomposes into
-                decomposed = func.decompose(*args, **kwargs)
-                if decomposed is not NotImplemented:
-                    return decomposed
-        out = func(*args, **kwargs)
-        if packet in flop_registry:
-            self.total += int(flop_registry[packet](*args, **kwargs, out_val=out))
-        return out
-
 
 def count_flops(function: Callable[[torch.Tensor], Any], example: torch.Tensor) -> int:
     """FLOPs of one call `function(example)` in inference mode (Table 1's FLOPs per reconstruction)."""
-    counter = FlopCounter()
+    counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
         function(example)
-    return counter.total
+    return counter.get_total_flops()
 
 
 def training_step_flops(trainable: nn.Module, resolution: int, seed: int = 0) -> int:
@@ -85,7 +36,7 @@ def training_step_flops(trainable: nn.Module, resolution: int, seed: int = 0) ->
     torch.manual_seed(seed)  # reparameterisation noise
     groups = trainable.parameter_groups()
     trainable.train()
-    counter = FlopCounter()
+    counter = FlopCounterMode(display=False)
     skips = hasattr(trainable, "every_objective")
     if skips:
         previous, trainable.every_objective = trainable.every_objective, True
@@ -99,7 +50,7 @@ def training_step_flops(trainable: nn.Module, resolution: int, seed: int = 0) ->
     finally:
         if skips:
             trainable.every_objective = previous
-    return counter.total // FLOP_BATCH
+    return counter.get_total_flops() // FLOP_BATCH
 
 
 def optimizer_step_flops(trainable: nn.Module, settings: Mapping[str, Any]) -> int:

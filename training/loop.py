@@ -41,7 +41,7 @@ from core.progress import progress_bar
 from data.arrays import read_rows
 from models.checkpoint import atomic_save, first_non_finite, save_model
 from models.interface import io_parameters
-from training.optimizers import Adam, Muon, Optimizer, RMSprop
+from training.optimizers import Muon
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +192,10 @@ def _check_inputs(trainable: Any, train_images: np.ndarray, settings: dict[str, 
                          "check the prepared data file")
 
 
-OPTIMIZERS = {"adam": Adam, "rmsprop": RMSprop, "muon": Muon}  # settings["optimizer"] (training/optimizers.py)
+# settings["optimizer"]. The loop sets every rate each step (train.schedule) rather than torch.optim.lr_scheduler,
+# which drives torch.optim's optimizers only, not Muon, nor Muon's matrix_lr.
+OPTIMIZERS = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "muon": Muon}
+Optimizer = torch.optim.Optimizer | Muon
 # Optimizers with a fused kernel: one pass over each parameter instead of ~10 elementwise ops, so faster steps
 # (benchmarks/step_options.py measures them). Same update rule, different rounding.
 FUSED = {"adam"}

@@ -1,10 +1,4 @@
-"""Adam, RMSprop and Muon for the training loop; Adam and RMSprop step with torch's own functional kernels.
-
-Why not torch.optim.Adam itself: building any torch.optim.Optimizer (and its first step) imports torch._dynamo in
-every training process, longer than a smoke-scale job trains (benchmarks/startup.py measures it). These classes call
-the same functions torch.optim.Adam.step and RMSprop.step call (torch.optim.adam.adam, torch.optim.rmsprop.rmsprop:
-fused or per-tensor), with the same state, so they make the same updates bit for bit, and their state_dict has torch's
-layout (tests/test_training.py checks both).
+"""Muon for the training loop (Adam and RMSprop are torch.optim's: training/loop.py `OPTIMIZERS`).
 
 Muon (Jordan et al. 2024, "Muon: an optimizer for hidden layers") is not in torch 2.14's torch.optim for
 convolutions, so it is written here: docs/tuning.md ("The optimizer and its schedule") shows what it does for
@@ -19,112 +13,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from torch.optim.adam import adam
-from torch.optim.rmsprop import rmsprop
 
 # Newton-Schulz quintic of Muon's reference implementation: five steps map every singular value of a normalised
 # matrix into about [0.7, 1.2] (near-null ones stay small), so the update's singular directions all move at about
 # the same rate.
 NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)
 NEWTON_SCHULZ_STEPS = 5
-
-
-class Optimizer:
-    """One parameter group (`param_groups[0]`: the params and the options, `lr` settable per step) and lazily
-    created per-parameter state; subclasses give DEFAULTS, STATE (the state tensors) and `_update`."""
-
-    DEFAULTS: ClassVar[dict[str, Any]]
-    STATE: ClassVar[tuple[str, ...]]
-
-    def __init__(self, params: Iterable[nn.Parameter], **options: Any) -> None:
-        unknown = set(options) - set(self.DEFAULTS)
-        if unknown:
-            raise TypeError(f"{type(self).__name__}: unknown options {sorted(unknown)}; known: {sorted(self.DEFAULTS)}")
-        self.defaults = {**self.DEFAULTS, **options}
-        self.param_groups = [{"params": list(params), **self.defaults}]
-        self.state: dict[nn.Parameter, dict[str, torch.Tensor]] = {}
-
-    @property
-    def _group(self) -> dict[str, Any]:
-        return self.param_groups[0]
-
-    def _state(self, param: nn.Parameter) -> dict[str, torch.Tensor]:
-        if param not in self.state:
-            fused = bool(self._group.get("fused"))
-            # Where torch.optim keeps `step`: on the parameter's device for the fused kernel, else on the CPU.
-            step = torch.zeros((), dtype=torch.float32, device=param.device if fused else "cpu")
-            self.state[param] = {"step": step, **{name: torch.zeros_like(param, memory_format=torch.preserve_format)
-                                                  for name in self.STATE}}
-        return self.state[param]
-
-    @torch.no_grad()
-    def step(self) -> None:
-        """One update of every parameter that has a gradient."""
-        params = [param for param in self._group["params"] if param.grad is not None]
-        states = [self._state(param) for param in params]
-        self._update(params, [param.grad for param in params], states,
-                     has_complex=any(torch.is_complex(param) for param in params))
-
-    def _update(self, params: list[nn.Parameter], grads: list[torch.Tensor], states: list[dict[str, torch.Tensor]],
-                *, has_complex: bool) -> None:
-        raise NotImplementedError
-
-    def state_dict(self) -> dict[str, Any]:
-        """torch.optim's layout: state keyed by the parameter's position, the group's options with positions."""
-        positions = {param: position for position, param in enumerate(self._group["params"])}
-        options = {key: value for key, value in self._group.items() if key != "params"}
-        return {"state": {positions[param]: dict(state) for param, state in self.state.items()},
-                "param_groups": [{**options, "params": list(range(len(positions)))}]}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Options and state from `state_dict` (ours or torch.optim's of the same class and parameters)."""
-        params = self._group["params"]
-        saved_groups = state_dict["param_groups"]
-        saved_counts = [len(group["params"]) for group in saved_groups]
-        if saved_counts != [len(params)]:
-            raise ValueError(f"{type(self).__name__}: the saved state is for parameter groups of {saved_counts} "
-                             f"tensors, this optimizer has one of {len(params)}: it was saved for another model")
-        self._group.update({key: saved_groups[0][key] for key in self.DEFAULTS if key in saved_groups[0]})
-        fused = bool(self._group.get("fused"))
-        self.state = {}
-        for position, saved in state_dict["state"].items():
-            param = params[int(position)]
-            self.state[param] = {
-                name: value.to(dtype=torch.float32, device=param.device if fused else "cpu") if name == "step"
-                else value.to(dtype=param.dtype, device=param.device)
-                for name, value in saved.items()
-            }
-
-
-class Adam(Optimizer):
-    """torch.optim.Adam's update (no amsgrad): fused=True runs torch's one-kernel-per-tensor implementation."""
-
-    DEFAULTS: ClassVar[dict[str, Any]] = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
-                                          "fused": False}
-    STATE = ("exp_avg", "exp_avg_sq")
-
-    def _update(self, params: list[nn.Parameter], grads: list[torch.Tensor], states: list[dict[str, torch.Tensor]],
-                *, has_complex: bool) -> None:
-        group = self._group
-        beta1, beta2 = group["betas"]
-        # fused None (not False) lets torch pick its per-tensor or foreach loop, as torch.optim.Adam does.
-        adam(params, grads, [state["exp_avg"] for state in states], [state["exp_avg_sq"] for state in states], [],
-             [state["step"] for state in states], fused=True if group["fused"] else None, has_complex=has_complex,
-             amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"],
-             eps=group["eps"], maximize=False)
-
-
-class RMSprop(Optimizer):
-    """torch.optim.RMSprop's update without momentum or centring (Larsen et al.'s VAE/GAN: config/paper.yaml)."""
-
-    DEFAULTS: ClassVar[dict[str, Any]] = {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0}
-    STATE = ("square_avg",)
-
-    def _update(self, params: list[nn.Parameter], grads: list[torch.Tensor], states: list[dict[str, torch.Tensor]],
-                *, has_complex: bool) -> None:
-        group = self._group
-        rmsprop(params, grads, [state["square_avg"] for state in states], [], [], [state["step"] for state in states],
-                has_complex=has_complex, lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
-                weight_decay=group["weight_decay"], momentum=0.0, centered=False)
 
 
 # FLOPs of a symmetric eigendecomposition with eigenvectors, per m^3 (Golub and Van Loan's count for the symmetric
@@ -197,16 +91,21 @@ def muon_step_flops(params: Iterable[nn.Parameter], io_parameters: set[int] = fr
     return total
 
 
-class Muon(Optimizer):
+class Muon:
     """Muon for every hidden weight matrix (a convolution's flattened to out x in*k*k), torch's Adam for the rest.
 
     A matrix steps by matrix_lr along its orthogonalised Nesterov momentum, scaled by sqrt(max(1, rows / cols)) as
     in the reference implementation; biases, norms' scales, the input and output layers marked by the model
     (`io_parameters`, models.interface.mark_io_layers) and matrices with at most 3 rows or columns step with Adam
-    at lr. The update's scale is fixed by the orthogonalisation,
+    at lr (torch's functional Adam, torch.optim.adam.adam). The update's scale is fixed by the orthogonalisation,
     not by the loss, so one matrix_lr serves models whose Adam rates differ (params.yaml `train.matrix_lr`; chosen
     on validation: docs/tuning.md); train.schedule scales both rates. Optimizer FLOPs
     per step: muon_step_flops (eval/cost.py adds them).
+
+    Not a torch.optim.Optimizer: building one imports torch._dynamo, about as much CPU as `import torch`, in every
+    one of the default run's training jobs, which all step with Muon (benchmarks/startup.py). One parameter group
+    (`param_groups[0]`: the params and the options, `lr` and `matrix_lr` set per step by the loop) and a state_dict
+    in torch.optim's layout.
     """
 
     DEFAULTS: ClassVar[dict[str, Any]] = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
@@ -214,7 +113,12 @@ class Muon(Optimizer):
     STATE = ("exp_avg", "exp_avg_sq")  # a matrix's momentum is its exp_avg; its exp_avg_sq stays unused
 
     def __init__(self, params: Iterable[nn.Parameter], io_parameters: set[int] = frozenset(), **options: Any) -> None:
-        super().__init__(params, **options)
+        unknown = set(options) - set(self.DEFAULTS)
+        if unknown:
+            raise TypeError(f"Muon: unknown options {sorted(unknown)}; known: {sorted(self.DEFAULTS)}")
+        self.defaults = {**self.DEFAULTS, **options}
+        self.param_groups = [{"params": list(params), **self.defaults}]
+        self.state: dict[nn.Parameter, dict[str, torch.Tensor]] = {}
         self.io_parameters = set(io_parameters)
 
     @staticmethod
@@ -222,11 +126,23 @@ class Muon(Optimizer):
         """Whether `param` is a hidden weight matrix, the kind Muon steps."""
         return param.ndim >= 2 and id(param) not in io_parameters and min(param.shape[0], param[0].numel()) > 3
 
-    def _update(self, params: list[nn.Parameter], grads: list[torch.Tensor], states: list[dict[str, torch.Tensor]],
-                *, has_complex: bool) -> None:
-        group = self._group
+    def _state(self, param: nn.Parameter) -> dict[str, torch.Tensor]:
+        if param not in self.state:
+            # Where torch.optim.Adam keeps `step` for its per-tensor kernel: on the CPU.
+            step = torch.zeros((), dtype=torch.float32, device="cpu")
+            self.state[param] = {"step": step, **{name: torch.zeros_like(param, memory_format=torch.preserve_format)
+                                                  for name in self.STATE}}
+        return self.state[param]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update of every parameter that has a gradient."""
+        group = self.param_groups[0]
         adam_params, adam_grads, adam_states = [], [], []
-        for param, grad, state in zip(params, grads, states, strict=True):
+        for param in group["params"]:
+            if param.grad is None:
+                continue
+            grad, state = param.grad, self._state(param)
             if not self.orthogonalizes(param, self.io_parameters):
                 adam_params.append(param)
                 adam_grads.append(grad)
@@ -244,5 +160,32 @@ class Muon(Optimizer):
             beta1, beta2 = group["betas"]
             adam(adam_params, adam_grads, [state["exp_avg"] for state in adam_states],
                  [state["exp_avg_sq"] for state in adam_states], [], [state["step"] for state in adam_states],
-                 has_complex=has_complex, amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
-                 weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+                 has_complex=any(torch.is_complex(param) for param in adam_params), amsgrad=False, beta1=beta1,
+                 beta2=beta2, lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch.optim's layout: state keyed by the parameter's position, the group's options with positions."""
+        group = self.param_groups[0]
+        positions = {param: position for position, param in enumerate(group["params"])}
+        options = {key: value for key, value in group.items() if key != "params"}
+        return {"state": {positions[param]: dict(state) for param, state in self.state.items()},
+                "param_groups": [{**options, "params": list(range(len(positions)))}]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Options and state from a state_dict of Muon over the same parameters."""
+        group = self.param_groups[0]
+        params = group["params"]
+        saved_groups = state_dict["param_groups"]
+        saved_counts = [len(saved["params"]) for saved in saved_groups]
+        if saved_counts != [len(params)]:
+            raise ValueError(f"Muon: the saved state is for parameter groups of {saved_counts} tensors, this "
+                             f"optimizer has one of {len(params)}: it was saved for another model")
+        group.update({key: saved_groups[0][key] for key in self.DEFAULTS if key in saved_groups[0]})
+        self.state = {}
+        for position, saved in state_dict["state"].items():
+            param = params[int(position)]
+            self.state[param] = {
+                name: value.to(dtype=torch.float32, device="cpu") if name == "step"
+                else value.to(dtype=param.dtype, device=param.device)
+                for name, value in saved.items()
+            }
