@@ -186,6 +186,9 @@ def loaded_by_name(rule: str, wildcards: Mapping[str, str]) -> tuple[str, ...]:
 def code_used(rule: str, wildcards: Mapping[str, str], root: Path = REPO_ROOT) -> list[str]:
     """The repository files a job runs (paths relative to `root`): its command's imports and the modules it
     loads by name, transitively (workflow/code_deps.py)."""
+    if rule not in COMMAND_RUN:
+        raise ValueError(f"rule {rule!r} has no entry in workflow/pipeline.py COMMAND_RUN: add the `lapcvae` command "
+                         "its jobs run (and to MODELS_LOADED the models they load by name)")
     files = code_deps.code_files(COMMAND_RUN[rule], loaded_by_name(rule, wildcards), root)
     return sorted(path.relative_to(root).as_posix() for path in files)
 
