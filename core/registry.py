@@ -60,15 +60,21 @@ class ModelSpec:
         return self.checkpoint_kind or self.name
 
 
+# The LapCVAE settings that fix its parameter count and its training FLOPs, all the VAE's width match and its
+# FLOP-matched epochs read (baselines/vae.py match_vae_widths, training/flops.py lapcvae_step_flops): not its KL
+# weights or its training settings.
+LAPCVAE_SIZE_KEYS = tuple(f"lapcvae.{{res}}.{key}" for key in
+                          ("levels", "latent_dims", "widths", "feature_size", "m_hidden", "conditioning"))
+
 # Every model of Table 1, in the table's order.
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
-    # The VAE's widths are matched to LapCVAE's parameter count, so LapCVAE's settings matter to it.
+    # The VAE's widths are matched to LapCVAE's parameter count, so LapCVAE's size matters to it.
     ModelSpec("vae", "VAE", "baselines.vae:VAE", "vae", curve_column="reconstruction",
-              params_also=("lapcvae.{res}",), latent_prior=True),
+              params_also=LAPCVAE_SIZE_KEYS, latent_prior=True),
     # The same VAE trained for as many epochs as give it LapCVAE's training FLOPs (training/baseline_jobs.py):
     # does LapCVAE still win when the VAE gets its compute, not only its epochs?
     ModelSpec("vae_equal_flops", "VAE at LapCVAE's training FLOPs", "baselines.vae:VAE", "vae",
-              curve_column="reconstruction", params_also=("lapcvae.{res}",), checkpoint_kind="vae",
+              curve_column="reconstruction", params_also=LAPCVAE_SIZE_KEYS, checkpoint_kind="vae",
               options={"budget": BUDGET_LAPCVAE_FLOPS}, latent_prior=True),
     ModelSpec("vaegan", "VAE/GAN", "baselines.vaegan:VAEGAN", "vaegan", curve_column="dis_l", latent_prior=True),
     ModelSpec("lapcvae_nom", "LapCVAE without M", "models.lapcvae:LapCVAE", "lapcvae", trained_by=TRAIN_PER_LEVEL,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -75,8 +76,10 @@ def test_the_check_names_each_kind_of_drift(tmp_path: Path) -> None:
     for old, new in [
         (", lapcvae_retrained_m", ""),  # a model missing from the matrix
         ('"vaegan.${item}", ', ""),  # a model's params missing from training
-        ('["${paths.results}/eval", "${paths.results}/metrics/per_image", core, eval]',
-         '["${paths.results}/eval", core, eval]'),  # a folder Table 1 reads
+        ('["${paths.results}/eval", "${paths.results}/metrics/per_image", core,',
+         '["${paths.results}/eval", studies, core,'),  # a folder Table 1 reads, and a package it does not run
+        ('"${paths.results}/priors/${item.res}", core, data/__init__.py, data/arrays.py, models, baselines,',
+         '"${paths.results}/priors/${item.res}", core, data/__init__.py, data/arrays.py, models,'),  # model code
         (" ${paths.results}/editing/${item}/region\n", "\n"),  # a target no longer asked for
         ("        - ${paths.results}/metrics/per_image/${key}_pixelvae.csv: {persist: true}\n", ""),  # 64 px only
     ]:
@@ -92,6 +95,11 @@ def test_the_check_names_each_kind_of_drift(tmp_path: Path) -> None:
     assert "results/metrics/per_image/64_pixelvae.csv (rule evaluate) is an out of 0" in errors
     assert "128_pixelvae" not in errors  # PixelVAE runs at 64 px only: nothing at 128 px is missing
     assert "editing@64: its cmd does not build" in errors and "(rule edit_region)" in errors
+    # code: evaluating the VAE/GAN runs baselines/vaegan.py (its registry class); Table 1 imports no study
+    assert re.search(r"evaluate@64-vaegan: its jobs run \d+ file\(s\) that no code dep holds[^\n]*baselines/vaegan\.py",
+                     errors)
+    assert "evaluate@64-lapcvae: its jobs run" not in errors  # LapCVAE's evaluation imports nothing of baselines/
+    assert "table: code dep studies holds no file its jobs run" in errors
 
 
 @pytest.mark.slow

@@ -11,7 +11,9 @@ params (`snakemake -n --forceall`, as printed) and reports every difference:
     build every job whose files the stage declares, and ask for nothing the stage does not declare;
   - deps: every file those jobs read from other stages is a dep (the file or a folder above it), and every file
     dep is read by one of them;
-  - code: the stage depends on `core` and the packages workflow/pipeline.py's CODE_USED gives its rules;
+  - code: every repository file its jobs run (workflow/pipeline.py code_used: their command's imports and the
+    model classes they load) is held by a code dep (the file, or a package folder above it), and every code dep
+    holds one of them;
   - params: the stage's params cover the same leaf keys as its jobs' rerun fingerprints (PARAMS_USED);
   - the `models` var lists core/registry.py's models that run at every resolution (core/registry.py models_at).
 
@@ -34,9 +36,8 @@ from typing import Any
 import yaml
 
 from core import registry
-from workflow.pipeline import CODE_USED, params_used
+from workflow.pipeline import code_used, params_used
 
-CODE_PACKAGES = ("core", "workflow", *sorted({package for packages in CODE_USED.values() for package in packages}))
 SNAKEMAKE = ["python", "-m", "workflow.dvc_stage", "--cores", "all"]  # workflow/dvc_stage.py runs snakemake
 
 
@@ -115,19 +116,13 @@ def covers(path: str, file: str) -> bool:
     return file == path or file.startswith(path.rstrip("/") + "/")
 
 
-def is_code(dep: str) -> bool:
-    return dep in CODE_PACKAGES or dep.endswith(".py")
+# The package that also holds the data (data/raw, data/prepared): a stage lists its modules, never the folder.
+DATA_PACKAGE = "data"
 
 
-def code_deps(root: Path, packages: Iterable[str]) -> set[str]:
-    """Code deps of some packages: the folder, except `data`, which also holds the data (its modules instead)."""
-    deps: set[str] = set()
-    for package in packages:
-        if package == "data":
-            deps |= {path.relative_to(root).as_posix() for path in (root / "data").glob("*.py")}
-        else:
-            deps.add(package)
-    return deps
+def is_code(root: Path, dep: str) -> bool:
+    """Whether a dep is code: a Python file, or a package folder other than `data`."""
+    return dep.endswith(".py") or (dep != DATA_PACKAGE and (root / dep / "__init__.py").is_file())
 
 
 def leaves(params: Mapping[str, Any], key: str) -> set[str]:
@@ -240,6 +235,8 @@ def check(root: Path, dvc_file: str = "dvc.yaml") -> list[str]:
             owner[path] = holders[0]
     family_reads: dict[str, set[str]] = {}  # template name -> what its stages' jobs read
     unread: list[tuple[str, str]] = []  # (stage, a dep its own jobs do not read)
+    family_runs: dict[str, set[str]] = {}  # template name -> the code its stages' jobs run
+    unrun: list[tuple[str, str]] = []  # (stage, a code dep)
     for stage in stages:
         for out in stage.outs:
             if not any(covers(out, path) for path in producer):
@@ -276,7 +273,7 @@ def check(root: Path, dvc_file: str = "dvc.yaml") -> list[str]:
         # Deps: what the stage's jobs read from elsewhere, and nothing else.
         written = {path for index in owned for path in jobs[index].outputs}
         read = {path for index in owned for path in jobs[index].inputs if path not in written}
-        file_deps = [dep for dep in stage.deps if not is_code(dep)]
+        file_deps = [dep for dep in stage.deps if not is_code(root, dep)]
         unheld = sorted(path for path in read if not any(covers(dep, path) for dep in file_deps))
         if unheld:
             errors.append(f"{stage.name}: its jobs read {len(unheld)} file(s) that no dep holds: "
@@ -284,14 +281,19 @@ def check(root: Path, dvc_file: str = "dvc.yaml") -> list[str]:
         family_reads.setdefault(stage.name.partition("@")[0], set()).update(read)
         unread += [(stage.name, dep) for dep in file_deps if not any(covers(dep, path) for path in read)]
 
-        rules = {jobs[index].rule for index in owned}
-        expected_code = code_deps(root, ["core", *(package for rule in rules for package in CODE_USED[rule])])
-        declared_code = {dep for dep in stage.deps if is_code(dep)}
-        if declared_code != expected_code:
-            errors.append(f"{stage.name}: code deps {sorted(declared_code)}, its rules {sorted(rules)} run "
-                          f"{sorted(expected_code)} (workflow/pipeline.py CODE_USED)")
+        # Code: every file its jobs run is held by a code dep; a dep that holds none is checked per template below.
+        runs = {name for index in owned for name in code_used(jobs[index].rule, jobs[index].wildcards, root)}
+        code = [dep for dep in stage.deps if is_code(root, dep)]
+        unheld_code = sorted(name for name in runs if not any(covers(dep, name) for dep in code))
+        if unheld_code:
+            errors.append(f"{stage.name}: its jobs run {len(unheld_code)} file(s) that no code dep holds "
+                          f"(workflow/pipeline.py code_used): " + ", ".join(unheld_code[:6])
+                          + (", ..." if len(unheld_code) > 6 else ""))
+        family_runs.setdefault(stage.name.partition("@")[0], set()).update(runs)
+        unrun += [(stage.name, dep) for dep in code]
 
-        expected_keys = {key for index in owned for key in params_used(jobs[index].rule, jobs[index].wildcards)}
+        expected_keys = {key for index in owned
+                         for key in params_used(jobs[index].rule, jobs[index].wildcards, params)}
         expected = set().union(set(), *(leaves(params, key) for key in expected_keys))
         declared = set().union(set(), *(leaves(params, key) for key in stage.params))
         # A model that runs at only some resolutions has its whole section in a per-resolution stage (DVC cannot
@@ -306,6 +308,9 @@ def check(root: Path, dvc_file: str = "dvc.yaml") -> list[str]:
     # without a fitted prior) is fine while another item of the template reads inside it.
     errors += [f"{name}: dep {dep} holds nothing its jobs read" for name, dep in unread
                if not any(covers(dep, path) for path in family_reads[name.partition("@")[0]])]
+    errors += [f"{name}: code dep {dep} holds no file its jobs run (workflow/pipeline.py code_used)"
+               for name, dep in dict.fromkeys(unrun)
+               if not any(covers(dep, path) for path in family_runs[name.partition("@")[0]])]
     return errors
 
 

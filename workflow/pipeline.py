@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from core import datasets, registry
 from core import figures as figure_table
-from core import registry
 from core.params import fingerprint
 from core.registry import checkpoint, training_log
+from workflow import code_deps
 
 # Every model of Table 1, in the table's order (core/registry.py), grouped by the rule that trains them.
 MODELS = registry.names()
@@ -66,21 +67,23 @@ def final_targets(params: Mapping[str, Any]) -> list[str]:
     ]
 
 
-# What each rule's jobs depend on besides their input files: params keys ({wildcards} filled in) and the
-# code packages they run. A job reruns when the fingerprint of these changes (Snakemake's params trigger), and
-# dvc.yaml lists the same keys and folders as each stage's params and deps (workflow/dvc_check.py checks).
+# What each rule's jobs depend on besides their input files: params keys ({wildcards} filled in; {source}: the
+# active data set, data.source) and the code they run. A job reruns when the fingerprint of these changes
+# (Snakemake's params trigger), and dvc.yaml lists the same keys as each stage's params and folders or files that
+# hold the same code as its deps (workflow/dvc_check.py checks).
 PARAMS_USED = {
     "generate_faces": ["data.synthetic"],
     "fetch_celeba": ["data.celeba"],
     "raw_data": ["data.{source}"],  # any other data set of core/datasets.py: its section data.<name>
-    "prepare": ["data"],
+    # The raw tree is an input: its own section (data.<source>) reruns the job that writes it, and so this one.
+    "prepare": ["data.source", "data.resolutions", "data.test_fraction", "data.validation_fraction", "data.crop"],
     "train_level": ["budget", "train", "lapcvae.{res}"],
     "retrain_m": ["budget", "train", "lapcvae.{res}", "lapcvae.retrain_m"],
     # plus the model's own section and its registry `params_also` (see params_used)
     "train_baseline": ["budget", "train"],
     "sample_embedding": ["eval.samples", "eval.sample_quality"],
     "evaluate": ["eval.batch_size", "eval.samples", "eval.bootstrap_samples", "eval.sample_quality.k",
-                 "eval.elbo_sigma"],
+                 "eval.elbo_sigma", "eval.fid"],
     "fit_prior": ["eval.batch_size", "eval.fitted_prior"],
     "references": ["eval.batch_size", "eval.bootstrap_samples", "eval.samples", "eval.sample_quality.k",
                    "lapcvae.{res}.latent_dims"],
@@ -102,42 +105,66 @@ PARAMS_USED = {
     # The report prints the merged params, so every section it shows is part of its fingerprint.
     "report": ["data", "seeds", "budget", "train", *registry.params_sections(), "tune", "eval", "human_study"],
 }
-CODE_USED = {
-    "generate_faces": ["data"],
-    "fetch_celeba": ["data"],
-    "raw_data": ["data"],
-    "prepare": ["data"],
-    "train_level": ["models", "training"],
-    "retrain_m": ["models", "training"],
-    "train_baseline": ["models", "baselines", "training"],
-    "sample_embedding": ["models", "eval"],
-    "evaluate": ["models", "baselines", "training", "eval"],
-    "fit_prior": ["models", "baselines"],
-    "references": ["models", "eval"],
-    "tune_model": ["models", "baselines", "training", "eval", "studies"],
-    "rate_distortion_resolution": ["models", "baselines", "training", "eval", "studies"],
-    "budget_curve_model": ["models", "baselines", "training", "eval", "studies"],
-    "budget_curve_resolution": ["eval", "studies"],
-    "ablation_train": ["models", "training", "eval", "studies"],
-    "ablations_table": ["models", "training", "eval", "studies"],
-    "table": ["eval"],
-    "neighbours": ["eval"],
-    "figures": ["models", "eval"],
-    "edit_coarse": ["models", "eval"],
-    "edit_region": ["models", "eval"],
-    "export_study": ["eval"],
-    "analyze_study": ["eval"],
-    "report": ["eval"],
+# The `lapcvae` command each rule's jobs run (workflow/cli.py's COMMANDS): its code is what they import
+# (workflow/code_deps.py), not whole packages.
+COMMAND_RUN = {
+    "generate_faces": "generate-faces",
+    "fetch_celeba": "fetch-celeba",
+    "raw_data": "raw-data",
+    "prepare": "prepare",
+    "train_level": "train-level",
+    "retrain_m": "retrain-m",
+    "train_baseline": "train-baseline",
+    "sample_embedding": "sample-embedding",
+    "evaluate": "evaluate",
+    "fit_prior": "fit-prior",
+    "references": "references",
+    "tune_model": "tune",
+    "rate_distortion_resolution": "rate-distortion",
+    "budget_curve_model": "budget-curve",
+    "budget_curve_resolution": "budget-curve-plot",
+    "ablation_train": "ablations",
+    "ablations_table": "ablations",
+    "table": "table",
+    "neighbours": "neighbours",
+    "figures": "figures",
+    "edit_coarse": "edit-coarse",
+    "edit_region": "edit-region",
+    "export_study": "export-study",
+    "analyze_study": "analyze-study",
+    "report": "report",
+}
+# The registry models whose class a rule's jobs load by name (core/registry.py `model_class`, imported at run time
+# by the checkpoint loader or `from_params`), {wildcards} filled in: their modules are code the jobs run.
+MODELS_LOADED = {
+    "train_level": ["{variant}"],
+    "retrain_m": RETRAINED,
+    "train_baseline": ["{baseline}"],
+    "evaluate": ["{model}"],
+    "fit_prior": ["{model}"],
+    "references": [registry.retrain_source()],  # LapCVAE's coarsest level
+    "tune_model": ["{tuned_model}"],
+    "rate_distortion_resolution": ["vae", "vaegan", "lapcvae"],  # studies/rate_distortion.py SWEPT_MODELS
+    "budget_curve_model": ["{curve_model}"],
+    "ablation_train": [registry.retrain_source()],
+    "ablations_table": [registry.retrain_source()],
+    "figures": [registry.retrain_source()],  # Figures 7 and 8 sample LapCVAE and its retrained M
+    "edit_coarse": [registry.retrain_source()],
+    "edit_region": [registry.retrain_source()],
 }
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def params_used(rule: str, wildcards: Mapping[str, str]) -> list[str]:
+def params_used(rule: str, wildcards: Mapping[str, str], params: Mapping[str, Any] | None = None) -> list[str]:
+    """The params keys a job of `rule` reads; `params` fills in {source} (data.source) where the wildcards do not."""
     keys = list(PARAMS_USED[rule])
     if rule == "train_baseline":
         model = registry.spec(wildcards["baseline"])
         keys += [f"{model.params_section}.{{res}}", *model.params_also]
-    return ["seed", *(key.format(**wildcards) for key in keys)]
+    fill = dict(wildcards)
+    if params is not None:
+        fill.setdefault("source", params["data"]["source"])
+    return ["seed", *(key.format(**fill) for key in keys)]
 
 
 def pick(params: Mapping[str, Any], key: str) -> Any:
@@ -148,19 +175,42 @@ def pick(params: Mapping[str, Any], key: str) -> Any:
     return value
 
 
+def loaded_by_name(rule: str, wildcards: Mapping[str, str]) -> tuple[str, ...]:
+    """The "module:attribute" names a job imports at run time: registry model classes, its data set's writer, the
+    drawing functions of the figures it writes (core/figures.py)."""
+    names = [registry.spec(model.format(**wildcards)).model_class for model in MODELS_LOADED.get(rule, [])]
+    names += [figure.draw for figure in figure_table.drawn_by(rule)]
+    if rule == datasets.GENERIC_RULE:
+        names.append(datasets.spec(wildcards["source"]).writer)
+    names += [datasets.spec(name).writer for name in datasets.written_by(rule) if rule != datasets.GENERIC_RULE]
+    return tuple(dict.fromkeys(names))
+
+
+def code_used(rule: str, wildcards: Mapping[str, str], root: Path = REPO_ROOT) -> list[str]:
+    """The repository files a job runs (paths relative to `root`): its command's imports and the modules it
+    loads by name, transitively (workflow/code_deps.py)."""
+    if rule not in COMMAND_RUN:
+        raise ValueError(f"rule {rule!r} has no entry in workflow/pipeline.py COMMAND_RUN: add the `lapcvae` command "
+                         "its jobs run (and to MODELS_LOADED the models they load by name)")
+    files = code_deps.code_files(COMMAND_RUN[rule], loaded_by_name(rule, wildcards), root)
+    return sorted(path.relative_to(root).as_posix() for path in files)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of one file's bytes (a comment is a change: it reruns the jobs that import the file)."""
+    stat = path.stat()
+    return _digest(path, stat.st_mtime_ns, stat.st_size)
+
+
 @functools.cache
-def code_fingerprint(package: str) -> str:
-    """Hash of a package's Python sources, so that changing the code reruns the jobs that run it."""
-    digest = hashlib.sha256()
-    for source in sorted((REPO_ROOT / package).rglob("*.py")):
-        digest.update(source.relative_to(REPO_ROOT).as_posix().encode())
-        digest.update(source.read_bytes())
-    return digest.hexdigest()[:16]
+def _digest(path: Path, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def job_fingerprint(params: Mapping[str, Any], rule: str, wildcards: Mapping[str, str]) -> str:
-    """The rerun fingerprint of one job: the params it uses and the code it runs."""
-    values = {key: pick(params, key) for key in params_used(rule, wildcards)}
+def job_fingerprint(params: Mapping[str, Any], rule: str, wildcards: Mapping[str, str],
+                    root: Path = REPO_ROOT) -> str:
+    """The rerun fingerprint of one job: the params it reads and the files of the code it runs."""
+    values = {key: pick(params, key) for key in params_used(rule, wildcards, params)}
     if rule == "train_level":
         # Level k's checkpoint holds levels k..K: only those levels' settings concern it.
         level = int(wildcards["level"])
@@ -169,7 +219,7 @@ def job_fingerprint(params: Mapping[str, Any], rule: str, wildcards: Mapping[str
             if key in settings:
                 settings[key] = settings[key][level:]
         values[f"lapcvae.{wildcards['res']}"] = settings
-    code = {package: code_fingerprint(package) for package in ["core", *CODE_USED[rule]]}
+    code = {name: file_digest(root / name) for name in code_used(rule, wildcards, root)}
     return fingerprint([values, code, dict(wildcards)])
 
 

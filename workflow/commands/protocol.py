@@ -26,12 +26,11 @@ from eval.gaussian_bound import SPECTRUM_FILE
 from eval.metrics import to_uint8
 from eval.references import REFERENCES, MeanFace, build_references, evaluate_reference
 from eval.sample_quality import SampleEmbedding, repeated, sample_metrics
-from studies import budget_curve
-from studies.rate_distortion import check_claim_inputs, matched_rate_claims, plot, sweep
-from studies.tuning import TUNED_MODELS, override_file, tune
 from workflow.commands import add_params_arguments, add_split_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)
+# The studies are imported by the commands that run them: `references` and `training-cost` import no study, so
+# that a change to one reruns only its own jobs (workflow/code_deps.py).
 
 
 def references_main(argv: list[str] | None = None) -> None:
@@ -83,6 +82,8 @@ def training_cost_main(argv: list[str] | None = None) -> None:
 
 
 def tune_main(argv: list[str] | None = None) -> None:
+    from studies.tuning import TUNED_MODELS, override_file, tune
+
     parser = argparse.ArgumentParser(prog="lapcvae tune", description=doc_summary("studies.tuning"))
     add_params_arguments(parser)
     add_split_arguments(parser, "train", "val")
@@ -112,6 +113,8 @@ def tune_main(argv: list[str] | None = None) -> None:
 
 
 def rate_distortion_main(argv: list[str] | None = None) -> None:
+    from studies.rate_distortion import check_claim_inputs, matched_rate_claims, plot, sweep
+
     parser = argparse.ArgumentParser(prog="lapcvae rate-distortion",
                                      description=doc_summary("studies.rate_distortion"))
     add_params_arguments(parser)
@@ -144,6 +147,8 @@ def rate_distortion_main(argv: list[str] | None = None) -> None:
 
 
 def budget_curve_main(argv: list[str] | None = None) -> None:
+    from studies import budget_curve
+
     parser = argparse.ArgumentParser(prog="lapcvae budget-curve", description=doc_summary("studies.budget_curve"))
     add_params_arguments(parser)
     add_split_arguments(parser, "train", "val", "test")
@@ -160,6 +165,8 @@ def budget_curve_main(argv: list[str] | None = None) -> None:
 
 
 def budget_curve_plot_main(argv: list[str] | None = None) -> None:
+    from studies import budget_curve
+
     parser = argparse.ArgumentParser(prog="lapcvae budget-curve-plot", description=doc_summary("studies.budget_curve"))
     add_params_arguments(parser)
     add_split_arguments(parser, "train", "test")  # PCA's reference line: fitted on train, scored on test
