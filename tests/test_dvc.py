@@ -75,7 +75,7 @@ def test_the_check_names_each_kind_of_drift(tmp_path: Path) -> None:
     text = (root / "dvc.yaml").read_text()
     for old, new in [
         (", lapcvae_retrained_m", ""),  # a model missing from the matrix
-        ('"vaegan.${item}", ', ""),  # a model's params missing from training
+        ('"vaegan.${item}",', ""),  # a model's params missing from training
         ('["${paths.results}/eval", "${paths.results}/metrics/per_image", core,',
          '["${paths.results}/eval", studies, core,'),  # a folder Table 1 reads, and a package it does not run
         ('"${paths.results}/priors/${item.res}", core, data/__init__.py, data/arrays.py, models, baselines,',
