@@ -23,6 +23,7 @@ wildcard_constraints:
     variant="|".join(LAPCVAE_VARIANTS),
     baseline="|".join(BASELINES),
     level=r"\d+",
+    seed_path=seed_paths(),  # a training seed's results folder after RESULTS (common.smk, SEED_RESULTS)
 
 
 include: "workflow/rules/data.smk"

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from conftest import ENV, REPO
 
+from workflow.console import CompactFormatter
+
 SMOKE = str(REPO / "config/smoke.yaml")
 JOB_LINE = re.compile(r"^\[\d\d:\d\d:\d\d\] (start|done ) (.*)$")
 
@@ -78,3 +80,13 @@ def test_a_failed_job_shows_its_rule_log_path_command_and_error(tmp_path: Path) 
     error = (tmp_path / "logs/prepare.log").read_text().strip()
     assert "no JPEG images in data/raw/synthetic/img_align_celeba" in error
     assert error in console  # the job's own message, from its log (show-failed-logs)
+
+
+def test_a_job_line_names_a_further_seeds_folder_and_not_the_first_seeds_empty_one() -> None:
+    formatter = CompactFormatter()
+    first = formatter.format_job_info({"rule_name": "evaluate", "jobid": 1,
+                                       "wildcards": {"seed_path": "", "res": "64", "model": "vae"}})
+    further = formatter.format_job_info({"rule_name": "evaluate", "jobid": 2,
+                                         "wildcards": {"seed_path": "/seeds/1", "res": "64", "model": "vae"}})
+    assert first.endswith(" start evaluate res=64 model=vae (job 1)"), first
+    assert further.endswith(" start evaluate seed_path=/seeds/1 res=64 model=vae (job 2)"), further

@@ -44,7 +44,8 @@ class CompactFormatter(DefaultFormatter):
         return super().format(record)
 
     def format_job_info(self, msg: dict[str, Any]) -> str:
-        wildcards = format_wildcards(msg["wildcards"]).replace(", ", " ")
+        shown = {name: value for name, value in msg["wildcards"].items() if value != ""}  # the first seed's seed_path
+        wildcards = format_wildcards(shown).replace(", ", " ")
         label = f"{msg['rule_name']} {wildcards}".rstrip()
         self.labels[msg["jobid"]] = label
         return f"{clock()} start {label} (job {msg['jobid']})"

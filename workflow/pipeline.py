@@ -67,6 +67,10 @@ def final_targets(params: Mapping[str, Any]) -> list[str]:
     ]
 
 
+# The wildcard of a training seed's results folder after paths.results ("" for the first seed, "/seeds/<seed>"
+# for the others: core/registry.py seed_results), in the rules that train or score a model.
+SEED_WILDCARD = "seed_path"
+
 # What each rule's jobs depend on besides their input files: params keys ({wildcards} filled in; {source}: the
 # active data set, data.source) and the code they run. A job reruns when the fingerprint of these changes
 # (Snakemake's params trigger), and dvc.yaml lists the same keys as each stage's params and folders or files that
@@ -209,7 +213,11 @@ def _digest(path: Path, mtime_ns: int, size: int) -> str:
 
 def job_fingerprint(params: Mapping[str, Any], rule: str, wildcards: Mapping[str, str],
                     root: Path = REPO_ROOT) -> str:
-    """The rerun fingerprint of one job: the params it reads and the files of the code it runs."""
+    """The rerun fingerprint of one job: the params it reads and the files of the code it runs.
+
+    A training seed's folder (the `seed_path` wildcard, common.smk) is left out: `params` carries the job's seed,
+    and each seed's job hashes the same wildcards."""
+    wildcards = {name: value for name, value in wildcards.items() if name != SEED_WILDCARD}
     values = {key: pick(params, key) for key in params_used(rule, wildcards, params)}
     if rule == "train_level":
         # Level k's checkpoint holds levels k..K: only those levels' settings concern it.

@@ -1,5 +1,6 @@
 # Shared by all the rules below: validated params, the resolved params file, resources, launchers.
 import hashlib
+import re
 from pathlib import Path
 
 import yaml
@@ -24,8 +25,8 @@ from core.registry import (
 from core.registry import spec as model_spec
 from workflow.locks import hold_run_lock
 from workflow.pipeline import (
-    BASELINES, LAPCVAE_VARIANTS, MODELS, REFERENCES, RETRAINED, checkpoint, export_params, expose_cli, figures,
-    final_targets, job_fingerprint, training_checkpoints,
+    BASELINES, LAPCVAE_VARIANTS, MODELS, REFERENCES, RETRAINED, SEED_WILDCARD, checkpoint, export_params, expose_cli,
+    figures, final_targets, job_fingerprint, training_checkpoints,
     levels, resolutions,
 )
 
@@ -68,12 +69,34 @@ RESULTS = config["paths"]["results"]
 RES = [str(res) for res in resolutions(config)]
 RESOURCES = config["resources"]
 LAPCVAE_LEVELS = {res: levels(config, res) for res in RES}
-# Training seeds (params `seeds`; docs/protocol.md, "How models are compared"). Each has its own results folder (core/registry.py,
-# seed_results): the first seed's is RESULTS itself, so a one-seed study's rules, files and logs are those of a
-# one-seed run; every further seed gets its own copy of each rule that trains or scores a model, named <rule>_seed<seed>.
-# Data, the split and the data-only references are shared; figures, neighbours, editing and the study use the first.
+# Training seeds (params `seeds`; docs/protocol.md, "How models are compared"). Each has its own results folder
+# (core/registry.py, seed_results): the first seed's is RESULTS itself, so a one-seed study's files and logs are those
+# of a one-seed run. The steps that train or score a model serve every seed, each with one rule that writes under
+# SEED_RESULTS (RESULTS followed by the wildcard `seed_path`, empty for the first seed and seeds/<seed> after a slash
+# for the others) and logs under logs{seed_path}. Data, the split and the data-only references are shared; figures,
+# neighbours, editing and the study use the first seed.
 SEEDS = [int(seed) for seed in config["seeds"]]
 RUNS = {seed: seed_results(RESULTS, seed, SEEDS) for seed in SEEDS}
+SEED_OF_PATH = {results[len(RESULTS):]: seed for seed, results in RUNS.items()}
+SEED_RESULTS = f"{RESULTS}{{seed_path}}"  # a rule's results folder, per training seed
+
+
+def seed_paths(further_only=False):
+    """The `seed_path` wildcard's constraint: every training seed's folder suffix, or only the further seeds'."""
+    paths = list(SEED_OF_PATH)[1:] if further_only else list(SEED_OF_PATH)
+    # a group, never an empty string: Snakemake reads an empty constraint as none (any non-empty value)
+    return "(?:{})".format("|".join(re.escape(path) for path in paths))
+
+
+def seed_of(wildcards):
+    """The training seed of a job: the one its `seed_path` wildcard names, the first seed for a rule without it."""
+    return SEED_OF_PATH[getattr(wildcards, SEED_WILDCARD, "")]
+
+
+def results_of(wildcards):
+    """The results folder of a job's training seed (core/registry.py seed_results)."""
+    return RUNS[seed_of(wildcards)]
+
 
 TRAIN_RESOURCES = dict(
     mem_mb=RESOURCES["train"]["mem_mb"], runtime=RESOURCES["train"]["runtime"], gpu=RESOURCES["train"]["gpus"]
@@ -87,29 +110,14 @@ EVAL_RESOURCES = dict(
 )
 
 
-def seed_rule(name, seed):
-    """The name of a rule's copy for one training seed: the rule itself for the first seed."""
-    return name if seed == SEEDS[0] else f"{name}_seed{seed}"
-
-
-def seed_log(seed):
-    """What a further seed's log names carry, so that no two jobs share a log."""
-    return "" if seed == SEEDS[0] else f"_seed{seed}"
-
-
 def seed_config(seed):
     """The merged params as a job of training seed `seed` sees them: `seed` replaced by the training seed."""
     return config if seed == config["seed"] else {**config, "seed": seed}
 
 
-def seed_params(seed):
-    """Extra arguments of a job of training seed `seed`: `--params` and an override file `seed: <seed>`, merged
-    over the resolved params (none for the seed that `seed` already is); a list, quoted word by word (`:q`).
-
-    Rules pass it as a params value (`{params.seed_params:q}`), never inside their shell string: Snakemake compiles
-    a `shell:` f-string into the job's run function and evaluates it when the job runs, when a loop variable such
-    as `seed` holds its last value (every seed's jobs then trained with the last seed); params are evaluated
-    when the rule is defined."""
+def _seed_params_file(seed):
+    """`--params` and an override file `seed: <seed>`, merged over the resolved params (none for the seed that
+    `seed` already is)."""
     if seed == config["seed"]:
         return []
     path = Path(".snakemake/lapcvae") / f"seed-{seed}.yaml"
@@ -117,6 +125,15 @@ def seed_params(seed):
     if not path.is_file() or path.read_text() != text:
         write_text(path, text)
     return ["--params", str(path)]
+
+
+SEED_PARAMS = {seed: _seed_params_file(seed) for seed in SEEDS}
+
+
+def seed_params(wildcards):
+    """Extra arguments of a job of a training seed, so that it trains, samples and bootstraps with that seed: a
+    list, quoted word by word (`{params.seed_params:q}`)."""
+    return SEED_PARAMS[seed_of(wildcards)]
 
 
 def launcher(kind):
@@ -127,26 +144,29 @@ def launcher(kind):
     return "lapcvae"
 
 
-def whole_model(name, results=RESULTS):
-    """The checkpoint a registry model is evaluated from, as a rule input (core/registry.py's layout)."""
-    return lambda wildcards: checkpoint(results, wildcards.res, name)
+def whole_model(name):
+    """The checkpoint a registry model is evaluated from, in the job's seed folder (core/registry.py's layout)."""
+    return lambda wildcards: checkpoint(results_of(wildcards), wildcards.res, name)
 
 
-def whole_model_of(results=RESULTS):
-    """The checkpoint the {model} wildcard's model is evaluated from, under one seed's results folder."""
-    return lambda wildcards: checkpoint(results, wildcards.res, wildcards.model)
+def whole_model_of(wildcards):
+    """The checkpoint the {model} wildcard's model is evaluated from, in the job's seed folder."""
+    return checkpoint(results_of(wildcards), wildcards.res, wildcards.model)
 
 
-def coarser_level(results=RESULTS):
+def coarser_level(wildcards):
     """Level k is conditioned on levels k+1..K (Figure 3): it needs their checkpoint, except at the top."""
+    level = int(wildcards.level)
+    if level + 1 >= LAPCVAE_LEVELS[wildcards.res]:
+        return []
+    return level_checkpoint(results_of(wildcards), wildcards.res, wildcards.variant, level + 1,
+                            LAPCVAE_LEVELS[wildcards.res])
 
-    def coarser(wildcards):
-        level = int(wildcards.level)
-        if level + 1 >= LAPCVAE_LEVELS[wildcards.res]:
-            return []
-        return level_checkpoint(results, wildcards.res, wildcards.variant, level + 1, LAPCVAE_LEVELS[wildcards.res])
 
-    return coarser
+def coarsest_level(wildcards):
+    """LapCVAE's coarsest level (the one every variant shares), in the job's seed folder."""
+    levels = LAPCVAE_LEVELS[wildcards.res]
+    return level_checkpoint(results_of(wildcards), wildcards.res, "lapcvae", levels - 1, levels)
 
 
 def figure_caption_file(figure):
@@ -207,11 +227,15 @@ def folder(io, key, up=1):
     return infer
 
 
-def fingerprint_of(rule_name, seed=None):
+def fingerprint_of(rule_name):
     """The params value that reruns a job when the parameters or code it uses change (workflow/pipeline.py);
-    a job of a training seed other than `seed` sees that seed as its `seed`."""
-    params = config if seed is None else seed_config(seed)
-    return lambda wildcards: job_fingerprint(params, rule_name, dict(wildcards))
+    a job of a training seed (`seed_path` wildcard) sees that seed as its `seed`."""
+
+    def fingerprint(wildcards):
+        params = seed_config(seed_of(wildcards)) if hasattr(wildcards, SEED_WILDCARD) else config
+        return job_fingerprint(params, rule_name, dict(wildcards))
+
+    return fingerprint
 
 
 def fitted_priors_of(results, res, model):

@@ -29,43 +29,40 @@ rule sample_embedding:
         " --reference-dir {params.reference_dir:q} > {log:q} 2>&1"
 
 
-for seed, results in RUNS.items():  # one copy per training seed (common.smk: seed_rule)
-
-    rule:
-        name:
-            seed_rule("evaluate", seed)
-        conda:
-            CONDA_ENV
-        input:
-            model=whole_model_of(results),
-            test=f"{PREP}/{{res}}/test.npy",
-            embedding=f"{RESULTS}/eval/{{res}}/sample_embedding.npz",  # one per resolution, shared by every seed
-            # prior.smk: the prior fitted to its training posteriors, where the model has a latent prior
-            prior=lambda w, results=results: fitted_priors_of(results, w.res, w.model),
-            # every training job's checkpoint of the model, for its training cost (eval/cost.py)
-            training=lambda w, results=results: training_jobs(results, w.res, w.model, LAPCVAE_LEVELS[w.res]),
-        output:
-            reconstructions=f"{results}/eval/{{res}}/{{model}}/reconstructions.npy",
-            samples=f"{results}/eval/{{res}}/{{model}}/samples.npy",
-            summary=f"{results}/eval/{{res}}/{{model}}/summary.json",
-            cost=f"{results}/eval/{{res}}/{{model}}/cost.json",
-            per_image=f"{results}/metrics/per_image/{{res}}_{{model}}.csv",
-        log:
-            f"logs/evaluate_{{res}}_{{model}}{seed_log(seed)}.log",
-        params:
-            out_dir=folder("output", "summary"),
-            fingerprint=fingerprint_of("evaluate", seed),
-            seed_params=seed_params(seed),  # a value, not in the shell string: see seed_params
-            prior_args=lambda w, input: ["--prior", *input.prior] if input.prior else [],
-        threads: RESOURCES["eval"]["threads"]
-        resources:
-            **EVAL_RESOURCES,
-        shell:
-            "OMP_NUM_THREADS={threads} lapcvae evaluate --params $LAPCVAE_PARAMS {params.seed_params:q}"
-            " --res {wildcards.res:q} --model {wildcards.model:q} --checkpoint {input.model:q} --test {input.test:q}"
-            " --out-dir {params.out_dir:q} --per-image {output.per_image:q}"
-            " --training-checkpoints {input.training:q} --cost {output.cost:q} --embedding {input.embedding:q}"
-            " {params.prior_args:q} > {log:q} 2>&1"
+# Every seed's models (the `seed_path` wildcard: common.smk, SEED_RESULTS).
+rule evaluate:
+    conda:
+        CONDA_ENV
+    input:
+        model=whole_model_of,
+        test=f"{PREP}/{{res}}/test.npy",
+        embedding=f"{RESULTS}/eval/{{res}}/sample_embedding.npz",  # one per resolution, shared by every seed
+        # prior.smk: the prior fitted to its training posteriors, where the model has a latent prior
+        prior=lambda w: fitted_priors_of(results_of(w), w.res, w.model),
+        # every training job's checkpoint of the model, for its training cost (eval/cost.py)
+        training=lambda w: training_jobs(results_of(w), w.res, w.model, LAPCVAE_LEVELS[w.res]),
+    output:
+        reconstructions=f"{SEED_RESULTS}/eval/{{res}}/{{model}}/reconstructions.npy",
+        samples=f"{SEED_RESULTS}/eval/{{res}}/{{model}}/samples.npy",
+        summary=f"{SEED_RESULTS}/eval/{{res}}/{{model}}/summary.json",
+        cost=f"{SEED_RESULTS}/eval/{{res}}/{{model}}/cost.json",
+        per_image=f"{SEED_RESULTS}/metrics/per_image/{{res}}_{{model}}.csv",
+    log:
+        "logs{seed_path}/evaluate_{res}_{model}.log",
+    params:
+        out_dir=folder("output", "summary"),
+        fingerprint=fingerprint_of("evaluate"),
+        seed_params=seed_params,
+        prior_args=lambda w, input: ["--prior", *input.prior] if input.prior else [],
+    threads: RESOURCES["eval"]["threads"]
+    resources:
+        **EVAL_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} lapcvae evaluate --params $LAPCVAE_PARAMS {params.seed_params:q}"
+        " --res {wildcards.res:q} --model {wildcards.model:q} --checkpoint {input.model:q} --test {input.test:q}"
+        " --out-dir {params.out_dir:q} --per-image {output.per_image:q}"
+        " --training-checkpoints {input.training:q} --cost {output.cost:q} --embedding {input.embedding:q}"
+        " {params.prior_args:q} > {log:q} 2>&1"
 
 
 rule table:

@@ -2,29 +2,26 @@
 # results/priors/{res}/{model}.pt beside the N(0, I) prior the models train with. `snakemake fitted_priors_{res}`
 # (dvc.yaml's `fit_prior@{res}` stage) asks for every model's at one resolution.
 
-for seed, results in RUNS.items():  # one copy per training seed (common.smk: seed_rule)
-
-    rule:
-        name:
-            seed_rule("fit_prior", seed)
-        conda:
-            CONDA_ENV
-        input:
-            model=whole_model_of(results),
-            train=f"{PREP}/{{res}}/train.npy",
-        output:
-            prior=fitted_prior(results, "{res}", "{model}"),
-        log:
-            f"logs/fit_prior_{{res}}_{{model}}{seed_log(seed)}.log",
-        params:
-            fingerprint=fingerprint_of("fit_prior", seed),
-            seed_params=seed_params(seed),  # a value, not in the shell string: see seed_params
-        threads: RESOURCES["eval"]["threads"]
-        resources:
-            **EVAL_RESOURCES,
-        shell:
-            "OMP_NUM_THREADS={threads} lapcvae fit-prior --params $LAPCVAE_PARAMS {params.seed_params:q}"
-            " --checkpoint {input.model:q} --data {input.train:q} --out {output.prior:q} > {log:q} 2>&1"
+# Every seed's models (the `seed_path` wildcard: common.smk, SEED_RESULTS).
+rule fit_prior:
+    conda:
+        CONDA_ENV
+    input:
+        model=whole_model_of,
+        train=f"{PREP}/{{res}}/train.npy",
+    output:
+        prior=fitted_prior(SEED_RESULTS, "{res}", "{model}"),
+    log:
+        "logs{seed_path}/fit_prior_{res}_{model}.log",
+    params:
+        fingerprint=fingerprint_of("fit_prior"),
+        seed_params=seed_params,
+    threads: RESOURCES["eval"]["threads"]
+    resources:
+        **EVAL_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} lapcvae fit-prior --params $LAPCVAE_PARAMS {params.seed_params:q}"
+        " --checkpoint {input.model:q} --data {input.train:q} --out {output.prior:q} > {log:q} 2>&1"
 
 
 for _res in RES:

@@ -7,8 +7,7 @@ rule references:
     input:
         train=f"{PREP}/{{res}}/train.npy",
         test=f"{PREP}/{{res}}/test.npy",
-        coarsest=lambda w: level_checkpoint(RESULTS, w.res, "lapcvae", LAPCVAE_LEVELS[w.res] - 1,
-                                            LAPCVAE_LEVELS[w.res]),
+        coarsest=coarsest_level,
         embedding=f"{RESULTS}/eval/{{res}}/sample_embedding.npz",  # the mean face's samples are scored in it
     output:
         summaries=expand(f"{RESULTS}/eval/{{{{res}}}}/{{name}}/summary.json", name=REFERENCES),
@@ -31,29 +30,30 @@ rule references:
 
 # A further training seed's reference rows: only LapCVAE's coarsest level depends on training; the mean face and
 # PCA depend on the shared data and split and are computed once, with the first seed (above).
-for seed, results in list(RUNS.items())[1:]:
+if len(SEEDS) > 1:
 
-    rule:
-        name:
-            seed_rule("references", seed)
+    rule seed_references:
         conda:
             CONDA_ENV
         input:
             train=f"{PREP}/{{res}}/train.npy",
             test=f"{PREP}/{{res}}/test.npy",
-            coarsest=lambda w, results=results: level_checkpoint(results, w.res, "lapcvae", LAPCVAE_LEVELS[w.res] - 1,
-                                                                 LAPCVAE_LEVELS[w.res]),
+            coarsest=coarsest_level,
+        wildcard_constraints:
+            seed_path=seed_paths(further_only=True),
         output:
-            summaries=expand(f"{results}/eval/{{{{res}}}}/{{name}}/summary.json", name=SEED_REFERENCES),
-            per_image=expand(f"{results}/metrics/per_image/{{{{res}}}}_{{name}}.csv", name=SEED_REFERENCES),
+            summaries=expand(f"{SEED_RESULTS}/eval/{{res}}/{{name}}/summary.json", name=SEED_REFERENCES,
+                             allow_missing=True),
+            per_image=expand(f"{SEED_RESULTS}/metrics/per_image/{{res}}_{{name}}.csv", name=SEED_REFERENCES,
+                             allow_missing=True),
         log:
-            f"logs/references_{{res}}{seed_log(seed)}.log",
+            "logs{seed_path}/references_{res}.log",
         params:
             eval_dir=folder("output", "summaries", up=3),
             per_image_dir=folder("output", "per_image"),
             names=SEED_REFERENCES,
-            fingerprint=fingerprint_of("references", seed),
-            seed_params=seed_params(seed),  # a value, not in the shell string: see seed_params
+            fingerprint=fingerprint_of("references"),
+            seed_params=seed_params,
         threads: RESOURCES["eval"]["threads"]
         resources:
             **EVAL_RESOURCES,
@@ -62,4 +62,3 @@ for seed, results in list(RUNS.items())[1:]:
             " --res {wildcards.res:q} --train {input.train:q} --test {input.test:q} --coarsest {input.coarsest:q}"
             " --only {params.names:q} --eval-dir {params.eval_dir:q} --per-image-dir {params.per_image_dir:q}"
             " > {log:q} 2>&1"
-
