@@ -171,7 +171,8 @@ def test_dvc_plots_diff_overlays_two_runs_training_and_validation_curves(tmp_pat
     not there is a warning on every call), with both runs' values on the same axes."""
     root = tmp_path / "repo"
     root.mkdir()
-    for name in ("dvc.yaml", "params.yaml"):
+    for name in ("dvc.yaml", "params.yaml", "core/figures.py"):  # dvc.yaml's vars: params and the figures table
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes((REPO / name).read_bytes())
     for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
         run_command(*command, cwd=root)
