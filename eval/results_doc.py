@@ -138,6 +138,45 @@ def claims_lines(claims: pd.DataFrame) -> list[str]:
     return lines[:-1]
 
 
+def rate_distortion_lines(metrics_dir: Path) -> list[str]:
+    """The rate-distortion study's points (mean ± std over seeds) and its matched-rate claims, per resolution, from
+    `rate_distortion_{res}.csv` and `rate_distortion_{res}_claims.csv` (`snakemake rate_distortion`); [] without."""
+    lines: list[str] = []
+    for path in sorted(metrics_dir.glob("rate_distortion_*.csv")):
+        res = path.stem.removeprefix("rate_distortion_")
+        if not res.isdigit():
+            continue
+        how = "run `snakemake rate_distortion`"
+        points = read_csv(path, ("model", "factor", "seed", "rate_nats", "rmse_mean"), how)
+        columns = [column for column in ("rate_nats", "rmse_mean", "sample_precision", "sample_recall")
+                   if column in points.columns]
+        summary = points.groupby(["model", "factor"], sort=False)[columns].agg(["mean", "std"])
+        rows = [[display(str(model)), f"x{factor:g}",
+                 *(f"{number(row[(column, 'mean')], 3 if column.startswith('sample') else 2)} ± "
+                   f"{number(row[(column, 'std')], 3 if column.startswith('sample') else 2)}" for column in columns)]
+                for (model, factor), row in summary.iterrows()]
+        seeds = points["seed"].nunique()
+        lines += [f"{res} px, {seeds} seed{'s' * (seeds != 1)}: each model retrained with its KL weight(s) times the "
+                  "factor (x1: as params sets it), scored on the test split; figure "
+                  f"`results/figures/rate_distortion_{res}.png`.", "",
+                  *markdown_table(["model", "KL weights", "rate (nats)", "RMSE",
+                                   *("sample precision", "sample recall")[:len(columns) - 2]], rows), ""]
+        claims_path = metrics_dir / f"rate_distortion_{res}_claims.csv"
+        if claims_path.is_file():
+            claims = read_csv(claims_path, ("model", "metric", "role", "mean_diff", "p_value", "p_holm", "supported"),
+                              how)
+            rows = [[f"{display(str(record['model']))} against the VAE at its rate ({record['metric']}, "
+                     f"{record['role']})", f"{record['mean_diff']:+.3f}" if not pd.isna(record["mean_diff"]) else "–",
+                     p_value(record["p_value"]).replace(MISSING, "–"), p_value(record["p_holm"]).replace(MISSING, "–"),
+                     "supported" if bool(record["supported"]) else "not shown"]
+                    for record in claims.to_dict(orient="records")]
+            lines += ["At matched rate (the VAE's swept points of the same seed, interpolated in log rate at the "
+                      "model's x1 rate; paired t over seeds, Holm over the rows):", "",
+                      *markdown_table(["claim", "mean difference (model minus VAE)", "p", "p (Holm)", "verdict"],
+                                      rows), ""]
+    return lines
+
+
 def training_hardware(eval_dir: Path, table: pd.DataFrame) -> list[str]:
     """The distinct machines the table's models trained on, from each summary.json's checkpoint meta."""
     machines: dict[str, list[str]] = {}
@@ -196,6 +235,8 @@ def results_block(metrics_dir: Path, eval_dir: Path, params: Mapping[str, Any], 
         lines += [*seed_lines, ""]
     lines += ["### Claims", "", "Paired t test over seeds of the per-seed means (first model minus the second); "
               "with fewer than 3 seeds a claim is *not testable*.", "", *claims_lines(claims)]
+    if rate_lines := rate_distortion_lines(metrics_dir):
+        lines += ["", "### Rate-distortion", "", *rate_lines[:-1]]
     return "\n".join(lines) + "\n"
 
 

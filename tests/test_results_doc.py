@@ -107,3 +107,29 @@ def test_results_doc_refuses_a_table_without_its_columns(tmp_path):
     with pytest.raises(ValueError, match=r"lacks the columns \['kind', 'n_seeds'\].*lapcvae table"):
         results_doc_main(["--metrics", str(tmp_path / "metrics"), "--out", str(tmp_path / "results.md")])
     assert not (tmp_path / "results.md").exists()
+
+
+def test_results_doc_shows_the_rate_distortion_points_and_matched_rate_claims(tmp_path):
+    import pandas as pd
+
+    override = write_run(tmp_path)
+    metrics = tmp_path / "metrics"
+    points = pd.DataFrame([{"model": model, "factor": factor, "seed": seed, "rate_nats": rate + seed,
+                            "rmse_mean": rmse + 0.1 * seed, "sample_precision": 0.5, "sample_recall": 0.1}
+                           for model, base_rate, base_rmse in [("vae", 100.0, 20.0), ("lapcvae", 80.0, 15.0)]
+                           for factor, rate, rmse in [(0.1, 4 * base_rate, base_rmse - 4), (1.0, base_rate, base_rmse)]
+                           for seed in (0, 1, 2)])
+    points.to_csv(metrics / "rate_distortion_64.csv", index=False)
+    pd.DataFrame([{"model": "lapcvae", "metric": "rmse_mean", "role": "pre-specified", "mean_diff": -2.5,
+                   "p_value": 0.0004, "p_holm": 0.0008, "supported": True}]).to_csv(
+        metrics / "rate_distortion_64_claims.csv", index=False)
+    out = tmp_path / "results.md"
+    results_doc_main(["--params", str(override), "--metrics", str(metrics), "--eval-dir",
+                      str(tmp_path / "seed0" / "eval"), "--out", str(out)])
+    document = out.read_text()
+    section = document[document.index("### Rate-distortion"):]
+    # Mean ± std over the three seeds: rates 80, 81, 82 -> 81.00 ± 1.00; RMSE 15.0, 15.1, 15.2 -> 15.10 ± 0.10.
+    assert "| LapCVAE | x1 | 81.00 ± 1.00 | 15.10 ± 0.10 | 0.500 ± 0.000 | 0.100 ± 0.000 |" in section
+    assert "| VAE | x0.1 | 401.00 ± 1.00 | 16.10 ± 0.10 |" in section
+    claim = next(line for line in section.splitlines() if line.startswith("| LapCVAE against the VAE"))
+    assert "-2.500" in claim and "< 0.001" in claim and claim.endswith("| supported |")
