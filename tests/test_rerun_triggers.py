@@ -174,7 +174,8 @@ def repository_modules_imported(statements: str) -> set[str]:
     result = subprocess.run([sys.executable, "-c", program], cwd=REPO, env=ENV, capture_output=True, text=True,
                             timeout=300, check=True)
     files = [Path(file) for file in json.loads(result.stdout.splitlines()[-1]) if file]
-    return {file.relative_to(REPO).as_posix() for file in files if file.is_relative_to(REPO)}
+    return {file.relative_to(REPO).as_posix() for file in files  # a venv inside the clone is not the repository's
+            if file.is_relative_to(REPO) and not {"site-packages", "dist-packages"} & set(file.parts)}
 
 
 def test_what_python_imports_is_what_the_fingerprint_hashes() -> None:
