@@ -157,7 +157,7 @@ def test_file_size_limit_while_saving_a_checkpoint_is_one_clear_error(tmp_path):
             sys.exit("OSError: " + str(error))
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=ENV, capture_output=True, text=True,
-                            timeout=120)
+                            timeout=600)  # importing torch on a loaded CI machine can take minutes
     assert result.stderr.startswith("OSError: ") and "cannot write checkpoint" in result.stderr, result.stderr
     assert str(tmp_path / "model.pt") in result.stderr
     assert list(tmp_path.iterdir()) == []
