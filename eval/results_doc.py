@@ -120,8 +120,19 @@ def per_seed_lines(per_seed: pd.DataFrame) -> list[str]:
             *markdown_table(["res", "model", "RMSE per seed"], rows)]
 
 
+def rate_verdict(record: dict) -> str:
+    """A matched-rate claim's verdict; a model whose rate lies outside the VAE's swept rates in every seed has no
+    matched value to test (the test column of rate_distortion_{res}_claims.csv says so)."""
+    if str(record.get("test", "")).startswith("not testable"):
+        outside = record.get("n_outside_range", 0)
+        return (f"not testable ({int(outside)} seed(s) outside the VAE's swept rates)" if outside and outside > 0
+                else "not testable")
+    return "supported" if bool(record["supported"]) else "not shown"
+
+
 def claims_lines(claims: pd.DataFrame) -> list[str]:
-    """Each claim, per resolution: the mean over seeds of the per-seed difference, the paired t test, the verdict."""
+    """Each claim, per resolution: the mean over seeds of the per-seed difference, the paired t test, its Holm
+    adjustment (where claims.csv has it), the verdict."""
     lines: list[str] = []
     for res, group in claims.groupby("resolution", sort=True):
         n_seeds = int(group["n_seeds"].max())
@@ -130,11 +141,12 @@ def claims_lines(claims: pd.DataFrame) -> list[str]:
             difference = f"{record['mean_diff']:+.2f}" if not pd.isna(record["mean_diff"]) else "–"
             if not pd.isna(record.get("std_diff", float("nan"))):
                 difference += f" ± {record['std_diff']:.2f}"
+            holm = [p_value(record["p_holm"]).replace(MISSING, "–")] if "p_holm" in claims.columns else []
             rows.append([str(record["claim"]), f"{difference} ({record['metric']})",
-                         p_value(record["p_value"]).replace(MISSING, "–"), str(record["verdict"])])
+                         p_value(record["p_value"]).replace(MISSING, "–"), *holm, str(record["verdict"])])
         lines += [f"{res} px:", "", *markdown_table(
             ["claim", f"mean difference over {n_seeds} seed{'s' * (n_seeds != 1)} (± std)", "p (paired t)",
-             "verdict"], rows), ""]
+             *(["p (Holm)"] if "p_holm" in claims.columns else []), "verdict"], rows), ""]
     return lines[:-1]
 
 
@@ -168,8 +180,7 @@ def rate_distortion_lines(metrics_dir: Path) -> list[str]:
             rows = [[f"{display(str(record['model']))} against the VAE at its rate ({record['metric']}, "
                      f"{record['role']})", f"{record['mean_diff']:+.3f}" if not pd.isna(record["mean_diff"]) else "–",
                      p_value(record["p_value"]).replace(MISSING, "–"), p_value(record["p_holm"]).replace(MISSING, "–"),
-                     "supported" if bool(record["supported"]) else "not shown"]
-                    for record in claims.to_dict(orient="records")]
+                     rate_verdict(record)] for record in claims.to_dict(orient="records")]
             lines += ["At matched rate (the VAE's swept points of the same seed, interpolated in log rate at the "
                       "model's x1 rate; paired t over seeds, Holm over the rows):", "",
                       *markdown_table(["claim", "mean difference (model minus VAE)", "p", "p (Holm)", "verdict"],
@@ -233,7 +244,8 @@ def results_block(metrics_dir: Path, eval_dir: Path, params: Mapping[str, Any], 
     lines = [*provenance, "", "### Table 1", "", legend, "", *table1_lines(table), ""]
     if per_seed is not None and (seed_lines := per_seed_lines(per_seed)):
         lines += [*seed_lines, ""]
-    lines += ["### Claims", "", "Paired t test over seeds of the per-seed means (first model minus the second); "
+    lines += ["### Claims", "", "Paired t test over seeds of the per-seed means (first model minus the second), "
+              f"Holm's correction over the run's {len(claims)} claims (both resolutions), which the verdict reads; "
               "with fewer than 3 seeds a claim is *not testable*.", "", *claims_lines(claims)]
     if rate_lines := rate_distortion_lines(metrics_dir):
         lines += ["", "### Rate-distortion", "", *rate_lines[:-1]]

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from eval.report_blocks import p_value
 from eval.results_doc import BEGIN_MARKER, END_MARKER
 from workflow.commands.docs import results_doc_main
 from workflow.commands.evaluate import table_main
@@ -74,6 +76,11 @@ def test_results_doc_renders_table1_and_claims_from_the_run_between_markers(tmp_
     claim = next(line for line in document.splitlines()
                  if line.startswith("| LapCVAE reconstructs with lower RMSE than the VAE |"))
     assert "-3.17 ± 0.29 (rmse_mean)" in claim and claim.endswith("| supported |")
+    # The Holm-adjusted p the verdict reads sits beside the raw one, as claims.csv has them.
+    claims = pd.read_csv(tmp_path / "metrics" / "claims.csv").set_index("claim")
+    raw, adjusted = claims.loc["LapCVAE reconstructs with lower RMSE than the VAE", ["p_value", "p_holm"]]
+    assert [cell.strip() for cell in claim.strip("|").split("|")][2:4] == [p_value(raw), p_value(adjusted)]
+    assert adjusted > raw and f"Holm's correction over the run's {len(claims)} claims" in document
     assert "Test CPU 9000" in document and f"params.yaml + {override}" in document
     assert "seeds [0, 1, 2]" in document and "three-seed test run" in document
 
@@ -121,7 +128,11 @@ def test_results_doc_shows_the_rate_distortion_points_and_matched_rate_claims(tm
                            for seed in (0, 1, 2)])
     points.to_csv(metrics / "rate_distortion_64.csv", index=False)
     pd.DataFrame([{"model": "lapcvae", "metric": "rmse_mean", "role": "pre-specified", "mean_diff": -2.5,
-                   "p_value": 0.0004, "p_holm": 0.0008, "supported": True}]).to_csv(
+                   "p_value": 0.0004, "p_holm": 0.0008, "supported": True, "n_outside_range": 0,
+                   "test": "paired t over 3 seeds"},
+                  {"model": "vaegan", "metric": "rmse_mean", "role": "exploratory", "mean_diff": float("nan"),
+                   "p_value": float("nan"), "p_holm": float("nan"), "supported": False, "n_outside_range": 3,
+                   "test": "not testable: 0 seed(s) < 3"}]).to_csv(
         metrics / "rate_distortion_64_claims.csv", index=False)
     out = tmp_path / "results.md"
     results_doc_main(["--params", str(override), "--metrics", str(metrics), "--eval-dir",
@@ -133,3 +144,5 @@ def test_results_doc_shows_the_rate_distortion_points_and_matched_rate_claims(tm
     assert "| VAE | x0.1 | 401.00 ± 1.00 | 16.10 ± 0.10 |" in section
     claim = next(line for line in section.splitlines() if line.startswith("| LapCVAE against the VAE"))
     assert "-2.500" in claim and "< 0.001" in claim and claim.endswith("| supported |")
+    untestable = next(line for line in section.splitlines() if line.startswith("| VAE/GAN against the VAE"))
+    assert untestable.endswith("| – | – | – | not testable (3 seed(s) outside the VAE's swept rates) |")
