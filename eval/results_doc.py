@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from core.atomic import write_text
+from core.registry import RECONSTRUCTION_REFERENCES, SEED_REFERENCES, TRAINING_IMAGES
 from eval.report_blocks import MISSING, display, engineering, number, p_value
 from eval.report_render import markdown_cell
 
@@ -74,18 +75,23 @@ def model_name(record: Mapping[str, Any]) -> str:
     return display(str(record["model"])) + (" (reference)" if record.get("kind") == "reference" else "")
 
 
+def pca_ratio(record: Mapping[str, Any], resolution_rows: pd.DataFrame) -> str:
+    """The record's RMSE over the PCA reference row of its resolution, e.g. '1.38x'."""
+    pca_rmse = resolution_rows.loc[resolution_rows["model"] == PCA, "rmse_mean"]
+    if not len(pca_rmse) or not pca_rmse.iloc[0] > 0 or pd.isna(record["rmse_mean"]):
+        return "–"
+    return f"{record['rmse_mean'] / pca_rmse.iloc[0]:.2f}x"
+
+
 def table1_lines(table: pd.DataFrame) -> list[str]:
     """Table 1: one row per resolution and model, each number the mean over seeds ± its std across them; then
     the samples, rate and compute of the same rows where the table has them."""
     columns = [(column, header, digits) for column, header, digits in TABLE1_COLUMNS if column in table.columns]
     rows = []
     for res, group in table.groupby("resolution", sort=True):
-        pca_rmse = group.loc[group["model"] == PCA, "rmse_mean"]
         for record in group.to_dict(orient="records"):
-            ratio = (f"{record['rmse_mean'] / pca_rmse.iloc[0]:.2f}x"
-                     if len(pca_rmse) and pca_rmse.iloc[0] > 0 and not pd.isna(record["rmse_mean"]) else "–")
             rows.append([str(res), model_name(record), str(int(record["n_seeds"])),
-                         with_spread(record, "rmse_mean", 2), ratio,
+                         with_spread(record, "rmse_mean", 2), pca_ratio(record, group),
                          *[with_spread(record, column, digits) for column, _, digits in columns]])
     header = ["res", "model", "seeds", "RMSE", "RMSE / PCA", *[header for _, header, _ in columns]]
     lines = markdown_table(header, rows)
@@ -250,6 +256,46 @@ def results_block(metrics_dir: Path, eval_dir: Path, params: Mapping[str, Any], 
     if rate_lines := rate_distortion_lines(metrics_dir):
         lines += ["", "### Rate-distortion", "", *rate_lines[:-1]]
     return "\n".join(lines) + "\n"
+
+
+# (column, header, cell format) of the summary a README shows: what each model is for, side by side
+SUMMARY_COLUMNS = (("fitted_fd_embedding", "FD of fitted-prior samples", 2),
+                   ("nelbo_bits_per_dim", "-ELBO (bits/dim)", 3), ("network_flops", "network FLOPs", None))
+# The reference rows a summary keeps (not a seed's own): the mean face (no model) and PCA (the best linear code)
+SUMMARY_REFERENCES = tuple(name for name in RECONSTRUCTION_REFERENCES if name not in SEED_REFERENCES)
+
+
+def summary_block(metrics_dir: Path, label: str, cpu: str, full: str) -> str:
+    """A short Table 1 for a README (reconstruction, samples, -ELBO and compute of each model beside the mean
+    face and PCA) and the count of the claims' verdicts, pointing to the full block in `full`."""
+    how = "run `lapcvae table` (or the DAG) first"
+    table = read_csv(metrics_dir / "table1.csv", TABLE1_REQUIRED, how)
+    claims = read_csv(metrics_dir / "claims.csv", CLAIMS_REQUIRED, how)
+    columns = [(column, header, digits) for column, header, digits in SUMMARY_COLUMNS if column in table.columns]
+    rows = []
+    for res, group in table.groupby("resolution", sort=True):
+        for record in group.to_dict(orient="records"):
+            if record.get("kind") == "reference" and record["model"] not in SUMMARY_REFERENCES:
+                continue
+            rows.append([str(res), model_name(record), with_spread(record, "rmse_mean", 2), pca_ratio(record, group),
+                         *[with_spread(record, column, digits) for column, _, digits in columns]])
+    seeds = int(table["n_seeds"].max())
+    real = table[table["model"] == TRAINING_IMAGES] if "fitted_fd_embedding" in table.columns else table.iloc[:0]
+    real_scores = ", ".join(f"{number(record.get('fd_embedding'), 2)} at {record['resolution']} px"
+                            for record in real.to_dict(orient="records") if not pd.isna(record.get("fd_embedding")))
+    verdicts = claims["verdict"].value_counts()
+    counted = ", ".join(f"{count} {verdict}" for verdict, count in verdicts.items())
+    contradicted = "; ".join(f"{record['claim']} ({record['resolution']} px)"
+                             for record in claims.to_dict(orient="records") if record["verdict"] == "contradicted")
+    return "\n".join([
+        f"{label}, rendered on {cpu}: test RMSE (0-255) as mean ± std over {seeds} seed{'s' * (seeds != 1)}, the "
+        "Frechet distance of samples from the prior fitted to the training posteriors (in the training split's "
+        "embedding" + (f"; real training images score {real_scores}" if real_scores else "")
+        + "), the test -ELBO and the network's training FLOPs.", "",
+        *markdown_table(["res", "model", "RMSE", "RMSE / PCA", *[header for _, header, _ in columns]], rows), "",
+        f"Claims, tested across seeds with Holm's correction over all {len(claims)}: {counted}"
+        + (f" (contradicted: {contradicted})" if contradicted else "") + f". Everything else: [{full}]({full}).",
+    ]) + "\n"
 
 
 def replace_between_markers(document: str, block: str, source: str) -> str:

@@ -146,3 +146,26 @@ def test_results_doc_shows_the_rate_distortion_points_and_matched_rate_claims(tm
     assert "-2.500" in claim and "< 0.001" in claim and claim.endswith("| supported |")
     untestable = next(line for line in section.splitlines() if line.startswith("| VAE/GAN against the VAE"))
     assert untestable.endswith("| – | – | – | not testable (3 seed(s) outside the VAE's swept rates) |")
+
+
+def test_results_doc_writes_a_short_table1_and_the_claims_count_into_a_readme(tmp_path):
+    override = write_run(tmp_path)
+    docs, readme = tmp_path / "docs", tmp_path / "README.md"
+    docs.mkdir()
+    readme.write_text(f"# Tool\n\nUsage first.\n\n{BEGIN_MARKER}\nold summary\n{END_MARKER}\n\nMore manual.\n")
+    results_doc_main(["--params", str(override), "--metrics", str(tmp_path / "metrics"), "--eval-dir",
+                      str(tmp_path / "seed0" / "eval"), "--out", str(docs / "results.md"),
+                      "--summary-out", str(readme), "--label", "three-seed test run"])
+    summary = readme.read_text()
+    assert summary.startswith("# Tool\n\nUsage first.\n") and summary.endswith("\n\nMore manual.\n")
+    assert "old summary" not in summary and "three-seed test run" in summary
+    rows = {cells[1]: cells for cells in (
+        [cell.strip() for cell in line.strip("|").split("|")] for line in summary.splitlines()
+        if line.startswith("| 64 |"))}
+    assert rows["LapCVAE"][2:4] == ["11.00 ± 1.00", "1.38x"] and rows["PCA (reference)"][2:4] == ["8.00", "1.00x"]
+    assert set(rows) == {"PCA (reference)", "VAE", "LapCVAE"}  # the models and the kept references only
+    claims = pd.read_csv(tmp_path / "metrics" / "claims.csv")
+    counts = claims["verdict"].value_counts()
+    assert f"Holm's correction over all {len(claims)}: " + ", ".join(
+        f"{count} {verdict}" for verdict, count in counts.items()) in summary
+    assert "[docs/results.md](docs/results.md)" in summary

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from eval.report_provenance import hardware
-from eval.results_doc import results_block, write_results_doc
+from eval.results_doc import results_block, summary_block, write_results_doc
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,9 @@ def results_doc_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("docs/results.md"),
                         help="Markdown file whose results block is replaced (created when absent; "
                              "default: %(default)s)")
+    parser.add_argument("--summary-out", type=Path, default=None,
+                        help="also replace the results block of this file (e.g. README.md) with a short Table 1 "
+                             "and the claims' verdicts, linking to --out")
     parser.add_argument("--label", default=None,
                         help="what run this is, e.g. 'smoke configuration (config/smoke.yaml)' "
                              "(default: the params files)")
@@ -39,4 +43,7 @@ def results_doc_main(argv: list[str] | None = None) -> None:
     cpu = hardware()[0].removeprefix("CPU: ")
     block = results_block(args.metrics, eval_dir, params, params_files, label, cpu)
     write_results_doc(args.out, block, "Results")
+    if args.summary_out is not None:
+        link = os.path.relpath(args.out, args.summary_out.parent)
+        write_results_doc(args.summary_out, summary_block(args.metrics, label, cpu, link), "Results")
     logger.info("wrote the results of %s from %s to %s", label, args.metrics, args.out)
