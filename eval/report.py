@@ -334,7 +334,9 @@ SAMPLE_QUALITY_CAPTION = (
     "split only (colour layout and Laplacian-band energy, PCA; eval/sample_quality.py), not Inception's: FD "
     "(embedding) is no FID. Precision: the share of samples that look like some test image; recall: the share of "
     "test images some sample resembles; both in [0, 1], higher is better; FD lower is better. Training images "
-    "(real faces), scored as samples, show what real faces reach; the mean face, repeated, what no diversity gives.")
+    "(real faces), scored as samples, show what real faces reach; the mean face, repeated, what no diversity gives. "
+    "With a few hundred test images the k-NN balls cover the middle of the real cloud, so precision can rate a "
+    "detail-free sample high and a face with a systematic artefact low: read FD first, and Figure 5 beside it.")
 
 
 # Columns shown in Table 1 when the table has them (per-band R^2 and rate come from eval.metrics when it has them).

@@ -14,6 +14,9 @@ Metrics (summary.json keys), real = the test split, generated = a model's prior 
 - fd_embedding: the Frechet distance between Gaussians fitted to the two sets' embeddings. It is computed in this
   embedding, not Inception's: never compare it with an FID (eval/fid.py computes FID where the weights exist).
 k-NN radii and the Frechet distance depend on the set sizes: compare sets of equal size against the same split.
+In tens of dimensions with a few hundred test images the k-NN balls cover the middle of the real cloud: a sample
+with a face's layout and no detail of its own can score high precision, and a face whose fine detail carries a
+systematic artefact low. The Frechet distance orders such sets as the eye does; read it, and the figure, first.
 With a few dozen test images (the smoke data's 12) the balls cover the whole cloud, its centre included, so a
 near-constant set can score precision 1: the numbers mean something from hundreds of images (MIN_IMAGES).
 """
