@@ -27,7 +27,7 @@ from typing import Any
 TRAIN_ONE_JOB = "train_baseline"  # `lapcvae train-baseline --model NAME`: Class.from_params(params, res), fit()
 TRAIN_PER_LEVEL = "train_level"  # `lapcvae train-level`: one job per LapCVAE pyramid level, coarsest first
 RETRAIN_M = "retrain_m"  # `lapcvae retrain-m`: a trained LapCVAE's M networks retrained (Figure 8)
-# options["budget"] of a one-job model trained for LapCVAE's training FLOPs instead of budget.epochs
+# options["budget"] of a one-job model trained for LapCVAE's network FLOPs instead of budget.epochs
 # (training/baseline_jobs.py, lapcvae_flops_epochs).
 BUDGET_LAPCVAE_FLOPS = "lapcvae_flops"
 
@@ -71,9 +71,9 @@ MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in [
     # The VAE's widths are matched to LapCVAE's parameter count, so LapCVAE's size matters to it.
     ModelSpec("vae", "VAE", "baselines.vae:VAE", "vae", curve_column="reconstruction",
               params_also=LAPCVAE_SIZE_KEYS, latent_prior=True),
-    # The same VAE trained for as many epochs as give it LapCVAE's training FLOPs (training/baseline_jobs.py):
+    # The same VAE trained for as many epochs as give it LapCVAE's network FLOPs (training/baseline_jobs.py):
     # does LapCVAE still win when the VAE gets its compute, not only its epochs?
-    ModelSpec("vae_equal_flops", "VAE at LapCVAE's training FLOPs", "baselines.vae:VAE", "vae",
+    ModelSpec("vae_equal_flops", "VAE at LapCVAE's network FLOPs", "baselines.vae:VAE", "vae",
               curve_column="reconstruction", params_also=LAPCVAE_SIZE_KEYS, checkpoint_kind="vae",
               options={"budget": BUDGET_LAPCVAE_FLOPS}, latent_prior=True),
     ModelSpec("vaegan", "VAE/GAN", "baselines.vaegan:VAEGAN", "vaegan", curve_column="dis_l", latent_prior=True),
@@ -131,7 +131,7 @@ def trained_by(rule: str) -> list[str]:
 
 
 def flops_matched() -> list[str]:
-    """The models trained for LapCVAE's training FLOPs rather than budget.epochs (the budget rule's exception)."""
+    """The models trained for LapCVAE's network FLOPs rather than budget.epochs (the budget rule's exception)."""
     return [name for name, model in MODELS.items() if model.options.get("budget") == BUDGET_LAPCVAE_FLOPS]
 
 

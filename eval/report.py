@@ -247,7 +247,7 @@ def protocol_section(params: Mapping[str, Any], results: Path, prepared: Path) -
         "is scored on validation, only evaluation reads the test split.",
         f"Budget rule: every model, and every LapCVAE level, trains {params.get('budget', {}).get('epochs', MISSING)} "
         "epochs over the training images (budget.epochs)"
-        + "".join(f", except {display(model)}, which trains the epochs that give it LapCVAE's training FLOPs"
+        + "".join(f", except {display(model)}, which trains the epochs that give it LapCVAE's network FLOPs"
                   for model in registry.flops_matched())
         + "; Table 1 gives each model's training time and FLOPs.",
         f"Seeds: {len(seeds)} ({', '.join(map(str, seeds))}); claims are tested across seeds (paired t test "

@@ -230,7 +230,7 @@ def test_protocol_names_the_model_that_trains_for_lapcvae_s_flops_not_its_epochs
     budget = next(item for item in bullets.items if item.startswith("Budget rule"))
     assert f"trains {params['budget']['epochs']} epochs" in budget
     assert registry.flops_matched() == ["vae_equal_flops"]
-    assert "except VAE at LapCVAE's training FLOPs, which trains the epochs that give it LapCVAE's" in budget
+    assert "except VAE at LapCVAE's network FLOPs, which trains the epochs that give it LapCVAE's" in budget
 
 
 def test_report_shows_budget_curves_when_they_were_run(tmp_path):

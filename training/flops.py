@@ -1,5 +1,5 @@
 """FLOPs of one training step per image (2 per multiply-add), the unit of the suite's compute budgets: Table 1's
-training FLOPs (eval/cost.py), the ablations (studies/ablations.py) and the VAE trained with LapCVAE's training FLOPs
+training FLOPs (eval/cost.py), the ablations (studies/ablations.py) and the VAE trained with LapCVAE's network FLOPs
 (training/baseline_jobs.py); and Table 1's FLOPs per reconstruction. torch's FlopCounterMode counts them."""
 
 from __future__ import annotations
