@@ -280,9 +280,9 @@ def summary_block(metrics_dir: Path, label: str, cpu: str, full: str) -> str:
             rows.append([str(res), model_name(record), with_spread(record, "rmse_mean", 2), pca_ratio(record, group),
                          *[with_spread(record, column, digits) for column, _, digits in columns]])
     seeds = int(table["n_seeds"].max())
-    real = table[table["model"] == TRAINING_IMAGES] if "fitted_fd_embedding" in table.columns else table.iloc[:0]
-    real_scores = ", ".join(f"{number(record.get('fd_embedding'), 2)} at {record['resolution']} px"
-                            for record in real.to_dict(orient="records") if not pd.isna(record.get("fd_embedding")))
+    real = table[table["model"] == TRAINING_IMAGES].to_dict(orient="records")
+    real_scores = ", ".join(f"{number(record['fd_embedding'], 2)} at {record['resolution']} px"
+                            for record in real if not pd.isna(record.get("fd_embedding", float("nan"))))
     verdicts = claims["verdict"].value_counts()
     counted = ", ".join(f"{count} {verdict}" for verdict, count in verdicts.items())
     contradicted = "; ".join(f"{record['claim']} ({record['resolution']} px)"

@@ -17,6 +17,7 @@ from workflow.commands.evaluate import table_main
 SEEDS = (0, 1, 2)
 # Per seed, the mean test RMSE of each row: LapCVAE is better than the VAE in every seed by 2-4.
 RMSE = {"pca": (8.0, 8.0, 8.0), "vae": (13.0, 14.0, 15.5), "lapcvae": (10.0, 11.0, 12.0)}
+FITTED_FD = {"vae": 2.0, "lapcvae": 0.5}  # seed 0's Frechet distance of the fitted prior's samples; +0.1 per seed
 META = {"device": "cpu", "cpu": "Test CPU 9000", "cpu_threads": 1, "gpu": None, "precision": "bf16",
         "torch": "2.14.1"}
 
@@ -38,9 +39,15 @@ def write_run(root: Path) -> Path:
                        "eval_seconds": 1.0}
             if model != "pca":  # one data-order seed per run for every model, as training.loop.paired_seeds gives
                 summary["meta"] = {**META, "seed": 1000 + index}
+                summary["fitted_fd_embedding"] = FITTED_FD[model] + 0.1 * index
             directory = seed_dir / "eval" / "64" / model
             directory.mkdir(parents=True)
             (directory / "summary.json").write_text(json.dumps(summary))
+    # The real-image reference row, scored once as samples are (`lapcvae sample-embedding`).
+    reference = root / "seed0" / "eval" / "64" / "training_images"
+    reference.mkdir(parents=True)
+    (reference / "summary.json").write_text(json.dumps({"model": "training_images", "kind": "reference",
+                                                          "resolution": 64, "n_test": 3, "fd_embedding": 0.05}))
     override = root / "only64.yaml"
     override.write_text("data: {resolutions: [64]}\nseeds: [0, 1, 2]\n")
     table_main(["--params", str(override),
@@ -163,7 +170,9 @@ def test_results_doc_writes_a_short_table1_and_the_claims_count_into_a_readme(tm
         [cell.strip() for cell in line.strip("|").split("|")] for line in summary.splitlines()
         if line.startswith("| 64 |"))}
     assert rows["LapCVAE"][2:4] == ["11.00 ± 1.00", "1.38x"] and rows["PCA (reference)"][2:4] == ["8.00", "1.00x"]
+    assert rows["LapCVAE"][4] == "0.60 ± 0.10" and rows["VAE"][4] == "2.10 ± 0.10"  # fitted FD 0.5, 0.6, 0.7
     assert set(rows) == {"PCA (reference)", "VAE", "LapCVAE"}  # the models and the kept references only
+    assert "real training images score 0.05 at 64 px" in summary
     claims = pd.read_csv(tmp_path / "metrics" / "claims.csv")
     counts = claims["verdict"].value_counts()
     assert f"Holm's correction over all {len(claims)}: " + ", ".join(
