@@ -336,7 +336,10 @@ SAMPLE_QUALITY_CAPTION = (
     "test images some sample resembles; both in [0, 1], higher is better; FD lower is better. Training images "
     "(real faces), scored as samples, show what real faces reach; the mean face, repeated, what no diversity gives. "
     "With a few hundred test images the k-NN balls cover the middle of the real cloud, so precision can rate a "
-    "detail-free sample high and a face with a systematic artefact low: read FD first, and Figure 5 beside it.")
+    "detail-free sample high and a face with a systematic artefact low: read FD first, and Figure 5 beside it. "
+    "Faces (x test): the share of samples in which OpenCV's frontal-face detector, trained on photographs and on "
+    "nothing of this suite, finds a face, over the share of test images in which it does (eval/face_check.py): "
+    "whether samples are faces at all, which FD and recall cannot say; not their variety or detail.")
 
 
 # Columns shown in Table 1 when the table has them (per-band R^2 and rate come from eval.metrics when it has them).
@@ -356,6 +359,9 @@ OPTIONAL_TABLE1_COLUMNS = (("r2_h0_mean", "R² h0", 3), ("r2_h1_mean", "R² h1",
                            ("fitted_sample_precision", "Precision, fitted prior", 3),
                            ("fitted_sample_recall", "Recall, fitted prior", 3),
                            ("fitted_fd_embedding", "FD, fitted prior", 2),
+                           # eval/face_check.py: samples with a face, over the test images' rate, both priors
+                           ("face_ratio", "Faces (x test)", 2),
+                           ("fitted_face_ratio", "Faces, fitted prior (x test)", 2),
                            # the test -ELBO on one likelihood for every model (eval/elbo.py)
                            ("nelbo_mean", "-ELBO (nats)", 1), ("nelbo_bits_per_dim", "-ELBO (bits/dim)", 4),
                            # eval.metric_directions.RECONSTRUCTION_METRICS

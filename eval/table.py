@@ -7,7 +7,9 @@ and nested `metrics.json` ({"64": {"vae": {"rmse_mean": ...}}}) for `dvc metrics
 model (METRICS_JSON_COLUMNS), no nulls or strings.
 
 Columns beside the reconstruction metrics: the test -ELBO (`nelbo_mean` in nats per image, `nelbo_bits_per_dim`;
-eval/elbo.py) and, when `evaluate` wrote them, sample metrics (`sample_precision`, `sample_recall`, `fd_*`). A
+eval/elbo.py) and, when `evaluate` wrote them, sample metrics (`sample_precision`, `sample_recall`, `fd_*`), and
+how often the samples are faces relative to the test images (`face_ratio`, `fitted_face_ratio`; `lapcvae
+face-check`, eval/face_check.py). A
 model whose registry entry says reconstructs=False (PixelVAE) has no reconstruction metrics: its summary withholds
 them.
 
@@ -47,12 +49,15 @@ SUMMARY_COLUMNS = ("n_test", "rmse_mean", "rmse_std", "psnr_mean", "ssim_mean", 
                    "fitted_sample_recall", "fitted_fd_embedding",
                    *(metric.summary_column for metric in RECONSTRUCTION_METRICS))
 COST_COLUMNS = ("train_seconds", "images_seen", "network_flops", "optimizer_flops", "train_flops")  # eval.cost
+# eval/face_check.py: how often each prior's samples are faces, over the test split's rate
+FACE_COLUMNS = ("face_ratio", "fitted_face_ratio")
+FACE_CHECK_DIR = "face_check"  # <eval-dir>/<res>/face_check/<model>.json (`lapcvae face-check`)
 # metrics.json (`dvc metrics show`, `dvc exp show`): only the numbers two runs are compared on; table1.csv keeps
 # every column (intervals, seed spreads, tests, the paper's values).
 METRICS_JSON_COLUMNS = ("rmse_mean", "r2_h0_mean", "rate_mean", "nelbo_mean", "nelbo_bits_per_dim",
                         "sample_precision", "sample_recall", "fd_embedding", "fitted_sample_precision",
-                        "fitted_sample_recall", "fitted_fd_embedding", "network_flops", "optimizer_flops",
-                        "train_seconds")
+                        "fitted_sample_recall", "fitted_fd_embedding", *FACE_COLUMNS, "network_flops",
+                        "optimizer_flops", "train_seconds")
 REFERENCES = registry.REFERENCES  # Table 1's reference rows (core/registry.py)
 MIN_SEEDS = 3  # fewer training seeds leave a cross-seed test without power: report it as not testable
 SIGNIFICANCE = 0.05  # family-wise, over every claim tested (Holm)
@@ -69,6 +74,8 @@ CLAIMS = (
     ("LapCVAE keeps more aligned fine detail (R^2 of band h0) than the VAE", "lapcvae", "vae", "r2_h0_mean",
      "higher"),
     ("LapCVAE has a lower test -ELBO than the VAE", "lapcvae", "vae", "nelbo_mean", "lower"),
+    # the paper's sentence "samples sharper than VAE", at its first step: are the N(0, I) prior's samples faces
+    ("LapCVAE's N(0, I) samples are faces more often than the VAE's", "lapcvae", "vae", "face_ratio", "higher"),
     ("LapCVAE beats PCA with as many components as its latent dimensions", "lapcvae", "pca", "rmse_mean",
      "lower"),
     ("M helps: LapCVAE codes images at a lower rate than LapCVAE without M", "lapcvae", "lapcvae_nom",
@@ -81,6 +88,8 @@ CLAIMS = (
      "higher"),
     ("M helps: LapCVAE's samples have a lower Frechet distance than without M", "lapcvae", "lapcvae_nom",
      "fd_embedding", "lower"),
+    ("M helps: LapCVAE's N(0, I) samples are faces more often than without M", "lapcvae", "lapcvae_nom",
+     "face_ratio", "higher"),
 )
 
 
@@ -141,7 +150,8 @@ def per_seed_table(params: Mapping[str, Any], eval_dirs: Sequence[Path], per_ima
     """Long table: one row per (resolution, model or reference, seed) with its summary and training cost.
 
     The training cost (eval.cost: train_seconds, images_seen, train_flops) comes from `cost.json` beside
-    `summary.json` when present; its train_seconds then replaces the summary's.
+    `summary.json` when present; its train_seconds then replaces the summary's. The face check's ratios
+    (eval/face_check.py) come from `<res>/face_check/<model>.json` when present.
     """
     rows = []
     for seed, eval_dir, per_image_dir in zip(seeds, eval_dirs, per_image_dirs, strict=True):
@@ -163,6 +173,10 @@ def per_seed_table(params: Mapping[str, Any], eval_dirs: Sequence[Path], per_ima
                 if cost_path.is_file():
                     cost = read_summary(cost_path)
                     row.update({key: cost.get(key) for key in COST_COLUMNS})
+                faces_path = eval_dir / resolution / FACE_CHECK_DIR / f"{model}.json"
+                if faces_path.is_file():
+                    faces = read_summary(faces_path)
+                    row.update({key: faces.get(key) for key in FACE_COLUMNS})
                 rows.append(row)
     if not rows:
         raise FileNotFoundError(f"no <eval-dir>/<res>/<model>/summary.json in {[str(d) for d in eval_dirs]}: "

@@ -89,12 +89,13 @@ def reruns(jobs: list[Job], changed: set[str]) -> set[str]:
 def test_a_comment_in_a_baseline_reruns_only_that_baselines_jobs(smoke_jobs: list[Job], code_copy: Path) -> None:
     changed = changed_by_comment(smoke_jobs, code_copy, "baselines/vaegan.py")
     # training, the fitted prior and evaluation of the VAE/GAN, at both resolutions; no other model's jobs
-    expected = where(smoke_jobs, lambda job: "vaegan" in (job.wildcards.get("baseline"), job.wildcards.get("model")))
+    expected = where(smoke_jobs, lambda job: job.rule != "face_check"
+                     and "vaegan" in (job.wildcards.get("baseline"), job.wildcards.get("model")))
     assert len(expected) == 6
     assert changed == expected
-    # downstream: what reads its samples or summaries (Table 1, neighbours, figures, the report)
+    # downstream: what reads its samples or summaries (its face check, Table 1, neighbours, figures, the report)
     assert {job.partition(" ")[0] for job in reruns(smoke_jobs, changed) - changed} == {
-        "table", "neighbours", "figures", "report"}
+        "face_check", "table", "neighbours", "figures", "report"}
 
 
 def test_a_comment_in_the_figures_reruns_only_the_figures(smoke_jobs: list[Job], code_copy: Path) -> None:
@@ -103,20 +104,28 @@ def test_a_comment_in_the_figures_reruns_only_the_figures(smoke_jobs: list[Job],
     assert reruns(smoke_jobs, changed) == changed | {"report"}  # the report shows the figures
 
 
+def test_a_comment_in_the_face_check_reruns_only_the_face_checks(smoke_jobs: list[Job], code_copy: Path) -> None:
+    changed = changed_by_comment(smoke_jobs, code_copy, "eval/face_check.py")
+    assert changed == where(smoke_jobs, lambda job: job.rule == "face_check")
+    assert len(changed) == 13  # every evaluated model at both resolutions, PixelVAE at 64 px
+    assert reruns(smoke_jobs, changed) - changed == {"table", "report"}
+
+
 def test_a_comment_in_core_reruns_the_jobs_that_import_the_file(smoke_jobs: list[Job], code_copy: Path) -> None:
     # Every command writes through core/atomic.py: every job imports it.
     assert changed_by_comment(smoke_jobs, code_copy, "core/atomic.py") == where(smoke_jobs, lambda job: True)
     # core/device.py is imported by the commands that choose a device, not by data preparation, the study's
-    # export or the reference rows (which run on the CPU).
+    # export, the reference rows or the face check (which run on the CPU).
     device = changed_by_comment(smoke_jobs, code_copy, "core/device.py")
     assert device == where(smoke_jobs, lambda job: job.rule not in ("generate_faces", "prepare", "export_study",
-                                                                     "references"))
+                                                                     "references", "face_check"))
 
 
 def test_a_comment_in_a_study_reruns_no_job_of_the_default_dag(smoke_jobs: list[Job], code_copy: Path) -> None:
     assert changed_by_comment(smoke_jobs, code_copy, "studies/tuning.py") == set()
     assert changed_by_comment(smoke_jobs, code_copy, "baselines/pixelvae.py") == where(
-        smoke_jobs, lambda job: "pixelvae" in (job.wildcards.get("baseline"), job.wildcards.get("model")))
+        smoke_jobs, lambda job: job.rule != "face_check"
+        and "pixelvae" in (job.wildcards.get("baseline"), job.wildcards.get("model")))
 
 
 def test_lapcvaes_learning_rate_retrains_lapcvae_only(smoke_jobs: list[Job]) -> None:

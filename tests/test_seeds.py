@@ -62,7 +62,8 @@ def test_three_seeds_train_every_model_three_times_and_table1_reads_all_of_them(
     runs = [registry.models_at(params, res) for res in params["data"]["resolutions"]]
     models = sum(len(names) for names in runs)
     one_job = sum(len(set(registry.trained_by(registry.TRAIN_ONE_JOB)) & set(names)) for names in runs)
-    single = {"train_level": 2 * levels - n_res, "train_baseline": one_job, "retrain_m": n_res, "evaluate": models}
+    single = {"train_level": 2 * levels - n_res, "train_baseline": one_job, "retrain_m": n_res, "evaluate": models,
+              "face_check": models}
     first = job_counts(dry_run("config/smoke.yaml"))
     for rule, count in single.items():
         assert first[rule] == count, f"{rule}: a one-seed run's jobs"

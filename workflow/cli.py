@@ -27,10 +27,11 @@ COMMANDS = {
     "sample": ("sample:sample_main", "sample images from any checkpoint"),
     "partial-sample": ("sample:partial_sample_main", "keep an image's coarse LapCVAE levels, sample the rest"),
     "fit-prior": ("prior:fit_prior_main", "fit a Gaussian prior to a model's training-split posterior means"),
-    # workflow/commands/evaluate.py, protocol.py, editing.py, study.py
+    # workflow/commands/evaluate.py, faces.py, protocol.py, editing.py, study.py
     "evaluate": ("evaluate:evaluate_main", "per-image metrics, reconstructions and samples of one model"),
     "sample-embedding": ("evaluate:sample_embedding_main", "fit the sample-quality embedding on the training split "
                          "and score training images as the real-image reference"),
+    "face-check": ("faces:face_check_main", "whether a model's prior samples are faces (OpenCV's face detector)"),
     "references": ("protocol:references_main", "Table 1's reference rows: mean face, PCA, LapCVAE's coarsest level"),
     "training-cost": ("protocol:training_cost_main", "training time, images seen and training FLOPs of one model"),
     "tune": ("protocol:tune_main", "tune every model's regularisation weights on the validation split"),

@@ -65,6 +65,30 @@ rule evaluate:
         " {params.prior_args:q} > {log:q} 2>&1"
 
 
+
+# Whether each model's samples are faces (eval/face_check.py), the N(0, I) prior's and, where `evaluate` drew
+# them beside samples.npy, the fitted prior's (samples_fitted.npy). In a folder of its own: `evaluate`'s model
+# folder is one DVC output.
+rule face_check:
+    conda:
+        CONDA_ENV
+    input:
+        samples=f"{SEED_RESULTS}/eval/{{res}}/{{model}}/samples.npy",
+        test=f"{PREP}/{{res}}/test.npy",
+    output:
+        faces=f"{SEED_RESULTS}/eval/{{res}}/face_check/{{model}}.json",
+    log:
+        "logs{seed_path}/face_check_{res}_{model}.log",
+    params:
+        fingerprint=fingerprint_of("face_check"),
+    threads: RESOURCES["eval"]["threads"]
+    resources:
+        **EVAL_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} lapcvae face-check --params $LAPCVAE_PARAMS"
+        " --res {wildcards.res:q} --test {input.test:q} --samples {input.samples:q} --out {output.faces:q}"
+        " > {log:q} 2>&1"
+
 rule table:
     conda:
         CONDA_ENV
@@ -80,6 +104,8 @@ rule table:
                             name=SEED_REFERENCES),
                     *expand(f"{RESULTS}/eval/{{res}}/{SAMPLE_REFERENCE}/summary.json", res=RES)],
         costs=[f"{results}/eval/{res}/{model}/cost.json" for results in RUNS.values() for res in RES
+               for model in models_at(config, res)],
+        faces=[f"{results}/eval/{res}/face_check/{model}.json" for results in RUNS.values() for res in RES
                for model in models_at(config, res)],
         spectra=expand(f"{RESULTS}/eval/{{res}}/pca/spectrum.npy", res=RES),
     output:
