@@ -81,11 +81,12 @@ rule face_check:
         "logs{seed_path}/face_check_{res}_{model}.log",
     params:
         fingerprint=fingerprint_of("face_check"),
+        seed_params=seed_params,
     threads: RESOURCES["eval"]["threads"]
     resources:
         **EVAL_RESOURCES,
     shell:
-        "OMP_NUM_THREADS={threads} lapcvae face-check --params $LAPCVAE_PARAMS"
+        "OMP_NUM_THREADS={threads} lapcvae face-check --params $LAPCVAE_PARAMS {params.seed_params:q}"
         " --res {wildcards.res:q} --test {input.test:q} --samples {input.samples:q} --out {output.faces:q}"
         " > {log:q} 2>&1"
 
