@@ -51,6 +51,12 @@ def _parse(path: Path, mtime_ns: int, size: int) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
+@functools.cache
+def _all_nodes(path: Path, mtime_ns: int, size: int) -> tuple[ast.AST, ...]:
+    """Every node of a module, walked once for both its imports and its strings."""
+    return tuple(ast.walk(_parse(path, mtime_ns, size)))
+
+
 def _module_imports(path: Path, module: str) -> frozenset[str]:
     """What `_imported_names` finds in the whole of `module` (its file `path`), read once per version of the file:
     a DAG build asks for each module once per job it fingerprints."""
@@ -60,7 +66,7 @@ def _module_imports(path: Path, module: str) -> frozenset[str]:
 
 @functools.cache
 def _whole_module_imports(path: Path, module: str, mtime_ns: int, size: int) -> frozenset[str]:
-    return frozenset(_imported_names(ast.walk(_parse(path, mtime_ns, size)), module, path.name == "__init__.py"))
+    return frozenset(_imported_names(_all_nodes(path, mtime_ns, size), module, path.name == "__init__.py"))
 
 
 def _module_strings(path: Path) -> frozenset[str]:
@@ -71,7 +77,7 @@ def _module_strings(path: Path) -> frozenset[str]:
 
 @functools.cache
 def _strings(path: Path, mtime_ns: int, size: int) -> frozenset[str]:
-    return frozenset(node.value for node in ast.walk(_parse(path, mtime_ns, size))
+    return frozenset(node.value for node in _all_nodes(path, mtime_ns, size)
                      if isinstance(node, ast.Constant) and isinstance(node.value, str))
 
 
