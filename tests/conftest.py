@@ -43,6 +43,9 @@ from workflow.pipeline import levels, training_checkpoints
 
 # The tests train tiny models: one thread avoids oversubscribing small CPUs (30x faster on 2 busy cores).
 torch.set_num_threads(1)
+# The commands the tests start (hundreds of `lapcvae` jobs, Snakemake and DVC, many in fresh copies of the
+# repository) compile each module once and reuse the bytecode, as in a default environment, instead of at every start.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -51,6 +51,36 @@ def _parse(path: Path, mtime_ns: int, size: int) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
+@functools.cache
+def _all_nodes(path: Path, mtime_ns: int, size: int) -> tuple[ast.AST, ...]:
+    """Every node of a module, walked once for both its imports and its strings."""
+    return tuple(ast.walk(_parse(path, mtime_ns, size)))
+
+
+def _module_imports(path: Path, module: str) -> frozenset[str]:
+    """What `_imported_names` finds in the whole of `module` (its file `path`), read once per version of the file:
+    a DAG build asks for each module once per job it fingerprints."""
+    stat = path.stat()
+    return _whole_module_imports(path, module, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _whole_module_imports(path: Path, module: str, mtime_ns: int, size: int) -> frozenset[str]:
+    return frozenset(_imported_names(_all_nodes(path, mtime_ns, size), module, path.name == "__init__.py"))
+
+
+def _module_strings(path: Path) -> frozenset[str]:
+    """The string literals of a module, read once per version of its file."""
+    stat = path.stat()
+    return _strings(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _strings(path: Path, mtime_ns: int, size: int) -> frozenset[str]:
+    return frozenset(node.value for node in _all_nodes(path, mtime_ns, size)
+                     if isinstance(node, ast.Constant) and isinstance(node.value, str))
+
+
 def _imported_names(nodes: Iterable[ast.AST], module: str, is_package: bool) -> set[str]:
     """Dotted names the import statements, and module-naming string literals, among `nodes` may import."""
     names: set[str] = set()
@@ -101,21 +131,31 @@ def _entry_nodes(tree: ast.Module, function: str) -> list[ast.AST]:
     return nodes
 
 
-def _repository_modules(names: Iterable[str], root: Path) -> set[str]:
-    return {parent for name in names for parent in _parents(name) if module_path(parent, root) is not None}
+def _repository_modules(names: Iterable[str], root: Path, known: dict[str, bool] | None = None) -> set[str]:
+    """The repository modules among `names` and their parent packages; `known` remembers, for one traversal, which
+    names are repository modules (the same third-party names come up in most modules)."""
+    known = {} if known is None else known
+    found: set[str] = set()
+    for name in names:
+        for parent in _parents(name):
+            if parent not in known:
+                known[parent] = module_path(parent, root) is not None
+            if known[parent]:
+                found.add(parent)
+    return found
 
 
 def _data_files(path: Path) -> set[Path]:
     """Non-Python files beside a module whose names the module spells as a string."""
-    strings = {node.value for node in ast.walk(_tree(path)) if isinstance(node, ast.Constant)
-               and isinstance(node.value, str)}
+    strings = _module_strings(path)
     return {sibling for sibling in path.parent.iterdir()
             if sibling.is_file() and sibling.suffix not in (".py", ".pyc") and sibling.name in strings}
 
 
 def module_closure(modules: Iterable[str], root: Path = REPO_ROOT) -> set[Path]:
     """The files of `modules` and of every repository module they import, transitively, whole modules."""
-    todo = sorted(_repository_modules(modules, root))
+    known: dict[str, bool] = {}
+    todo = sorted(_repository_modules(modules, root, known))
     seen: set[str] = set()
     while todo:
         module = todo.pop()
@@ -124,8 +164,8 @@ def module_closure(modules: Iterable[str], root: Path = REPO_ROOT) -> set[Path]:
         seen.add(module)
         path = module_path(module, root)
         assert path is not None
-        names = _imported_names(ast.walk(_tree(path)), module, path.name == "__init__.py")
-        todo += sorted(_repository_modules(names, root) - seen)
+        names = _module_imports(path, module)
+        todo += sorted(_repository_modules(names, root, known) - seen)
     files = {module_path(module, root) for module in seen}
     return {path for path in files if path is not None} | {data for path in list(files) if path is not None
                                                              for data in _data_files(path)}
