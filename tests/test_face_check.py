@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from core.params import load_params
+from core.registry import TRAINING_IMAGES
 from data.faces import draw_face
 from data.prepare import resize
 from eval.face_check import face_rate, face_summary, faces_found
 from eval.table import FACE_CHECK_DIR, per_seed_table
-from workflow.commands.faces import FITTED_SAMPLES, face_check_main
+from workflow.commands.faces import FITTED_SAMPLES, MEAN_FACE, face_check_main, face_check_references_main
 
 SETTINGS = load_params()["eval"]["face_check"]
 SIZE = 64
@@ -89,3 +90,18 @@ def test_the_command_checks_both_priors_and_the_table_carries_their_ratios(faces
     table = per_seed_table(params, [tmp_path / "eval"], [tmp_path / "per_image"], [0]).set_index("model")
     assert table.loc["vae", "face_ratio"] == pytest.approx(expected["face_ratio"])
     assert table.loc["vae", "fitted_face_ratio"] == pytest.approx(expected["fitted_face_ratio"])
+
+
+def test_the_reference_rows_real_faces_read_about_one_and_the_mean_face_is_found(faces: np.ndarray,
+                                                                                 tmp_path: Path) -> None:
+    np.save(tmp_path / "train.npy", faces[:40])
+    np.save(tmp_path / "test.npy", faces[40:])
+    face_check_references_main(["--res", str(SIZE), "--train", str(tmp_path / "train.npy"), "--test",
+                                str(tmp_path / "test.npy"), "--out-dir", str(tmp_path / FACE_CHECK_DIR)])
+    real = json.loads((tmp_path / FACE_CHECK_DIR / f"{TRAINING_IMAGES}.json").read_text())
+    mean = json.loads((tmp_path / FACE_CHECK_DIR / f"{MEAN_FACE}.json").read_text())
+    test_rate = face_rate(faces[40:], SETTINGS)
+    # eval.samples is above 40: every training image is checked, against the 20 test images
+    assert real["face_rate"] == pytest.approx(face_rate(faces[:40], SETTINGS))
+    assert real["face_ratio"] == pytest.approx(real["face_rate"] / test_rate)
+    assert mean["face_rate"] == 1.0 and mean["face_ratio"] == pytest.approx(1 / test_rate)

@@ -71,7 +71,7 @@ def test_three_seeds_train_every_model_three_times_and_table1_reads_all_of_them(
     # Data, split, the data-only references, figures, neighbours, editing and the study stay single.
     for rule in ("generate_faces", "prepare", "table", "report", "export_study"):
         assert counts[rule] == 1
-    for rule in ("references", "figures", "neighbours", "edit_coarse"):
+    for rule in ("references", "face_check_references", "figures", "neighbours", "edit_coarse"):
         assert counts[rule] == n_res
     assert counts["seed_references"] == 2 * n_res  # LapCVAE's coarsest level alone, for seeds 1 and 2
     # The first seed's files are where they always were; the others under results/seeds/{seed}/.

@@ -32,6 +32,8 @@ COMMANDS = {
     "sample-embedding": ("evaluate:sample_embedding_main", "fit the sample-quality embedding on the training split "
                          "and score training images as the real-image reference"),
     "face-check": ("faces:face_check_main", "whether a model's prior samples are faces (OpenCV's face detector)"),
+    "face-check-references": ("faces:face_check_references_main", "the face check of real training images and the "
+                              "mean face, Table 1's reference rows"),
     "references": ("protocol:references_main", "Table 1's reference rows: mean face, PCA, LapCVAE's coarsest level"),
     "training-cost": ("protocol:training_cost_main", "training time, images seen and training FLOPs of one model"),
     "tune": ("protocol:tune_main", "tune every model's regularisation weights on the validation split"),

@@ -2,6 +2,7 @@
 # neighbours, figures.
 
 SAMPLE_REFERENCE = TRAINING_IMAGES  # core/registry.py: the real-image reference row
+FACE_CHECK_REFERENCES = [SAMPLE_REFERENCE, "mean_face"]  # the reference rows whose sets the face check sees
 
 
 # The embedding every sample of a resolution is scored in (eval/sample_quality.py), fitted on the training split
@@ -90,6 +91,28 @@ rule face_check:
         " --res {wildcards.res:q} --test {input.test:q} --samples {input.samples:q} --out {output.faces:q}"
         " > {log:q} 2>&1"
 
+
+# The same check of the reference rows' sets: real training images and the mean face (computed once, first seed).
+rule face_check_references:
+    conda:
+        CONDA_ENV
+    input:
+        train=f"{PREP}/{{res}}/train.npy",
+        test=f"{PREP}/{{res}}/test.npy",
+    output:
+        faces=expand(f"{RESULTS}/eval/{{{{res}}}}/face_check/{{name}}.json", name=FACE_CHECK_REFERENCES),
+    log:
+        "logs/face_check_references_{res}.log",
+    params:
+        out_dir=folder("output", "faces"),
+        fingerprint=fingerprint_of("face_check_references"),
+    threads: RESOURCES["eval"]["threads"]
+    resources:
+        **EVAL_RESOURCES,
+    shell:
+        "OMP_NUM_THREADS={threads} lapcvae face-check-references --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
+        " --train {input.train:q} --test {input.test:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
 rule table:
     conda:
         CONDA_ENV
@@ -106,8 +129,9 @@ rule table:
                     *expand(f"{RESULTS}/eval/{{res}}/{SAMPLE_REFERENCE}/summary.json", res=RES)],
         costs=[f"{results}/eval/{res}/{model}/cost.json" for results in RUNS.values() for res in RES
                for model in models_at(config, res)],
-        faces=[f"{results}/eval/{res}/face_check/{model}.json" for results in RUNS.values() for res in RES
-               for model in models_at(config, res)],
+        faces=[*(f"{results}/eval/{res}/face_check/{model}.json" for results in RUNS.values() for res in RES
+                 for model in models_at(config, res)),
+               *expand(f"{RESULTS}/eval/{{res}}/face_check/{{name}}.json", res=RES, name=FACE_CHECK_REFERENCES)],
         spectra=expand(f"{RESULTS}/eval/{{res}}/pca/spectrum.npy", res=RES),
     output:
         table=report(f"{RESULTS}/metrics/table1.csv", caption="../report/table1.rst", category="Table 1"),
