@@ -262,7 +262,8 @@ def results_block(metrics_dir: Path, eval_dir: Path, params: Mapping[str, Any], 
 # (column, header, cell format) of the summary a README shows: what each model is for, side by side
 SUMMARY_COLUMNS = (("fitted_fd_embedding", "FD of fitted-prior samples", 2),
                    ("face_ratio", "faces N(0, I) (x test)", 2), ("fitted_face_ratio", "faces fitted (x test)", 2),
-                   ("nelbo_bits_per_dim", "-ELBO (bits/dim)", 3), ("network_flops", "network FLOPs", None))
+                   ("nelbo_bits_per_dim", "-ELBO (bits/dim)", 3), ("network_flops", "network FLOPs", None),
+                   ("optimizer_flops", "optimizer FLOPs", None))
 # The reference rows a summary keeps (not a seed's own): the mean face (no model) and PCA (the best linear code)
 SUMMARY_REFERENCES = tuple(name for name in RECONSTRUCTION_REFERENCES if name not in SEED_REFERENCES)
 
@@ -294,7 +295,7 @@ def summary_block(metrics_dir: Path, label: str, cpu: str, full: str) -> str:
         "Frechet distance of samples from the prior fitted to the training posteriors (in the training split's "
         "embedding" + (f"; real training images score {real_scores}" if real_scores else "")
         + "), how often a face detector finds a face in the samples of each prior relative to the test images "
-        "(N(0, I) and fitted), the test -ELBO and the network's training FLOPs.", "",
+        "(N(0, I) and fitted), the test -ELBO and the training FLOPs of the network and of the optimizer.", "",
         *markdown_table(["res", "model", "RMSE", "RMSE / PCA", *[header for _, header, _ in columns]], rows), "",
         f"Claims, tested across seeds with Holm's correction over all {len(claims)}: {counted}"
         + (f" (contradicted: {contradicted})" if contradicted else "") + f". Everything else: [{full}]({full}).",
