@@ -67,8 +67,9 @@ def face_rate(images: np.ndarray, settings: Mapping[str, Any]) -> float:
 
 def face_summary(sample_sets: Mapping[str, np.ndarray], test_images: np.ndarray,
                  settings: Mapping[str, Any]) -> dict[str, float]:
-    """faces.json's numbers: the test split's face rate and, per sample set (key prefix "" for the N(0, I)
-    prior's samples, "fitted_" for the fitted prior's), its face rate and its ratio to the test split's."""
+    """The numbers of results/eval/{res}/face_check/{model}.json: the test split's face rate and, per sample set
+    (key prefix "" for the N(0, I) prior's samples, "fitted_" for the fitted prior's), its face rate and its ratio
+    to the test split's."""
     test_rate = face_rate(test_images, settings)
     if test_rate == 0:
         raise ValueError("face check: the detector finds no face in the test split, so no ratio can be formed; "
