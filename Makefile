@@ -9,8 +9,21 @@ export PATH := $(abspath $(BIN)):$(PATH)
 .PHONY: setup run smoke test test-fast lint dvc-check bench bench-gpu clean
 
 # The venv is (re)installed whenever pyproject.toml changes; torch 2.14.1 / torchvision 0.29.1 are pinned there.
+# Their first install needs about 6 GiB in the venv and room to unpack: refused up front, naming the cause, rather
+# than pip's "No space left on device" halfway through.
+SETUP_FREE_GIB ?= 8
+define DISK_CHECK
+import importlib.util, shutil, sys
+venv, needed = sys.argv[1], float(sys.argv[2])
+free = shutil.disk_usage(venv).free / 2**30
+if importlib.util.find_spec("torch") is None and free < needed:
+    sys.exit(f"make setup: {free:.1f} GiB free where {venv} lies, and installing torch there needs about {needed:g} GiB; "
+             "free some space (or set SETUP_FREE_GIB if you know it needs less) and run make again")
+endef
+export DISK_CHECK
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "$$DISK_CHECK" $(VENV) $(SETUP_FREE_GIB)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --editable '.[test]'
 	@rm -f $(VENV)/.installed-* && touch $@

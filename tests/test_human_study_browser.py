@@ -67,6 +67,13 @@ def wait_for(condition, what: str, timeout: float = 10.0):
     pytest.fail(f"timed out waiting for {what}")
 
 
+def finished(download: Path) -> bool:
+    """Whether Chromium has written `download`: it reserves the name with an empty file, writes a .crdownload
+    beside it and renames that over the name when done."""
+    partials = list(download.parent.glob("*.crdownload"))
+    return download.is_file() and download.stat().st_size > 0 and not partials
+
+
 def test_study_page_in_headless_chromium(study: Path, browser: tuple, tmp_path: Path) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -147,7 +154,7 @@ def test_study_page_in_headless_chromium(study: Path, browser: tuple, tmp_path: 
     assert presented == order[0] + order[1], "pairs appear in the participant's seeded order"
 
     download = downloads / "responses_p1.csv"
-    wait_for(download.is_file, f"the download {download}")
+    wait_for(lambda: finished(download), f"the download {download}")
     with download.open(newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["pair_id"] for row in rows] == presented, "every pair answered once, in the order shown"
