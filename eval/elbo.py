@@ -27,9 +27,12 @@ bits per dimension = nats / (D ln 2).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
+
+if TYPE_CHECKING:  # only annotates: the tables come from eval.metrics
+    import pandas as pd
 
 PIXEL_LEVELS = 255  # 8-bit images: values k / 255
 NELBO_COLUMNS = ("nelbo", "nelbo_kl", "nelbo_distortion")  # per image, nats

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-import pandas as pd
+if TYPE_CHECKING:  # only annotates: training jobs import this module and make no table
+    import pandas as pd
 
 LOWER, HIGHER, NEAR_ONE = "lower", "higher", "closer to 1"
 
@@ -67,7 +68,7 @@ BETTER: dict[str, str] = {
 
 SYMBOLS = {LOWER: "↓", HIGHER: "↑", NEAR_ONE: "→1"}  # shown beside a ranked column's header
 
-Values = TypeVar("Values", float, pd.Series)
+Values = TypeVar("Values", float, "pd.Series")
 
 
 def badness(values: Values, direction: str) -> Values:

@@ -22,10 +22,9 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,6 +35,9 @@ from data.arrays import load_image_array
 from eval.elbo import NELBO_COLUMNS, negative_elbo
 from eval.metric_directions import RECONSTRUCTION_METRICS
 from models.pyramid import laplacian_pyramid
+
+if TYPE_CHECKING:  # imported where a table is made: training jobs, which import this module, never make one
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -259,6 +261,8 @@ def evaluate_model(
             for name, values in terms.items():
                 columns[name].append(values)
             reconstructions[start:start + len(reference)] = to_uint8(reconstruction)
+    import pandas as pd
+
     table = pd.DataFrame({name: torch.cat(values).double().numpy() for name, values in columns.items()})
     table.insert(0, "image", np.arange(len(test_images)))
     return table

@@ -1,18 +1,20 @@
 """Test-wide settings, and the smoke-scale study that the end-to-end tests share (run once per session).
 
-The whole DAG at smoke scale costs minutes on 2 cores (about 60 jobs, each starting Python and torch), so the
-slow tests share two runs instead of each making their own:
+The whole DAG at smoke scale costs minutes on 2 cores (about 85 jobs, each starting Python and torch), so the
+slow tests share one study instead of each making their own:
 - `smoke_run`: `snakemake --cores 2` in a copy of the repository, killed (SIGKILL, whole process group) in the
   middle of training and then run again with the same command, to completion. The kill-and-resume test checks
   what the kill left and the resumed weights; the adding-a-model test starts its copy from this study's files.
-  `smoke_dvc_repro`: `dvc repro` right after, in a copy of that finished study, so that its 27 stages (one
-  Snakemake start each, one after another on one core) run beside the tests that read `smoke_run`.
-- `dvc_run`: `dvc repro` from scratch in another copy, at 64 px only (DVC_OVERRIDES). DVC runs its stages one
-  after another, mostly on one core, so when a session needs both runs it starts DVC's in the background while
-  Snakemake's runs.
-Both start in the background when the session starts (`_studies_in_background`), and the tests that read them
-run last (`pytest_collection_modifyitems`): the other tests, one thread each, run on the cores the studies'
-mostly one-thread jobs leave free, instead of waiting for them or leaving a core idle.
+- `smoke_dvc_repro`: `dvc repro` of the training stages (DVC_TRAINING_STAGES) right after, in a copy of that
+  finished study, beside the tests that read `smoke_run`. The training stages are where DVC redoing Snakemake's
+  work would cost; every stage runs the same command wrapper, and `workflow.dvc_check` holds every stage's deps and
+  outs equal to the Snakemake DAG (tests/test_dvc.py), so the other stages' Snakemake starts (about 3 s each, one
+  after another) would add minutes and no check.
+The study starts in the background when the session starts (`_studies_in_background`), and the tests that read it
+run last (`pytest_collection_modifyitems`): the other tests, one thread each, run on the cores the study's
+mostly one-thread jobs leave free, instead of waiting for it or leaving a core idle. DVC's run from scratch is a
+test of its own on one light branch (tests/test_end_to_end.py): DVC's stage commands are the Snakemake targets the
+whole study runs, so building all of them from scratch again would only repeat Snakemake's work.
 """
 
 from __future__ import annotations
@@ -90,12 +92,6 @@ def copy_repository(destination: Path) -> Path:
     return destination
 
 
-# DVC's from-scratch run builds the smoke study at 64 px only: its stages are templated over data.resolutions,
-# so this is the same dvc.yaml with half the stages. Snakemake's run (both resolutions) checks everything DVC
-# does at 128 px in `dvc repro` right after it; the 64 px weights are the ones the kill interrupts.
-DVC_OVERRIDES = {"data": {"resolutions": [64]}, "human_study": {"resolution": 64}}
-
-
 def smoke_params(overrides: dict | None = None) -> dict:
     """The smoke params (config/smoke.yaml over params.yaml), with `overrides` merged over them."""
     return deep_merge(load_params("config/smoke.yaml"), overrides or {})
@@ -148,6 +144,11 @@ def headless_chromium(profile: Path, width: int, height: int, downloads: Path | 
         driver.quit()
 
 
+# `dvc repro`'s targets over Snakemake's finished study: every resolution's training stage (their upstream, the
+# data's two stages, come with them).
+DVC_TRAINING_STAGES = [f"train@{res}" for res in smoke_params()["data"]["resolutions"]]
+
+
 @dataclass
 class SmokeRun:
     """A smoke study Snakemake built after a SIGKILL in the middle of training, and what the kill left."""
@@ -156,55 +157,19 @@ class SmokeRun:
     report_before_rerun: bool  # the report existed when the kill came (the run finished too early to test)
     locks_after_kill: int  # Snakemake lock files the killed run left
     rerun_output: str  # what the same command printed the second time
+    trained_after_kill: list[str]  # the training checkpoints that were not written when the kill came
 
 
 @dataclass
 class SmokeDvcRepro:
-    """`dvc repro` right after Snakemake's study, in a copy of it (tests/test_end_to_end.py checks that it trains
-    nothing again): what it printed, and the SHA-256 of each training checkpoint before and after it."""
+    """`dvc repro` of the training stages right after Snakemake's study, in a copy of it (tests/test_end_to_end.py
+    checks that it trains nothing again): what it printed, and the SHA-256 of each training checkpoint before and
+    after it."""
 
     root: Path
     output: str
     checkpoints_before: dict[str, str]
     checkpoints_after: dict[str, str]
-
-
-@dataclass
-class DvcStart:
-    root: Path
-    process: subprocess.Popen
-    log: Path
-
-
-def _start_dvc(root: Path) -> DvcStart:
-    log = root.parent / f"{root.name}.dvc-repro.log"
-    with log.open("w") as handle:
-        process = subprocess.Popen(["dvc", "repro"], cwd=root, env=ENV, stdout=handle, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    return DvcStart(root, process, log)
-
-
-@pytest.fixture(scope="session")
-def dvc_start(tmp_path_factory: pytest.TempPathFactory):
-    """`dvc repro` from scratch in its own smoke copy, started (not awaited); killed if the session ends first."""
-    started = _start_dvc(smoke_copy(tmp_path_factory.mktemp("dvc"), DVC_OVERRIDES))
-    yield started
-    if started.process.poll() is None:
-        os.killpg(started.process.pid, signal.SIGKILL)
-        started.process.wait()
-
-
-@pytest.fixture(scope="session")
-def dvc_run(dvc_start: DvcStart) -> Path:
-    """The smoke study at 64 px as `dvc repro` builds it from scratch (14 stages, one Snakemake start each)."""
-    try:
-        dvc_start.process.wait(timeout=2700)
-    except subprocess.TimeoutExpired:
-        os.killpg(dvc_start.process.pid, signal.SIGKILL)
-        dvc_start.process.wait()
-    output = dvc_start.log.read_text()
-    assert dvc_start.process.returncode == 0, f"dvc repro:\n{output[-6000:]}"
-    return dvc_start.root
 
 
 class _SmokeStart:
@@ -265,15 +230,16 @@ class _SmokeStart:
         process.wait()
         report_before_rerun = (root / "results/report.html").exists()
         locks = len(list((root / ".snakemake/locks").glob("*.lock")))
+        unwritten = [path for path in training_checkpoints(params) if not (root / path).exists()]
         # As a user would: the same command again, no `--unlock` (the killed run's lock is removed as stale).
         rerun_output = self._output("snakemake", "--cores", CORES)
-        return SmokeRun(root, report_before_rerun, locks, rerun_output)
+        return SmokeRun(root, report_before_rerun, locks, rerun_output, unwritten)
 
     def _dvc_repro(self, copy: Path) -> SmokeDvcRepro:
         """DVC's first run in the copy of the finished study (copytree keeps modification times)."""
         params = smoke_params()
         before = checkpoint_hashes(copy, params)
-        output = self._output("dvc", "repro", cwd=copy)
+        output = self._output("dvc", "repro", *DVC_TRAINING_STAGES, cwd=copy)
         return SmokeDvcRepro(copy, output, before, checkpoint_hashes(copy, params))
 
     def stop(self) -> None:
@@ -304,11 +270,11 @@ def smoke_dvc_repro(smoke_start: _SmokeStart) -> SmokeDvcRepro:
     return smoke_start.dvc_result.result(timeout=3600)
 
 
-# The shared studies, the fixtures that start them in the background (DVC's from-scratch run first: its stages
-# run one after another, so it takes longer), and the order the tests that read them run in: last, when each is
-# ready (Snakemake's study first; `dvc repro` after it, in its copy, runs beside the tests that read it).
-STUDIES = {"dvc_run": "dvc_start", "smoke_run": "smoke_start", "smoke_dvc_repro": "smoke_start"}
-READ_ORDER = {"smoke_run": 1, "dvc_run": 2, "smoke_dvc_repro": 3}
+# The shared studies, the fixtures that start them in the background, and the order the tests that read them run
+# in: last, when each is ready (Snakemake's study first; `dvc repro` after it, in its copy, runs beside the tests
+# that read it).
+STUDIES = {"smoke_run": "smoke_start", "smoke_dvc_repro": "smoke_start"}
+READ_ORDER = {"smoke_run": 1, "smoke_dvc_repro": 2}
 
 
 def _read_order(item: pytest.Item) -> int:

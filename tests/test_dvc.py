@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ENV, REPO, copy_repository, run_command
+from conftest import ENV, REPO, SmokeDvcRepro, copy_repository, run_command
 from test_training import SETTINGS as TRAINING
 from test_training import level_trainable, train_images
 
@@ -103,15 +103,17 @@ def test_the_check_names_each_kind_of_drift(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_metrics_and_plots_of_the_smoke_run_read_without_warnings(dvc_run: Path, tmp_path: Path) -> None:
-    """`dvc metrics show` on the smoke DVC run: no load warning, each model's RMSE as Table 1 has it and only
-    numbers; `dvc plots show`: a page with a line plot over steps for every training-curve table."""
-    shown = run_command("dvc", "metrics", "show", cwd=dvc_run)
+def test_metrics_and_plots_of_the_smoke_run_read_without_warnings(smoke_dvc_repro: SmokeDvcRepro,
+                                                                   tmp_path: Path) -> None:
+    """`dvc metrics show` on the smoke study DVC recorded: no load warning, each model's RMSE as Table 1 has it and
+    only numbers; `dvc plots show`: a page with a line plot over steps for every training-curve table."""
+    root = smoke_dvc_repro.root
+    shown = run_command("dvc", "metrics", "show", cwd=root)
     assert "failed to load" not in shown.lower() and "warning" not in shown.lower(), shown
     assert "rmse_mean" in shown
-    (workspace,) = json.loads(run_command("dvc", "metrics", "show", "--json", cwd=dvc_run)).values()
+    (workspace,) = json.loads(run_command("dvc", "metrics", "show", "--json", cwd=root)).values()
     values = workspace["data"]["results/metrics/metrics.json"]["data"]
-    table = pd.read_csv(dvc_run / "results/metrics/table1.csv")
+    table = pd.read_csv(root / "results/metrics/table1.csv")
     reconstructing = table.dropna(subset=["rmse_mean"])
     assert {"vae", "lapcvae", "vaegan"} <= set(reconstructing["model"])
     for row in reconstructing.itertuples():
@@ -119,13 +121,13 @@ def test_metrics_and_plots_of_the_smoke_run_read_without_warnings(dvc_run: Path,
     assert all(isinstance(value, float) for models in values.values() for numbers in models.values()
                for value in numbers.values())
 
-    plotted = run_command("dvc", "plots", "show", "-o", str(tmp_path / "plots"), cwd=dvc_run)
+    plotted = run_command("dvc", "plots", "show", "-o", str(tmp_path / "plots"), cwd=root)
     assert "failed to load" not in plotted.lower() and "warning" not in plotted.lower(), plotted
     page = (tmp_path / "plots" / "index.html").read_text()
-    curves = sorted((dvc_run / "results/curves").rglob("*.csv"))
-    assert {"vae", "lapcvae", "vaegan"} <= {path.relative_to(dvc_run / "results/curves").parts[1] for path in curves}
+    curves = sorted((root / "results/curves").rglob("*.csv"))
+    assert {"vae", "lapcvae", "vaegan"} <= {path.relative_to(root / "results/curves").parts[1] for path in curves}
     for path in curves:  # each one a plot of its own, its term over the steps
-        assert path.relative_to(dvc_run).as_posix() in page, path
+        assert path.relative_to(root).as_posix() in page, path
     assert '"field": "step"' in page and '"field": "kl"' in page
 
 

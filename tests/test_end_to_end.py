@@ -1,8 +1,8 @@
-"""The whole study at smoke scale, through Snakemake and through DVC (the runs are shared: tests/conftest.py).
+"""The whole study at smoke scale, through Snakemake and through DVC (the study is shared: tests/conftest.py).
 
-One copy runs `snakemake`, is killed in the middle of training and run again; another runs `dvc repro` from
-scratch, at 64 px only (conftest.DVC_OVERRIDES). Both must produce complete artefacts and the same weights where
-both trained them (64 px, where the kill comes); neither tool may redo the other's work.
+One copy runs `snakemake`, is killed in the middle of training and run again: it must produce complete artefacts,
+and the checkpoints it wrote after the kill the same weights as an uninterrupted run. `dvc repro` right after it, in
+a copy, must record the study without redoing it; `dvc repro` from scratch builds a light branch of the pipeline.
 """
 
 from __future__ import annotations
@@ -15,18 +15,25 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import DVC_OVERRIDES, SmokeDvcRepro, SmokeRun, checkpoint_hashes, run_command, smoke_params
+from conftest import (
+    CORES,
+    DVC_TRAINING_STAGES,
+    SmokeDvcRepro,
+    SmokeRun,
+    checkpoint_hashes,
+    run_command,
+    smoke_copy,
+    smoke_params,
+)
 
 from core import registry
 from core.registry import models_at
 from eval.sample_quality import TRAINING_IMAGES
 from eval.table import REFERENCES as TABLE_REFERENCES
-from workflow.dvc_check import dvc_stages
-from workflow.pipeline import figures, training_checkpoints
+from workflow.pipeline import figures
 
 pytestmark = pytest.mark.slow
-SMOKE = smoke_params()  # the Snakemake run's params
-SMOKE_DVC = smoke_params(DVC_OVERRIDES)  # the DVC run's: 64 px only
+SMOKE = smoke_params()
 
 
 def check_artefacts(root: Path, params: dict) -> None:
@@ -50,35 +57,40 @@ def check_artefacts(root: Path, params: dict) -> None:
     assert (root / "results/human_study/study.html").is_file()
 
 
-def weights(root: Path, params: dict) -> dict[str, dict[str, torch.Tensor]]:
-    return {
-        path: torch.load(root / path, weights_only=True)["state_dict"]
-        for path in training_checkpoints(params)
-    }
+def weights(root: Path, paths: list[str]) -> dict[str, dict[str, torch.Tensor]]:
+    return {path: torch.load(root / path, weights_only=True)["state_dict"] for path in paths}
 
 
-def test_dvc_repro_runs_the_whole_study_and_then_nothing(dvc_run: Path) -> None:
-    check_artefacts(dvc_run, SMOKE_DVC)
-    assert "Nothing to be done" in run_command("snakemake", "-n", cwd=dvc_run)
-    second = run_command("dvc", "repro", cwd=dvc_run)
-    assert "Running stage" not in second
-    assert "rmse_mean" in run_command("dvc", "metrics", "show", cwd=dvc_run)
+def test_dvc_repro_from_scratch_builds_a_branch_and_then_nothing(tmp_path: Path) -> None:
+    """DVC alone, from an empty copy: the data and the sample embedding at 64 px (three stages, every DVC mechanism
+    a stage of the study uses: foreach, params, persistent outs), recorded in dvc.lock; then nothing to do."""
+    root = smoke_copy(tmp_path / "dvc")
+    first = run_command("dvc", "repro", "sample_embedding@64", cwd=root)
+    assert first.count("Running stage") == 3, first
+    embedding = root / "results/eval/64/sample_embedding.npz"
+    assert embedding.is_file() and (root / "data/prepared/64/test.npy").is_file()
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    assert {"raw_data", "prepare", "sample_embedding@64"} <= set(lock)
+    assert "Running stage" not in run_command("dvc", "repro", "sample_embedding@64", cwd=root)
+    assert "up to date" in run_command("dvc", "status", "sample_embedding@64", cwd=root)
 
 
-def test_snakemake_killed_mid_training_resumes_to_the_same_weights(smoke_run: SmokeRun, dvc_run: Path,
-                                                                   tmp_path: Path) -> None:
+def test_snakemake_killed_mid_training_resumes_to_the_same_weights(smoke_run: SmokeRun, tmp_path: Path) -> None:
     root = smoke_run.root
     assert not smoke_run.report_before_rerun, "the run finished before it could be interrupted"
     assert smoke_run.locks_after_kill, "the kill left no lock to test the rerun against"
     assert "removed the lock a killed Snakemake left" in smoke_run.rerun_output
     check_artefacts(root, SMOKE)
-    resumed, reference = weights(root, SMOKE), weights(dvc_run, SMOKE_DVC)
-    assert any("/64/lapcvae/level0.pt" in path for path in reference)  # a level the kill interrupted (conftest)
+    # The reference: the checkpoints at 64 px (the kill comes during that resolution's LapCVAE levels) that were not
+    # written when it came, trained uninterrupted by Snakemake in a fresh copy.
+    interrupted = [path for path in smoke_run.trained_after_kill if "/64/" in path]
+    assert any(path.endswith("/64/lapcvae/level0.pt") for path in interrupted)  # the level the kill came during
+    reference_root = smoke_copy(tmp_path / "reference")
+    run_command("snakemake", "--cores", CORES, *interrupted, cwd=reference_root)
+    resumed, reference = weights(root, interrupted), weights(reference_root, interrupted)
     for path, state in resumed.items():
-        if path not in reference:  # 128 px: trained by Snakemake only
-            continue
         for name, tensor in state.items():
-            assert torch.equal(tensor, reference[path][name]), f"{path}: {name} differs from the DVC run"
+            assert torch.equal(tensor, reference[path][name]), f"{path}: {name} differs from the uninterrupted run"
 
     # One model's parameter reruns only what depends on it.
     override = tmp_path / "gamma.yaml"
@@ -89,12 +101,17 @@ def test_snakemake_killed_mid_training_resumes_to_the_same_weights(smoke_run: Sm
 
 def test_dvc_repro_right_after_snakemake_trains_nothing_again(smoke_run: SmokeRun,
                                                                smoke_dvc_repro: SmokeDvcRepro) -> None:
-    """DVC's first run over Snakemake's finished study (in a copy of it, beside the other tests: conftest.py) runs
-    every stage, records what is there and trains nothing again: a retrained checkpoint would differ in its
-    recorded training time, so equal bytes mean no training."""
-    output = smoke_dvc_repro.output
-    stages = len(dvc_stages(smoke_dvc_repro.root))
-    assert output.count("Running stage") == stages > 2 * len(SMOKE["data"]["resolutions"])
+    """DVC's first run of the training stages over Snakemake's finished study (in a copy of it, beside the other
+    tests: conftest.py) runs them and their data stages, records what is there and trains nothing again: a
+    retrained checkpoint would differ in its recorded training time, so equal bytes mean no training. Then neither
+    tool has anything to do."""
+    root, output = smoke_dvc_repro.root, smoke_dvc_repro.output
+    assert output.count("Running stage") == len(DVC_TRAINING_STAGES) + 2, output  # + raw_data and prepare
     assert "start train" not in output and "start retrain" not in output  # workflow/console.py's job lines
     assert smoke_dvc_repro.checkpoints_before == checkpoint_hashes(smoke_run.root, SMOKE)  # the resumed weights
     assert smoke_dvc_repro.checkpoints_after == smoke_dvc_repro.checkpoints_before
+    lock = yaml.safe_load((root / "dvc.lock").read_text())["stages"]
+    for stage in DVC_TRAINING_STAGES:  # the checkpoints' folders recorded
+        assert lock[stage]["outs"][0]["path"].startswith("results/models/"), lock[stage]
+    assert "Nothing to be done" in run_command("snakemake", "-n", cwd=root)
+    assert "Running stage" not in run_command("dvc", "repro", *DVC_TRAINING_STAGES, cwd=root)
