@@ -56,7 +56,7 @@ dvc-check: setup
 
 ## The speed benchmarks (ratios side by side in one run). benchmarks/quality.py and face_statistics.py
 ## measure models and data rather than speed and take arguments: see their --help.
-SPEED_BENCHMARKS := prepare neighbours poisson step_options vaegan_backward startup train study_analysis
+SPEED_BENCHMARKS := prepare neighbours poisson step_options vaegan_backward startup malloc train study_analysis
 bench: setup
 	for name in $(SPEED_BENCHMARKS); do python benchmarks/$$name.py || exit 1; done
 

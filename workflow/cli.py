@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 
+from core.memory import keep_freed_memory
 from workflow.locks import release_command_locks
 
 COMMANDS = {
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         sys.exit(f"lapcvae: unknown command {command!r}\n\n{_usage()}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    keep_freed_memory()  # before the command allocates: its large tensors then reuse pages (core/memory.py)
     module_name, function_name = COMMANDS[command][0].split(":")
     module_name = f"workflow.commands.{module_name}"
     entry_point = getattr(importlib.import_module(module_name), function_name)
