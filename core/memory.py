@@ -2,10 +2,10 @@
 
 glibc serves an allocation above its mmap threshold (at most 32 MB) with a fresh mapping and unmaps it on free, so a
 training step that allocates the same large activations and gradients again pays the kernel to zero and map every
-page again: at 128 px, 15% of `make run`'s CPU was system time, one page fault per 4 KB touched. Served from the
-heap and not trimmed, the pages are reused; the arithmetic is unchanged, so every checkpoint and number is the same
-bit for bit (benchmarks/malloc.py measures both, tests/test_memory.py counts the page faults). The price is a
-higher resident size: the heap keeps its peak.
+page again, one page fault per 4 KB touched. Served from the heap and not trimmed, the pages are reused; the
+arithmetic is unchanged, so every checkpoint and number is the same bit for bit (benchmarks/malloc.py measures
+both, docs/benchmarks.md has the numbers, tests/test_memory.py counts the page faults). The price is a higher
+resident size: the heap keeps its peak.
 """
 
 from __future__ import annotations

@@ -102,7 +102,8 @@ TUNED_MODELS = ("vae", "vaegan", "lapcvae", "pixelvae")
 # Table 1's reference rows, in order: what a model must beat to have learned anything. The first three are
 # reconstructions (`lapcvae references`, eval/references.py); the coarsest level's depends on a seed's training.
 # The last scores real training images as samples (`lapcvae sample-embedding`, eval/sample_quality.py).
-RECONSTRUCTION_REFERENCES = ("mean_face", "pca", "lapcvae_coarsest")
+MEAN_FACE = "mean_face"
+RECONSTRUCTION_REFERENCES = (MEAN_FACE, "pca", "lapcvae_coarsest")
 SEED_REFERENCES = ("lapcvae_coarsest",)
 TRAINING_IMAGES = "training_images"
 REFERENCES = (*RECONSTRUCTION_REFERENCES, TRAINING_IMAGES)

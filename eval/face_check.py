@@ -65,16 +65,21 @@ def face_rate(images: np.ndarray, settings: Mapping[str, Any]) -> float:
     return float(faces_found(images, settings).mean())
 
 
-def face_summary(sample_sets: Mapping[str, np.ndarray], test_images: np.ndarray,
-                 settings: Mapping[str, Any]) -> dict[str, float]:
-    """The numbers of results/eval/{res}/face_check/{model}.json: the test split's face rate and, per sample set
-    (key prefix "" for the N(0, I) prior's samples, "fitted_" for the fitted prior's), its face rate and its ratio
-    to the test split's."""
-    test_rate = face_rate(test_images, settings)
-    if test_rate == 0:
+def face_rate_of_test_split(test_images: np.ndarray, settings: Mapping[str, Any]) -> float:
+    """The test split's face rate, the denominator of every ratio: refused where it is zero."""
+    rate = face_rate(test_images, settings)
+    if rate == 0:
         raise ValueError("face check: the detector finds no face in the test split, so no ratio can be formed; "
                          "this data set has no frontal faces at the check's min_face (params eval.face_check)")
-    summary = {"test_face_rate": test_rate, "face_check_images": float(len(test_images))}
+    return rate
+
+
+def face_summary(sample_sets: Mapping[str, np.ndarray], test_rate: float,
+                 settings: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers of results/eval/{res}/face_check/{model}.json: the test split's face rate `test_rate`
+    (`face_rate_of_test_split`) and, per sample set (key prefix "" for the N(0, I) prior's samples, "fitted_" for
+    the fitted prior's), its face rate and its ratio to the test split's."""
+    summary = {"test_face_rate": test_rate}
     for prefix, samples in sample_sets.items():
         rate = face_rate(samples, settings)
         summary[f"{prefix}face_rate"] = rate

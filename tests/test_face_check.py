@@ -15,7 +15,7 @@ from core.params import load_params
 from core.registry import TRAINING_IMAGES
 from data.faces import draw_face
 from data.prepare import resize
-from eval.face_check import face_rate, face_summary, faces_found
+from eval.face_check import face_rate, face_rate_of_test_split, face_summary, faces_found
 from eval.table import FACE_CHECK_DIR, per_seed_table
 from workflow.commands.faces import FITTED_SAMPLES, MEAN_FACE, face_check_main, face_check_references_main
 
@@ -57,7 +57,8 @@ def test_the_mean_face_is_a_face_to_it_so_variety_is_left_to_recall(faces: np.nd
 
 def test_ratios_are_over_the_test_splits_rate(faces: np.ndarray) -> None:
     test, samples = faces[:30], np.concatenate([faces[30:45], degraded_sets(faces)["uniform noise"][:15]])
-    summary = face_summary({"": samples, "fitted_": faces[30:]}, test, SETTINGS)
+    summary = face_summary({"": samples, "fitted_": faces[30:]}, face_rate_of_test_split(test, SETTINGS),
+                           SETTINGS)
     assert summary["test_face_rate"] == face_rate(test, SETTINGS)
     assert summary["face_rate"] == pytest.approx(faces_found(faces[30:45], SETTINGS).sum() / 30)
     assert summary["face_ratio"] == pytest.approx(summary["face_rate"] / summary["test_face_rate"])
@@ -69,7 +70,7 @@ def test_bad_input_names_the_fix(faces: np.ndarray) -> None:
     with pytest.raises(ValueError, match=r"uint8 images \(N, 3, H, W\)"):
         face_rate(faces.astype(np.float32), SETTINGS)
     with pytest.raises(ValueError, match="finds no face in the test split"):
-        face_summary({"": faces}, degraded_sets(faces)["uniform noise"], SETTINGS)
+        face_rate_of_test_split(degraded_sets(faces)["uniform noise"], SETTINGS)
 
 
 def test_the_command_checks_both_priors_and_the_table_carries_their_ratios(faces: np.ndarray,
@@ -84,7 +85,8 @@ def test_the_command_checks_both_priors_and_the_table_carries_their_ratios(faces
     face_check_main(["--res", str(SIZE), "--test", str(tmp_path / "test.npy"), "--samples",
                      str(folder / "samples.npy"), "--out", str(out)])
     written = json.loads(out.read_text())
-    expected = face_summary({"": np.load(folder / "samples.npy"), "fitted_": faces[30:]}, faces[:30], SETTINGS)
+    expected = face_summary({"": np.load(folder / "samples.npy"), "fitted_": faces[30:]},
+                            face_rate_of_test_split(faces[:30], SETTINGS), SETTINGS)
     assert {key: written[key] for key in expected} == pytest.approx(expected)
     params = {"data": {"resolutions": [SIZE]}, "vae": {str(SIZE): {}}}
     table = per_seed_table(params, [tmp_path / "eval"], [tmp_path / "per_image"], [0]).set_index("model")

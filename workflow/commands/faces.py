@@ -10,13 +10,12 @@ import argparse
 from pathlib import Path
 
 from core.atomic import write_json
-from core.registry import TRAINING_IMAGES
+from core.registry import MEAN_FACE, TRAINING_IMAGES
 from data.arrays import load_image_array
-from eval.face_check import face_summary
+from eval.face_check import face_rate_of_test_split, face_summary
 from workflow.commands import add_params_arguments, doc_summary, params_from_args
 
 FITTED_SAMPLES = "samples_fitted.npy"  # beside samples.npy when the model has a fitted prior (eval/evaluation.py)
-MEAN_FACE = "mean_face"  # Table 1's reference row (core/registry.py RECONSTRUCTION_REFERENCES)
 
 
 def face_check_main(argv: list[str] | None = None) -> None:
@@ -36,8 +35,9 @@ def face_check_main(argv: list[str] | None = None) -> None:
     fitted = Path(args.samples).with_name(FITTED_SAMPLES)
     if fitted.is_file():
         sample_sets["fitted_"] = load_image_array(fitted, args.res, made_by=made_by)
-    test_images = load_image_array(args.test, args.res)
-    summary = face_summary(sample_sets, test_images, params["eval"]["face_check"])
+    settings = params["eval"]["face_check"]
+    test_rate = face_rate_of_test_split(load_image_array(args.test, args.res), settings)
+    summary = face_summary(sample_sets, test_rate, settings)
     write_json(args.out, {"resolution": args.res, "samples": args.samples, **summary})
     print(f"{args.samples}: faces in {summary['face_rate']:.3f} of the N(0, I) prior's samples ("
           f"{summary['face_ratio']:.2f}x the test split's {summary['test_face_rate']:.3f})"
@@ -64,11 +64,12 @@ def face_check_references_main(argv: list[str] | None = None) -> None:
     params = params_from_args(args)
     settings = params["eval"]
     train_images = load_image_array(args.train, args.res)
-    test_images = load_image_array(args.test, args.res)
+    # the denominator once for both sets
+    test_rate = face_rate_of_test_split(load_image_array(args.test, args.res), settings["face_check"])
     sample_sets = {TRAINING_IMAGES: training_reference(train_images, settings["samples"], params["seed"]),
                    MEAN_FACE: repeated(to_uint8(mean_face(train_images)[None])[0], settings["samples"])}
     for name, images in sample_sets.items():
-        summary = face_summary({"": images}, test_images, settings["face_check"])
+        summary = face_summary({"": images}, test_rate, settings["face_check"])
         write_json(Path(args.out_dir) / f"{name}.json", {"resolution": args.res, "samples": name, **summary})
         print(f"{name} at {args.res}px: faces in {summary['face_rate']:.3f} ({summary['face_ratio']:.2f}x the test "
               f"split's {summary['test_face_rate']:.3f})")

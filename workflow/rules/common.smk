@@ -10,6 +10,7 @@ from core.figures import drawn_by as figures_drawn_by
 from core.figures import figure_file
 from core.params import ParamsError, check_device, read_yaml, validate
 from core.registry import (
+    MEAN_FACE,
     SEED_REFERENCES,
     TRAINING_IMAGES,
     TUNED_MODELS,

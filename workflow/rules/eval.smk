@@ -2,7 +2,7 @@
 # neighbours, figures.
 
 SAMPLE_REFERENCE = TRAINING_IMAGES  # core/registry.py: the real-image reference row
-FACE_CHECK_REFERENCES = [SAMPLE_REFERENCE, "mean_face"]  # the reference rows whose sets the face check sees
+FACE_CHECK_REFERENCES = [SAMPLE_REFERENCE, MEAN_FACE]  # the reference rows whose sets the face check sees
 
 
 # The embedding every sample of a resolution is scored in (eval/sample_quality.py), fitted on the training split
@@ -66,7 +66,6 @@ rule evaluate:
         " {params.prior_args:q} > {log:q} 2>&1"
 
 
-
 # Whether each model's samples are faces (eval/face_check.py), the N(0, I) prior's and, where `evaluate` drew
 # them beside samples.npy, the fitted prior's (samples_fitted.npy). In a folder of its own: `evaluate`'s model
 # folder is one DVC output.
@@ -112,6 +111,7 @@ rule face_check_references:
     shell:
         "OMP_NUM_THREADS={threads} lapcvae face-check-references --params $LAPCVAE_PARAMS --res {wildcards.res:q}"
         " --train {input.train:q} --test {input.test:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+
 
 rule table:
     conda:
