@@ -4,7 +4,8 @@ of trials each, scored on reconstructions and samples together.
 The protocol (docs/protocol.md, "How models are compared"): each tuned key gets `tune.trials` candidates, either
 `tune.grid.<model>` (factors applied to the current value) or log-spaced factors 10^[-span, span] around it (the
 learning rate: `tune.lr_factors`); every candidate trains with the same short budget (`tune.epochs` epochs over
-train.npy, the training split minus validation) from the same seed. The keys, searched one after another, each
+train.npy, the training split minus validation) from each seed of `tune.seeds` (default: `seed` alone), and is
+scored by its mean over them. The keys, searched one after another, each
 on the values chosen before it:
 
 - every model: its Adam rate first (`{model}.{res}.train.lr`; under Muon the rate of the input and output
@@ -20,10 +21,11 @@ in nats per image; and the samples of a prior fitted to the training posteriors 
 as validation images, against the validation images in the sample embedding (eval/sample_quality.py):
 precision, recall and the Frechet distance. **The rule** (`choose_trial`), the same for every key of every model:
 the lowest `fit` among the trials whose sample precision and recall are each within `tune.sample_margin` of the
-best trial's; ties go to the value nearest the current one.
+best trial's; ties go to the value nearest the current one. A candidate that diverges from any seed scores NaN
+and is never chosen. With several seeds, LapCVAE's level K-1 of each seed trains on that seed's chosen level K.
 
-`tune` returns (and the command writes) every trial with its scores, and the chosen values as a params override
-file (`results/tuning/{res}/{model}.yaml`).
+`tune` returns (and the command writes) every trial with its mean scores and the spread of `fit` over the seeds
+(`fit_sd`), and the chosen values as a params override file (`results/tuning/{res}/{model}.yaml`).
 
     lapcvae tune --res 64 --model vae --train data/prepared/64/train.npy --val data/prepared/64/val.npy \
         --out-dir results/tuning/64
@@ -195,7 +197,32 @@ def trial_scores(network: nn.Module, model: str, params: Mapping[str, Any], trai
 def diverged(label: str, error: NonFiniteLossError) -> dict[str, float]:
     """The scores of a trial whose training diverged: NaN everywhere, so the rule never chooses it."""
     logger.warning("tune %s diverged, scored NaN: %s", label, error)
-    return dict.fromkeys(SCORE_COLUMNS, math.nan)
+    return dict.fromkeys((*SCORE_COLUMNS, "fit_sd"), math.nan)
+
+
+def over_seeds(label: str, seeds: Sequence[int], score_one: Callable[[int], dict[str, float]]) -> dict[str, float]:
+    """A trial's scores over its training seeds (score_one(seed) trains and scores one): the mean of each score
+    and the spread of `fit` (`fit_sd`, NaN for one seed); NaN everywhere as soon as one seed diverges."""
+    per_seed = []
+    for seed in seeds:
+        try:
+            per_seed.append(score_one(seed))
+        except NonFiniteLossError as error:
+            return diverged(f"{label} seed {seed}", error)
+    scores = {column: float(np.mean([one[column] for one in per_seed])) for column in SCORE_COLUMNS}
+    fits = [one["fit"] for one in per_seed]
+    scores["fit_sd"] = float(np.std(fits, ddof=1)) if len(fits) > 1 else math.nan
+    return scores
+
+
+def tune_seeds(params: Mapping[str, Any]) -> list[int]:
+    """The seeds every trial trains from: `tune.seeds`, or the run's `seed` alone."""
+    return [int(seed) for seed in params["tune"].get("seeds", [params["seed"]])]
+
+
+def seeded(params: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """params training and scoring from `seed` (data order, initialisation, fitted prior, samples)."""
+    return _set(dict(params), ("seed",), int(seed))
 
 
 def choose_trial(scores: pd.DataFrame, margin: float, values: Sequence[float], current: float) -> int:
@@ -226,7 +253,7 @@ def _search(label: str, path: Sequence[str | int], values: Sequence[float],
         scores = run(value, out_dir / f"{label}-trial{index}")
         rows.append(scores)
         trials.append({"model": model, "key": ".".join(map(str, path)), "trial": index, "value": value,
-                       **{column: scores[column] for column in SCORE_COLUMNS},
+                       **{column: scores[column] for column in (*SCORE_COLUMNS, "fit_sd")},
                        "seconds": time.perf_counter() - started, "chosen": False})
         logger.info("tune %s = %.4g: fit %.3f, sample precision %.3f, recall %.3f", ".".join(map(str, path)),
                     value, scores["fit"], scores["sample_precision"], scores["sample_recall"])
@@ -243,6 +270,7 @@ def tune(params: Mapping[str, Any], resolution: int, train_images: np.ndarray, v
     res = str(resolution)
     base = short_budget(dict(params), settings["epochs"])
     margin = float(settings["sample_margin"])
+    seeds = tune_seeds(params)
     embedding = fit_embedding(train_images, params["eval"]["sample_quality"], params["seed"])
     trials: list[dict[str, Any]] = []
     chosen: dict[str, Any] = {}
@@ -259,11 +287,12 @@ def tune(params: Mapping[str, Any], resolution: int, train_images: np.ndarray, v
     def score_whole(tuned: dict[str, Any], model: str, trial_dir: Path) -> dict[str, float]:
         key = json.dumps(tuned[registry.spec(model).params_section][res], sort_keys=True)
         if key not in trained:
-            try:
-                network = train_model(tuned, model, resolution, train_images, trial_dir)[0]
-                trained[key] = trial_scores(network, model, tuned, train_images, val_images, embedding)
-            except NonFiniteLossError as error:
-                trained[key] = diverged(str(trial_dir), error)
+            def score_one(seed: int) -> dict[str, float]:
+                trial = seeded(tuned, seed)
+                network = train_model(trial, model, resolution, train_images, trial_dir / f"seed{seed}")[0]
+                return trial_scores(network, model, trial, train_images, val_images, embedding)
+
+            trained[key] = over_seeds(str(trial_dir), seeds, score_one)
         return trained[key]
 
     def search_whole(tuned: dict[str, Any], model: str, path: tuple, upper: float | None = None) -> dict[str, Any]:
@@ -294,22 +323,27 @@ def tune(params: Mapping[str, Any], resolution: int, train_images: np.ndarray, v
                 tuned = search_whole(tuned, model, (model, res, key), upper)
             continue
         weights = list(tuned["lapcvae"][res]["kl_weights"])
-        coarser: Path | None = None
+        coarser: dict[int, Path] = {}  # per seed: the chosen coarser levels' checkpoint
         for level in range(tuned["lapcvae"][res]["levels"] - 1, -1, -1):  # coarsest first (greedy)
-            checkpoints: dict[float, Path] = {}
+            checkpoints: dict[float, dict[int, Path]] = {}  # per candidate that trained from every seed
 
-            def run(value: float, trial_dir: Path, level: int = level, coarser: Path | None = coarser,
+            def run(value: float, trial_dir: Path, level: int = level, coarser: dict = coarser,
                     checkpoints: dict = checkpoints, weights: list = weights, tuned: dict = tuned
                     ) -> dict[str, float]:
                 trial_weights = [*weights[:level], value, *weights[level + 1:]]
                 trial_params = _set(tuned, ("lapcvae", res, "kl_weights"), trial_weights)
-                out = trial_dir / f"level{level}.pt"
-                try:
-                    network = train_level(trial_params, resolution, level, coarser, train_images, out)
-                except NonFiniteLossError as error:
-                    return diverged(str(trial_dir), error)
-                checkpoints[value] = out
-                return trial_scores(network, "lapcvae", trial_params, train_images, val_images, embedding)
+                trained_levels: dict[int, Path] = {}
+
+                def score_one(seed: int) -> dict[str, float]:
+                    trial, out = seeded(trial_params, seed), trial_dir / f"seed{seed}" / f"level{level}.pt"
+                    network = train_level(trial, resolution, level, coarser.get(seed), train_images, out)
+                    trained_levels[seed] = out
+                    return trial_scores(network, "lapcvae", trial, train_images, val_images, embedding)
+
+                scores = over_seeds(str(trial_dir), seeds, score_one)
+                if len(trained_levels) == len(seeds):
+                    checkpoints[value] = trained_levels
+                return scores
 
             path = ("lapcvae", res, "kl_weights", level)
             values = candidates(float(weights[level]), factors("lapcvae", path))

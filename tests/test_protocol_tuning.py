@@ -85,7 +85,7 @@ def test_tune_scores_every_trial_and_chooses_by_the_rule_greedily(tiny_params, t
     assert weights[1] == 1.0  # a KL weight of 10^4 at the coarsest level loses on validation
     assert chosen["vaegan.16.train.lr"] == picked["vaegan.16.train.lr"]
     # The recorded score is the validation RMSE of the trial's checkpoint.
-    finest = sorted(tmp_path.glob("trials/lapcvae-level0-trial*/level0.pt"))
+    finest = sorted(tmp_path.glob("trials/lapcvae-level0-trial*/seed0/level0.pt"))  # seed 0: the run's seed
     assert len(finest) == 2
     model = load_model(finest[0])
     first = trials[trials["key"] == "lapcvae.16.kl_weights.0"].iloc[0]
@@ -93,6 +93,39 @@ def test_tune_scores_every_trial_and_chooses_by_the_rule_greedily(tiny_params, t
     assert validation_rmse(model, val) == pytest.approx(first["val_rmse"])
     assert override_file(chosen)["lapcvae"]["16"]["kl_weights"] == weights
     assert override_file(chosen)["vaegan"]["16"]["train"]["lr"] == chosen["vaegan.16.train.lr"]
+
+
+def faces_16px(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """12 training and 4 validation images of one 16 px face with noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(60, 200, size=(1, 3, 16, 16))
+    images = np.clip(base + rng.integers(-40, 41, size=(16, 3, 16, 16)), 0, 255).astype(np.uint8)
+    return images[:12], images[12:]
+
+
+def test_every_trial_trains_from_each_seed_and_is_scored_by_their_mean(tiny_params, tmp_path):
+    params = copy.deepcopy(tiny_params)
+    params["tune"] = {**params["tune"], "seeds": [3, 4], "lr_factors": [1.0]}
+    train, val = faces_16px(0)
+    trials, chosen = tune(params, 16, train, val, tmp_path, models=("lapcvae",))
+    assert len(trials) == 1 + 2 + 2  # the seeds do not add trials: each trial trains once per seed
+    for _, trial in trials.iterrows():  # the rate's trial trains both levels; a level's trial that level
+        level = int(trial["key"].rsplit(".", 1)[1]) if "kl_weights" in trial["key"] else 0
+        label = f"level{level}" if "kl_weights" in trial["key"] else "train.lr"
+        folder = tmp_path / "trials" / f"lapcvae-{label}-trial{trial['trial']}"
+        torch.manual_seed(0)
+        per_seed = [validation_rmse(load_model(folder / f"seed{seed}" / f"level{level}.pt"), val) for seed in (3, 4)]
+        assert per_seed[0] != per_seed[1]  # two trainings, not one scored twice
+        assert trial["fit"] == pytest.approx(np.mean(per_seed))
+        assert trial["fit_sd"] == pytest.approx(np.std(per_seed, ddof=1))
+    # Each seed's finest level trains on that seed's chosen coarsest level, whose weights it holds unchanged.
+    coarse = trials[(trials["key"] == "lapcvae.16.kl_weights.1") & trials["chosen"]].iloc[0]
+    finest = trials[(trials["key"] == "lapcvae.16.kl_weights.0")].iloc[0]
+    for seed in (3, 4):
+        coarsest = load_model(tmp_path / f"trials/lapcvae-level1-trial{coarse['trial']}/seed{seed}/level1.pt")
+        whole = load_model(tmp_path / f"trials/lapcvae-level0-trial{finest['trial']}/seed{seed}/level0.pt")
+        for name, tensor in coarsest.level_vaes["1"].state_dict().items():
+            assert torch.equal(whole.level_vaes["1"].state_dict()[name], tensor), name
 
 
 def test_a_diverged_trial_is_scored_nan_and_never_chosen(tiny_params, tmp_path, monkeypatch):

@@ -82,7 +82,7 @@ def training_cost_main(argv: list[str] | None = None) -> None:
 
 
 def tune_main(argv: list[str] | None = None) -> None:
-    from studies.tuning import TUNED_MODELS, override_file, tune
+    from studies.tuning import TUNED_MODELS, override_file, tune, tune_seeds
 
     parser = argparse.ArgumentParser(prog="lapcvae tune", description=doc_summary("studies.tuning"))
     add_params_arguments(parser)
@@ -102,11 +102,14 @@ def tune_main(argv: list[str] | None = None) -> None:
     atomic_write_json(out_dir / f"{args.model}.json", {
         "resolution": args.res, "model": args.model, "epochs": params["tune"]["epochs"],
         "trials_per_key": params["tune"]["trials"], "sample_margin": params["tune"]["sample_margin"],
+        "seeds": tune_seeds(params),
         "scored_on": "validation split (val.npy): fit = RMSE 0-255 of the quantised reconstruction (-ELBO in nats "
                      "for a model whose reconstruction is not scored); fitted-prior samples' precision and recall",
         "chosen": chosen, "scores_of_chosen": scores})
+    seeds = ", ".join(map(str, tune_seeds(params)))
     header = (f"# Chosen by `lapcvae tune` on the validation split ({len(trials)} trials, "
-              f"{params['tune']['epochs']} epochs each); merge with --params or copy into params.yaml.\n")
+              f"{params['tune']['epochs']} epochs each from seeds {seeds}); merge with --params or copy into "
+              f"params.yaml.\n")
     atomic_write_text(out_dir / f"{args.model}.yaml",
                       header + yaml.safe_dump(override_file(chosen), sort_keys=False))
     logger.info("tuned %s at %d px: %s", args.model, args.res, chosen)
