@@ -41,6 +41,14 @@ def tiny_params():
     return params
 
 
+def faces_16px(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """12 training and 4 validation images of one 16 px face with noise."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(60, 200, size=(1, 3, 16, 16))
+    images = np.clip(base + rng.integers(-40, 41, size=(16, 3, 16, 16)), 0, 255).astype(np.uint8)
+    return images[:12], images[12:]
+
+
 def test_candidates_are_log_spaced_around_the_current_value():
     assert candidate_factors(3, 1.0) == pytest.approx([0.1, 1.0, 10.0])
     assert candidates(0.5, [0.1, 1.0, 10.0], upper=1.0) == pytest.approx([0.05, 0.5, 1.0])
@@ -61,10 +69,7 @@ def test_the_rule_takes_the_best_fit_among_trials_whose_samples_are_near_the_bes
 
 
 def test_tune_scores_every_trial_and_chooses_by_the_rule_greedily(tiny_params, tmp_path):
-    rng = np.random.default_rng(0)
-    base = rng.integers(60, 200, size=(1, 3, 16, 16))
-    images = np.clip(base + rng.integers(-40, 41, size=(16, 3, 16, 16)), 0, 255).astype(np.uint8)
-    train, val = images[:12], images[12:]
+    train, val = faces_16px(0)
     trials, chosen = tune(tiny_params, 16, train, val, tmp_path, models=("lapcvae", "vaegan"))
     # The same number of trials for every tuned setting: the learning rate, then 2 per LapCVAE level and 2 each
     # for VAE/GAN's gamma and KL weight.
@@ -93,14 +98,6 @@ def test_tune_scores_every_trial_and_chooses_by_the_rule_greedily(tiny_params, t
     assert validation_rmse(model, val) == pytest.approx(first["val_rmse"])
     assert override_file(chosen)["lapcvae"]["16"]["kl_weights"] == weights
     assert override_file(chosen)["vaegan"]["16"]["train"]["lr"] == chosen["vaegan.16.train.lr"]
-
-
-def faces_16px(seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """12 training and 4 validation images of one 16 px face with noise."""
-    rng = np.random.default_rng(seed)
-    base = rng.integers(60, 200, size=(1, 3, 16, 16))
-    images = np.clip(base + rng.integers(-40, 41, size=(16, 3, 16, 16)), 0, 255).astype(np.uint8)
-    return images[:12], images[12:]
 
 
 def test_every_trial_trains_from_each_seed_and_is_scored_by_their_mean(tiny_params, tmp_path):
