@@ -236,6 +236,16 @@ def claims_section(claims_path: Path) -> list[Block]:
     return blocks
 
 
+def tuning_seeds(chosen: Mapping[str, Any]) -> str:
+    """How a tuning run's trials were seeded, for its caption (files written before `tune.seeds` do not say)."""
+    seeds = chosen.get("seeds")
+    if not seeds:
+        return ""
+    if len(seeds) == 1:
+        return f" from seed {seeds[0]}"
+    return f" from each of seeds {', '.join(map(str, seeds))} (scores: the mean over them)"
+
+
 def protocol_section(params: Mapping[str, Any], results: Path, prepared: Path) -> list[Block]:
     """How the models were compared (docs/protocol.md, "How models are compared"), with this run's numbers."""
     manifest_path = prepared / "manifest.json"
@@ -269,8 +279,8 @@ def protocol_section(params: Mapping[str, Any], results: Path, prepared: Path) -
                              for key, value in chosen.get("chosen", {}).items()],
                             f"{display(chosen.get('model', path.stem))} tuned at {chosen.get('resolution')} px on "
                             f"the validation split, {chosen.get('trials_per_key')} trials per setting, "
-                            f"{chosen.get('epochs')} epochs each; fit is the RMSE (-ELBO in nats where the "
-                            f"reconstruction is not scored), chosen as the best fit among trials within "
+                            f"{chosen.get('epochs')} epochs each{tuning_seeds(chosen)}; fit is the RMSE (-ELBO in "
+                            f"nats where the reconstruction is not scored), chosen as the best fit among trials within "
                             f"{chosen.get('sample_margin')} of the best sample precision and recall "
                             f"({path.parent.name}/{path.name})."))
     return blocks

@@ -233,6 +233,22 @@ def test_protocol_names_the_model_that_trains_for_lapcvae_s_flops_not_its_epochs
     assert "except VAE at LapCVAE's network FLOPs, which trains the epochs that give it LapCVAE's" in budget
 
 
+def test_the_protocol_says_which_seeds_each_tuning_trial_trained_from(tmp_path):
+    from eval.report_blocks import Table
+
+    (tmp_path / "tuning/128").mkdir(parents=True)
+    for model, seeds in (("vae", [0, 1, 2]), ("lapcvae", [3])):
+        (tmp_path / f"tuning/128/{model}.json").write_text(json.dumps({
+            "resolution": 128, "model": model, "epochs": 2, "trials_per_key": 3, "sample_margin": 0.1,
+            "seeds": seeds, "chosen": {f"{model}.128.train.lr": 0.001},
+            "scores_of_chosen": {f"{model}.128.train.lr": {"fit": 15.5, "sample_precision": 0.5,
+                                                           "sample_recall": 0.1}}}))
+    captions = {table.caption.split(" tuned")[0]: table.caption
+                for table in report.protocol_section(load_params(), tmp_path, tmp_path) if isinstance(table, Table)}
+    assert "2 epochs each from each of seeds 0, 1, 2 (scores: the mean over them);" in captions["VAE"]
+    assert "2 epochs each from seed 3;" in captions["LapCVAE"]
+
+
 def test_report_shows_budget_curves_when_they_were_run(tmp_path):
     paths = write_fixture(tmp_path)
     markdown, _ = run_report(paths)
