@@ -5,8 +5,7 @@ The protocol (docs/protocol.md, "How models are compared"): each tuned key gets 
 `tune.grid.<model>` (factors applied to the current value) or log-spaced factors 10^[-span, span] around it (the
 learning rate: `tune.lr_factors`); every candidate trains with the same short budget (`tune.epochs` epochs over
 train.npy, the training split minus validation) from each seed of `tune.seeds` (default: `seed` alone), and is
-scored by its mean over them. The keys, searched one after another, each
-on the values chosen before it:
+scored by its mean over them. The keys, searched one after another, each on the values chosen before it:
 
 - every model: its Adam rate first (`{model}.{res}.train.lr`; under Muon the rate of the input and output
   layers, biases and norms), the step the model's own layers take;

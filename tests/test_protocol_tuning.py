@@ -17,6 +17,7 @@ from studies.tuning import (
     candidate_factors,
     candidates,
     choose_trial,
+    over_seeds,
     override_file,
     tune,
     validation_rmse,
@@ -104,7 +105,7 @@ def test_every_trial_trains_from_each_seed_and_is_scored_by_their_mean(tiny_para
     params = copy.deepcopy(tiny_params)
     params["tune"] = {**params["tune"], "seeds": [3, 4], "lr_factors": [1.0]}
     train, val = faces_16px(0)
-    trials, chosen = tune(params, 16, train, val, tmp_path, models=("lapcvae",))
+    trials, _ = tune(params, 16, train, val, tmp_path, models=("lapcvae",))
     assert len(trials) == 1 + 2 + 2  # the seeds do not add trials: each trial trains once per seed
     for _, trial in trials.iterrows():  # the rate's trial trains both levels; a level's trial that level
         level = int(trial["key"].rsplit(".", 1)[1]) if "kl_weights" in trial["key"] else 0
@@ -123,6 +124,24 @@ def test_every_trial_trains_from_each_seed_and_is_scored_by_their_mean(tiny_para
         whole = load_model(tmp_path / f"trials/lapcvae-level0-trial{finest['trial']}/seed{seed}/level0.pt")
         for name, tensor in coarsest.level_vaes["1"].state_dict().items():
             assert torch.equal(whole.level_vaes["1"].state_dict()[name], tensor), name
+
+
+def test_one_diverged_seed_makes_the_trial_nan_and_stops_its_other_seeds():
+    from training.loop import NonFiniteLossError
+
+    trained = []
+
+    def score_one(seed: int) -> dict[str, float]:
+        trained.append(seed)
+        if seed == 1:
+            raise NonFiniteLossError("objective 'loss' is nan at step 3")
+        return {column: float(seed + 10) for column in SCORE_COLUMNS}
+
+    assert over_seeds("trial", [0, 2], score_one) == pytest.approx(
+        {**{column: 11.0 for column in SCORE_COLUMNS}, "fit_sd": np.std([10.0, 12.0], ddof=1)})
+    scores = over_seeds("trial", [0, 1, 2], score_one)
+    assert set(scores) == {*SCORE_COLUMNS, "fit_sd"} and all(np.isnan(value) for value in scores.values())
+    assert trained == [0, 2, 0, 1]  # seed 2 of the diverged trial is not trained
 
 
 def test_a_diverged_trial_is_scored_nan_and_never_chosen(tiny_params, tmp_path, monkeypatch):

@@ -94,7 +94,7 @@ def tune_main(argv: list[str] | None = None) -> None:
     params = params_from_args(args)
     trials, chosen = tune(params, args.res, load_image_array(args.train, args.res),
                           load_image_array(args.val, args.res), args.out_dir, models=[args.model])
-    out_dir = Path(args.out_dir)
+    out_dir, seeds = Path(args.out_dir), tune_seeds(params)
     atomic_write_csv(out_dir / f"{args.model}.csv", trials)
     scores = {key: {column: float(row[column]) for column in ("fit", "sample_precision", "sample_recall")}
               for key in chosen for _, row in trials[trials["key"].str.startswith(key) & trials["chosen"]]
@@ -102,14 +102,13 @@ def tune_main(argv: list[str] | None = None) -> None:
     atomic_write_json(out_dir / f"{args.model}.json", {
         "resolution": args.res, "model": args.model, "epochs": params["tune"]["epochs"],
         "trials_per_key": params["tune"]["trials"], "sample_margin": params["tune"]["sample_margin"],
-        "seeds": tune_seeds(params),
+        "seeds": seeds,
         "scored_on": "validation split (val.npy): fit = RMSE 0-255 of the quantised reconstruction (-ELBO in nats "
                      "for a model whose reconstruction is not scored); fitted-prior samples' precision and recall",
         "chosen": chosen, "scores_of_chosen": scores})
-    seeds = ", ".join(map(str, tune_seeds(params)))
     header = (f"# Chosen by `lapcvae tune` on the validation split ({len(trials)} trials, "
-              f"{params['tune']['epochs']} epochs each from seeds {seeds}); merge with --params or copy into "
-              f"params.yaml.\n")
+              f"{params['tune']['epochs']} epochs each from seeds {', '.join(map(str, seeds))}); merge with "
+              f"--params or copy into params.yaml.\n")
     atomic_write_text(out_dir / f"{args.model}.yaml",
                       header + yaml.safe_dump(override_file(chosen), sort_keys=False))
     logger.info("tuned %s at %d px: %s", args.model, args.res, chosen)
